@@ -1,0 +1,3 @@
+from entraclaw.cli import main
+
+raise SystemExit(main())

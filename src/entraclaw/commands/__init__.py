@@ -1,0 +1,1 @@
+"""Subcommands of the ``entraclaw`` CLI, one module each (see :mod:`entraclaw.cli`)."""

@@ -1,0 +1,244 @@
+"""Every error entraclaw raises, in one flat module.
+
+The hierarchy is designed for the whole product: signing (PEM and CNG/TPM),
+token exchange, configuration, keystore and the emulator. Each error carries
+structured fields (the object involved, OS/HRESULT codes, AADSTS codes) so a
+caller can branch on data instead of parsing text, and a ``remedy`` that says
+what to do next.
+
+Rule for every subclass: the message names the object (thumbprint, client id,
+path) and never contains a secret (token, key, assertion, password). ``repr``
+shows only the class name and the message for the same reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AccessDeniedError",
+    "CertificateNotFoundError",
+    "ClientAssertionError",
+    "ConfigurationError",
+    "EmulatorError",
+    "EntraclawError",
+    "InvalidThumbprintError",
+    "KeyMaterialError",
+    "KeyNotFoundError",
+    "KeySlotsExhaustedError",
+    "KeystoreError",
+    "NativeModuleUnavailableError",
+    "NetworkError",
+    "SigningError",
+    "ThumbprintMismatchError",
+    "TokenEndpointUnavailableError",
+    "TokenExchangeError",
+    "TpmLockedOutError",
+    "TpmUnavailableError",
+    "TransientSigningError",
+    "UnsupportedKeyError",
+    "UserInteractionRequiredError",
+]
+
+
+class EntraclawError(Exception):
+    """Root of every entraclaw error.
+
+    ``message`` names what failed and the object involved; ``remedy`` says
+    what to do. ``str(err)`` joins both. Extra keyword arguments become
+    attributes (for example ``thumbprint`` or ``hresult``) so callers can act on
+    them without parsing text.
+    """
+
+    default_remedy: str = ""
+
+    def __init__(self, message: str, *, remedy: str | None = None, **context: Any) -> None:
+        self.message = message
+        self.remedy = remedy if remedy is not None else self.default_remedy
+        self.context = dict(context)
+        for name, value in context.items():
+            setattr(self, name, value)
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        if self.remedy:
+            return f"{self.message} Fix: {self.remedy}"
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__str__()!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions must survive pickling (multiprocessing, logging handlers)
+        # with their structured fields intact.
+        return (_rebuild, (type(self), self.message, self.remedy, self.context))
+
+
+def _rebuild(cls: type[EntraclawError], message: str, remedy: str, context: dict[str, Any]) -> EntraclawError:
+    return cls(message, remedy=remedy, **context)
+
+
+# --- configuration -----------------------------------------------------------
+
+
+class ConfigurationError(EntraclawError):
+    """A setting is missing, malformed or inconsistent (``.env``, arguments)."""
+
+
+class InvalidThumbprintError(ConfigurationError):
+    """A thumbprint does not have the shape its kind requires.
+
+    Attributes: ``kind`` ("x5t#S256" or "SHA-1"), ``value_preview`` (a short,
+    non-secret preview of what was given).
+    """
+
+
+class ThumbprintMismatchError(ConfigurationError):
+    """The configured thumbprint is not the certificate's thumbprint."""
+
+
+# --- key material --------------------------------------------------------------
+
+
+class KeyMaterialError(EntraclawError):
+    """A private key could not be loaded or used (PEM path)."""
+
+
+class UnsupportedKeyError(KeyMaterialError):
+    """The key is of a kind Entra client assertions cannot use (EC, < 2048 bits, garbled)."""
+
+
+# --- signing (PEM and CNG) -----------------------------------------------------
+
+
+class SigningError(EntraclawError):
+    """Signing failed.
+
+    On the CNG path the error carries ``hresult`` (int), ``hresult_name``
+    (the SDK constant name, e.g. ``NTE_BAD_KEYSET``), ``api`` (the Win32
+    function that failed), ``thumbprint`` (SHA-1 hex) and ``system_message``
+    (the OS text for the code, when the OS has one).
+    """
+
+    default_remedy = "Check the certificate and key with `entraclaw doctor`."
+
+
+class NativeModuleUnavailableError(SigningError):
+    """The compiled CNG module is not available on this platform or build."""
+
+    default_remedy = (
+        "The CNG signer needs the Windows wheel of entraclaw (entraclaw._cng); "
+        "on other systems use a PEM key from the OS keystore."
+    )
+
+
+class CertificateNotFoundError(SigningError):
+    """No certificate with the thumbprint exists in the store searched."""
+
+    default_remedy = (
+        "Check ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT against `certutil -user -store My`, "
+        "or re-run scripts/deploy-windows.ps1 to mint and register a new certificate."
+    )
+
+
+class KeyNotFoundError(SigningError):
+    """The certificate is there but its private key is gone (deleted out of band)."""
+
+    default_remedy = (
+        "The private key was removed outside entraclaw; re-run scripts/deploy-windows.ps1 "
+        "to create a new key and register its certificate."
+    )
+
+
+class KeySlotsExhaustedError(SigningError):
+    """The TPM or provider has no room for another key or handle."""
+
+    default_remedy = (
+        "Remove stale entraclaw certificates and their keys: "
+        "`entraclaw doctor --clean-stale` or, in PowerShell, "
+        "Get-ChildItem Cert:\\CurrentUser\\My | Where Subject -like 'CN=entraclaw-*' "
+        "and Remove-Item the ones not in use; then retry."
+    )
+
+
+class TpmLockedOutError(SigningError):
+    """The TPM is in dictionary-attack lockout. Never retried."""
+
+    default_remedy = (
+        "Wait for the TPM lockout to expire (see `Get-Tpm` LockoutHealTime) or have an "
+        "administrator clear it with Clear-TpmLockout / tpm.msc; do not retry in a loop."
+    )
+
+
+class TpmUnavailableError(SigningError):
+    """The TPM (or its TBS service) is absent, disabled or not running."""
+
+    default_remedy = (
+        "Enable the TPM in firmware and make sure the TBS service runs (`Get-Tpm`), "
+        "or re-run setup with the software key storage provider."
+    )
+
+
+class UserInteractionRequiredError(SigningError):
+    """The key wants a UI prompt (PIN, consent) that a silent agent cannot show, or it was cancelled."""
+
+    default_remedy = (
+        "Use a key without a UI protection policy: re-run scripts/deploy-windows.ps1, "
+        "which creates keys that sign silently."
+    )
+
+
+class AccessDeniedError(SigningError):
+    """The current user may not use the key (ACL, TBS access policy)."""
+
+    default_remedy = (
+        "Run as the user who created the certificate, or grant this account access to "
+        "the key (certlm.msc > Manage Private Keys)."
+    )
+
+
+class TransientSigningError(SigningError):
+    """A transient device state outlasted the retry policy. Carries ``attempts``."""
+
+    default_remedy = "The TPM was busy; retry later or raise the retry budget (RetryPolicy)."
+
+
+# --- token exchange ------------------------------------------------------------
+
+
+class TokenExchangeError(EntraclawError):
+    """The token endpoint refused an exchange.
+
+    Attributes: ``hop`` (1, 2 or 3, or None outside the Agent User flow),
+    ``client_id``, ``error`` (OAuth error code), ``aadsts_code`` (int or None),
+    ``correlation_id``, ``trace_id``, ``http_status``. The server's description
+    is kept in ``description`` after it is checked to contain no token.
+    """
+
+
+class TokenEndpointUnavailableError(TokenExchangeError):
+    """The token endpoint stayed throttled (429) or failing (5xx) through every retry."""
+
+
+class NetworkError(TokenExchangeError):
+    """The request never got an HTTP answer (DNS, TCP, TLS, timeout)."""
+
+    default_remedy = "Check network access and proxy settings to the authority host, then retry."
+
+
+class ClientAssertionError(EntraclawError):
+    """A client assertion could not be built (bad claims, lifetime, audience)."""
+
+
+# --- platform --------------------------------------------------------------------
+
+
+class KeystoreError(EntraclawError):
+    """The OS credential store failed. Carries ``service``, ``key`` and, when known, ``os_error``."""
+
+
+# --- emulator --------------------------------------------------------------------
+
+
+class EmulatorError(EntraclawError):
+    """The local Entra emulator could not start, load or save its state."""
