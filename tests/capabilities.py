@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-__all__ = ["required_capabilities", "require"]
+__all__ = ["require", "required_capabilities"]
 
 
 def required_capabilities() -> frozenset[str]:

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate  # noqa: E402
-from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint  # noqa: E402
+from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate
+from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint
 
 
 @dataclass(frozen=True)

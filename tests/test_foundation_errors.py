@@ -17,7 +17,9 @@ from entraclaw.errors import (
 )
 
 ALL_CLASSES = [
-    obj for _, obj in inspect.getmembers(errors, inspect.isclass) if issubclass(obj, Exception) and obj.__module__ == errors.__name__
+    obj
+    for _, obj in inspect.getmembers(errors, inspect.isclass)
+    if issubclass(obj, Exception) and obj.__module__ == errors.__name__
 ]
 
 

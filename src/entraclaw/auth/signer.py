@@ -123,7 +123,7 @@ class Signer(abc.ABC):
         key = cert.public_key()
         return key if isinstance(key, rsa.RSAPublicKey) else None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most signers hold no handle
         """Release any handle the signer holds. Idempotent."""
 
     def __enter__(self) -> Signer:
@@ -166,7 +166,11 @@ class PemSigner(Signer):
         self._cert = load_certificate(certificate) if certificate is not None else None
         if self._cert is not None:
             cert_key = self._cert.public_key()
-            if not isinstance(cert_key, rsa.RSAPublicKey) or cert_key.public_numbers() != private_key.public_key().public_numbers():
+            matches = (
+                isinstance(cert_key, rsa.RSAPublicKey)
+                and cert_key.public_numbers() == private_key.public_key().public_numbers()
+            )
+            if not matches:
                 raise KeyMaterialError(
                     f"The certificate {compute_sha1_thumbprint(self._cert.public_bytes(serialization.Encoding.DER))} "
                     "does not belong to the private key given with it.",
