@@ -1,0 +1,310 @@
+// entraclaw._cng: the pybind11 face of the core. Thin on purpose: argument
+// conversion, GIL release around every Win32 call, and status -> Python
+// exception translation. The meaning of statuses lives in status_table.h and
+// src/entraclaw/cng.py.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cert_key.h"
+#include "data_protection.h"
+#include "provision.h"
+#include "status.h"
+
+namespace py = pybind11;
+namespace cng = entraclaw::cng;
+
+namespace {
+
+struct StatusError {
+  cng::Status status;
+  int attempts;
+  int reacquires;
+};
+struct ClosedError {};
+
+PyObject* g_status_error = nullptr;
+PyObject* g_closed_error = nullptr;
+
+[[noreturn]] void raise_status(const cng::Status& st, int attempts = 1, int reacquires = 0) {
+  if (st.api == cng::kClosedApi) throw ClosedError{};
+  throw StatusError{st, attempts, reacquires};
+}
+
+cng::StoreLocation parse_location(const std::string& location) {
+  if (location == "CurrentUser") return cng::StoreLocation::CurrentUser;
+  if (location == "LocalMachine") return cng::StoreLocation::LocalMachine;
+  throw py::value_error("store location must be 'CurrentUser' or 'LocalMachine', not '" + location + "'");
+}
+
+cng::Sha1 parse_thumbprint(const std::string& thumbprint) {
+  cng::Sha1 out{};
+  if (!cng::parse_sha1_hex(thumbprint, out)) {
+    throw py::value_error("a SHA-1 certificate thumbprint is 40 hex digits");
+  }
+  return out;
+}
+
+cng::RetryPolicy make_policy(int attempts, double initial_delay_ms, double multiplier, double max_delay_ms) {
+  cng::RetryPolicy policy{attempts, initial_delay_ms, multiplier, max_delay_ms};
+  if (!policy.valid()) {
+    throw py::value_error("retry policy needs attempts >= 1, delays >= 0 and multiplier >= 1");
+  }
+  return policy;
+}
+
+std::pair<const std::uint8_t*, std::size_t> view(const py::bytes& data) {
+  char* buffer = nullptr;
+  Py_ssize_t length = 0;
+  if (PyBytes_AsStringAndSize(data.ptr(), &buffer, &length) != 0) throw py::error_already_set();
+  return {reinterpret_cast<const std::uint8_t*>(buffer), static_cast<std::size_t>(length)};
+}
+
+py::bytes to_bytes(const std::vector<std::uint8_t>& data) {
+  return py::bytes(reinterpret_cast<const char*>(data.data()), data.size());
+}
+
+py::dict certificate_dict(const cng::CertificateInfo& info) {
+  py::dict d;
+  d["der"] = to_bytes(info.der);
+  d["not_before"] = info.not_before;
+  d["not_after"] = info.not_after;
+  d["subject"] = info.subject;
+  return d;
+}
+
+std::unique_ptr<cng::CertKey> open_key(const std::string& thumbprint, const std::string& location, int attempts,
+                                       double initial_delay_ms, double multiplier, double max_delay_ms) {
+  const cng::Sha1 hash = parse_thumbprint(thumbprint);
+  const cng::StoreLocation where = parse_location(location);
+  const cng::RetryPolicy policy = make_policy(attempts, initial_delay_ms, multiplier, max_delay_ms);
+  auto key = std::make_unique<cng::CertKey>();
+  cng::Status st;
+  int tries = 0;
+  {
+    py::gil_scoped_release release;
+    st = key->open(hash, where, policy, &tries);
+  }
+  if (!st.ok()) raise_status(st, tries);
+  return key;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cng, m) {
+  m.doc() = "Native CNG signer core (see entraclaw.cng for the public API).";
+  m.attr("backend") = ENTRACLAW_BACKEND;
+  m.attr("PADDING_PKCS1") = static_cast<int>(cng::Padding::Pkcs1);
+  m.attr("PADDING_PSS") = static_cast<int>(cng::Padding::Pss);
+
+  g_status_error = PyErr_NewException("entraclaw._cng.CngStatusError", PyExc_RuntimeError, nullptr);
+  g_closed_error = PyErr_NewException("entraclaw._cng.KeyClosedError", PyExc_RuntimeError, nullptr);
+  m.attr("CngStatusError") = py::handle(g_status_error);
+  m.attr("KeyClosedError") = py::handle(g_closed_error);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const StatusError& e) {
+      // args: (hresult as unsigned, api, attempts, reacquires)
+      py::tuple args = py::make_tuple(e.status.code(), std::string(e.status.api), e.attempts, e.reacquires);
+      PyErr_SetObject(g_status_error, args.ptr());
+    } catch (const ClosedError&) {
+      PyErr_SetString(g_closed_error, "the key was closed");
+    }
+  });
+
+  py::class_<cng::CertKey>(m, "CertKey")
+      .def(py::init(&open_key), py::arg("thumbprint"), py::arg("location") = "CurrentUser",
+           py::arg("attempts") = 2, py::arg("initial_delay_ms") = 100.0, py::arg("multiplier") = 2.0,
+           py::arg("max_delay_ms") = 2000.0)
+      .def(
+          "sign_digest",
+          [](cng::CertKey& self, const py::bytes& digest, int padding) {
+            if (padding != static_cast<int>(cng::Padding::Pkcs1) && padding != static_cast<int>(cng::Padding::Pss)) {
+              throw py::value_error("padding must be PADDING_PKCS1 or PADDING_PSS");
+            }
+            auto [data, len] = view(digest);
+            if (len != cng::kSha256DigestSize) throw py::value_error("the digest must be 32 bytes (SHA-256)");
+            std::vector<std::uint8_t> out;
+            cng::SignReport report;
+            cng::Status st;
+            {
+              py::gil_scoped_release release;
+              st = self.sign(data, len, static_cast<cng::Padding>(padding), out, report);
+            }
+            if (!st.ok()) raise_status(st, report.attempts, report.reacquires);
+            return to_bytes(out);
+          },
+          py::arg("digest"), py::arg("padding"))
+      .def(
+          "set_retry_policy",
+          [](cng::CertKey& self, int attempts, double initial_delay_ms, double multiplier, double max_delay_ms) {
+            self.set_retry_policy(make_policy(attempts, initial_delay_ms, multiplier, max_delay_ms));
+          },
+          py::arg("attempts"), py::arg("initial_delay_ms"), py::arg("multiplier"), py::arg("max_delay_ms"))
+      .def("properties",
+           [](cng::CertKey& self) {
+             cng::KeyProperties props;
+             cng::Status st;
+             {
+               py::gil_scoped_release release;
+               st = self.properties(props);
+             }
+             if (!st.ok()) raise_status(st);
+             py::dict d;
+             d["provider"] = props.provider;
+             d["container"] = props.container;
+             d["key_length"] = props.length_bits;
+             d["impl_type"] = props.impl_type;
+             d["hardware"] = props.hardware();
+             d["export_policy"] = props.export_policy;
+             d["exportable"] = props.exportable();
+             return d;
+           })
+      .def("certificate",
+           [](cng::CertKey& self) {
+             cng::CertificateInfo info;
+             cng::Status st;
+             {
+               py::gil_scoped_release release;
+               st = self.certificate(info);
+             }
+             if (!st.ok()) raise_status(st);
+             return certificate_dict(info);
+           })
+      .def("close", &cng::CertKey::close, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("closed", &cng::CertKey::closed)
+      .def_property_readonly("location",
+                             [](const cng::CertKey& self) { return cng::store_location_name(self.location()); });
+
+  m.def("status_table", [] {
+    std::size_t count = 0;
+    const cng::StatusInfo* rows = cng::status_table(&count);
+    py::list out;
+    for (std::size_t i = 0; i < count; ++i) {
+      out.append(py::make_tuple(rows[i].name, rows[i].code, cng::category_name(rows[i].category),
+                                cng::action_name(rows[i].action)));
+    }
+    return out;
+  });
+
+  m.def("system_message", [](std::uint32_t code) -> py::object {
+    const std::string text = cng::system_message(static_cast<HRESULT>(code));
+    if (text.empty()) return py::none();
+    return py::str(text);
+  });
+
+  m.def(
+      "provision_certificate",
+      [](const std::string& common_name, const std::string& container, const std::string& provider,
+         std::uint32_t key_bits, std::int64_t not_before, std::int64_t not_after) {
+        cng::ProvisionRequest request;
+        request.common_name = common_name;
+        request.container = container;
+        if (provider == "auto") {
+          request.provider = cng::ProviderChoice::Auto;
+        } else if (provider == "tpm") {
+          request.provider = cng::ProviderChoice::Tpm;
+        } else if (provider == "software") {
+          request.provider = cng::ProviderChoice::Software;
+        } else {
+          throw py::value_error("provider must be 'auto', 'tpm' or 'software'");
+        }
+        request.key_bits = key_bits;
+        request.not_before = not_before;
+        request.not_after = not_after;
+        cng::ProvisionResult result;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::provision_certificate(request, result);
+        }
+        if (!st.ok()) raise_status(st);
+        py::dict d;
+        d["der"] = to_bytes(result.der);
+        d["provider"] = result.provider;
+        d["hardware"] = result.hardware;
+        d["tpm_hresult"] = result.tpm_failure.code();
+        d["tpm_api"] = std::string(result.tpm_failure.api);
+        return d;
+      },
+      py::arg("common_name"), py::arg("container"), py::arg("provider"), py::arg("key_bits"), py::arg("not_before"),
+      py::arg("not_after"));
+
+  m.def(
+      "list_certificates",
+      [](const std::string& prefix, const std::string& location) {
+        std::vector<cng::ListedCertificate> found;
+        cng::Status st;
+        const cng::StoreLocation where = parse_location(location);
+        {
+          py::gil_scoped_release release;
+          st = cng::list_certificates(where, prefix, found);
+        }
+        if (!st.ok()) raise_status(st);
+        py::list out;
+        for (const auto& item : found) {
+          py::dict d = certificate_dict(item.info);
+          d["has_key_link"] = item.has_key_link;
+          d["provider"] = item.provider;
+          d["container"] = item.container;
+          out.append(d);
+        }
+        return out;
+      },
+      py::arg("prefix"), py::arg("location") = "CurrentUser");
+
+  m.def(
+      "delete_certificate",
+      [](const std::string& thumbprint, const std::string& location, bool delete_key) {
+        const cng::Sha1 hash = parse_thumbprint(thumbprint);
+        const cng::StoreLocation where = parse_location(location);
+        bool key_deleted = false;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::delete_certificate(where, hash, delete_key, key_deleted);
+        }
+        if (!st.ok()) raise_status(st);
+        return key_deleted;
+      },
+      py::arg("thumbprint"), py::arg("location") = "CurrentUser", py::arg("delete_key") = true);
+
+  m.def(
+      "protect",
+      [](const py::bytes& data, const py::bytes& entropy, const std::string& description) {
+        auto [d, dlen] = view(data);
+        auto [e, elen] = view(entropy);
+        std::vector<std::uint8_t> out;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::protect_data(d, dlen, e, elen, description, out);
+        }
+        if (!st.ok()) raise_status(st);
+        return to_bytes(out);
+      },
+      py::arg("data"), py::arg("entropy") = py::bytes(), py::arg("description") = "");
+
+  m.def(
+      "unprotect",
+      [](const py::bytes& blob, const py::bytes& entropy) {
+        auto [b, blen] = view(blob);
+        auto [e, elen] = view(entropy);
+        std::vector<std::uint8_t> out;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::unprotect_data(b, blen, e, elen, out);
+        }
+        if (!st.ok()) raise_status(st);
+        py::bytes result = to_bytes(out);
+        cng::secure_zero(out.data(), out.size());
+        return result;
+      },
+      py::arg("blob"), py::arg("entropy") = py::bytes());
+}

@@ -1,0 +1,107 @@
+// A certificate in a system store and its private key, kept open between
+// signatures. The warm path is one NCryptSignHash call.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "retry.h"
+#include "sign.h"
+#include "status.h"
+#include "text.h"
+#include "win32.h"
+
+namespace entraclaw::cng {
+
+enum class StoreLocation { CurrentUser, LocalMachine };
+
+const char* store_location_name(StoreLocation location);  // "CurrentUser" / "LocalMachine"
+DWORD system_store_flag(StoreLocation location);           // CERT_SYSTEM_STORE_*
+
+// `api` of the Status returned once close() ran; callers turn it into their
+// "used after close" error.
+extern const char* const kClosedApi;
+
+struct KeyProperties {
+  std::string provider;     // NCRYPT_NAME_PROPERTY of the key's provider
+  std::string container;    // NCRYPT_NAME_PROPERTY of the key
+  DWORD length_bits = 0;    // NCRYPT_LENGTH_PROPERTY
+  DWORD impl_type = 0;      // NCRYPT_IMPL_TYPE_PROPERTY of the provider
+  DWORD export_policy = 0;  // NCRYPT_EXPORT_POLICY_PROPERTY
+  bool hardware() const { return (impl_type & NCRYPT_IMPL_HARDWARE_FLAG) != 0; }
+  bool exportable() const {
+    return (export_policy & (NCRYPT_ALLOW_EXPORT_FLAG | NCRYPT_ALLOW_PLAINTEXT_EXPORT_FLAG)) != 0;
+  }
+};
+
+struct CertificateInfo {
+  std::vector<std::uint8_t> der;
+  std::int64_t not_before = 0;  // Unix seconds
+  std::int64_t not_after = 0;
+  std::string subject;          // CERT_NAME_SIMPLE_DISPLAY_TYPE
+};
+
+// What one sign() call went through, for errors and tests.
+struct SignReport {
+  int attempts = 0;    // NCryptSignHash rounds (a round may be size query + sign)
+  int reacquires = 0;  // key re-opened after a stale handle
+};
+
+class CertKey {
+ public:
+  CertKey() = default;
+  ~CertKey();
+  CertKey(const CertKey&) = delete;
+  CertKey& operator=(const CertKey&) = delete;
+
+  // Open `location`\My, find the certificate by SHA-1 hash, acquire its NCrypt
+  // key silently. Transient statuses are retried under `policy`.
+  Status open(const Sha1& thumbprint, StoreLocation location, const RetryPolicy& policy, int* attempts);
+
+  // Sign a SHA-256 digest. Stale handle -> re-acquire once; transient -> retry
+  // under the policy; lockout and everything else -> fail at once.
+  Status sign(const std::uint8_t* digest, std::size_t len, Padding padding, std::vector<std::uint8_t>& out,
+              SignReport& report);
+
+  Status properties(KeyProperties& out);
+  Status certificate(CertificateInfo& out);
+
+  void set_retry_policy(const RetryPolicy& policy);
+  RetryPolicy retry_policy() const;
+
+  // Free key (only if we own it), certificate context and store, once.
+  void close();
+  bool closed() const;
+  StoreLocation location() const { return location_; }
+
+ private:
+  Status find_and_acquire_locked();
+  Status reacquire(std::uint64_t seen_generation);
+  void release_locked();
+
+  mutable std::shared_mutex mu_;  // shared: signing; exclusive: open/re-acquire/close
+  mutable std::mutex policy_mu_;
+  RetryPolicy policy_;
+  Sha1 thumbprint_{};
+  StoreLocation location_ = StoreLocation::CurrentUser;
+  HCERTSTORE store_ = nullptr;
+  PCCERT_CONTEXT cert_ = nullptr;
+  NCRYPT_KEY_HANDLE key_ = 0;
+  BOOL caller_frees_key_ = FALSE;
+  std::uint64_t generation_ = 0;
+  bool closed_ = false;
+  std::atomic<DWORD> signature_size_{0};
+};
+
+// Read key and certificate facts through handles the caller owns.
+Status read_key_properties(NCRYPT_KEY_HANDLE key, KeyProperties& out);
+Status read_certificate_info(PCCERT_CONTEXT cert, CertificateInfo& out);
+
+// Sleep without holding any lock (the GIL is already released by the binding).
+void sleep_ms(double milliseconds);
+
+}  // namespace entraclaw::cng

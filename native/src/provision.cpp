@@ -1,0 +1,244 @@
+#include "provision.h"
+
+#include <memory>
+
+namespace entraclaw::cng {
+namespace {
+
+constexpr DWORD kEncoding = X509_ASN_ENCODING | PKCS_7_ASN_ENCODING;
+
+Status last_error(const char* api) { return Status{hresult_from_last_error(GetLastError()), api}; }
+
+// Owners for the handles a provisioning run juggles, so every early return
+// frees what it opened exactly once.
+struct ProviderHandle {
+  NCRYPT_PROV_HANDLE h = 0;
+  ~ProviderHandle() {
+    if (h != 0) NCryptFreeObject(h);
+  }
+};
+struct KeyHandle {
+  NCRYPT_KEY_HANDLE h = 0;
+  ~KeyHandle() {
+    if (h != 0) NCryptFreeObject(h);
+  }
+  NCRYPT_KEY_HANDLE release() {
+    NCRYPT_KEY_HANDLE out = h;
+    h = 0;
+    return out;
+  }
+};
+struct StoreHandle {
+  HCERTSTORE h = nullptr;
+  ~StoreHandle() {
+    if (h != nullptr) CertCloseStore(h, 0);
+  }
+};
+struct CertContext {
+  PCCERT_CONTEXT h = nullptr;
+  ~CertContext() {
+    if (h != nullptr) CertFreeCertificateContext(h);
+  }
+  PCCERT_CONTEXT release() {
+    PCCERT_CONTEXT out = h;
+    h = nullptr;
+    return out;
+  }
+};
+
+// A persisted, non-exportable RSA key, finalized silently. On failure nothing
+// is left behind: an unfinalized key is never persisted.
+Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bits, KeyHandle& key) {
+  ProviderHandle provider;
+  SECURITY_STATUS st = NCryptOpenStorageProvider(&provider.h, provider_name, 0);
+  if (st != 0) return Status{st, "NCryptOpenStorageProvider"};
+  st = NCryptCreatePersistedKey(provider.h, &key.h, NCRYPT_RSA_ALGORITHM, container.c_str(), 0, 0);
+  if (st != 0) return Status{st, "NCryptCreatePersistedKey"};
+  st = NCryptSetProperty(key.h, NCRYPT_LENGTH_PROPERTY, reinterpret_cast<PBYTE>(&bits), sizeof(bits), 0);
+  if (st != 0) return Status{st, "NCryptSetProperty"};
+  // Explicitly 0 (no NCRYPT_ALLOW_EXPORT_FLAG): the software KSP's default
+  // would otherwise depend on machine policy.
+  DWORD export_policy = 0;
+  st = NCryptSetProperty(key.h, NCRYPT_EXPORT_POLICY_PROPERTY, reinterpret_cast<PBYTE>(&export_policy),
+                         sizeof(export_policy), NCRYPT_PERSIST_FLAG);
+  if (st != 0) return Status{st, "NCryptSetProperty"};
+  st = NCryptFinalizeKey(key.h, NCRYPT_SILENT_FLAG);
+  if (st != 0) return Status{st, "NCryptFinalizeKey"};
+  return ok_status();
+}
+
+Status encode_subject(const std::string& common_name, std::vector<BYTE>& out) {
+  if (common_name.empty() || common_name.find('"') != std::string::npos) {
+    return Status{static_cast<HRESULT>(E_INVALIDARG), "CertStrToNameW"};
+  }
+  // Quoted so commas or '=' in the name cannot start another RDN.
+  const std::wstring x500 = L"CN=\"" + widen(common_name) + L"\"";
+  DWORD size = 0;
+  if (!CertStrToNameW(X509_ASN_ENCODING, x500.c_str(), CERT_X500_NAME_STR, nullptr, nullptr, &size, nullptr)) {
+    return last_error("CertStrToNameW");
+  }
+  out.resize(size);
+  if (!CertStrToNameW(X509_ASN_ENCODING, x500.c_str(), CERT_X500_NAME_STR, nullptr, out.data(), &size, nullptr)) {
+    return last_error("CertStrToNameW");
+  }
+  out.resize(size);
+  return ok_status();
+}
+
+HCERTSTORE open_my_store(StoreLocation location, bool writable) {
+  DWORD flags = system_store_flag(location) | CERT_STORE_OPEN_EXISTING_FLAG;
+  if (!writable) flags |= CERT_STORE_READONLY_FLAG;
+  return CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, flags, L"My");
+}
+
+// CERT_KEY_PROV_INFO_PROP_ID of a certificate, if it has one.
+bool read_key_link(PCCERT_CONTEXT cert, std::string& provider, std::string& container, DWORD& flags) {
+  DWORD size = 0;
+  if (!CertGetCertificateContextProperty(cert, CERT_KEY_PROV_INFO_PROP_ID, nullptr, &size) || size == 0) {
+    return false;
+  }
+  std::vector<BYTE> buffer(size);
+  if (!CertGetCertificateContextProperty(cert, CERT_KEY_PROV_INFO_PROP_ID, buffer.data(), &size)) return false;
+  const auto* info = reinterpret_cast<const CRYPT_KEY_PROV_INFO*>(buffer.data());
+  provider = info->pwszProvName != nullptr ? narrow(std::wstring(info->pwszProvName)) : std::string();
+  container = info->pwszContainerName != nullptr ? narrow(std::wstring(info->pwszContainerName)) : std::string();
+  flags = info->dwFlags;
+  return true;
+}
+
+}  // namespace
+
+Status provision_certificate(const ProvisionRequest& request, ProvisionResult& result) {
+  const std::wstring container = widen(request.container);
+  if (container.empty()) return Status{static_cast<HRESULT>(E_INVALIDARG), "NCryptCreatePersistedKey"};
+  std::vector<BYTE> subject;
+  if (Status st = encode_subject(request.common_name, subject); !st.ok()) return st;
+
+  KeyHandle key;
+  bool in_tpm = false;
+  result.tpm_failure = ok_status();
+  if (request.provider != ProviderChoice::Software) {
+    Status st = create_key(MS_PLATFORM_CRYPTO_PROVIDER, container, request.key_bits, key);
+    if (st.ok()) {
+      in_tpm = true;
+    } else {
+      if (request.provider == ProviderChoice::Tpm) return st;
+      result.tpm_failure = st;
+      if (key.h != 0) {
+        NCryptFreeObject(key.h);
+        key.h = 0;
+      }
+    }
+  }
+  if (!in_tpm) {
+    if (Status st = create_key(MS_KEY_STORAGE_PROVIDER, container, request.key_bits, key); !st.ok()) return st;
+  }
+
+  // From here on a failure must not leave a persisted key without a
+  // certificate: it would hold a TPM slot nobody can find.
+  auto fail = [&key](Status st) {
+    if (key.h != 0 && NCryptDeleteKey(key.h, NCRYPT_SILENT_FLAG) == 0) key.h = 0;  // deletes and frees
+    return st;
+  };
+
+  CERT_NAME_BLOB name{static_cast<DWORD>(subject.size()), subject.data()};
+  CRYPT_ALGORITHM_IDENTIFIER algorithm{};
+  algorithm.pszObjId = const_cast<LPSTR>(szOID_RSA_SHA256RSA);  // the default would be SHA-1
+  SYSTEMTIME start = unix_to_systemtime(request.not_before);
+  SYSTEMTIME end = unix_to_systemtime(request.not_after);
+  CertContext self_signed;
+  self_signed.h = CertCreateSelfSignCertificate(key.h, &name, CERT_CREATE_SELFSIGN_NO_KEY_INFO, nullptr, &algorithm,
+                                                &start, &end, nullptr);
+  if (self_signed.h == nullptr) return fail(last_error("CertCreateSelfSignCertificate"));
+
+  StoreHandle store;
+  store.h = open_my_store(StoreLocation::CurrentUser, true);
+  if (store.h == nullptr) return fail(last_error("CertOpenStore"));
+  CertContext stored;
+  if (!CertAddCertificateContextToStore(store.h, self_signed.h, CERT_STORE_ADD_NEW, &stored.h)) {
+    return fail(last_error("CertAddCertificateContextToStore"));
+  }
+  // Link certificate -> key so CryptAcquireCertificatePrivateKey finds it.
+  std::wstring provider_copy(in_tpm ? MS_PLATFORM_CRYPTO_PROVIDER : MS_KEY_STORAGE_PROVIDER);
+  std::wstring container_copy(container);
+  CRYPT_KEY_PROV_INFO link{};
+  link.pwszContainerName = container_copy.data();
+  link.pwszProvName = provider_copy.data();
+  link.dwProvType = 0;  // 0 = a CNG key storage provider, not a CAPI CSP
+  link.dwKeySpec = 0;
+  if (!CertSetCertificateContextProperty(stored.h, CERT_KEY_PROV_INFO_PROP_ID, 0, &link)) {
+    Status st = last_error("CertSetCertificateContextProperty");
+    CertDeleteCertificateFromStore(stored.release());
+    return fail(st);
+  }
+
+  KeyProperties facts;
+  if (Status st = read_key_properties(key.h, facts); st.ok()) {
+    result.provider = facts.provider;
+    result.hardware = facts.hardware();
+  } else {
+    result.provider = narrow(provider_copy);
+    result.hardware = in_tpm;
+  }
+  result.der.assign(stored.h->pbCertEncoded, stored.h->pbCertEncoded + stored.h->cbCertEncoded);
+  return ok_status();
+}
+
+Status list_certificates(StoreLocation location, const std::string& prefix, std::vector<ListedCertificate>& out) {
+  out.clear();
+  StoreHandle store;
+  store.h = open_my_store(location, false);
+  if (store.h == nullptr) return last_error("CertOpenStore");
+  PCCERT_CONTEXT cert = nullptr;
+  // CertEnumCertificatesInStore frees the previous context it is given.
+  while ((cert = CertEnumCertificatesInStore(store.h, cert)) != nullptr) {
+    ListedCertificate item;
+    read_certificate_info(cert, item.info);
+    if (item.info.subject.compare(0, prefix.size(), prefix) != 0) continue;
+    DWORD flags = 0;
+    item.has_key_link = read_key_link(cert, item.provider, item.container, flags);
+    out.push_back(std::move(item));
+  }
+  const HRESULT end = hresult_from_last_error(GetLastError());
+  if (end != 0 && end != static_cast<HRESULT>(CRYPT_E_NOT_FOUND)) return Status{end, "CertEnumCertificatesInStore"};
+  return ok_status();
+}
+
+Status delete_certificate(StoreLocation location, const Sha1& thumbprint, bool delete_key, bool& key_deleted) {
+  key_deleted = false;
+  StoreHandle store;
+  store.h = open_my_store(location, true);
+  if (store.h == nullptr) return last_error("CertOpenStore");
+  Sha1 hash_bytes = thumbprint;
+  CRYPT_HASH_BLOB hash{static_cast<DWORD>(hash_bytes.size()), hash_bytes.data()};
+  CertContext cert;
+  cert.h = CertFindCertificateInStore(store.h, kEncoding, 0, CERT_FIND_HASH, &hash, nullptr);
+  if (cert.h == nullptr) return last_error("CertFindCertificateInStore");
+
+  std::string provider;
+  std::string container;
+  DWORD link_flags = 0;
+  // Key first: a certificate without its key is visible and can be cleaned up
+  // later; a key without its certificate is an invisible, leaked TPM slot.
+  if (delete_key && read_key_link(cert.h, provider, container, link_flags)) {
+    ProviderHandle prov;
+    SECURITY_STATUS st = NCryptOpenStorageProvider(&prov.h, widen(provider).c_str(), 0);
+    if (st != 0) return Status{st, "NCryptOpenStorageProvider"};
+    KeyHandle key;
+    const DWORD open_flags = NCRYPT_SILENT_FLAG | ((link_flags & CRYPT_MACHINE_KEYSET) ? NCRYPT_MACHINE_KEY_FLAG : 0);
+    st = NCryptOpenKey(prov.h, &key.h, widen(container).c_str(), 0, open_flags);
+    if (st == 0) {
+      st = NCryptDeleteKey(key.h, NCRYPT_SILENT_FLAG);
+      if (st != 0) return Status{st, "NCryptDeleteKey"};
+      key.h = 0;  // NCryptDeleteKey freed the handle
+      key_deleted = true;
+    } else if (st != static_cast<SECURITY_STATUS>(NTE_BAD_KEYSET) && st != static_cast<SECURITY_STATUS>(NTE_NO_KEY)) {
+      return Status{st, "NCryptOpenKey"};
+    }
+  }
+  // CertDeleteCertificateFromStore frees the context, even when it fails.
+  if (!CertDeleteCertificateFromStore(cert.release())) return last_error("CertDeleteCertificateFromStore");
+  return ok_status();
+}
+
+}  // namespace entraclaw::cng

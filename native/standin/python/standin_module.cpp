@@ -1,0 +1,120 @@
+// entraclaw._cng_standin: the stand-in's control API for Python tests and
+// benchmarks. Test-only; built only with ENTRACLAW_STANDIN=ON.
+#include <pybind11/pybind11.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "entraclaw_standin/control.h"
+#include "entraclaw_standin/windows_standin.h"
+
+namespace py = pybind11;
+
+namespace {
+
+int location_id(const std::string& location) {
+  if (location == "CurrentUser") return STANDIN_CURRENT_USER;
+  if (location == "LocalMachine") return STANDIN_LOCAL_MACHINE;
+  throw py::value_error("location must be 'CurrentUser' or 'LocalMachine'");
+}
+
+std::string bytes_of(const py::object& data) {
+  if (data.is_none()) return std::string();
+  return data.cast<std::string>();
+}
+
+// Benchmark floor: nanoseconds per warm NCryptSignHash called straight from
+// C++ (no Python, no core), optionally preceded by a size query each time.
+double native_sign_ns(const std::string& thumbprint_hex, int iterations, bool size_query) {
+  std::vector<BYTE> hash_bytes(20);
+  for (size_t i = 0; i < 20; ++i) hash_bytes[i] = static_cast<BYTE>(std::stoi(thumbprint_hex.substr(2 * i, 2), nullptr, 16));
+  HCERTSTORE store = CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, CERT_SYSTEM_STORE_CURRENT_USER | CERT_STORE_READONLY_FLAG, L"My");
+  CRYPT_HASH_BLOB hash{20, hash_bytes.data()};
+  PCCERT_CONTEXT cert = CertFindCertificateInStore(store, X509_ASN_ENCODING, 0, CERT_FIND_HASH, &hash, nullptr);
+  HCRYPTPROV_OR_NCRYPT_KEY_HANDLE key = 0;
+  DWORD spec = 0;
+  BOOL caller_frees = FALSE;
+  if (cert == nullptr ||
+      !CryptAcquireCertificatePrivateKey(cert, CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG, nullptr, &key, &spec, &caller_frees)) {
+    if (cert != nullptr) CertFreeCertificateContext(cert);
+    CertCloseStore(store, 0);
+    throw py::value_error("certificate or key not found in the stand-in");
+  }
+  BCRYPT_PKCS1_PADDING_INFO info{BCRYPT_SHA256_ALGORITHM};
+  BYTE digest[32] = {1};
+  std::vector<BYTE> sig(512);
+  DWORD size = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iterations; ++i) {
+    if (size_query) NCryptSignHash(key, &info, digest, 32, nullptr, 0, &size, NCRYPT_PAD_PKCS1_FLAG);
+    NCryptSignHash(key, &info, digest, 32, sig.data(), 512, &size, NCRYPT_PAD_PKCS1_FLAG);
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  if (caller_frees) NCryptFreeObject(key);
+  CertFreeCertificateContext(cert);
+  CertCloseStore(store, 0);
+  return std::chrono::duration<double, std::nano>(elapsed).count() / iterations;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cng_standin, m) {
+  m.doc() = "Control API of the test-only software stand-in for ncrypt/crypt32.";
+  m.attr("SOFTWARE_PROVIDER") = "Microsoft Software Key Storage Provider";
+  m.attr("PLATFORM_PROVIDER") = "Microsoft Platform Crypto Provider";
+
+  m.def("reset", &standin_reset);
+  m.def(
+      "add_certificate",
+      [](const std::string& location, const py::bytes& cert_der, const py::object& key_der,
+         const std::string& provider, const std::string& container, bool exportable) {
+        const std::string cert = cert_der;
+        const std::string key = bytes_of(key_der);
+        const int32_t st = standin_add_certificate(
+            location_id(location), reinterpret_cast<const uint8_t*>(cert.data()), cert.size(),
+            key.empty() ? nullptr : reinterpret_cast<const uint8_t*>(key.data()), key.size(), provider.c_str(),
+            container.c_str(), exportable ? 1 : 0);
+        if (st != 0) throw py::value_error("standin_add_certificate failed: " + std::to_string(static_cast<uint32_t>(st)));
+      },
+      py::arg("location"), py::arg("cert_der"), py::arg("key_der") = py::none(),
+      py::arg("provider") = "Microsoft Software Key Storage Provider", py::arg("container") = "",
+      py::arg("exportable") = false);
+  m.def("remove_key", [](const std::string& provider, const std::string& container) {
+    return standin_remove_key(provider.c_str(), container.c_str()) != 0;
+  });
+  m.def("key_exists", [](const std::string& provider, const std::string& container) {
+    return standin_key_exists(provider.c_str(), container.c_str()) != 0;
+  });
+  m.def("certificate_count", [](const std::string& location) { return standin_certificate_count(location_id(location)); });
+  m.def(
+      "fail",
+      [](const std::string& function, std::uint32_t status, int times, int skip) {
+        if (standin_fail(function.c_str(), static_cast<int32_t>(status), times, skip) != 0) {
+          throw py::value_error("unknown function or bad count: " + function);
+        }
+      },
+      py::arg("function"), py::arg("status"), py::arg("times") = 1, py::arg("skip") = 0);
+  m.def("clear_faults", &standin_clear_faults);
+  m.def("set_provider_status", [](const std::string& provider, std::uint32_t status) {
+    standin_set_provider_status(provider.c_str(), static_cast<int32_t>(status));
+  });
+  m.def("set_sign_latency_us", &standin_set_sign_latency_us);
+  m.def("set_null_signature", [](bool enabled) { standin_set_null_signature(enabled ? 1 : 0); });
+  m.def("set_caller_frees_key", [](bool caller_frees) { standin_set_caller_frees_key(caller_frees ? 1 : 0); });
+  m.def("call_count", [](const std::string& function) { return standin_call_count(function.c_str()); });
+  m.def("total_calls", &standin_total_calls);
+  m.def("reset_counters", &standin_reset_counters);
+  m.def(
+      "open_handles",
+      [](const py::object& kind) {
+        if (kind.is_none()) return standin_open_handles(nullptr);
+        const std::string k = kind.cast<std::string>();
+        return standin_open_handles(k.c_str());
+      },
+      py::arg("kind") = py::none());
+  m.def("invalid_frees", &standin_invalid_frees);
+  m.def("library_path", [] { return std::string(standin_library_path()); });
+  m.def("native_sign_ns", &native_sign_ns, py::arg("thumbprint"), py::arg("iterations"), py::arg("size_query"),
+        py::call_guard<py::gil_scoped_release>());
+}

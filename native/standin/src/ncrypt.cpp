@@ -1,0 +1,263 @@
+// NCrypt half of the stand-in (ncrypt.dll surface): key storage providers,
+// persisted RSA keys (real OpenSSL keys), properties and NCryptSignHash.
+#include <openssl/rsa.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "state.h"
+
+using namespace standin;
+
+namespace {
+
+constexpr DWORD kMinBits = 512;
+constexpr DWORD kMaxBits = 16384;
+
+bool known_provider(const std::string& name) { return name == kSoftwareProvider || name == kPlatformProvider; }
+
+SECURITY_STATUS write_property(const void* value, DWORD size, PBYTE out, DWORD capacity, DWORD* written) {
+  if (written == nullptr) return NTE_INVALID_PARAMETER;
+  *written = size;
+  if (out == nullptr) return 0;
+  if (capacity < size) return NTE_BUFFER_TOO_SMALL;
+  std::memcpy(out, value, size);
+  return 0;
+}
+
+SECURITY_STATUS write_string(const std::wstring& value, PBYTE out, DWORD capacity, DWORD* written) {
+  return write_property(value.c_str(), static_cast<DWORD>((value.size() + 1) * sizeof(WCHAR)), out, capacity, written);
+}
+
+SECURITY_STATUS write_dword(DWORD value, PBYTE out, DWORD capacity, DWORD* written) {
+  return write_property(&value, sizeof(value), out, capacity, written);
+}
+
+// The key record behind a live key handle (caller holds state().mu).
+KeyRecord* record_of(NCRYPT_HANDLE handle) {
+  if (!is_live(handle, Kind::Key)) return nullptr;
+  return reinterpret_cast<KeyObj*>(handle)->record.get();
+}
+
+}  // namespace
+
+extern "C" {
+
+SECURITY_STATUS WINAPI NCryptOpenStorageProvider(NCRYPT_PROV_HANDLE* out, LPCWSTR name, DWORD) {
+  if (int32_t st = enter(Fn::NCryptOpenStorageProvider)) return st;
+  if (out == nullptr) return NTE_INVALID_PARAMETER;
+  const std::string provider = name == nullptr ? std::string(kSoftwareProvider) : utf8(name);
+  std::lock_guard<std::mutex> lock(state().mu);
+  auto blocked = state().provider_status.find(provider);
+  if (blocked != state().provider_status.end()) return blocked->second;
+  if (!known_provider(provider)) return NTE_BAD_PROVIDER;
+  auto* p = new ProviderObj{provider, provider == kPlatformProvider};
+  track(reinterpret_cast<std::uintptr_t>(p), Kind::Provider);
+  *out = reinterpret_cast<NCRYPT_PROV_HANDLE>(p);
+  return 0;
+}
+
+SECURITY_STATUS WINAPI NCryptOpenKey(NCRYPT_PROV_HANDLE provider, NCRYPT_KEY_HANDLE* out, LPCWSTR name, DWORD,
+                                     DWORD) {
+  if (int32_t st = enter(Fn::NCryptOpenKey)) return st;
+  if (out == nullptr || name == nullptr) return NTE_INVALID_PARAMETER;
+  std::lock_guard<std::mutex> lock(state().mu);
+  if (!is_live(provider, Kind::Provider)) return NTE_INVALID_HANDLE;
+  auto* p = reinterpret_cast<ProviderObj*>(provider);
+  auto it = state().keys.find(std::make_pair(p->name, std::wstring(name)));
+  if (it == state().keys.end()) return NTE_BAD_KEYSET;
+  auto* k = new KeyObj{it->second};
+  track(reinterpret_cast<std::uintptr_t>(k), Kind::Key);
+  *out = reinterpret_cast<NCRYPT_KEY_HANDLE>(k);
+  return 0;
+}
+
+SECURITY_STATUS WINAPI NCryptCreatePersistedKey(NCRYPT_PROV_HANDLE provider, NCRYPT_KEY_HANDLE* out, LPCWSTR algorithm,
+                                                LPCWSTR name, DWORD, DWORD flags) {
+  if (int32_t st = enter(Fn::NCryptCreatePersistedKey)) return st;
+  if (out == nullptr || algorithm == nullptr || name == nullptr) return NTE_INVALID_PARAMETER;
+  if (std::wcscmp(algorithm, NCRYPT_RSA_ALGORITHM) != 0) return NTE_NOT_SUPPORTED;
+  std::lock_guard<std::mutex> lock(state().mu);
+  if (!is_live(provider, Kind::Provider)) return NTE_INVALID_HANDLE;
+  auto* p = reinterpret_cast<ProviderObj*>(provider);
+  if ((flags & NCRYPT_OVERWRITE_KEY_FLAG) == 0 && state().keys.count(std::make_pair(p->name, std::wstring(name)))) {
+    return NTE_EXISTS;
+  }
+  auto record = std::make_shared<KeyRecord>();
+  record->provider = p->name;
+  record->container = name;
+  record->hardware = p->hardware;
+  // The software KSP's default lets the key be exported (machine policy can
+  // change that); callers that want non-exportable keys must say so.
+  record->export_policy = p->hardware ? 0 : (NCRYPT_ALLOW_EXPORT_FLAG | NCRYPT_ALLOW_PLAINTEXT_EXPORT_FLAG);
+  auto* k = new KeyObj{record};
+  track(reinterpret_cast<std::uintptr_t>(k), Kind::Key);
+  *out = reinterpret_cast<NCRYPT_KEY_HANDLE>(k);
+  return 0;
+}
+
+SECURITY_STATUS WINAPI NCryptSetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBYTE input, DWORD size, DWORD) {
+  if (int32_t st = enter(Fn::NCryptSetProperty)) return st;
+  if (name == nullptr || input == nullptr) return NTE_INVALID_PARAMETER;
+  std::lock_guard<std::mutex> lock(state().mu);
+  KeyRecord* r = record_of(handle);
+  if (r == nullptr) return NTE_INVALID_HANDLE;
+  if (r->finalized) return NTE_BAD_KEY_STATE;  // the stand-in only supports pre-finalize properties
+  if (size != sizeof(DWORD)) return NTE_INVALID_PARAMETER;
+  DWORD value = 0;
+  std::memcpy(&value, input, sizeof(value));
+  if (std::wcscmp(name, NCRYPT_LENGTH_PROPERTY) == 0) {
+    if (value < kMinBits || value > kMaxBits || value % 8 != 0) return NTE_INVALID_PARAMETER;
+    r->length_bits = value;
+    return 0;
+  }
+  if (std::wcscmp(name, NCRYPT_EXPORT_POLICY_PROPERTY) == 0) {
+    // The TPM cannot export keys; it refuses a policy that says it may.
+    if (r->hardware && value != 0) return NTE_NOT_SUPPORTED;
+    r->export_policy = value;
+    return 0;
+  }
+  return NTE_NOT_SUPPORTED;
+}
+
+SECURITY_STATUS WINAPI NCryptFinalizeKey(NCRYPT_KEY_HANDLE handle, DWORD) {
+  if (int32_t st = enter(Fn::NCryptFinalizeKey)) return st;
+  std::shared_ptr<KeyRecord> record;
+  {
+    std::lock_guard<std::mutex> lock(state().mu);
+    if (!is_live(handle, Kind::Key)) return NTE_INVALID_HANDLE;
+    record = reinterpret_cast<KeyObj*>(handle)->record;
+    if (record->finalized) return NTE_BAD_KEY_STATE;
+  }
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, nullptr);
+  EVP_PKEY* pkey = nullptr;
+  const bool ok = ctx != nullptr && EVP_PKEY_keygen_init(ctx) == 1 &&
+                  EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, static_cast<int>(record->length_bits)) == 1 &&
+                  EVP_PKEY_keygen(ctx, &pkey) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) return NTE_FAIL;
+  std::lock_guard<std::mutex> lock(state().mu);
+  record->pkey.reset(pkey);
+  record->finalized = true;
+  auto key = std::make_pair(record->provider, record->container);
+  auto it = state().keys.find(key);
+  if (it != state().keys.end()) it->second->deleted = true;
+  state().keys[key] = record;
+  return 0;
+}
+
+SECURITY_STATUS WINAPI NCryptDeleteKey(NCRYPT_KEY_HANDLE handle, DWORD) {
+  if (int32_t st = enter(Fn::NCryptDeleteKey)) return st;
+  std::lock_guard<std::mutex> lock(state().mu);
+  if (!is_live(handle, Kind::Key)) return NTE_INVALID_HANDLE;
+  auto* k = reinterpret_cast<KeyObj*>(handle);
+  auto key = std::make_pair(k->record->provider, k->record->container);
+  auto it = state().keys.find(key);
+  if (it != state().keys.end() && it->second == k->record) state().keys.erase(it);
+  k->record->deleted = true;
+  // Success frees the handle, as on Windows.
+  untrack(handle, Kind::Key);
+  delete k;
+  return 0;
+}
+
+SECURITY_STATUS WINAPI NCryptFreeObject(NCRYPT_HANDLE handle) {
+  if (int32_t st = enter(Fn::NCryptFreeObject)) return st;
+  std::lock_guard<std::mutex> lock(state().mu);
+  auto it = state().live.find(handle);
+  if (it == state().live.end() || (it->second != Kind::Key && it->second != Kind::Provider)) {
+    state().invalid_frees.fetch_add(1);
+    return NTE_INVALID_HANDLE;
+  }
+  if (it->second == Kind::Key) {
+    delete reinterpret_cast<KeyObj*>(handle);
+  } else {
+    delete reinterpret_cast<ProviderObj*>(handle);
+  }
+  state().live.erase(it);
+  return 0;
+}
+
+SECURITY_STATUS WINAPI NCryptGetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBYTE out, DWORD capacity,
+                                         DWORD* written, DWORD) {
+  if (int32_t st = enter(Fn::NCryptGetProperty)) return st;
+  if (name == nullptr) return NTE_INVALID_PARAMETER;
+  std::lock_guard<std::mutex> lock(state().mu);
+  if (is_live(handle, Kind::Provider)) {
+    auto* p = reinterpret_cast<ProviderObj*>(handle);
+    if (std::wcscmp(name, NCRYPT_NAME_PROPERTY) == 0) return write_string(wide(p->name), out, capacity, written);
+    if (std::wcscmp(name, NCRYPT_IMPL_TYPE_PROPERTY) == 0) {
+      return write_dword(p->hardware ? NCRYPT_IMPL_HARDWARE_FLAG : NCRYPT_IMPL_SOFTWARE_FLAG, out, capacity, written);
+    }
+    return NTE_NOT_SUPPORTED;
+  }
+  KeyRecord* r = record_of(handle);
+  if (r == nullptr) return NTE_INVALID_HANDLE;
+  if (r->deleted) return NTE_BAD_KEYSET;
+  if (std::wcscmp(name, NCRYPT_PROVIDER_HANDLE_PROPERTY) == 0) {
+    if (out == nullptr || written == nullptr) return write_property(nullptr, sizeof(NCRYPT_PROV_HANDLE), nullptr, 0, written);
+    if (capacity < sizeof(NCRYPT_PROV_HANDLE)) return NTE_BUFFER_TOO_SMALL;
+    // A new provider handle the caller must free, as on Windows.
+    auto* p = new ProviderObj{r->provider, r->hardware};
+    track(reinterpret_cast<std::uintptr_t>(p), Kind::Provider);
+    const auto value = reinterpret_cast<NCRYPT_PROV_HANDLE>(p);
+    return write_property(&value, sizeof(value), out, capacity, written);
+  }
+  if (std::wcscmp(name, NCRYPT_NAME_PROPERTY) == 0) return write_string(r->container, out, capacity, written);
+  if (std::wcscmp(name, NCRYPT_LENGTH_PROPERTY) == 0) return write_dword(r->length_bits, out, capacity, written);
+  if (std::wcscmp(name, NCRYPT_EXPORT_POLICY_PROPERTY) == 0) return write_dword(r->export_policy, out, capacity, written);
+  if (std::wcscmp(name, NCRYPT_IMPL_TYPE_PROPERTY) == 0) {
+    return write_dword(r->hardware ? NCRYPT_IMPL_HARDWARE_FLAG : NCRYPT_IMPL_SOFTWARE_FLAG, out, capacity, written);
+  }
+  return NTE_NOT_SUPPORTED;
+}
+
+SECURITY_STATUS WINAPI NCryptSignHash(NCRYPT_KEY_HANDLE handle, VOID* padding, PBYTE hash, DWORD hash_len,
+                                      PBYTE signature, DWORD capacity, DWORD* written, DWORD flags) {
+  if (int32_t st = enter(Fn::NCryptSignHash)) return st;
+  if (written == nullptr || hash == nullptr || padding == nullptr) return NTE_INVALID_PARAMETER;
+  std::shared_ptr<KeyRecord> record;
+  {
+    std::lock_guard<std::mutex> lock(state().mu);
+    if (!is_live(handle, Kind::Key)) return NTE_INVALID_HANDLE;
+    record = reinterpret_cast<KeyObj*>(handle)->record;
+  }
+  if (record->deleted) return NTE_BAD_KEYSET;
+  if (!record->finalized) return NTE_BAD_KEY_STATE;
+  const DWORD mode = flags & ~static_cast<DWORD>(NCRYPT_SILENT_FLAG);
+  if (mode != NCRYPT_PAD_PKCS1_FLAG && mode != NCRYPT_PAD_PSS_FLAG) return NTE_BAD_FLAGS;
+  // Both padding structs start with pszAlgId.
+  LPCWSTR alg = static_cast<BCRYPT_PKCS1_PADDING_INFO*>(padding)->pszAlgId;
+  if (alg == nullptr || std::wcscmp(alg, BCRYPT_SHA256_ALGORITHM) != 0) return NTE_NOT_SUPPORTED;
+  if (hash_len != 32) return NTE_INVALID_PARAMETER;
+  const auto size = static_cast<DWORD>(EVP_PKEY_get_size(record->pkey.get()));
+  *written = size;
+  if (signature == nullptr) return 0;  // size query: no device round trip
+  if (capacity < size) return NTE_BUFFER_TOO_SMALL;
+  if (const uint32_t us = state().latency_us.load(std::memory_order_relaxed)) {
+    std::this_thread::sleep_for(std::chrono::microseconds(us));
+  }
+  if (state().null_signature.load(std::memory_order_relaxed)) {
+    std::memset(signature, 0, size);
+    return 0;
+  }
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(record->pkey.get(), nullptr);
+  size_t out_len = capacity;
+  bool ok = ctx != nullptr && EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1;
+  if (ok && mode == NCRYPT_PAD_PSS_FLAG) {
+    const ULONG salt = static_cast<BCRYPT_PSS_PADDING_INFO*>(padding)->cbSalt;
+    ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, static_cast<int>(salt)) == 1 &&
+         EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) == 1;
+  } else if (ok) {
+    ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
+  }
+  ok = ok && EVP_PKEY_sign(ctx, signature, &out_len, hash, hash_len) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) return NTE_FAIL;
+  *written = static_cast<DWORD>(out_len);
+  return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,361 @@
+// C++ test driver for the CNG core against the stand-in (no Python). Run by
+// scripts/native_sanitize.sh under ASan + UBSan; exits non-zero on any failure.
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cert_key.h"
+#include "data_protection.h"
+#include "entraclaw_standin/control.h"
+#include "provision.h"
+#include "sign.h"
+#include "status.h"
+#include "text.h"
+
+namespace cng = entraclaw::cng;
+
+namespace {
+
+int g_failures = 0;
+int g_checks = 0;
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    ++g_checks;                                                                \
+    if (!(cond)) {                                                             \
+      ++g_failures;                                                            \
+      std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
+    }                                                                          \
+  } while (0)
+
+#define CHECK_OK(status)                                                                                   \
+  do {                                                                                                     \
+    const cng::Status _st = (status);                                                                      \
+    ++g_checks;                                                                                            \
+    if (!_st.ok()) {                                                                                       \
+      ++g_failures;                                                                                        \
+      std::fprintf(stderr, "FAIL %s:%d: %s -> 0x%08X from %s\n", __FILE__, __LINE__, #status, _st.code(), \
+                   _st.api);                                                                               \
+    }                                                                                                      \
+  } while (0)
+
+constexpr const char* kSoftware = "Microsoft Software Key Storage Provider";
+constexpr const char* kPlatform = "Microsoft Platform Crypto Provider";
+
+std::vector<std::uint8_t> sha256(const std::string& data) {
+  std::vector<std::uint8_t> out(SHA256_DIGEST_LENGTH);
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data());
+  return out;
+}
+
+std::string sha1_hex(const std::vector<std::uint8_t>& der) {
+  unsigned char hash[SHA_DIGEST_LENGTH];
+  SHA1(der.data(), der.size(), hash);
+  static const char* digits = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char b : hash) {
+    out.push_back(digits[b >> 4]);
+    out.push_back(digits[b & 0xF]);
+  }
+  return out;
+}
+
+// Verify with OpenSSL against the certificate's public key.
+bool verify(const std::vector<std::uint8_t>& cert_der, const std::vector<std::uint8_t>& digest,
+            const std::vector<std::uint8_t>& signature, cng::Padding padding) {
+  const unsigned char* p = cert_der.data();
+  X509* cert = d2i_X509(nullptr, &p, static_cast<long>(cert_der.size()));
+  if (cert == nullptr) return false;
+  EVP_PKEY* key = X509_get_pubkey(cert);
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key, nullptr);
+  bool ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1;
+  if (padding == cng::Padding::Pss) {
+    ok = ok && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, 32) == 1 && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) == 1;
+  } else {
+    ok = ok && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
+  }
+  ok = ok && EVP_PKEY_verify(ctx, signature.data(), signature.size(), digest.data(), digest.size()) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  return ok;
+}
+
+struct Provisioned {
+  std::vector<std::uint8_t> der;
+  cng::Sha1 thumbprint{};
+  std::string container;
+};
+
+Provisioned provision(const std::string& cn, cng::ProviderChoice choice, cng::ProvisionResult* out = nullptr) {
+  static int counter = 0;
+  cng::ProvisionRequest request;
+  request.common_name = cn;
+  request.container = "core-test-" + std::to_string(++counter);
+  request.provider = choice;
+  request.not_before = static_cast<std::int64_t>(std::time(nullptr)) - 60;
+  request.not_after = request.not_before + 86400;
+  cng::ProvisionResult result;
+  CHECK_OK(cng::provision_certificate(request, result));
+  Provisioned p;
+  p.der = result.der;
+  p.container = request.container;
+  CHECK(cng::parse_sha1_hex(sha1_hex(result.der), p.thumbprint));
+  if (out != nullptr) *out = result;
+  return p;
+}
+
+void expect_clean() {
+  CHECK(standin_open_handles(nullptr) == 0);
+  CHECK(standin_invalid_frees() == 0);
+}
+
+void test_status_table() {
+  std::size_t n = 0;
+  const cng::StatusInfo* rows = cng::status_table(&n);
+  CHECK(n >= 34);
+  for (std::size_t i = 0; i < n; ++i) {
+    CHECK(cng::find_status(rows[i].code) == &rows[i]);
+    for (std::size_t j = i + 1; j < n; ++j) CHECK(rows[i].code != rows[j].code);
+  }
+  CHECK(cng::action_of(NTE_BAD_KEYSET) == cng::Action::Reacquire);
+  CHECK(cng::action_of(TPM_20_E_LOCKOUT) == cng::Action::None);
+  CHECK(cng::category_of(TPM_20_E_LOCKOUT) == cng::Category::LockedOut);
+  CHECK(cng::action_of(STATUS_UNSUCCESSFUL) == cng::Action::Retry);
+  CHECK(cng::find_status(0x12345678u) == nullptr);
+  CHECK(static_cast<std::uint32_t>(cng::hresult_from_last_error(ERROR_INVALID_DATA)) == 0x8007000Du);
+  CHECK(cng::hresult_from_last_error(static_cast<DWORD>(CRYPT_E_NOT_FOUND)) == CRYPT_E_NOT_FOUND);
+  CHECK(cng::hresult_from_last_error(0) == 0);
+}
+
+void test_text() {
+  const std::string s = "entraclaw-\xC3\xA9\xE2\x82\xAC\xF0\x9F\x94\x91";  // é € 🔑
+  CHECK(cng::narrow(cng::widen(s)) == s);
+  cng::Sha1 h{};
+  CHECK(cng::parse_sha1_hex("00112233445566778899aabbccddeeffAABBCCDD", h));
+  CHECK(h[0] == 0x00 && h[9] == 0x99 && h[19] == 0xDD);
+  CHECK(!cng::parse_sha1_hex("0011", h));
+  CHECK(!cng::parse_sha1_hex("zz112233445566778899aabbccddeeffAABBCCDD", h));
+  const SYSTEMTIME t = cng::unix_to_systemtime(951782400);  // 2000-02-29 00:00:00 UTC, a Tuesday
+  CHECK(t.wYear == 2000 && t.wMonth == 2 && t.wDay == 29 && t.wDayOfWeek == 2 && t.wHour == 0);
+  FILETIME ft{};
+  const std::uint64_t ticks = 951782400ULL * 10000000ULL + 116444736000000000ULL;
+  ft.dwLowDateTime = static_cast<DWORD>(ticks);
+  ft.dwHighDateTime = static_cast<DWORD>(ticks >> 32);
+  CHECK(cng::filetime_to_unix(ft) == 951782400);
+}
+
+void test_sign_digest_free_function() {
+  standin_reset();
+  Provisioned p = provision("entraclaw-core-free", cng::ProviderChoice::Software);
+  HCERTSTORE store = CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0,
+                                   CERT_SYSTEM_STORE_CURRENT_USER | CERT_STORE_READONLY_FLAG, L"My");
+  CHECK(store != nullptr);
+  CRYPT_HASH_BLOB hash{20, p.thumbprint.data()};
+  PCCERT_CONTEXT cert = CertFindCertificateInStore(store, X509_ASN_ENCODING, 0, CERT_FIND_HASH, &hash, nullptr);
+  CHECK(cert != nullptr);
+  HCRYPTPROV_OR_NCRYPT_KEY_HANDLE key = 0;
+  DWORD spec = 0;
+  BOOL caller_frees = FALSE;
+  CHECK(CryptAcquireCertificatePrivateKey(cert, CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG | CRYPT_ACQUIRE_SILENT_FLAG,
+                                          nullptr, &key, &spec, &caller_frees));
+  const auto digest = sha256("free function");
+  for (cng::Padding pad : {cng::Padding::Pkcs1, cng::Padding::Pss}) {
+    std::vector<std::uint8_t> sig;
+    CHECK_OK(cng::sign_digest(key, digest.data(), digest.size(), pad, sig));
+    CHECK(sig.size() == 256);
+    CHECK(verify(p.der, digest, sig, pad));
+  }
+  std::vector<std::uint8_t> sig;
+  CHECK(cng::sign_digest(key, digest.data(), 31, cng::Padding::Pkcs1, sig).hr == NTE_INVALID_PARAMETER);
+  standin_fail("NCryptSignHash", NTE_BUFFER_TOO_SMALL, 1, 1);  // the sign after the size query
+  CHECK_OK(cng::sign_digest(key, digest.data(), digest.size(), cng::Padding::Pkcs1, sig));
+  CHECK(verify(p.der, digest, sig, cng::Padding::Pkcs1));
+  standin_fail("NCryptSignHash", NTE_BUFFER_TOO_SMALL, -1, 0);
+  cng::Status st = cng::sign_digest_sized(key, digest.data(), digest.size(), cng::Padding::Pkcs1, 256, sig);
+  CHECK(st.hr == NTE_BUFFER_TOO_SMALL && sig.empty());  // bounded: gives up instead of looping
+  standin_clear_faults();
+  if (caller_frees) NCryptFreeObject(key);
+  CertFreeCertificateContext(cert);
+  CertCloseStore(store, 0);
+  expect_clean();
+}
+
+void test_cert_key() {
+  standin_reset();
+  cng::ProvisionResult result;
+  Provisioned p = provision("entraclaw-core-key", cng::ProviderChoice::Auto, &result);
+  CHECK(result.hardware);
+  CHECK(result.provider == kPlatform);
+  cng::RetryPolicy fast{2, 0.0, 2.0, 0.0};
+  {
+    cng::CertKey key;
+    int attempts = 0;
+    CHECK_OK(key.open(p.thumbprint, cng::StoreLocation::CurrentUser, fast, &attempts));
+    CHECK(attempts == 1);
+    cng::KeyProperties props;
+    CHECK_OK(key.properties(props));
+    CHECK(props.provider == kPlatform && props.hardware() && !props.exportable() && props.length_bits == 2048);
+    cng::CertificateInfo info;
+    CHECK_OK(key.certificate(info));
+    CHECK(info.der == p.der && info.subject == "entraclaw-core-key" && info.not_after - info.not_before == 86400);
+
+    const auto digest = sha256("cert key");
+    std::vector<std::uint8_t> sig;
+    cng::SignReport report;
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pss, sig, report));
+    CHECK(verify(p.der, digest, sig, cng::Padding::Pss));
+    standin_reset_counters();
+    report = {};
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report));
+    CHECK(standin_total_calls() == 1);  // warm path: one NCryptSignHash
+
+    standin_fail("NCryptSignHash", TPM_E_RETRY, 1, 0);
+    report = {};
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report));
+    CHECK(report.attempts == 2);
+
+    standin_fail("NCryptSignHash", TPM_20_E_LOCKOUT, -1, 0);
+    report = {};
+    CHECK(key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report).hr == TPM_20_E_LOCKOUT);
+    CHECK(report.attempts == 1);
+    standin_clear_faults();
+
+    standin_reset_counters();
+    standin_fail("NCryptSignHash", NTE_BAD_KEYSET, 1, 0);
+    report = {};
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report));
+    CHECK(report.reacquires == 1);
+    CHECK(standin_call_count("CryptAcquireCertificatePrivateKey") == 1);
+    CHECK(verify(p.der, digest, sig, cng::Padding::Pkcs1));
+
+    standin_remove_key(kPlatform, p.container.c_str());
+    report = {};
+    cng::Status st = key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report);
+    CHECK(st.hr == NTE_BAD_KEYSET && std::strcmp(st.api, "CryptAcquireCertificatePrivateKey") == 0);
+    key.close();
+    key.close();
+    CHECK(key.closed());
+    st = key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report);
+    CHECK(st.api == cng::kClosedApi);
+  }
+  expect_clean();
+}
+
+void test_threads() {
+  standin_reset();
+  Provisioned p = provision("entraclaw-core-threads", cng::ProviderChoice::Software);
+  cng::CertKey key;
+  CHECK_OK(key.open(p.thumbprint, cng::StoreLocation::CurrentUser, cng::RetryPolicy{}, nullptr));
+  standin_set_sign_latency_us(2000);
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        const auto digest = sha256(std::to_string(t) + ":" + std::to_string(i));
+        const cng::Padding pad = (t + i) % 2 ? cng::Padding::Pss : cng::Padding::Pkcs1;
+        std::vector<std::uint8_t> sig;
+        cng::SignReport report;
+        if (key.sign(digest.data(), digest.size(), pad, sig, report).ok() && verify(p.der, digest, sig, pad)) ++good;
+      }
+    });
+  }
+  // A stale-handle storm in the middle: one re-acquire serves every thread.
+  standin_fail("NCryptSignHash", NTE_INVALID_HANDLE, 3, 5);
+  for (auto& th : threads) th.join();
+  CHECK(good == 60);
+  key.close();
+  standin_set_sign_latency_us(0);
+  expect_clean();
+}
+
+void test_open_failures() {
+  standin_reset();
+  cng::CertKey key;
+  cng::Sha1 missing{};
+  cng::Status st = key.open(missing, cng::StoreLocation::LocalMachine, cng::RetryPolicy{}, nullptr);
+  CHECK(st.hr == CRYPT_E_NOT_FOUND && std::strcmp(st.api, "CertFindCertificateInStore") == 0);
+  CHECK(key.closed());
+  expect_clean();
+}
+
+void test_provision_fallback_list_delete() {
+  standin_reset();
+  standin_set_provider_status(kPlatform, TBS_E_TPM_NOT_FOUND);
+  cng::ProvisionResult result;
+  Provisioned a = provision("entraclaw-core-list-a", cng::ProviderChoice::Auto, &result);
+  CHECK(!result.hardware && result.provider == kSoftware && result.tpm_failure.hr == TBS_E_TPM_NOT_FOUND);
+  Provisioned b = provision("entraclaw-core-list-b", cng::ProviderChoice::Software);
+  provision("other-core", cng::ProviderChoice::Software);
+  std::vector<cng::ListedCertificate> listed;
+  CHECK_OK(cng::list_certificates(cng::StoreLocation::CurrentUser, "entraclaw-core-list-", listed));
+  CHECK(listed.size() == 2);
+  for (const auto& item : listed) CHECK(item.has_key_link && item.provider == kSoftware);
+  bool key_deleted = false;
+  CHECK_OK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, key_deleted));
+  CHECK(key_deleted && !standin_key_exists(kSoftware, a.container.c_str()));
+  CHECK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, key_deleted).hr ==
+        CRYPT_E_NOT_FOUND);
+  CHECK_OK(cng::list_certificates(cng::StoreLocation::CurrentUser, "entraclaw-core-list-", listed));
+  CHECK(listed.size() == 1 && listed[0].info.der == b.der);
+
+  // Rollback: a failure after the key exists must delete the key again.
+  standin_fail("CertSetCertificateContextProperty", E_ACCESSDENIED, 1, 0);
+  cng::ProvisionRequest request;
+  request.common_name = "entraclaw-core-rollback";
+  request.container = "core-test-rollback";
+  request.provider = cng::ProviderChoice::Software;
+  request.not_after = 86400;
+  cng::ProvisionResult ignored;
+  CHECK(cng::provision_certificate(request, ignored).hr == E_ACCESSDENIED);
+  CHECK(!standin_key_exists(kSoftware, "core-test-rollback"));
+  request.common_name = "bad\"name";
+  CHECK(cng::provision_certificate(request, ignored).hr == E_INVALIDARG);
+  expect_clean();
+}
+
+void test_dpapi() {
+  standin_reset();
+  const std::string secret = "dpapi secret";
+  const std::string entropy = "entropy";
+  std::vector<std::uint8_t> blob;
+  std::vector<std::uint8_t> plain;
+  const auto* s = reinterpret_cast<const std::uint8_t*>(secret.data());
+  const auto* e = reinterpret_cast<const std::uint8_t*>(entropy.data());
+  CHECK_OK(cng::protect_data(s, secret.size(), e, entropy.size(), "descr", blob));
+  CHECK_OK(cng::unprotect_data(blob.data(), blob.size(), e, entropy.size(), plain));
+  CHECK(std::string(plain.begin(), plain.end()) == secret);
+  cng::Status st = cng::unprotect_data(blob.data(), blob.size(), e, entropy.size() - 1, plain);
+  CHECK(st.code() == 0x8007000Du && std::strcmp(st.api, "CryptUnprotectData") == 0);
+  blob[blob.size() / 2] ^= 0x40;
+  CHECK(!cng::unprotect_data(blob.data(), blob.size(), e, entropy.size(), plain).ok());
+  CHECK(cng::system_message(NTE_BAD_KEYSET).empty());  // no message tables in the stand-in
+  expect_clean();
+}
+
+}  // namespace
+
+int main() {
+  test_status_table();
+  test_text();
+  test_sign_digest_free_function();
+  test_cert_key();
+  test_threads();
+  test_open_failures();
+  test_provision_fallback_list_delete();
+  test_dpapi();
+  standin_reset();
+  std::printf("%d checks, %d failures\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}

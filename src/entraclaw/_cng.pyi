@@ -1,0 +1,71 @@
+"""Type stub for the compiled CNG core (native/python/cng_module.cpp). Use entraclaw.cng instead."""
+
+from typing import Final, TypedDict
+
+backend: Final[str]  # "cng" on Windows, "standin" in the Linux test build
+PADDING_PKCS1: Final[int]
+PADDING_PSS: Final[int]
+
+class CngStatusError(RuntimeError):
+    """args = (hresult: int (unsigned), api: str, attempts: int, reacquires: int)."""
+
+class KeyClosedError(RuntimeError): ...
+
+class CertificateDict(TypedDict):
+    der: bytes
+    not_before: int
+    not_after: int
+    subject: str
+
+class ListedCertificateDict(CertificateDict):
+    has_key_link: bool
+    provider: str
+    container: str
+
+class KeyPropertiesDict(TypedDict):
+    provider: str
+    container: str
+    key_length: int
+    impl_type: int
+    hardware: bool
+    export_policy: int
+    exportable: bool
+
+class ProvisionedDict(TypedDict):
+    der: bytes
+    provider: str
+    hardware: bool
+    tpm_hresult: int
+    tpm_api: str
+
+class CertKey:
+    def __init__(
+        self,
+        thumbprint: str,
+        location: str = "CurrentUser",
+        attempts: int = 2,
+        initial_delay_ms: float = 100.0,
+        multiplier: float = 2.0,
+        max_delay_ms: float = 2000.0,
+    ) -> None: ...
+    def sign_digest(self, digest: bytes, padding: int) -> bytes: ...
+    def set_retry_policy(
+        self, attempts: int, initial_delay_ms: float, multiplier: float, max_delay_ms: float
+    ) -> None: ...
+    def properties(self) -> KeyPropertiesDict: ...
+    def certificate(self) -> CertificateDict: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def location(self) -> str: ...
+
+def status_table() -> list[tuple[str, int, str, str]]: ...
+def system_message(code: int) -> str | None: ...
+def provision_certificate(
+    common_name: str, container: str, provider: str, key_bits: int, not_before: int, not_after: int
+) -> ProvisionedDict: ...
+def list_certificates(prefix: str, location: str = "CurrentUser") -> list[ListedCertificateDict]: ...
+def delete_certificate(thumbprint: str, location: str = "CurrentUser", delete_key: bool = True) -> bool: ...
+def protect(data: bytes, entropy: bytes = b"", description: str = "") -> bytes: ...
+def unprotect(blob: bytes, entropy: bytes = b"") -> bytes: ...

@@ -1,0 +1,614 @@
+"""Windows CNG signing: a private key that stays in the TPM (or the software KSP).
+
+:class:`CngKeyHandle` is the sentinel the Windows credential store returns for
+the Blueprint key: a SHA-1 certificate thumbprint and a store location, never
+key bytes. ``as_signer()`` turns it into a :class:`CngSigner`, an
+:class:`entraclaw.auth.Signer` that hashes the JWS signing input here and has
+the compiled module ``entraclaw._cng`` sign the digest with ``NCryptSignHash``
+(the GIL is released while the device works). Store, certificate and key
+handles stay open between signatures, so a warm signature is one Win32 call.
+
+Every failing Win32 status becomes an :mod:`entraclaw.errors` class chosen
+from the one status table compiled into ``_cng`` (``status_table()``): the
+table says which category a code belongs to; :data:`CATEGORY_ERRORS` says which
+exception class a category raises. Errors carry ``hresult``, ``hresult_name``,
+``api``, ``thumbprint`` and ``system_message``.
+
+This module imports everywhere; on a build without ``_cng`` (the pure-Python
+wheel on Linux/macOS) constructing a handle or signer raises
+:class:`~entraclaw.errors.NativeModuleUnavailableError`.
+
+Also here: provisioning (:func:`create_certificate`, :func:`list_certificates`,
+:func:`delete_certificate`) and DPAPI (:func:`protect`, :func:`unprotect`) for
+the Windows credential store.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import re
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography import x509
+
+from entraclaw.auth.signer import Algorithm, Signer
+from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint, validate_sha1_thumbprint
+from entraclaw.errors import (
+    AccessDeniedError,
+    CertificateNotFoundError,
+    ConfigurationError,
+    KeyNotFoundError,
+    KeySlotsExhaustedError,
+    KeystoreError,
+    NativeModuleUnavailableError,
+    SigningError,
+    TpmLockedOutError,
+    TpmUnavailableError,
+    TransientSigningError,
+    UnsupportedKeyError,
+    UserInteractionRequiredError,
+)
+
+try:
+    from entraclaw import _cng
+except ImportError as _exc:  # pure-Python wheel, or a native build that failed to load
+    _cng = None  # type: ignore[assignment]
+    _IMPORT_ERROR: str | None = str(_exc)
+else:
+    _IMPORT_ERROR = None
+
+__all__ = [
+    "CATEGORY_ERRORS",
+    "CngKeyHandle",
+    "CngKeyInfo",
+    "CngSigner",
+    "ListedCertificate",
+    "ProvisionedCertificate",
+    "RetryPolicy",
+    "StatusCode",
+    "StoreLocation",
+    "backend",
+    "create_certificate",
+    "delete_certificate",
+    "error_for_status",
+    "format_hresult",
+    "list_certificates",
+    "native_available",
+    "protect",
+    "status_table",
+    "unprotect",
+]
+
+StoreLocation = Literal["CurrentUser", "LocalMachine"]
+ProviderChoice = Literal["auto", "tpm", "software"]
+_LOCATIONS: frozenset[str] = frozenset({"CurrentUser", "LocalMachine"})
+_SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}")
+
+#: Exception class for each status category of the native table.
+CATEGORY_ERRORS: dict[str, type[SigningError]] = {
+    "not_found": CertificateNotFoundError,
+    "key_missing": KeyNotFoundError,
+    "stale_handle": KeyNotFoundError,
+    "slots_exhausted": KeySlotsExhaustedError,
+    "locked_out": TpmLockedOutError,
+    "tpm_unavailable": TpmUnavailableError,
+    "user_interaction": UserInteractionRequiredError,
+    "access_denied": AccessDeniedError,
+    "transient": TransientSigningError,
+    "buffer_too_small": SigningError,
+    "invalid_data": SigningError,
+    "other": SigningError,
+}
+
+# Remedies that differ from the class default for one category.
+_CATEGORY_REMEDIES: dict[str, str] = {
+    "stale_handle": (
+        "The key handle stayed invalid after it was re-opened; the key was probably removed or the "
+        "TPM was reset. Re-run scripts/deploy-windows.ps1 to create a new key and register it."
+    ),
+    "buffer_too_small": "The key storage provider kept rejecting the signature buffer; update the TPM driver/firmware.",
+}
+
+
+def native_available() -> bool:
+    """True when the compiled ``entraclaw._cng`` module loaded."""
+    return _cng is not None
+
+
+def backend() -> str | None:
+    """``"cng"`` (real Windows), ``"standin"`` (Linux test build) or None (no native module)."""
+    return None if _cng is None else str(_cng.backend)
+
+
+def _require_native(what: str) -> None:
+    if _cng is None:
+        detail = f" ({_IMPORT_ERROR})" if _IMPORT_ERROR else ""
+        raise NativeModuleUnavailableError(
+            f"{what} needs the compiled module entraclaw._cng, which is not available on {sys.platform}{detail}.",
+            platform=sys.platform,
+        )
+
+
+# --- the status table --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusCode:
+    """One row of the native status table."""
+
+    name: str
+    hresult: int
+    category: str
+    action: str  # "none", "reacquire", "retry" or "resize"
+
+
+_TABLE: tuple[StatusCode, ...] = tuple(
+    StatusCode(name, code, category, action)
+    for name, code, category, action in (_cng.status_table() if _cng is not None else [])
+)
+_BY_CODE: dict[int, StatusCode] = {row.hresult: row for row in _TABLE}
+
+
+def status_table() -> tuple[StatusCode, ...]:
+    """The status table compiled into ``_cng`` (empty without the native module)."""
+    return _TABLE
+
+
+def _row(hresult: int) -> StatusCode | None:
+    return _BY_CODE.get(hresult & 0xFFFFFFFF)
+
+
+def format_hresult(hresult: int) -> str:
+    """``0x8009000D (NTE_NO_KEY)``, or just the hex for a code the table does not know."""
+    code = hresult & 0xFFFFFFFF
+    row = _row(code)
+    return f"0x{code:08X} ({row.name})" if row else f"0x{code:08X}"
+
+
+def _system_message(hresult: int) -> str | None:
+    if _cng is None:
+        return None
+    return _cng.system_message(hresult & 0xFFFFFFFF)
+
+
+def error_for_status(
+    hresult: int,
+    api: str,
+    *,
+    thumbprint: str | None,
+    subject: str,
+    attempts: int = 1,
+    reacquires: int = 0,
+) -> SigningError:
+    """The typed error for a failed Win32 call; ``subject`` names the object in the message."""
+    code = hresult & 0xFFFFFFFF
+    row = _row(code)
+    category = row.category if row else "other"
+    cls = CATEGORY_ERRORS.get(category, SigningError)
+    system_message = _system_message(code)
+    message = f"{api} failed with {format_hresult(code)} for {subject}"
+    if category == "transient":
+        message += f" after {attempts} attempt{'s' if attempts != 1 else ''}"
+    if reacquires:
+        message += " (the key was re-opened once and failed again)"
+    message += "."
+    if system_message:
+        message += f" Windows says: {system_message}"
+    return cls(
+        message,
+        remedy=_CATEGORY_REMEDIES.get(category),
+        hresult=code,
+        hresult_name=row.name if row else None,
+        api=api,
+        thumbprint=thumbprint,
+        system_message=system_message,
+        attempts=attempts,
+        category=category,
+    )
+
+
+# --- retry policy -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retry for transient device states (TPM busy, self-test, TBS starting).
+
+    ``attempts`` counts every try including the first; the default is one retry
+    after 100 ms. Delays grow by ``multiplier`` up to ``max_delay`` (seconds).
+    Lockout is never retried, whatever the policy says.
+    """
+
+    attempts: int = 2
+    initial_delay: float = 0.1
+    multiplier: float = 2.0
+    max_delay: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or not 1 <= self.attempts <= 20:
+            raise ConfigurationError(
+                f"RetryPolicy attempts={self.attempts!r} is outside 1..20.",
+                remedy="Use a small number of attempts (default 2: one retry).",
+            )
+        if self.initial_delay < 0 or self.max_delay < 0 or self.multiplier < 1:
+            raise ConfigurationError(
+                f"RetryPolicy delays must be >= 0 and multiplier >= 1 (got {self.initial_delay}, "
+                f"{self.max_delay}, {self.multiplier}).",
+                remedy="Pass non-negative delays in seconds and a multiplier of at least 1.",
+            )
+
+    def _native_args(self) -> tuple[int, float, float, float]:
+        return (self.attempts, self.initial_delay * 1000.0, self.multiplier, self.max_delay * 1000.0)
+
+
+# --- signer ----------------------------------------------------------------------------
+
+
+_PADDINGS: dict[str, int] = (
+    {"RS256": _cng.PADDING_PKCS1, "PS256": _cng.PADDING_PSS} if _cng is not None else {"RS256": 0, "PS256": 1}
+)
+
+
+def _check_location(location: str) -> StoreLocation:
+    if location == "CurrentUser":
+        return "CurrentUser"
+    if location == "LocalMachine":
+        return "LocalMachine"
+    raise ConfigurationError(
+        f"Certificate store location {location!r} is not 'CurrentUser' or 'LocalMachine'.",
+        remedy="Use CurrentUser (where setup-windows.ps1 puts the certificate) or LocalMachine.",
+    )
+
+
+def _utc(seconds: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class CngKeyInfo:
+    """Non-secret facts about a CNG key and its certificate."""
+
+    thumbprint: str
+    store_location: StoreLocation
+    provider: str
+    container: str
+    key_length: int
+    hardware: bool
+    exportable: bool
+    not_before: _dt.datetime
+    not_after: _dt.datetime
+    subject: str
+
+
+class CngSigner(Signer):
+    """Signs with a CNG key found by certificate thumbprint; the key never enters this process.
+
+    Thread-safe: concurrent :meth:`sign` calls run in parallel on the same
+    handle. :meth:`close` frees the handles; signing after it raises
+    :class:`~entraclaw.errors.SigningError`.
+    """
+
+    def __init__(
+        self,
+        thumbprint: str,
+        store_location: str = "CurrentUser",
+        *,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        _require_native("CngSigner")
+        self._thumbprint = validate_sha1_thumbprint(thumbprint, source="CNG certificate thumbprint")
+        self._location = _check_location(store_location)
+        self._policy = retry_policy or RetryPolicy()
+        try:
+            self._key = _cng.CertKey(self._thumbprint, self._location, *self._policy._native_args())
+            info = self._key.certificate()
+        except _cng.CngStatusError as exc:
+            raise self._translate(exc) from exc
+        self._cert = x509.load_der_x509_certificate(info["der"])
+        self._not_before = _utc(info["not_before"])
+        self._not_after = _utc(info["not_after"])
+        self._subject = info["subject"]
+        self._description: str | None = None
+
+    @property
+    def _where(self) -> str:
+        return f"certificate {self._thumbprint} in {self._location}\\My"
+
+    def _translate(self, exc: BaseException) -> SigningError:
+        hresult, api, attempts, reacquires = exc.args
+        return error_for_status(
+            hresult, api, thumbprint=self._thumbprint, subject=self._where, attempts=attempts, reacquires=reacquires
+        )
+
+    def _closed_error(self) -> SigningError:
+        return SigningError(
+            f"The CNG signer for {self._where} was closed; it cannot sign any more.",
+            remedy="Get a fresh signer from CngKeyHandle.as_signer() instead of keeping a closed one.",
+            thumbprint=self._thumbprint,
+        )
+
+    @property
+    def thumbprint(self) -> str:
+        return self._thumbprint
+
+    @property
+    def store_location(self) -> StoreLocation:
+        return self._location
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self._cert
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._key.closed)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._policy
+
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy) -> None:
+        self._key.set_retry_policy(*policy._native_args())
+        self._policy = policy
+
+    def sign(self, data: bytes, algorithm: Algorithm = "RS256") -> bytes:
+        padding = _PADDINGS.get(algorithm)
+        if padding is None:
+            raise UnsupportedKeyError(
+                f"Algorithm {algorithm!r} is not supported by the CNG signer for {self._where}.",
+                remedy="Use 'RS256' or 'PS256'.",
+                algorithm=algorithm,
+            )
+        digest = hashlib.sha256(data).digest()
+        try:
+            return self._key.sign_digest(digest, padding)
+        except _cng.CngStatusError as exc:
+            raise self._translate(exc) from exc
+        except _cng.KeyClosedError as exc:
+            raise self._closed_error() from exc
+
+    def info(self) -> CngKeyInfo:
+        """Provider, key length, hardware flag, exportability and validity dates."""
+        try:
+            props = self._key.properties()
+        except _cng.CngStatusError as exc:
+            raise self._translate(exc) from exc
+        except _cng.KeyClosedError as exc:
+            raise self._closed_error() from exc
+        return CngKeyInfo(
+            thumbprint=self._thumbprint,
+            store_location=self._location,
+            provider=props["provider"],
+            container=props["container"],
+            key_length=props["key_length"],
+            hardware=props["hardware"],
+            exportable=props["exportable"],
+            not_before=self._not_before,
+            not_after=self._not_after,
+            subject=self._subject,
+        )
+
+    @property
+    def key_description(self) -> str:
+        if self._description is None:
+            try:
+                info = self.info()
+            except SigningError:
+                return f"CNG {self._thumbprint}"
+            kind = "TPM" if info.hardware else "software"
+            self._description = f"CNG {kind} RSA-{info.key_length} ({info.provider})"
+        return self._description
+
+    def close(self) -> None:
+        self._key.close()
+
+
+class CngKeyHandle:
+    """The Windows sentinel for a non-exportable key: certificate thumbprint + store location.
+
+    Holds no key material. :meth:`as_signer` returns one cached
+    :class:`CngSigner` (so its handles stay warm across assertions) and makes a
+    new one only after the previous one was closed.
+    """
+
+    __slots__ = ("_lock", "_signer", "retry_policy", "store_location", "thumbprint")
+
+    def __init__(
+        self,
+        thumbprint: str,
+        store_location: str = "CurrentUser",
+        *,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        _require_native("CngKeyHandle")
+        self.thumbprint = validate_sha1_thumbprint(thumbprint, source="CNG certificate thumbprint")
+        self.store_location: StoreLocation = _check_location(store_location)
+        self.retry_policy = retry_policy
+        self._signer: CngSigner | None = None
+        self._lock = threading.Lock()
+
+    def as_signer(self) -> CngSigner:
+        with self._lock:
+            if self._signer is None or self._signer.closed:
+                self._signer = CngSigner(self.thumbprint, self.store_location, retry_policy=self.retry_policy)
+            return self._signer
+
+    def close(self) -> None:
+        with self._lock:
+            if self._signer is not None:
+                self._signer.close()
+                self._signer = None
+
+    def __repr__(self) -> str:
+        return f"CngKeyHandle(thumbprint={self.thumbprint!r}, store_location={self.store_location!r})"
+
+
+# --- provisioning -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProvisionedCertificate:
+    """A key made by :func:`create_certificate` and its self-signed certificate in CurrentUser\\My."""
+
+    thumbprint: str  # SHA-1 hex, how Windows indexes it
+    x5t_s256: str  # what Entra and the assertion header use
+    certificate: x509.Certificate
+    provider: str
+    hardware: bool
+    container: str
+    tpm_fallback_reason: str | None  # why the TPM was not used, when provider="auto" fell back
+
+
+@dataclass(frozen=True)
+class ListedCertificate:
+    thumbprint: str
+    subject: str
+    not_before: _dt.datetime
+    not_after: _dt.datetime
+    certificate: x509.Certificate
+    has_key_link: bool
+    provider: str
+    container: str
+
+
+def _check_subject(common_name: str) -> str:
+    if not isinstance(common_name, str) or not _SUBJECT.fullmatch(common_name):
+        raise ConfigurationError(
+            f"Certificate subject CN {common_name!r} must be 1-128 letters, digits, spaces, '.', '_' or '-'.",
+            remedy="Use a plain name such as 'entraclaw-blueprint-<app id>'.",
+        )
+    return common_name
+
+
+def create_certificate(
+    common_name: str,
+    *,
+    provider: ProviderChoice = "auto",
+    days: int = 365,
+    key_bits: int = 2048,
+) -> ProvisionedCertificate:
+    """Create a non-exportable RSA key and a self-signed certificate for it in CurrentUser\\My.
+
+    ``provider="auto"`` tries the TPM (Microsoft Platform Crypto Provider) and
+    falls back to the Microsoft Software Key Storage Provider; the reason for a
+    fallback is in ``tpm_fallback_reason`` so setup can warn about it.
+    """
+    _require_native("create_certificate")
+    _check_subject(common_name)
+    if provider not in ("auto", "tpm", "software"):
+        raise ConfigurationError(
+            f"Key provider {provider!r} is not 'auto', 'tpm' or 'software'.",
+            remedy="Use 'auto' (TPM, software fallback) unless you need one of them specifically.",
+        )
+    if not 1 <= days <= 3650 or key_bits not in (2048, 3072, 4096):
+        raise ConfigurationError(
+            f"Certificate for CN={common_name}: days={days} must be 1..3650 and key_bits={key_bits} 2048/3072/4096.",
+            remedy="Use the defaults (365 days, RSA-2048).",
+        )
+    container = f"entraclaw-{uuid.uuid4()}"
+    start = int(time.time()) - 300  # tolerate clock skew between this machine and Entra
+    try:
+        result = _cng.provision_certificate(common_name, container, provider, key_bits, start, start + days * 86400)
+    except _cng.CngStatusError as exc:
+        hresult, api, _attempts, _reacquires = exc.args
+        raise error_for_status(
+            hresult, api, thumbprint=None, subject=f"new certificate CN={common_name} (key container {container})"
+        ) from exc
+    der = result["der"]
+    fallback = None
+    if result["tpm_hresult"]:
+        fallback = f"{result['tpm_api']} failed with {format_hresult(result['tpm_hresult'])}"
+    return ProvisionedCertificate(
+        thumbprint=compute_sha1_thumbprint(der),
+        x5t_s256=compute_cert_thumbprint(der),
+        certificate=x509.load_der_x509_certificate(der),
+        provider=result["provider"],
+        hardware=result["hardware"],
+        container=container,
+        tpm_fallback_reason=fallback,
+    )
+
+
+def list_certificates(prefix: str = "entraclaw-", location: str = "CurrentUser") -> list[ListedCertificate]:
+    """Certificates in ``location``\\My whose subject name starts with ``prefix``."""
+    _require_native("list_certificates")
+    where = _check_location(location)
+    try:
+        rows = _cng.list_certificates(prefix, where)
+    except _cng.CngStatusError as exc:
+        hresult, api, _attempts, _reacquires = exc.args
+        raise error_for_status(hresult, api, thumbprint=None, subject=f"store {where}\\My") from exc
+    return [
+        ListedCertificate(
+            thumbprint=compute_sha1_thumbprint(row["der"]),
+            subject=row["subject"],
+            not_before=_utc(row["not_before"]),
+            not_after=_utc(row["not_after"]),
+            certificate=x509.load_der_x509_certificate(row["der"]),
+            has_key_link=row["has_key_link"],
+            provider=row["provider"],
+            container=row["container"],
+        )
+        for row in rows
+    ]
+
+
+def delete_certificate(thumbprint: str, location: str = "CurrentUser", *, delete_key: bool = True) -> bool:
+    """Delete a certificate and (by default) its key. Returns whether a key was deleted."""
+    _require_native("delete_certificate")
+    thumb = validate_sha1_thumbprint(thumbprint, source="certificate thumbprint to delete")
+    where = _check_location(location)
+    try:
+        return bool(_cng.delete_certificate(thumb, where, delete_key))
+    except _cng.CngStatusError as exc:
+        hresult, api, _attempts, _reacquires = exc.args
+        raise error_for_status(hresult, api, thumbprint=thumb, subject=f"certificate {thumb} in {where}\\My") from exc
+
+
+# --- DPAPI ------------------------------------------------------------------------------
+
+
+def _dpapi_error(exc: BaseException, operation: str, size: int) -> KeystoreError:
+    hresult, api, _attempts, _reacquires = exc.args
+    code = hresult & 0xFFFFFFFF
+    row = _row(code)
+    remedy = (
+        "The blob was made by another user, with other entropy, or was changed; store the secret again."
+        if row is not None and row.category == "invalid_data"
+        else "Check that the user profile is loaded (DPAPI needs it) and retry."
+    )
+    # Only sizes: the data and the entropy are secrets.
+    return KeystoreError(
+        f"DPAPI {operation} of {size} bytes failed: {api} returned {format_hresult(code)}.",
+        remedy=remedy,
+        hresult=code,
+        hresult_name=row.name if row else None,
+        api=api,
+        os_error=code,
+        system_message=_system_message(code),
+    )
+
+
+def protect(data: bytes, *, entropy: bytes = b"", description: str = "") -> bytes:
+    """CryptProtectData for the current user, UI forbidden; ``entropy`` must be given again to unprotect."""
+    _require_native("DPAPI protect")
+    try:
+        return _cng.protect(bytes(data), bytes(entropy), description)
+    except _cng.CngStatusError as exc:
+        raise _dpapi_error(exc, "protect", len(data)) from None
+
+
+def unprotect(blob: bytes, *, entropy: bytes = b"") -> bytes:
+    """CryptUnprotectData for the current user; wrong entropy or a changed blob raises KeystoreError."""
+    _require_native("DPAPI unprotect")
+    try:
+        return _cng.unprotect(bytes(blob), bytes(entropy))
+    except _cng.CngStatusError as exc:
+        raise _dpapi_error(exc, "unprotect", len(blob)) from None
