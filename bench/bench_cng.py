@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ctypes_signer import CtypesPerCallSigner, CtypesWarmSigner
 from cryptography.hazmat.primitives import serialization
 
+from ctypes_signer import CtypesPerCallSigner, CtypesWarmSigner
 from entraclaw import cng
 from entraclaw.auth.certgen import generate_rsa_key, self_signed_certificate
 
@@ -96,8 +96,15 @@ def main() -> None:
     ours = calls_per_signature(lambda: signer.sign(DATA), 200)
     per_call = CtypesPerCallSigner(lib, thumb)
     theirs = calls_per_signature(lambda: per_call.sign(DATA), 200)
-    rows.append(("Win32 calls / warm signature", f"{ours:.1f}", f"{theirs:.1f} (ctypes per-call)",
-                 f"{ours / theirs:.3f}", "1 vs 7+"))
+    rows.append(
+        (
+            "Win32 calls / warm signature",
+            f"{ours:.1f}",
+            f"{theirs:.1f} (ctypes per-call)",
+            f"{ours / theirs:.3f}",
+            "1 vs 7+",
+        )
+    )
 
     # 2. Wrapper overhead, null-signature mode.
     _cng_standin.set_null_signature(True)
@@ -112,11 +119,25 @@ def main() -> None:
     t_ctypes = best_ns_per_call(lambda: warm.sign_digest(DIGEST), n)
     over_module = t_module - floor_1
     over_ctypes = t_ctypes - floor_2
-    rows.append(("ns / call, null signature (total)", f"{t_module:.0f}", f"{t_ctypes:.0f} (ctypes warm)",
-                 f"{t_module / t_ctypes:.3f}", ""))
+    rows.append(
+        (
+            "ns / call, null signature (total)",
+            f"{t_module:.0f}",
+            f"{t_ctypes:.0f} (ctypes warm)",
+            f"{t_module / t_ctypes:.3f}",
+            "",
+        )
+    )
     rows.append(("native floor (same calls from C++)", f"{floor_1:.0f} (1 call)", f"{floor_2:.0f} (2 calls)", "", ""))
-    rows.append(("wrapper overhead ns / signature", f"{over_module:.0f}", f"{over_ctypes:.0f}",
-                 f"{over_module / over_ctypes:.3f}", "<= 0.100"))
+    rows.append(
+        (
+            "wrapper overhead ns / signature",
+            f"{over_module:.0f}",
+            f"{over_ctypes:.0f}",
+            f"{over_module / over_ctypes:.3f}",
+            "<= 0.100",
+        )
+    )
     rows.append(("CngSigner.sign (sha256 + wrapper) ns", f"{t_signer:.0f}", "", "", "info"))
     warm.close()
     key.close()
@@ -125,13 +146,27 @@ def main() -> None:
     _cng_standin.set_sign_latency_us(5000)
     one = throughput(signer, 1, 40)
     four = throughput(signer, 4, 40)
-    rows.append(("signatures / s, 5 ms latency", f"{four:.0f} (4 threads)", f"{one:.0f} (1 thread)",
-                 f"{four / one:.2f}x", ">= 3.5x"))
+    rows.append(
+        (
+            "signatures / s, 5 ms latency",
+            f"{four:.0f} (4 threads)",
+            f"{one:.0f} (1 thread)",
+            f"{four / one:.2f}x",
+            ">= 3.5x",
+        )
+    )
     _cng_standin.set_null_signature(False)
     one_rsa = throughput(signer, 1, 25)
     four_rsa = throughput(signer, 4, 25)
-    rows.append(("same, real RSA in the stand-in (2 cores)", f"{four_rsa:.0f} (4 threads)", f"{one_rsa:.0f} (1 thread)",
-                 f"{four_rsa / one_rsa:.2f}x", "info"))
+    rows.append(
+        (
+            "same, real RSA in the stand-in (2 cores)",
+            f"{four_rsa:.0f} (4 threads)",
+            f"{one_rsa:.0f} (1 thread)",
+            f"{four_rsa / one_rsa:.2f}x",
+            "info",
+        )
+    )
     _cng_standin.set_sign_latency_us(0)
     signer.close()
     leaked = _cng_standin.open_handles()
@@ -139,12 +174,12 @@ def main() -> None:
 
     header = ("metric", "entraclaw._cng", "baseline", "ratio", "goal")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format(*header))
     print(line.format(*("-" * w for w in widths)))
     for r in rows:
         print(line.format(*r))
-    print(f"\nopen stand-in handles after the run: {leaked} (ctypes per-call signer never leaves any either)")
+    print(f"\nopen stand-in handles after the run: {leaked}")
 
 
 if __name__ == "__main__":

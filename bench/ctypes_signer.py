@@ -28,11 +28,11 @@ CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG = 0x40000
 NCRYPT_PAD_PKCS1_FLAG = 0x2
 
 
-class CRYPT_HASH_BLOB(Structure):  # noqa: N801 - SDK name
+class CRYPT_HASH_BLOB(Structure):
     _fields_ = [("cbData", DWORD), ("pbData", POINTER(ctypes.c_ubyte))]
 
 
-class BCRYPT_PKCS1_PADDING_INFO(Structure):  # noqa: N801 - SDK name
+class BCRYPT_PKCS1_PADDING_INFO(Structure):
     _fields_ = [("pszAlgId", c_wchar_p)]
 
 
@@ -43,7 +43,12 @@ def load(library_path: str) -> ctypes.CDLL:
     lib.CertFindCertificateInStore.argtypes = [c_void_p, DWORD, DWORD, DWORD, c_void_p, c_void_p]
     lib.CertFindCertificateInStore.restype = c_void_p
     lib.CryptAcquireCertificatePrivateKey.argtypes = [
-        c_void_p, DWORD, c_void_p, POINTER(c_size_t), POINTER(DWORD), POINTER(BOOL)
+        c_void_p,
+        DWORD,
+        c_void_p,
+        POINTER(c_size_t),
+        POINTER(DWORD),
+        POINTER(BOOL),
     ]
     lib.CryptAcquireCertificatePrivateKey.restype = BOOL
     lib.NCryptSignHash.argtypes = [c_size_t, c_void_p, c_void_p, DWORD, c_void_p, DWORD, POINTER(DWORD), DWORD]
@@ -77,8 +82,11 @@ class _Opened:
     def __init__(self, lib: ctypes.CDLL, thumbprint: str) -> None:
         self.lib = lib
         self.store = lib.CertOpenStore(
-            CERT_STORE_PROV_SYSTEM_W, 0, 0,
-            CERT_SYSTEM_STORE_CURRENT_USER | CERT_STORE_OPEN_EXISTING_FLAG | CERT_STORE_READONLY_FLAG, "My",
+            CERT_STORE_PROV_SYSTEM_W,
+            0,
+            0,
+            CERT_SYSTEM_STORE_CURRENT_USER | CERT_STORE_OPEN_EXISTING_FLAG | CERT_STORE_READONLY_FLAG,
+            "My",
         )
         raw = bytes.fromhex(thumbprint)
         hash_bytes = (ctypes.c_ubyte * len(raw)).from_buffer_copy(raw)
@@ -93,8 +101,9 @@ class _Opened:
         spec = DWORD(0)
         caller_frees = BOOL(0)
         flags = CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG | CRYPT_ACQUIRE_SILENT_FLAG
-        if not lib.CryptAcquireCertificatePrivateKey(self.cert, flags, None, byref(key), byref(spec),
-                                                     byref(caller_frees)):
+        if not lib.CryptAcquireCertificatePrivateKey(
+            self.cert, flags, None, byref(key), byref(spec), byref(caller_frees)
+        ):
             self.close()
             raise OSError(f"CryptAcquireCertificatePrivateKey failed: 0x{lib.GetLastError():08X}")
         self.key = key.value

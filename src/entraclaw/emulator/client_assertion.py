@@ -1,0 +1,160 @@
+"""Verification of certificate client assertions (RFC 7523), the way Entra checks Hop 1.
+
+Order matters and follows Entra: parse, header, issuer/subject, audience, key
+lookup by thumbprint, certificate validity, signature, time window, lifetime,
+and only then the ``jti`` replay check — so an unsigned or unverifiable
+assertion can never consume a ``jti``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Collection
+
+from entraclaw.emulator import jwt_codec
+from entraclaw.emulator.aadsts import StsError
+from entraclaw.emulator.tenant import Application, KeyCredential
+
+__all__ = ["ALLOWED_SKEW", "MAX_LIFETIME", "ReplayCache", "verify_certificate_assertion"]
+
+#: Clock skew Entra tolerates on nbf/exp.
+ALLOWED_SKEW = 300
+#: Longest assertion lifetime (exp - nbf) accepted; clients (MSAL, entraclaw) use 600 s.
+MAX_LIFETIME = 600
+
+
+def _utc(seconds: float) -> str:
+    try:
+        return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
+
+
+class ReplayCache:
+    """``jti`` values seen per client, kept until the assertion could no longer be valid anyway."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, client_id: str, jti: str, expires: float, now: float) -> bool:
+        """Record ``jti``; False when it was already used."""
+        with self._lock:
+            if len(self._seen) > 4096:
+                self._seen = {k: v for k, v in self._seen.items() if v > now}
+            key = (client_id, jti)
+            previous = self._seen.get(key)
+            if previous is not None and previous > now:
+                return False
+            self._seen[key] = expires + ALLOWED_SKEW
+            return True
+
+
+def _numeric(claims: dict[str, object], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StsError(50027, "invalid_request", f"JWT token is invalid or malformed: claim '{name}' is not a number.")
+    return float(value)
+
+
+def verify_certificate_assertion(
+    assertion: str,
+    *,
+    app: Application,
+    audiences: Collection[str],
+    now: float,
+    replay: ReplayCache,
+) -> KeyCredential:
+    """Check ``assertion`` for ``app``; return the key credential that verified it or raise StsError."""
+    client_id = app.app_id
+    try:
+        jwt = jwt_codec.parse(assertion)
+    except jwt_codec.MalformedJwt as exc:
+        raise StsError(50027, "invalid_request", f"JWT token is invalid or malformed: {exc}.") from exc
+    header, claims = jwt.header, jwt.claims
+
+    typ = header.get("typ")
+    if typ is not None and str(typ).lower() not in ("jwt", "http://openid.net/specs/jwt/1.0"):
+        raise StsError(
+            5002727, "invalid_request",
+            "Invalid JWT header type specified, must be 'JWT' or 'http://openid.net/specs/jwt/1.0'.",
+        )
+    if claims.get("iss") != client_id or claims.get("sub") != client_id:
+        raise StsError(
+            700021, "invalid_client",
+            f"Client assertion application identifier doesn't match 'client_id' parameter ({client_id}). "
+            "The 'iss' and 'sub' claims must both be the client id.",
+        )
+    aud = claims.get("aud")
+    aud_values = aud if isinstance(aud, list) else [aud]
+    if not any(isinstance(a, str) and a in audiences for a in aud_values):
+        raise StsError(
+            700023, "invalid_client",
+            f"Client assertion audience claim does not match Realm issuer. The 'aud' claim of the assertion "
+            f"for {client_id} must be this token endpoint.",
+        )
+
+    s256 = header.get("x5t#S256")
+    sha1 = header.get("x5t")
+    if not isinstance(s256, str):
+        s256 = None
+    if not isinstance(sha1, str):
+        sha1 = None
+    cred = app.find_key(x5t_s256=s256, x5t=sha1) if (s256 or sha1) else None
+    if cred is None:
+        shown = s256 or sha1 or "(none: the header has neither x5t#S256 nor x5t)"
+        raise StsError(
+            700027, "invalid_client",
+            "The certificate with identifier used to sign the client assertion is not registered on application. "
+            f"[Reason - The key was not found., Thumbprint of key used by client: '{shown}', "
+            f"Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys "
+            f"for app Id '{client_id}'.]",
+        )
+    if not cred.valid_at(now):
+        raise StsError(
+            7000274, "invalid_client",
+            f"The certificate {cred.x5t_s256} (keyId {cred.key_id}) registered on application '{client_id}' is not "
+            f"within its validity period ({_utc(max(cred.start, cred.certificate.not_valid_before_utc).timestamp())}"
+            f" to {_utc(min(cred.end, cred.certificate.not_valid_after_utc).timestamp())}).",
+        )
+    alg = header.get("alg")
+    if alg not in jwt_codec.VERIFY_ALGORITHMS or not jwt_codec.verify(jwt, cred.public_key, str(alg)):
+        raise StsError(
+            700027, "invalid_client",
+            f"Client assertion failed signature validation. [Reason - The provided signature value did not match "
+            f"the expected signature value., Thumbprint of key used by client: '{cred.x5t_s256}', "
+            f"Found key 'Start={_utc(cred.start.timestamp())}, End={_utc(cred.end.timestamp())}', "
+            f"alg '{alg}'.]",
+        )
+
+    exp = _numeric(claims, "exp")
+    nbf = _numeric(claims, "nbf")
+    iat = _numeric(claims, "iat")
+    if exp is None:
+        raise StsError(50027, "invalid_request", "JWT token is invalid or malformed: the 'exp' claim is missing.")
+    start = nbf if nbf is not None else (iat if iat is not None else 0.0)
+    if now < start - ALLOWED_SKEW or now > exp + ALLOWED_SKEW:
+        raise StsError(
+            700024, "invalid_client",
+            f"Client assertion is not within its valid time range. Current time: {_utc(now)}, assertion valid from "
+            f"{_utc(start)}, expiry time of assertion {_utc(exp)}.",
+        )
+    if exp - start > MAX_LIFETIME:
+        raise StsError(
+            700024, "invalid_client",
+            f"Client assertion is not within its valid time range: its lifetime of {int(exp - start)} s exceeds "
+            f"the maximum of {MAX_LIFETIME} s.",
+        )
+
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise StsError(50027, "invalid_request", "JWT token is invalid or malformed: the 'jti' claim is missing.")
+    if not replay.claim(client_id, jti, exp, now):
+        raise StsError(
+            50013, "invalid_client",
+            f"Assertion is invalid: the client assertion for {client_id} was already used (jti replay).",
+        )
+    return cred

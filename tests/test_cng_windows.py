@@ -1,0 +1,133 @@
+"""Real CNG on Windows: software KSP always, TPM when present. Skipped elsewhere.
+
+These create certificates in CurrentUser\\My with a unique subject and delete
+them (and their keys) afterwards, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+import uuid
+from collections.abc import Iterator
+
+import jwt
+import pytest
+
+from capabilities import require
+from cng_helpers import verify
+from entraclaw import cng, errors
+from entraclaw.auth import build_client_assertion
+
+DATA = b"windows.signing-input"
+ON_WINDOWS = sys.platform == "win32"
+
+
+def _require_windows() -> None:
+    require("windows", ON_WINDOWS and cng.backend() == "cng", "needs Windows with the compiled entraclaw._cng")
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    _require_windows()
+    name = f"entraclaw-pytest-{uuid.uuid4().hex[:12]}-"
+    yield name
+    for cert in cng.list_certificates(name):
+        cng.delete_certificate(cert.thumbprint)
+
+
+def _delete_key_out_of_band(provider: str, container: str) -> None:
+    # Test-only ctypes: plays the admin who removes the key with certutil.
+    ncrypt = ctypes.WinDLL("ncrypt")  # type: ignore[attr-defined]
+    prov = ctypes.c_size_t(0)
+    key = ctypes.c_size_t(0)
+    assert ncrypt.NCryptOpenStorageProvider(ctypes.byref(prov), ctypes.c_wchar_p(provider), 0) == 0
+    try:
+        assert ncrypt.NCryptOpenKey(prov, ctypes.byref(key), ctypes.c_wchar_p(container), 0, 0) == 0
+        assert ncrypt.NCryptDeleteKey(key, 0) == 0
+    finally:
+        ncrypt.NCryptFreeObject(prov)
+
+
+@pytest.mark.windows
+def test_software_ksp_sign_verify_and_cleanup(prefix: str) -> None:
+    made = cng.create_certificate(prefix + "sw", provider="software")
+    assert made.provider == "Microsoft Software Key Storage Provider"
+    signer = cng.CngSigner(made.thumbprint)
+    info = signer.info()
+    assert info.hardware is False
+    assert info.exportable is False
+    assert info.key_length == 2048
+    for alg in ("RS256", "PS256"):
+        verify(made.certificate, signer.sign(DATA, alg), DATA, alg)  # type: ignore[arg-type]
+    endpoint = "https://login.microsoftonline.com/t/oauth2/v2.0/token"
+    token = build_client_assertion(
+        private_key_pem=cng.CngKeyHandle(made.thumbprint),
+        cert_thumbprint=made.x5t_s256,
+        client_id="11111111-2222-3333-4444-555555555555",
+        token_endpoint=endpoint,
+    )
+    jwt.decode(token, key=made.certificate.public_key(), algorithms=["RS256"], audience=endpoint)
+    assert [c.thumbprint for c in cng.list_certificates(prefix)] == [made.thumbprint]
+    signer.close()
+    assert cng.delete_certificate(made.thumbprint) is True
+    assert cng.list_certificates(prefix) == []
+    with pytest.raises(errors.CertificateNotFoundError):
+        cng.CngSigner(made.thumbprint)
+
+
+@pytest.mark.windows
+def test_deleted_key_is_nte_bad_keyset(prefix: str) -> None:
+    made = cng.create_certificate(prefix + "gone", provider="software")
+    signer = cng.CngSigner(made.thumbprint)
+    signer.sign(DATA)
+    _delete_key_out_of_band(made.provider, made.container)
+    # An open handle may outlive the key on Windows; either outcome is fine here.
+    with contextlib.suppress(errors.KeyNotFoundError):
+        signer.sign(DATA)
+    signer.close()
+    with pytest.raises(errors.KeyNotFoundError) as info:
+        cng.CngSigner(made.thumbprint)
+    err = info.value
+    assert err.hresult_name in {"NTE_BAD_KEYSET", "NTE_NO_KEY"}
+    assert err.api == "CryptAcquireCertificatePrivateKey"
+    assert err.system_message  # FormatMessage text from Windows
+    assert made.thumbprint in str(err)
+
+
+@pytest.mark.windows
+def test_dpapi_on_windows() -> None:
+    _require_windows()
+    blob = cng.protect(b"secret", entropy=b"e", description="entraclaw test")
+    assert cng.unprotect(blob, entropy=b"e") == b"secret"
+    with pytest.raises(errors.KeystoreError) as info:
+        cng.unprotect(blob, entropy=b"x")
+    assert info.value.hresult is not None
+
+
+@pytest.mark.windows_tpm
+def test_tpm_key_signs_and_is_hardware(prefix: str) -> None:
+    try:
+        made = cng.create_certificate(prefix + "tpm", provider="tpm")
+    except (errors.TpmUnavailableError, errors.SigningError) as exc:
+        require("windows_tpm", False, f"no usable TPM: {exc}")
+        raise
+    assert made.hardware is True
+    signer = cng.CngSigner(made.thumbprint)
+    info = signer.info()
+    assert info.hardware is True
+    assert info.provider == "Microsoft Platform Crypto Provider"
+    assert info.exportable is False
+    for alg in ("RS256", "PS256"):
+        verify(made.certificate, signer.sign(DATA, alg), DATA, alg)  # type: ignore[arg-type]
+    signer.close()
+    assert cng.delete_certificate(made.thumbprint) is True
+
+
+@pytest.mark.windows_tpm
+def test_auto_prefers_tpm(prefix: str) -> None:
+    made = cng.create_certificate(prefix + "auto")
+    if not made.hardware:
+        require("windows_tpm", False, f"auto fell back to software: {made.tpm_fallback_reason}")
+    assert made.tpm_fallback_reason is None
