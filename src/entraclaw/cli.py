@@ -17,7 +17,12 @@ from entraclaw import __version__
 from entraclaw.errors import EntraclawError
 
 # (module path) — each module defines register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("entraclaw.commands.thumbprint",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "entraclaw.commands.thumbprint",
+    "entraclaw.commands.emulator",
+    "entraclaw.commands.demo",
+    "entraclaw.commands.token",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ __all__ = [
     "ConfigurationError",
     "EmulatorError",
     "EntraclawError",
+    "GraphRequestError",
     "InvalidThumbprintError",
     "KeyMaterialError",
     "KeyNotFoundError",
@@ -224,6 +225,11 @@ class NetworkError(TokenExchangeError):
     """The request never got an HTTP answer (DNS, TCP, TLS, timeout)."""
 
     default_remedy = "Check network access and proxy settings to the authority host, then retry."
+
+
+class GraphRequestError(EntraclawError):
+    """A Microsoft Graph call failed. Carries ``http_status``, ``code`` (Graph's error code),
+    ``request_id`` and ``url`` (never the bearer token)."""
 
 
 class ClientAssertionError(EntraclawError):

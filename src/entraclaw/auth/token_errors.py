@@ -10,6 +10,7 @@ every secret the caller names, because a server may echo what it was sent.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,7 +22,9 @@ from entraclaw.errors import NetworkError, TokenEndpointUnavailableError, TokenE
 __all__ = [
     "AADSTS_REMEDIES",
     "HOP_LABELS",
+    "RedactTokensFilter",
     "exchange_error",
+    "install_log_redaction",
     "network_error",
     "parse_aadsts_code",
     "redact",
@@ -76,7 +79,10 @@ AADSTS_REMEDIES: dict[int, str] = {
     700021: "The client assertion's iss/sub must equal the client id; check which app id signs which hop.",
     700023: "The client assertion's aud must be the tenant's token endpoint; check the authority URL.",
     90002: "The tenant was not found: check ENTRACLAW_TENANT_ID and the authority host.",
-    70011: "The scope is not valid for this grant: use api://AzureADTokenExchange/.default for Hops 1-2.",
+    70011: (
+        "The scope is not valid for this grant: Hops 1-2 of the Agent User flow ask for "
+        "api://AzureADTokenExchange/.default; an app-only token takes one '<resource>/.default' scope."
+    ),
     500011: "The resource in the scope is not in the tenant: check the scope's resource URI.",
     50013: "The exchange token is expired, replayed or for another app: fetch fresh tokens and retry.",
     70000: "The Agent User's identity parent is a different Agent Identity: use that Agent Identity.",
@@ -97,7 +103,8 @@ _GENERIC_REMEDY = (
 
 _AADSTS_IN_TEXT = re.compile(r"AADSTS(\d{4,9})")
 # A JWS compact serialisation starts with a base64url JSON header: "eyJ".
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
+# Truncated tokens (a body cut mid-token) have no dot, so one is not required.
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*)*")
 # Entra appends these to every description; they are kept as fields instead.
 _DESCRIPTION_TAIL = re.compile(r"\s*(Trace ID:|Correlation ID:|Timestamp:).*$", re.DOTALL)
 _MAX_DESCRIPTION = 400
@@ -109,6 +116,39 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if secret and len(secret) >= 8:
             text = text.replace(secret, "[redacted]")
     return _JWT_LIKE.sub("[redacted]", text)
+
+
+class RedactTokensFilter(logging.Filter):
+    """Scrubs JWT-shaped text from records of a library logger.
+
+    MSAL logs the raw body of a token response it cannot parse (at ERROR);
+    a body cut mid-token would put a token prefix in the application's logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        if "eyJ" in message:
+            record.msg = redact(message)
+            record.args = None
+        return True
+
+
+_FILTER = RedactTokensFilter()
+
+
+def install_log_redaction(prefix: str = "msal") -> None:
+    """Attach :class:`RedactTokensFilter` to every existing logger under ``prefix`` (idempotent)."""
+    names = {prefix, *(n for n in logging.root.manager.loggerDict if n.startswith(prefix + "."))}
+    if prefix == "msal":
+        # Created lazily by MSAL's OAuth2 client, which is the one that logs raw bodies.
+        names.add("msal.oauth2cli.oauth2")
+    for name in names:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 def parse_aadsts_code(body: Mapping[str, Any]) -> int | None:

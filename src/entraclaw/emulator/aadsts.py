@@ -116,8 +116,7 @@ def error_body(err: StsError, *, correlation_id: str | None, now: float) -> dict
     return {
         "error": err.error,
         "error_description": (
-            f"AADSTS{err.code}: {err.description} Trace ID: {trace_id} "
-            f"Correlation ID: {correlation} Timestamp: {stamp}"
+            f"AADSTS{err.code}: {err.description} Trace ID: {trace_id} Correlation ID: {correlation} Timestamp: {stamp}"
         ),
         "error_codes": [err.code],
         "timestamp": stamp,

@@ -79,12 +79,14 @@ def verify_certificate_assertion(
     typ = header.get("typ")
     if typ is not None and str(typ).lower() not in ("jwt", "http://openid.net/specs/jwt/1.0"):
         raise StsError(
-            5002727, "invalid_request",
+            5002727,
+            "invalid_request",
             "Invalid JWT header type specified, must be 'JWT' or 'http://openid.net/specs/jwt/1.0'.",
         )
     if claims.get("iss") != client_id or claims.get("sub") != client_id:
         raise StsError(
-            700021, "invalid_client",
+            700021,
+            "invalid_client",
             f"Client assertion application identifier doesn't match 'client_id' parameter ({client_id}). "
             "The 'iss' and 'sub' claims must both be the client id.",
         )
@@ -92,7 +94,8 @@ def verify_certificate_assertion(
     aud_values = aud if isinstance(aud, list) else [aud]
     if not any(isinstance(a, str) and a in audiences for a in aud_values):
         raise StsError(
-            700023, "invalid_client",
+            700023,
+            "invalid_client",
             f"Client assertion audience claim does not match Realm issuer. The 'aud' claim of the assertion "
             f"for {client_id} must be this token endpoint.",
         )
@@ -107,7 +110,8 @@ def verify_certificate_assertion(
     if cred is None:
         shown = s256 or sha1 or "(none: the header has neither x5t#S256 nor x5t)"
         raise StsError(
-            700027, "invalid_client",
+            700027,
+            "invalid_client",
             "The certificate with identifier used to sign the client assertion is not registered on application. "
             f"[Reason - The key was not found., Thumbprint of key used by client: '{shown}', "
             f"Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys "
@@ -115,7 +119,8 @@ def verify_certificate_assertion(
         )
     if not cred.valid_at(now):
         raise StsError(
-            7000274, "invalid_client",
+            7000274,
+            "invalid_client",
             f"The certificate {cred.x5t_s256} (keyId {cred.key_id}) registered on application '{client_id}' is not "
             f"within its validity period ({_utc(max(cred.start, cred.certificate.not_valid_before_utc).timestamp())}"
             f" to {_utc(min(cred.end, cred.certificate.not_valid_after_utc).timestamp())}).",
@@ -123,7 +128,8 @@ def verify_certificate_assertion(
     alg = header.get("alg")
     if alg not in jwt_codec.VERIFY_ALGORITHMS or not jwt_codec.verify(jwt, cred.public_key, str(alg)):
         raise StsError(
-            700027, "invalid_client",
+            700027,
+            "invalid_client",
             f"Client assertion failed signature validation. [Reason - The provided signature value did not match "
             f"the expected signature value., Thumbprint of key used by client: '{cred.x5t_s256}', "
             f"Found key 'Start={_utc(cred.start.timestamp())}, End={_utc(cred.end.timestamp())}', "
@@ -138,13 +144,15 @@ def verify_certificate_assertion(
     start = nbf if nbf is not None else (iat if iat is not None else 0.0)
     if now < start - ALLOWED_SKEW or now > exp + ALLOWED_SKEW:
         raise StsError(
-            700024, "invalid_client",
+            700024,
+            "invalid_client",
             f"Client assertion is not within its valid time range. Current time: {_utc(now)}, assertion valid from "
             f"{_utc(start)}, expiry time of assertion {_utc(exp)}.",
         )
     if exp - start > MAX_LIFETIME:
         raise StsError(
-            700024, "invalid_client",
+            700024,
+            "invalid_client",
             f"Client assertion is not within its valid time range: its lifetime of {int(exp - start)} s exceeds "
             f"the maximum of {MAX_LIFETIME} s.",
         )
@@ -154,7 +162,8 @@ def verify_certificate_assertion(
         raise StsError(50027, "invalid_request", "JWT token is invalid or malformed: the 'jti' claim is missing.")
     if not replay.claim(client_id, jti, exp, now):
         raise StsError(
-            50013, "invalid_client",
+            50013,
+            "invalid_client",
             f"Assertion is invalid: the client assertion for {client_id} was already used (jti replay).",
         )
     return cred

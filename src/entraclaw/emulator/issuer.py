@@ -24,7 +24,7 @@ from entraclaw.emulator import jwt_codec
 __all__ = ["TOKEN_EXCHANGE_AUDIENCE", "TOKEN_EXCHANGE_AUDIENCES", "TokenIssuer"]
 
 #: The app id Entra uses for api://AzureADTokenExchange (the audience of T1 and T2).
-TOKEN_EXCHANGE_AUDIENCE = "fb60f99c-7a34-4190-8149-302f77469936"
+TOKEN_EXCHANGE_AUDIENCE = "fb60f99c-7a34-4190-8149-302f77469936"  # noqa: S105 - an app id
 TOKEN_EXCHANGE_AUDIENCES = frozenset({TOKEN_EXCHANGE_AUDIENCE, "api://AzureADTokenExchange"})
 
 

@@ -259,7 +259,7 @@ class Tenant:
         """A plain app registration (for example the provisioner that PATCHes Blueprints)."""
         return self._add_app("application", display_name, certificates, app_id, object_id, owners)
 
-    def _add_app(
+    def _add_app(  # noqa: PLR0917 - private; both public callers pass every field
         self,
         kind: str,
         display_name: str,
@@ -437,13 +437,21 @@ class Tenant:
                     for a in self._apps.values()
                 ],
                 "agentIdentities": [
-                    {"appId": i.app_id, "id": i.object_id, "displayName": i.display_name,
-                     "blueprintAppId": i.blueprint_app_id}
+                    {
+                        "appId": i.app_id,
+                        "id": i.object_id,
+                        "displayName": i.display_name,
+                        "blueprintAppId": i.blueprint_app_id,
+                    }
                     for i in self._identities.values()
                 ],
                 "agentUsers": [
-                    {"id": u.object_id, "userPrincipalName": u.upn, "displayName": u.display_name,
-                     "agentIdentityAppId": u.agent_identity_app_id}
+                    {
+                        "id": u.object_id,
+                        "userPrincipalName": u.upn,
+                        "displayName": u.display_name,
+                        "agentIdentityAppId": u.agent_identity_app_id,
+                    }
                     for u in self._users.values()
                 ],
                 "consents": [
@@ -459,9 +467,12 @@ class Tenant:
         tenant = cls(tenant_id)
         for a in data.get("applications", []):
             app = tenant._add_app(
-                a.get("kind", "blueprint"), a["displayName"],
+                a.get("kind", "blueprint"),
+                a["displayName"],
                 [KeyCredential.from_graph(k) for k in a.get("keyCredentials", [])],
-                a["appId"], a["id"], a.get("owners", []),
+                a["appId"],
+                a["id"],
+                a.get("owners", []),
             )
             del app
         for i in data.get("agentIdentities", []):

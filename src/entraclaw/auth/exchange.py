@@ -1,0 +1,409 @@
+"""One token request through MSAL, with retry, Retry-After and typed errors.
+
+:class:`MsalExchanger` owns the ``ConfidentialClientApplication`` objects of one
+credential and runs single hops:
+
+- ``client_credentials`` (Hops 1 and 2, and the app-only variant) through
+  ``acquire_token_for_client`` — with ``fmi_path`` on Hop 1;
+- ``user_fic`` (Hop 3) through ``acquire_token_by_user_federated_identity_credential``.
+
+The token protocol is MSAL's; this module adds what a long-running agent needs
+around it. Three MSAL behaviours shape it (checked against MSAL 1.39):
+
+1. A 5xx becomes ``MsalServiceError("HTTP Error: 503")`` without headers; a 429
+   comes back as the error dict. The real status and Retry-After are read from
+   :class:`~entraclaw.auth.msal_http.ObservedHttpClient`.
+2. MSAL's ``ThrottledHttpClient`` replays a 429/5xx for Retry-After seconds (5 s
+   without one) and a 400 for 60 s, keyed by the request. A retry would then
+   never reach the wire, and a fixed consent would stay "missing" for a
+   minute. The ``http_cache`` given to MSAL therefore keeps only GETs (the
+   OpenID discovery document); Retry-After is honoured here instead, also
+   across calls (``not_before`` per client).
+3. MSAL's own token cache would hand back an old token when this layer decides
+   to refresh; MSAL gets a cache that stores nothing, and
+   :mod:`entraclaw.auth.token_cache` is the only cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+
+from entraclaw.auth.msal_http import DEFAULT_TIMEOUT, ObservedHttpClient
+from entraclaw.auth.retry import DEFAULT_RETRY_POLICY, TokenRetryPolicy
+from entraclaw.auth.token_errors import (
+    HOP_LABELS,
+    exchange_error,
+    install_log_redaction,
+    network_error,
+    redact,
+    unavailable_error,
+)
+from entraclaw.errors import ConfigurationError, EntraclawError, TokenExchangeError
+
+__all__ = ["EXCHANGE_SCOPE", "MICROSOFT_AUTHORITY_HOSTS", "MsalExchanger", "normalize_authority"]
+
+logger = logging.getLogger(__name__)
+
+EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
+
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoft.com",
+        "login.windows.net",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+    }
+)
+
+AssertionSource = Callable[[], str]
+
+install_log_redaction("msal")
+
+
+def normalize_authority(tenant: str, authority_host: str = "https://login.microsoftonline.com") -> str:
+    """An authority URL from a tenant id/domain (plus host) or from a full authority URL."""
+    tenant = tenant.strip()
+    if not tenant:
+        raise ConfigurationError(
+            "The tenant is empty.", remedy="Set ENTRACLAW_TENANT_ID to the directory (tenant) id."
+        )
+    if "://" in tenant:
+        parts = urlsplit(tenant)
+        segments = [s for s in parts.path.split("/") if s]
+        if parts.scheme != "https" or not parts.hostname or not segments:
+            raise ConfigurationError(
+                f"Authority {tenant!r} is not https://HOST/TENANT.",
+                remedy="Pass a tenant id, or an authority like https://login.microsoftonline.com/<tenant-id>.",
+                authority=tenant,
+            )
+        return f"https://{parts.netloc}/{segments[0]}"
+    host = authority_host.rstrip("/")
+    if "://" not in host:
+        host = "https://" + host
+    if not host.startswith("https://"):
+        raise ConfigurationError(
+            f"Authority host {authority_host!r} is not https.",
+            remedy="Use https://login.microsoftonline.com (or the emulator's base_url).",
+            authority=authority_host,
+        )
+    if "/" in tenant:
+        raise ConfigurationError(
+            f"Tenant {tenant!r} contains '/'.", remedy="Pass only the tenant id or domain.", tenant=tenant
+        )
+    return f"{host}/{tenant}"
+
+
+class _NoTokenCache(msal.TokenCache):  # type: ignore[misc]
+    """A token cache that keeps nothing: entraclaw's cache decides when to refresh."""
+
+    def add(self, event: Mapping[str, Any], now: float | None = None) -> None:
+        return None
+
+
+class _GetOnlyHttpCache(dict[str, Any]):
+    """MSAL ``http_cache`` that stores no POST answer (see module docstring, point 2)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if isinstance(key, str) and key.startswith("POST "):
+            return
+        super().__setitem__(key, value)
+
+
+def _is_retryable_network_error(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
+
+
+class MsalExchanger:
+    """Runs token requests for one authority through MSAL over one ``requests.Session``."""
+
+    def __init__(
+        self,
+        authority: str,
+        *,
+        session: requests.Session | None = None,
+        retry_policy: TokenRetryPolicy = DEFAULT_RETRY_POLICY,
+        timeout: float = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.authority = authority.rstrip("/")
+        self.token_endpoint = f"{self.authority}/oauth2/v2.0/token"
+        host = urlsplit(self.authority).hostname or ""
+        self._microsoft = host.lower() in MICROSOFT_AUTHORITY_HOSTS
+        self.http = ObservedHttpClient(session if session is not None else requests.Session(), timeout=timeout)
+        self.retry_policy = retry_policy
+        self._sleep = sleep
+        self._clock = clock
+        self._http_cache = _GetOnlyHttpCache()
+        self._apps: dict[tuple[str, int], msal.ConfidentialClientApplication] = {}
+        self._apps_lock = threading.Lock()
+        self._current_assertion = threading.local()
+        self._not_before: dict[str, float] = {}
+        self._not_before_lock = threading.Lock()
+
+    # --- MSAL applications ---------------------------------------------------------
+
+    def _thread_assertion(self) -> str:
+        value: str | None = getattr(self._current_assertion, "value", None)
+        if value is None:  # pragma: no cover - only reachable if MSAL calls it outside a request
+            raise ConfigurationError(
+                "No exchange token is set for this request.", remedy="This is a bug in entraclaw; please report it."
+            )
+        return value
+
+    def _app(
+        self, client_id: str, signer: AssertionSource | None, *, hop: int | None
+    ) -> msal.ConfidentialClientApplication:
+        """The app for ``client_id``; ``signer`` None means "client assertion is an exchange token"."""
+        key = (client_id, id(signer) if signer is not None else 0)
+        with self._apps_lock:
+            app = self._apps.get(key)
+            if app is not None:
+                return app
+            # Exchange tokens change every hour, the app should not: the callable
+            # reads the token this thread is sending right now.
+            assertion: AssertionSource = signer if signer is not None else self._thread_assertion
+            kwargs: dict[str, Any] = {}
+            if not self._microsoft:
+                # A non-Microsoft authority (the emulator, a test server) cannot be
+                # validated against Microsoft's instance discovery.
+                kwargs.update(validate_authority=False, instance_discovery=False)
+            try:
+                app = msal.ConfidentialClientApplication(
+                    client_id,
+                    client_credential={"client_assertion": assertion},
+                    authority=self.authority,
+                    http_client=self.http,
+                    http_cache=self._http_cache,
+                    token_cache=_NoTokenCache(),
+                    **kwargs,
+                )
+            except requests.exceptions.RequestException as exc:
+                raise network_error(
+                    exc, hop=hop, client_id=client_id, url=f"{self.authority}/v2.0/.well-known/openid-configuration"
+                ) from None
+            except ValueError as exc:
+                # MSAL raises ValueError for an authority whose discovery document is unusable.
+                raise TokenExchangeError(
+                    f"{HOP_LABELS.get(hop, HOP_LABELS[None])} for client {client_id}: MSAL rejected the "
+                    f"authority {self.authority} ({redact(str(exc))[:200]}).",
+                    remedy="Check the tenant id and authority host; the OpenID discovery document must be reachable.",
+                    hop=hop,
+                    client_id=client_id,
+                    error="invalid_authority",
+                    aadsts_code=None,
+                    correlation_id=None,
+                    trace_id=None,
+                    http_status=None,
+                ) from None
+            self._apps[key] = app
+            return app
+
+    # --- requests ----------------------------------------------------------------------
+
+    def client_credentials(
+        self,
+        *,
+        hop: int | None,
+        client_id: str,
+        scopes: Sequence[str],
+        client_assertion: AssertionSource | str,
+        fmi_path: str | None = None,
+        claims_challenge: str | None = None,
+    ) -> dict[str, Any]:
+        """``acquire_token_for_client``: a signer callable (Hop 1) or an exchange token (Hop 2)."""
+        signer = client_assertion if callable(client_assertion) else None
+        exchange_token = client_assertion if isinstance(client_assertion, str) else None
+
+        def call(app: msal.ConfidentialClientApplication) -> Any:
+            if fmi_path is not None:
+                return app.acquire_token_for_client(list(scopes), fmi_path=fmi_path, claims_challenge=claims_challenge)
+            return app.acquire_token_for_client(list(scopes), claims_challenge=claims_challenge)
+
+        return self._run(hop, client_id, signer, exchange_token, call)
+
+    def user_fic(
+        self,
+        *,
+        client_id: str,
+        scopes: Sequence[str],
+        client_assertion: str,
+        user_assertion: str,
+        user_object_id: str | None = None,
+        username: str | None = None,
+        claims_challenge: str | None = None,
+        hop: int = 3,
+    ) -> dict[str, Any]:
+        """``acquire_token_by_user_federated_identity_credential`` (Hop 3)."""
+
+        def call(app: msal.ConfidentialClientApplication) -> Any:
+            return app.acquire_token_by_user_federated_identity_credential(
+                list(scopes),
+                assertion=user_assertion,
+                user_object_id=user_object_id,
+                username=username,
+                claims_challenge=claims_challenge,
+            )
+
+        return self._run(hop, client_id, None, client_assertion, call, extra_secrets=(user_assertion,))
+
+    def _wait_not_before(self, hop: int | None, client_id: str, attempts: int) -> None:
+        with self._not_before_lock:
+            not_before = self._not_before.get(client_id, 0.0)
+        remaining = not_before - self._clock()
+        if remaining <= 0:
+            return
+        if remaining > self.retry_policy.max_retry_after:
+            raise unavailable_error(
+                hop=hop, client_id=client_id, http_status=429, attempts=attempts, retry_after=remaining
+            )
+        self._sleep(remaining)
+
+    def _remember_retry_after(self, client_id: str, retry_after: float | None) -> None:
+        if retry_after:
+            with self._not_before_lock:
+                self._not_before[client_id] = self._clock() + retry_after
+
+    def _run(
+        self,
+        hop: int | None,
+        client_id: str,
+        signer: AssertionSource | None,
+        exchange_token: str | None,
+        call: Callable[[msal.ConfidentialClientApplication], Any],
+        *,
+        extra_secrets: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        secrets = tuple(s for s in (exchange_token, *extra_secrets) if s)
+        label = HOP_LABELS.get(hop, HOP_LABELS[None])
+        attempts = 0
+        while True:
+            self._wait_not_before(hop, client_id, attempts)
+            app = self._app(client_id, signer, hop=hop)
+            attempts += 1
+            self.http.reset()
+            self._current_assertion.value = exchange_token
+            outcome: Mapping[str, Any] | None = None
+            failure: BaseException | None = None
+            try:
+                result = call(app)
+                if isinstance(result, Mapping):
+                    outcome = result
+                else:
+                    failure = TypeError(f"MSAL returned {type(result).__name__}")
+            except EntraclawError:
+                raise  # from the signer: already typed, never retried here
+            except (requests.exceptions.RequestException, msal.exceptions.MsalServiceError, ValueError) as exc:
+                failure = exc
+            finally:
+                self._current_assertion.value = None
+            observed = self.http.last
+            status = observed.status if observed is not None else None
+            retry_after = observed.retry_after if observed is not None else None
+
+            if isinstance(failure, requests.exceptions.RequestException):
+                logger.debug(
+                    "%s for %s: attempt %d got no answer (%s)", label, client_id, attempts, type(failure).__name__
+                )
+                delay = (
+                    self.retry_policy.delay_before(attempts, None)
+                    if self.retry_policy.retry_network_errors and _is_retryable_network_error(failure)
+                    else None
+                )
+                if delay is None:
+                    raise network_error(
+                        failure, hop=hop, client_id=client_id, url=self.token_endpoint, attempts=attempts
+                    ) from None
+                self._sleep(delay)
+                continue
+
+            if status is not None and (status == 429 or status >= 500):
+                self._remember_retry_after(client_id, retry_after)
+                delay = self.retry_policy.delay_before(attempts, retry_after)
+                logger.info(
+                    "%s for %s: HTTP %d on attempt %d%s",
+                    label,
+                    client_id,
+                    status,
+                    attempts,
+                    f", retrying in {delay:.2f} s" if delay is not None else ", giving up",
+                )
+                if delay is None:
+                    raise unavailable_error(
+                        hop=hop,
+                        client_id=client_id,
+                        http_status=status,
+                        attempts=attempts,
+                        retry_after=retry_after,
+                        body=outcome,
+                    )
+                if delay > 0:
+                    self._sleep(delay)
+                continue
+
+            if isinstance(failure, ValueError) and observed is None:
+                # MSAL validates its inputs with ValueError before sending anything.
+                raise ConfigurationError(
+                    f"{label} for client {client_id}: MSAL rejected the request before sending it "
+                    f"({redact(str(failure))[:200]}).",
+                    remedy="Check the scopes, the Agent User id/UPN and the client ids passed to the credential.",
+                    hop=hop,
+                    client_id=client_id,
+                ) from None
+
+            if failure is not None:
+                # A body that is not JSON (MSAL's json.loads failed), or MSAL refused
+                # the response for another reason. Never include the body: it might
+                # be a half-sent token.
+                raise TokenExchangeError(
+                    f"{label} for client {client_id}: the token endpoint sent an unusable response "
+                    f"(HTTP {status if status is not None else 'unknown'}, {type(failure).__name__}).",
+                    remedy="Check that the authority URL points at Entra (or the emulator) and not at a proxy page.",
+                    hop=hop,
+                    client_id=client_id,
+                    error="invalid_response",
+                    aadsts_code=None,
+                    correlation_id=None,
+                    trace_id=None,
+                    http_status=status,
+                ) from None
+
+            assert outcome is not None
+            if "error" in outcome:
+                raise exchange_error(outcome, hop=hop, client_id=client_id, http_status=status, secrets=secrets)
+            token = outcome.get("access_token")
+            expires_in = outcome.get("expires_in")
+            if not isinstance(token, str) or not token or not isinstance(expires_in, (int, float)):
+                raise TokenExchangeError(
+                    f"{label} for client {client_id}: the token response has no access_token or expires_in "
+                    f"(HTTP {status}).",
+                    remedy="Check that the authority URL points at Entra (or the emulator).",
+                    hop=hop,
+                    client_id=client_id,
+                    error="invalid_response",
+                    aadsts_code=None,
+                    correlation_id=None,
+                    trace_id=None,
+                    http_status=status,
+                )
+            logger.debug("%s for %s: token received (expires_in=%s)", label, client_id, expires_in)
+            return dict(outcome)
+
+    def close(self) -> None:
+        with self._apps_lock:
+            self._apps.clear()
+
+    def __repr__(self) -> str:
+        return f"<MsalExchanger authority={self.authority}>"

@@ -1,0 +1,193 @@
+"""A token cache file shared by the processes of one user on one machine.
+
+Storage is msal-extensions persistence: encrypted where the OS allows it
+(DPAPI on Windows, Keychain on macOS, libsecret on Linux); plaintext only when
+the caller passes ``allow_plaintext=True``, and then the file is mode 0600.
+Every read-exchange-write cycle happens under :class:`InterProcessLock` on
+``<path>.lock``, so N processes starting cold cause one exchange per hop: the
+first does the work, the rest find its tokens when they get the lock.
+
+A file that cannot be parsed is ignored with a warning (the warning names the
+path, never content) and rewritten on the next save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from entraclaw.auth.file_lock import InterProcessLock
+from entraclaw.auth.token_cache import CachedToken
+from entraclaw.errors import KeystoreError
+
+__all__ = ["CACHE_FORMAT_VERSION", "PersistedTokenStore", "default_cache_path"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT_VERSION = 1
+
+
+class _Persistence(Protocol):
+    is_encrypted: bool
+
+    def save(self, content: str) -> None: ...
+
+    def load(self) -> str: ...
+
+
+def default_cache_path() -> Path:
+    """``%LOCALAPPDATA%\\entraclaw\\agent_tokens.bin`` on Windows, ``~/.entraclaw/agent_tokens.bin`` elsewhere."""
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "entraclaw" / "agent_tokens.bin"
+    return Path.home() / ".entraclaw" / "agent_tokens.bin"
+
+
+def _encrypted_persistence(path: Path) -> _Persistence:
+    from msal_extensions import build_encrypted_persistence
+
+    persistence: _Persistence = build_encrypted_persistence(str(path))
+    return persistence
+
+
+class PersistedTokenStore:
+    """The shared cache file at ``path``.
+
+    ``allow_plaintext=True`` stores tokens unencrypted (mode 0600) when the OS
+    offers no encryption (a Linux server without a Secret Service, a container);
+    without it such a machine gets a :class:`KeystoreError` naming the path.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        allow_plaintext: bool = False,
+        lock_timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_timeout = lock_timeout
+        self._clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._persistence, self.encryption_unavailable_reason = self._open(allow_plaintext)
+
+    def _open(self, allow_plaintext: bool) -> tuple[_Persistence, str | None]:
+        try:
+            return _encrypted_persistence(self.path), None
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        if not allow_plaintext:
+            raise KeystoreError(
+                f"The token cache {self.path} cannot be encrypted on this system ({reason}).",
+                remedy=(
+                    "Install and unlock an OS secret store (libsecret + a Secret Service such as "
+                    "gnome-keyring on Linux), or pass allow_plaintext=True / --allow-plaintext-cache "
+                    "to keep the cache in a 0600 file."
+                ),
+                path=str(self.path),
+                service="entraclaw-token-cache",
+            )
+        from msal_extensions import FilePersistence
+
+        logger.warning(
+            "Token cache %s is stored unencrypted (mode 0600) because allow_plaintext=True and "
+            "the OS offers no encryption here (%s).",
+            self.path,
+            reason,
+        )
+        self._ensure_private_file()
+        plain: _Persistence = FilePersistence(str(self.path))
+        return plain, reason
+
+    @property
+    def is_encrypted(self) -> bool:
+        return bool(getattr(self._persistence, "is_encrypted", False))
+
+    def _ensure_private_file(self) -> None:
+        if sys.platform == "win32":
+            return  # NTFS ignores the mode; %LOCALAPPDATA% is per-user by ACL
+        fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+
+    def lock(self) -> InterProcessLock:
+        return InterProcessLock(self.lock_path, timeout=self.lock_timeout)
+
+    def load(self) -> dict[str, CachedToken]:
+        """Every entry that is still valid. Call with :meth:`lock` held."""
+        from msal_extensions.persistence import PersistenceNotFound
+
+        try:
+            text = self._persistence.load()
+        except PersistenceNotFound:
+            return {}
+        except Exception as exc:
+            logger.warning(
+                "Token cache %s could not be read (%s); ignoring it, it will be rewritten.",
+                self.path,
+                type(exc).__name__,
+            )
+            return {}
+        if not text or not text.strip():
+            return {}
+        return self._parse(text)
+
+    def _parse(self, text: str) -> dict[str, CachedToken]:
+        try:
+            document = json.loads(text)
+            if not isinstance(document, dict) or document.get("version") != CACHE_FORMAT_VERSION:
+                raise ValueError("unknown cache format")
+            raw_entries = document["entries"]
+            if not isinstance(raw_entries, dict):
+                raise ValueError("entries is not an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning(
+                "Token cache %s is corrupt (%s); ignoring it, it will be rewritten.",
+                self.path,
+                type(exc).__name__,
+            )
+            return {}
+        now = self._clock()
+        entries: dict[str, CachedToken] = {}
+        skipped = 0
+        for key, raw in raw_entries.items():
+            try:
+                entry = CachedToken.from_json(raw)
+            except (ValueError, KeyError, TypeError):
+                skipped += 1
+                continue
+            if entry.valid_at(now):
+                entries[str(key)] = entry
+        if skipped:
+            logger.warning("Token cache %s: ignored %d corrupt entries.", self.path, skipped)
+        return entries
+
+    def save(self, entries: Mapping[str, CachedToken]) -> None:
+        """Write the still-valid ``entries``. Call with :meth:`lock` held."""
+        now = self._clock()
+        document: dict[str, Any] = {
+            "version": CACHE_FORMAT_VERSION,
+            "entries": {key: entry.to_json() for key, entry in entries.items() if entry.valid_at(now)},
+        }
+        try:
+            self._persistence.save(json.dumps(document, separators=(",", ":")))
+        except OSError as exc:
+            raise KeystoreError(
+                f"Cannot write the token cache {self.path} ({type(exc).__name__}).",
+                remedy="Make the cache directory writable by this user, or choose another cache path.",
+                path=str(self.path),
+                os_error=getattr(exc, "errno", None),
+            ) from exc
+        if not self.is_encrypted:
+            self._ensure_private_file()
+
+    def __repr__(self) -> str:
+        kind = "encrypted" if self.is_encrypted else "plaintext"
+        return f"<PersistedTokenStore {self.path} ({kind})>"

@@ -1,0 +1,222 @@
+"""In-memory token cache: real expiry, one refresh in flight per key, a tiny warm path.
+
+A token is served until ``refresh_on``: its real expiry (``expires_in`` from the
+token response) minus a margin of max(60 s, 10 % of its lifetime), never more
+than half the lifetime (so a 5-minute test token is still cached for a while).
+When Entra sends ``refresh_in`` the earlier of the two wins.
+
+Keys are readable strings built from tenant, client ids, user and scopes —
+never from token values — so a key can appear in a log line.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AccessToken",
+    "AccessTokenInfo",
+    "CachedToken",
+    "MemoryTokenCache",
+    "cache_key",
+    "normalize_scopes",
+    "refresh_margin",
+]
+
+MIN_REFRESH_MARGIN = 60.0
+REFRESH_FRACTION = 0.10
+
+
+class AccessToken(tuple[str, int]):
+    """Same shape as ``azure.core.credentials.AccessToken``: ``(token, expires_on)``.
+
+    A tuple subclass rather than a NamedTuple so ``repr`` can leave the token out.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, token: str, expires_on: int) -> AccessToken:
+        return tuple.__new__(cls, (token, expires_on))
+
+    @property
+    def token(self) -> str:
+        return self[0]
+
+    @property
+    def expires_on(self) -> int:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"AccessToken(token=<redacted {len(self[0])} chars>, expires_on={self[1]})"
+
+
+@dataclass(frozen=True)
+class AccessTokenInfo:
+    """Same attributes as ``azure.core.credentials.AccessTokenInfo``."""
+
+    token: str = field(repr=False)
+    expires_on: int
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type name, not a secret
+    refresh_on: int | None = None
+
+
+def refresh_margin(lifetime: float) -> float:
+    """Seconds before expiry at which a token of ``lifetime`` seconds is refreshed."""
+    margin = max(MIN_REFRESH_MARGIN, REFRESH_FRACTION * lifetime)
+    return min(margin, lifetime / 2)
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    """One token with the times that govern it (epoch seconds)."""
+
+    token: str = field(repr=False)
+    token_type: str
+    expires_on: float
+    refresh_on: float
+    obtained_on: float
+    access_token: AccessToken = field(repr=False, compare=False)
+    info: AccessTokenInfo = field(repr=False, compare=False)
+
+    @classmethod
+    def create(
+        cls,
+        token: str,
+        *,
+        expires_on: float,
+        obtained_on: float,
+        token_type: str = "Bearer",  # noqa: S107 - the OAuth token type name, not a secret
+        refresh_on: float | None = None,
+    ) -> CachedToken:
+        lifetime = max(0.0, expires_on - obtained_on)
+        computed = expires_on - refresh_margin(lifetime)
+        if refresh_on is not None:
+            computed = min(computed, refresh_on)
+        computed = max(obtained_on, computed)
+        return cls(
+            token=token,
+            token_type=token_type,
+            expires_on=expires_on,
+            refresh_on=computed,
+            obtained_on=obtained_on,
+            access_token=AccessToken(token, int(expires_on)),
+            info=AccessTokenInfo(token, int(expires_on), token_type, int(computed)),
+        )
+
+    @classmethod
+    def from_response(cls, response: Mapping[str, Any], *, now: float) -> CachedToken:
+        """From a token response: ``expires_in`` is relative to when it was received."""
+        expires_in = float(response.get("expires_in", 0))
+        refresh_on = response.get("refresh_on")  # MSAL turns Entra's refresh_in into this
+        return cls.create(
+            str(response["access_token"]),
+            expires_on=now + expires_in,
+            obtained_on=now,
+            token_type=str(response.get("token_type") or "Bearer"),
+            refresh_on=float(refresh_on) if isinstance(refresh_on, (int, float)) else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "token_type": self.token_type,
+            "expires_on": self.expires_on,
+            "refresh_on": self.refresh_on,
+            "obtained_on": self.obtained_on,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CachedToken:
+        token = data["token"]
+        if not isinstance(token, str) or not token:
+            raise ValueError("cache entry without a token")
+        return cls.create(
+            token,
+            expires_on=float(data["expires_on"]),
+            obtained_on=float(data["obtained_on"]),
+            token_type=str(data.get("token_type") or "Bearer"),
+            refresh_on=float(data["refresh_on"]),
+        )
+
+    def fresh_at(self, now: float) -> bool:
+        return now < self.refresh_on
+
+    def valid_at(self, now: float) -> bool:
+        return now < self.expires_on
+
+
+def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Scopes as a sorted, de-duplicated tuple (Entra treats them as a set)."""
+    return tuple(sorted({s.strip() for s in scopes if s and s.strip()}))
+
+
+def cache_key(kind: str, **parts: str | Iterable[str] | None) -> str:
+    """``kind|name=value|...`` with parts in a fixed order; iterables are normalised scope sets."""
+    fields = [kind]
+    for name in sorted(parts):
+        value = parts[name]
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else " ".join(normalize_scopes(value))
+        fields.append(f"{name}={text.lower()}")
+    return "|".join(fields)
+
+
+class MemoryTokenCache:
+    """Thread-safe map key -> :class:`CachedToken` with a per-key refresh lock."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._entries: dict[str, CachedToken] = {}
+        self._lock = threading.Lock()
+        self._refresh_locks: dict[str, threading.Lock] = {}
+
+    def get_fresh(self, key: str) -> CachedToken | None:
+        """The entry if it is before its refresh time. The hot path: one lookup under a lock."""
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and self._clock() < entry.refresh_on:
+            return entry
+        return None
+
+    def get_any(self, key: str) -> CachedToken | None:
+        """The entry even if it is due for refresh (used as a fallback while it is still valid)."""
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: str, token: CachedToken) -> None:
+        with self._lock:
+            current = self._entries.get(key)
+            # Another process may have written a newer token to the shared store.
+            if current is None or token.expires_on >= current.expires_on:
+                self._entries[key] = token
+
+    def refresh_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            lock = self._refresh_locks.get(key)
+            if lock is None:
+                lock = self._refresh_locks[key] = threading.Lock()
+            return lock
+
+    def snapshot(self) -> dict[str, CachedToken]:
+        with self._lock:
+            return dict(self._entries)
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<MemoryTokenCache {len(self)} entries>"

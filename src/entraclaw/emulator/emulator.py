@@ -1,0 +1,324 @@
+"""``Emulator``: the local Entra + Graph, started in-process (tests, demo) or by ``entraclaw emulator serve``."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from entraclaw.emulator.faults import FaultInjector
+from entraclaw.emulator.graph import GraphService
+from entraclaw.emulator.issuer import TokenIssuer
+from entraclaw.emulator.server import EmulatorHTTPServer
+from entraclaw.emulator.state import load_state, save_state
+from entraclaw.emulator.stats import Stats
+from entraclaw.emulator.tenant import Tenant
+from entraclaw.emulator.tls import CertificateAuthority
+from entraclaw.emulator.token_service import Realm, TokenService
+from entraclaw.errors import EmulatorError
+
+__all__ = ["DEFAULT_TOKEN_LIFETIME", "Emulator"]
+
+DEFAULT_TOKEN_LIFETIME = 3599
+
+
+class Emulator:
+    """A real HTTPS Entra token endpoint + Graph subset on loopback.
+
+    ``Emulator(state_file=None, host="127.0.0.1", port=0, tenant_id=None)``;
+    ``start()`` returns self, ``stop()`` is idempotent, and the object is a
+    context manager. With a ``state_file`` that exists, the tenant, CA and
+    signing key are loaded from it; ``stop()`` saves back to it.
+    """
+
+    def __init__(
+        self,
+        state_file: str | Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tenant_id: str | None = None,
+        *,
+        token_lifetime: int | None = None,
+    ) -> None:
+        self.state_file = Path(state_file) if state_file is not None else None
+        self.host = host
+        self._requested_port = port
+        if self.state_file is not None and self.state_file.exists():
+            data = load_state(self.state_file)
+            try:
+                self._load(data)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise EmulatorError(
+                    f"Emulator state file {self.state_file} is damaged ({type(exc).__name__}: {exc}).",
+                    remedy="Delete the file to start a fresh tenant.",
+                    path=str(self.state_file),
+                ) from exc
+            if tenant_id is not None and data.get("tenant_id") is None:
+                self.tenant_id = str(uuid.UUID(tenant_id))
+                self.tenant = Tenant.from_dict(self.tenant_id, data["tenant"])
+            if tenant_id is not None and tenant_id != self.tenant_id:
+                raise EmulatorError(
+                    f"Tenant {tenant_id} was requested but state file {self.state_file} holds tenant {self.tenant_id}.",
+                    remedy="Drop the tenant id argument, or use another state file.",
+                    path=str(self.state_file),
+                )
+        else:
+            self.tenant_id = str(uuid.UUID(tenant_id)) if tenant_id else str(uuid.uuid4())
+            self._ca = CertificateAuthority.generate()
+            self._issuer = TokenIssuer.generate()
+            self.tenant = Tenant(self.tenant_id)
+            self._token_lifetime = DEFAULT_TOKEN_LIFETIME
+        if token_lifetime is not None:
+            if not 60 <= token_lifetime <= 86400:
+                raise EmulatorError(
+                    f"token_lifetime {token_lifetime} is outside 60..86400 seconds.",
+                    remedy="Pass a lifetime in seconds between 60 and 86400.",
+                )
+            self._token_lifetime = token_lifetime
+        self.faults = FaultInjector()
+        self.stats = Stats()
+        self.clock_offset = 0.0
+        self.token_service = TokenService(self.tenant, self._issuer, self._realm, self.clock, self._token_lifetime)
+        self.graph_service = GraphService(self.tenant, self._issuer, self._realm, self.clock)
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._tmpdir: str | None = None
+        self._ca_path: str | None = None
+        self._lock = threading.Lock()
+
+    def _load(self, data: dict[str, Any]) -> None:
+        self.tenant_id = str(uuid.UUID(data["tenant_id"])) if data.get("tenant_id") else str(uuid.uuid4())
+        ca, signing = data.get("ca"), data.get("signing")
+        self._ca = (
+            CertificateAuthority.from_pem(ca["cert_pem"].encode(), ca["key_pem"].encode())
+            if ca
+            else CertificateAuthority.generate()
+        )
+        self._issuer = (
+            TokenIssuer.from_pem(signing["key_pem"].encode(), signing["cert_pem"].encode())
+            if signing
+            else TokenIssuer.generate()
+        )
+        self.tenant = Tenant.from_dict(self.tenant_id, data["tenant"])
+        self._token_lifetime = int(data.get("token_lifetime", DEFAULT_TOKEN_LIFETIME))
+
+    # --- time -------------------------------------------------------------------------
+
+    def clock(self) -> float:
+        """The emulator's notion of now; tests move it with advance_clock() instead of sleeping."""
+        return time.time() + self.clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        self.clock_offset += seconds
+
+    @property
+    def token_lifetime(self) -> int:
+        return self._token_lifetime
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        with self._lock:
+            if self._server is not None:
+                return self
+            identity = self._ca.issue_server((self.host,))
+            try:
+                server = EmulatorHTTPServer((self.host, self._requested_port), identity.ssl_context(), self)
+            except OSError as exc:
+                raise EmulatorError(
+                    f"Cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}.",
+                    remedy="Pick another --port (0 picks a free one) or stop what is using it.",
+                    host=self.host,
+                    port=self._requested_port,
+                ) from exc
+            self._tmpdir = tempfile.mkdtemp(prefix="entraclaw-emulator-")
+            ca_path = Path(self._tmpdir) / "emulator-ca.pem"
+            ca_path.write_bytes(self._ca.cert_pem)
+            self._ca_path = str(ca_path)
+            self._server = server
+            self._thread = server.serve_in_thread()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+            if server is not None:
+                server.shutdown()
+                server.close_connections()
+                server.server_close()
+            if thread is not None:
+                thread.join(timeout=5)
+            if self._tmpdir is not None:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = self._ca_path = None
+        if server is not None and self.state_file is not None:
+            self.save_state()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    # --- addresses --------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        server = self._server
+        if server is None:
+            raise EmulatorError("The emulator is not running, so it has no port.", remedy="Call emu.start() first.")
+        return int(server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def authority(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.base_url}/v1.0"
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}/v2.0"
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}/discovery/v2.0/keys"
+
+    def _realm(self) -> Realm:
+        return Realm(self.base_url, self.tenant_id)
+
+    # --- trust ------------------------------------------------------------------------
+
+    @property
+    def ca_cert_pem(self) -> bytes:
+        return self._ca.cert_pem
+
+    @property
+    def ca_bundle_path(self) -> str:
+        if self._ca_path is None:
+            raise EmulatorError(
+                "The emulator is not running; its CA file exists only while it runs.",
+                remedy="Call emu.start() first, or write emu.ca_cert_pem to a file yourself.",
+            )
+        return self._ca_path
+
+    def session(self) -> requests.Session:
+        """A requests session that trusts only this emulator's CA (and ignores REQUESTS_CA_BUNDLE)."""
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = self.ca_bundle_path
+        return session
+
+    @property
+    def signing_public_key(self) -> rsa.RSAPublicKey:
+        return self._issuer.public_key
+
+    @property
+    def signing_key_id(self) -> str:
+        return self._issuer.kid
+
+    # --- documents served by the routes ----------------------------------------------
+
+    def discovery_document(self, tenant: str) -> dict[str, Any] | None:
+        if tenant.lower() not in (self.tenant_id, "organizations", "common"):
+            return None
+        base, tid = self.base_url, self.tenant_id
+        return {
+            "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": f"{base}/{tid}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/{tid}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{base}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/{tid}/oauth2/v2.0/logout",
+            "claims_supported": [
+                "sub",
+                "iss",
+                "cloud_instance_name",
+                "cloud_instance_host_name",
+                "cloud_graph_host_name",
+                "msgraph_host",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "acr",
+                "nonce",
+                "preferred_username",
+                "name",
+                "tid",
+                "ver",
+                "at_hash",
+                "c_hash",
+                "email",
+            ],
+            "kerberos_endpoint": f"{base}/{tid}/kerberos",
+            "tenant_region_scope": None,
+            "cloud_instance_name": "entraclaw.emulator",
+            "cloud_graph_host_name": base.removeprefix("https://"),
+            "msgraph_host": base.removeprefix("https://"),
+            "rbac_url": base,
+        }
+
+    def jwks_document(self, tenant: str) -> dict[str, Any] | None:
+        if tenant.lower() not in (self.tenant_id, "organizations", "common"):
+            return None
+        return self._issuer.jwks(self.issuer)
+
+    # --- persistence ------------------------------------------------------------------
+
+    def save_state(self, path: str | Path | None = None) -> Path:
+        target = Path(path) if path is not None else self.state_file
+        if target is None:
+            raise EmulatorError(
+                "No state file to save to.", remedy="Pass path= to save_state() or state_file= to Emulator()."
+            )
+        save_state(
+            target,
+            {
+                "tenant_id": self.tenant_id,
+                "token_lifetime": self._token_lifetime,
+                "ca": {"cert_pem": self._ca.cert_pem.decode(), "key_pem": self._ca.key_pem.decode()},
+                "signing": {"cert_pem": self._issuer.cert_pem.decode(), "key_pem": self._issuer.key_pem.decode()},
+                "tenant": self.tenant.to_dict(),
+            },
+        )
+        return target
+
+    def __repr__(self) -> str:
+        where = self.base_url if self.running else "stopped"
+        return f"<Emulator tenant={self.tenant_id} {where}>"

@@ -1,0 +1,73 @@
+"""Fault injection for client tests: throttling, server errors, delays, broken bodies, dropped connections.
+
+``inject(kind, count=N, path=...)`` arms a fault for the next ``N`` requests
+whose path ends with ``path``; faults fire in the order they were armed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from entraclaw.errors import EmulatorError
+
+__all__ = ["FAULT_KINDS", "Fault", "FaultInjector"]
+
+FAULT_KINDS = frozenset({"429", "5xx", "delay", "malformed", "drop"})
+
+
+@dataclass
+class Fault:
+    kind: str
+    remaining: int
+    path: str
+    retry_after: int
+    status: int
+    delay: float
+
+
+class FaultInjector:
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        count: int = 1,
+        path: str = "/oauth2/v2.0/token",
+        retry_after: int = 1,
+        status: int = 503,
+        delay: float = 0.0,
+    ) -> None:
+        if kind not in FAULT_KINDS:
+            raise EmulatorError(f"Unknown fault kind {kind!r}.", remedy=f"Use one of {sorted(FAULT_KINDS)}.", kind=kind)
+        if count < 1:
+            raise EmulatorError(f"Fault count {count} must be at least 1.", remedy="Pass count >= 1.")
+        if kind == "5xx" and not 500 <= status <= 599:
+            raise EmulatorError(f"Status {status} is not a 5xx status.", remedy="Pass status=500..599.")
+        if kind == "delay" and delay <= 0:
+            raise EmulatorError("A delay fault needs delay > 0 seconds.", remedy="Pass delay=<seconds>.")
+        with self._lock:
+            self._faults.append(Fault(kind, count, path, retry_after, status, delay))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, path: str) -> Fault | None:
+        """The fault for a request to ``path``, consuming one use of it, or None."""
+        with self._lock:
+            for fault in self._faults:
+                if path.endswith(fault.path) or path == fault.path:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return sum(f.remaining for f in self._faults)

@@ -1,0 +1,504 @@
+"""``POST /{tenant}/oauth2/v2.0/token``: the three hops of the Agent User flow, checked like Entra.
+
+- **Hop 1** — client = Blueprint, ``client_credentials``, certificate client
+  assertion, ``fmi_path`` = an Agent Identity of that Blueprint, scope
+  ``api://AzureADTokenExchange/.default``. Issues **T1** (``aud`` = the token
+  exchange app, ``sub`` = the fmi path, ``idtyp=app``, ``appid`` = Blueprint).
+- **Hop 2** — client = Agent Identity, ``client_credentials``,
+  ``client_assertion`` = T1 minted for it by its parent Blueprint. Issues **T2**.
+- **Hop 3** — client = Agent Identity, ``grant_type=user_fic``,
+  ``client_assertion`` = T1, ``user_federated_identity_credential`` = T2 of the
+  same Agent Identity, exactly one of ``user_id`` (object id) / ``username``
+  (UPN); the user's identity parent must be the Agent Identity and consent
+  must cover the scope. Issues **T3** (``idtyp=user``, ``oid``, ``scp``), an
+  ``id_token`` and ``client_info`` (MSAL builds its account from them).
+
+Also: a registered app's plain ``client_credentials`` for
+``https://graph.microsoft.com/.default`` gets an app-only Graph token whose
+``roles`` are its app-role grants (used for Graph keyCredentials).
+Refresh tokens are not issued; every hop is a fresh exchange.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from entraclaw.auth._b64 import b64url_encode
+from entraclaw.emulator import jwt_codec
+from entraclaw.emulator.aadsts import CLIENT_ASSERTION_TYPE, StsError, error_body
+from entraclaw.emulator.client_assertion import ALLOWED_SKEW, ReplayCache, verify_certificate_assertion
+from entraclaw.emulator.issuer import TOKEN_EXCHANGE_AUDIENCE, TOKEN_EXCHANGE_AUDIENCES, TokenIssuer
+from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, AgentIdentity, Application, Tenant
+
+__all__ = ["Realm", "TokenResult", "TokenService"]
+
+_OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+_EXCHANGE_RESOURCES = frozenset({"api://AzureADTokenExchange", TOKEN_EXCHANGE_AUDIENCE})
+_GRAPH_RESOURCES = frozenset({GRAPH_RESOURCE, GRAPH_APP_ID})
+
+
+@dataclass(frozen=True)
+class Realm:
+    """Where the emulator lives: base URL and tenant, and the URLs derived from them."""
+
+    base_url: str
+    tenant_id: str
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}/v2.0"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def assertion_audiences(self) -> frozenset[str]:
+        # Entra accepts its v2 and v1 token endpoints as the audience of a client assertion.
+        return frozenset({self.token_endpoint, f"{self.base_url}/{self.tenant_id}/oauth2/token"})
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    hop: int | None
+    status: int
+    body: dict[str, Any]
+
+
+def _missing(name: str) -> StsError:
+    return StsError(900144, "invalid_request", f"The request body must contain the following parameter: '{name}'.")
+
+
+def _split_scope(scope: str) -> tuple[str, str]:
+    """``https://graph.microsoft.com/User.Read`` -> (resource, permission); bare names are Graph's."""
+    if "/" not in scope:
+        return GRAPH_RESOURCE, scope
+    resource, _, permission = scope.rpartition("/")
+    return resource, permission
+
+
+class TokenService:
+    def __init__(
+        self,
+        tenant: Tenant,
+        issuer: TokenIssuer,
+        realm: Callable[[], Realm],
+        clock: Callable[[], float],
+        token_lifetime: int,
+    ) -> None:
+        self.tenant = tenant
+        self.issuer = issuer
+        self._realm = realm
+        self._clock = clock
+        self.token_lifetime = token_lifetime
+        self.replay = ReplayCache()
+
+    # --- entry point ------------------------------------------------------------------
+
+    def handle(self, tenant_in_path: str, form: Mapping[str, str], correlation_id: str | None) -> TokenResult:
+        now = self._clock()
+        hop: int | None = None
+        try:
+            realm = self._realm()
+            if tenant_in_path.lower() not in (realm.tenant_id, "organizations", "common"):
+                raise StsError(
+                    90002,
+                    "invalid_request",
+                    f"Tenant '{tenant_in_path}' not found. Check to make sure you have the correct tenant ID.",
+                )
+            hop, body = self._dispatch(form, realm, now)
+        except StsError as err:
+            return TokenResult(
+                hop if hop is not None else self.hop_hint(form),
+                err.status,
+                error_body(err, correlation_id=correlation_id, now=now),
+            )
+        return TokenResult(hop, 200, body)
+
+    def _dispatch(self, form: Mapping[str, str], realm: Realm, now: float) -> tuple[int | None, dict[str, Any]]:
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            raise _missing("grant_type")
+        client_id = form.get("client_id")
+        if not client_id:
+            raise _missing("client_id")
+        secret = form.get("client_secret")
+        assertion = form.get("client_assertion")
+        if secret and assertion:
+            raise StsError(
+                9002324,
+                "invalid_request",
+                f"Only one client credential may be sent for {client_id}: both 'client_secret' and "
+                "'client_assertion' were present.",
+            )
+        if grant_type not in ("client_credentials", "user_fic"):
+            raise StsError(
+                70003, "unsupported_grant_type", f"The app requested an unsupported grant type '{grant_type}'."
+            )
+        if not form.get("scope"):
+            raise _missing("scope")
+
+        app = self.tenant.application(client_id)
+        identity = self.tenant.agent_identity(client_id)
+        if app is None and identity is None:
+            raise StsError(
+                700016,
+                "unauthorized_client",
+                f"Application with identifier '{client_id}' was not found in the directory '{realm.tenant_id}'.",
+            )
+        if secret:
+            raise StsError(7000215, "invalid_client", f"Invalid client secret provided for app '{client_id}'.")
+        if not assertion:
+            raise StsError(
+                7000216,
+                "invalid_client",
+                f"'client_assertion', 'client_secret' or 'request' is required for the '{grant_type}' grant type.",
+            )
+        assertion_type = form.get("client_assertion_type")
+        if not assertion_type:
+            raise _missing("client_assertion_type")
+        if assertion_type != CLIENT_ASSERTION_TYPE:
+            raise StsError(
+                700021,
+                "invalid_client",
+                f"The client_assertion_type '{assertion_type}' is not supported; use '{CLIENT_ASSERTION_TYPE}'.",
+            )
+
+        if app is not None:
+            if grant_type != "client_credentials":
+                raise StsError(
+                    70000,
+                    "invalid_grant",
+                    f"The user_fic grant is only available to Agent Identities; '{client_id}' is an application.",
+                )
+            verify_certificate_assertion(
+                assertion, app=app, audiences=realm.assertion_audiences, now=now, replay=self.replay
+            )
+            fmi_path = form.get("fmi_path")
+            if fmi_path is not None:
+                return 1, self._hop1(app, fmi_path, form["scope"], realm, now)
+            return None, self._app_token(app, form["scope"], realm, now)
+
+        assert identity is not None
+        self._verify_t1(assertion, identity, realm, now)
+        if grant_type == "client_credentials":
+            return 2, self._hop2(identity, form["scope"], realm, now)
+        return 3, self._hop3(identity, form, realm, now)
+
+    # --- hops -------------------------------------------------------------------------
+
+    def _single_default_scope(self, scope: str, client_id: str) -> str:
+        scopes = scope.split()
+        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+            raise StsError(
+                70011,
+                "invalid_scope",
+                f"The provided value for the input parameter 'scope' is not valid for {client_id}. "
+                f"The scope {scope} is not valid: client credential flows need one '<resource>/.default' scope.",
+            )
+        return scopes[0][: -len("/.default")]
+
+    def _hop1(self, app: Application, fmi_path: str, scope: str, realm: Realm, now: float) -> dict[str, Any]:
+        resource = self._single_default_scope(scope, app.app_id)
+        if resource not in _EXCHANGE_RESOURCES:
+            raise StsError(
+                70011,
+                "invalid_scope",
+                f"The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid "
+                "with fmi_path: request 'api://AzureADTokenExchange/.default'.",
+            )
+        identity = self.tenant.agent_identity(fmi_path)
+        if app.kind != "blueprint" or identity is None or identity.blueprint_app_id != app.app_id:
+            raise StsError(
+                70000,
+                "invalid_grant",
+                f"The fmi_path '{fmi_path}' does not name an Agent Identity of Blueprint '{app.app_id}'.",
+            )
+        token = self.issuer.mint(
+            issuer=realm.issuer,
+            tenant_id=realm.tenant_id,
+            now=now,
+            lifetime=self.token_lifetime,
+            aud=TOKEN_EXCHANGE_AUDIENCE,
+            sub=fmi_path,
+            appid=app.app_id,
+            azp=app.app_id,
+            oid=app.object_id,
+            idtyp="app",
+            appidacr="2",
+        )
+        return self._token_response(token)
+
+    def _app_token(self, app: Application, scope: str, realm: Realm, now: float) -> dict[str, Any]:
+        resource = self._single_default_scope(scope, app.app_id)
+        if resource not in _GRAPH_RESOURCES:
+            raise StsError(
+                500011,
+                "invalid_resource",
+                f"The resource principal named {resource} was not found in the tenant named {realm.tenant_id}.",
+            )
+        claims: dict[str, Any] = dict(
+            aud=GRAPH_RESOURCE,
+            sub=app.object_id,
+            appid=app.app_id,
+            azp=app.app_id,
+            oid=app.object_id,
+            idtyp="app",
+            appidacr="2",
+        )
+        roles = sorted(self.tenant.app_roles(app.app_id, GRAPH_RESOURCE))
+        if roles:
+            claims["roles"] = roles
+        token = self.issuer.mint(
+            issuer=realm.issuer, tenant_id=realm.tenant_id, now=now, lifetime=self.token_lifetime, **claims
+        )
+        return self._token_response(token)
+
+    def _hop2(self, identity: AgentIdentity, scope: str, realm: Realm, now: float) -> dict[str, Any]:
+        resource = self._single_default_scope(scope, identity.app_id)
+        if resource not in _EXCHANGE_RESOURCES:
+            raise StsError(
+                70011,
+                "invalid_scope",
+                f"The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid "
+                f"for Agent Identity {identity.app_id}: request 'api://AzureADTokenExchange/.default'.",
+            )
+        token = self.issuer.mint(
+            issuer=realm.issuer,
+            tenant_id=realm.tenant_id,
+            now=now,
+            lifetime=self.token_lifetime,
+            aud=TOKEN_EXCHANGE_AUDIENCE,
+            sub=identity.object_id,
+            appid=identity.app_id,
+            azp=identity.app_id,
+            oid=identity.object_id,
+            idtyp="app",
+            appidacr="2",
+        )
+        return self._token_response(token)
+
+    def _hop3(self, identity: AgentIdentity, form: Mapping[str, str], realm: Realm, now: float) -> dict[str, Any]:
+        t2 = form.get("user_federated_identity_credential")
+        if not t2:
+            raise _missing("user_federated_identity_credential")
+        self._verify_t2(t2, identity, realm, now)
+
+        requested_use = form.get("requested_token_use")
+        if requested_use is not None and requested_use != "on_behalf_of":
+            raise StsError(
+                9002313,
+                "invalid_request",
+                f"Invalid request: requested_token_use '{requested_use}' is not supported (use 'on_behalf_of').",
+            )
+        user_id, username = form.get("user_id"), form.get("username")
+        if user_id and username:
+            raise StsError(
+                9002313,
+                "invalid_request",
+                "Invalid request. Request is malformed or invalid: send either 'user_id' or 'username', not both.",
+            )
+        if not user_id and not username:
+            raise _missing("user_id")
+        if user_id:
+            if "@" in user_id:
+                raise StsError(
+                    50000,
+                    "invalid_grant",
+                    f"There was an error issuing a token: user_id '{user_id}' is a UPN, but user_id takes the "
+                    "user's object id; send a UPN as 'username'.",
+                )
+            user = self.tenant.user(user_id)
+            lookup = user_id
+        else:
+            user = self.tenant.user_by_upn(str(username))
+            lookup = str(username)
+        if user is None:
+            raise StsError(
+                50034,
+                "invalid_grant",
+                f"The user account {lookup} does not exist in the {realm.tenant_id} directory.",
+            )
+        if user.identity_parent_id != identity.object_id:
+            raise StsError(
+                70000,
+                "invalid_grant",
+                f"The Agent User {user.object_id} belongs to another Agent Identity; Agent Identity "
+                f"{identity.app_id} cannot act as it.",
+            )
+
+        resource, wanted = self._user_scopes(form["scope"], identity)
+        granted = self.tenant.consented_scopes(identity.app_id, resource)
+        if not granted or not (wanted == {".default"} or wanted <= granted):
+            missing = sorted(wanted - granted) if wanted != {".default"} else [".default"]
+            raise StsError(
+                65001,
+                "invalid_grant",
+                f"The user or administrator has not consented to use the application with ID '{identity.app_id}' "
+                f"named '{identity.display_name}'. Missing consent for {resource}: {', '.join(missing)}.",
+            )
+        scp = sorted(granted if wanted == {".default"} else wanted)
+        access = self.issuer.mint(
+            issuer=realm.issuer,
+            tenant_id=realm.tenant_id,
+            now=now,
+            lifetime=self.token_lifetime,
+            aud=GRAPH_RESOURCE,
+            sub=user.object_id,
+            oid=user.object_id,
+            upn=user.upn,
+            unique_name=user.upn,
+            name=user.display_name,
+            scp=" ".join(scp),
+            idtyp="user",
+            appid=identity.app_id,
+            azp=identity.app_id,
+            appidacr="2",
+        )
+        id_token = self.issuer.mint(
+            issuer=realm.issuer,
+            tenant_id=realm.tenant_id,
+            now=now,
+            lifetime=self.token_lifetime,
+            aud=identity.app_id,
+            sub=user.object_id,
+            oid=user.object_id,
+            preferred_username=user.upn,
+            name=user.display_name,
+        )
+        oidc = [s for s in form["scope"].split() if s in _OIDC_SCOPES]
+        body = self._token_response(access)
+        body.update(
+            scope=" ".join([*scp, *oidc]),
+            id_token=id_token,
+            client_info=b64url_encode(
+                json.dumps({"uid": user.object_id, "utid": realm.tenant_id}, separators=(",", ":")).encode()
+            ),
+        )
+        return body
+
+    def _user_scopes(self, scope: str, identity: AgentIdentity) -> tuple[str, set[str]]:
+        resources: set[str] = set()
+        wanted: set[str] = set()
+        for item in scope.split():
+            if item in _OIDC_SCOPES:
+                continue
+            resource, permission = _split_scope(item)
+            resources.add(GRAPH_RESOURCE if resource in _GRAPH_RESOURCES else resource)
+            wanted.add(permission)
+        if not wanted:
+            raise StsError(
+                70011,
+                "invalid_scope",
+                f"The provided value for the input parameter 'scope' is not valid for {identity.app_id}: "
+                "name a resource scope (for example https://graph.microsoft.com/.default).",
+            )
+        if len(resources) != 1 or (".default" in wanted and len(wanted) > 1):
+            raise StsError(
+                70011,
+                "invalid_scope",
+                f"The provided value for the input parameter 'scope' is not valid: the scope '{scope}' mixes "
+                "resources or combines '.default' with named scopes.",
+            )
+        resource = resources.pop()
+        if resource != GRAPH_RESOURCE:
+            raise StsError(
+                500011,
+                "invalid_resource",
+                f"The resource principal named {resource} was not found in the tenant named {self.tenant.tenant_id}.",
+            )
+        return resource, wanted
+
+    # --- token checks -----------------------------------------------------------------
+
+    def _parse_own(self, token: str, what: str, realm: Realm) -> jwt_codec.ParsedJwt:
+        try:
+            parsed = jwt_codec.parse(token)
+        except jwt_codec.MalformedJwt as exc:
+            raise StsError(50027, "invalid_request", f"JWT token is invalid or malformed: {what}: {exc}.") from exc
+        if not self.issuer.verify(parsed):
+            raise StsError(
+                50027,
+                "invalid_request",
+                f"Invalid JWT token. {what} is not signed by this tenant's token signing key.",
+            )
+        if parsed.claims.get("iss") != realm.issuer or parsed.claims.get("tid") != realm.tenant_id:
+            raise StsError(50027, "invalid_request", f"Invalid JWT token. {what} has the wrong issuer.")
+        if parsed.claims.get("aud") not in TOKEN_EXCHANGE_AUDIENCES:
+            raise StsError(
+                50027,
+                "invalid_request",
+                f"Invalid JWT token. {what} has the wrong audience: it must be api://AzureADTokenExchange.",
+            )
+        if parsed.claims.get("idtyp") != "app":
+            raise StsError(50027, "invalid_request", f"Invalid JWT token. {what} is not an app token.")
+        return parsed
+
+    @staticmethod
+    def _in_window(parsed: jwt_codec.ParsedJwt, now: float) -> bool:
+        exp, nbf = parsed.claims.get("exp"), parsed.claims.get("nbf", 0)
+        if not isinstance(exp, (int, float)) or not isinstance(nbf, (int, float)):
+            return False
+        return nbf - ALLOWED_SKEW <= now <= exp
+
+    def _verify_t1(self, token: str, identity: AgentIdentity, realm: Realm, now: float) -> None:
+        t1 = self._parse_own(token, "The client assertion (T1)", realm)
+        if not self._in_window(t1, now):
+            raise StsError(
+                700024,
+                "invalid_client",
+                f"Client assertion is not within its valid time range (T1 for Agent Identity {identity.app_id}).",
+            )
+        if t1.claims.get("appid") != identity.blueprint_app_id:
+            raise StsError(
+                700213,
+                "invalid_client",
+                f"No matching federated identity record found for presented assertion: it was issued to "
+                f"'{t1.claims.get('appid')}', not to the parent Blueprint '{identity.blueprint_app_id}' of Agent "
+                f"Identity '{identity.app_id}'.",
+            )
+        if t1.claims.get("sub") != identity.app_id:
+            raise StsError(
+                700213,
+                "invalid_client",
+                f"No matching federated identity record found for presented assertion subject "
+                f"'{t1.claims.get('sub')}': the assertion's fmi_path is not Agent Identity '{identity.app_id}'.",
+            )
+
+    def _verify_t2(self, token: str, identity: AgentIdentity, realm: Realm, now: float) -> None:
+        t2 = self._parse_own(token, "The user_federated_identity_credential (T2)", realm)
+        if not self._in_window(t2, now):
+            raise StsError(
+                50013,
+                "invalid_grant",
+                f"Assertion is not within its valid time range (T2 for Agent Identity {identity.app_id}).",
+            )
+        if t2.claims.get("appid") != identity.app_id:
+            raise StsError(
+                50013,
+                "invalid_grant",
+                f"Assertion is invalid: the user_federated_identity_credential was issued to "
+                f"'{t2.claims.get('appid')}', not to Agent Identity '{identity.app_id}'.",
+            )
+
+    def hop_hint(self, form: Mapping[str, str]) -> int | None:
+        """Which hop a refused (or faulted) request was attempting, for the stats."""
+        client_id = form.get("client_id") or ""
+        if form.get("grant_type") == "user_fic":
+            return 3
+        if self.tenant.agent_identity(client_id) is not None:
+            return 2
+        if "fmi_path" in form:
+            return 1
+        return None
+
+    def _token_response(self, access_token: str) -> dict[str, Any]:
+        return {
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime,
+            "ext_expires_in": self.token_lifetime,
+            "access_token": access_token,
+        }

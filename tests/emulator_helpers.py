@@ -1,0 +1,275 @@
+"""Fixtures and helpers for the emulator tests: a seeded tenant, assertion builders, Entra error checks.
+
+Assertions are built with PyJWT (independent of entraclaw's own encoder) unless
+a test says otherwise; every token the emulator issues is verified with PyJWT
+against ``emu.signing_public_key``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate
+from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint
+from entraclaw.emulator import Emulator
+from entraclaw.emulator.tenant import AgentIdentity, AgentUser, Application
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
+EXCHANGE_AUD = "fb60f99c-7a34-4190-8149-302f77469936"
+GRAPH = "https://graph.microsoft.com"
+GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class Cert:
+    key: rsa.RSAPrivateKey
+    cert: x509.Certificate
+
+    @property
+    def pem(self) -> bytes:
+        return private_key_to_pem(self.key)
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def x5t_s256(self) -> str:
+        return compute_cert_thumbprint(self.der)
+
+    @property
+    def x5t(self) -> str:
+        import base64
+
+        return base64.urlsafe_b64encode(bytes.fromhex(compute_sha1_thumbprint(self.der))).rstrip(b"=").decode()
+
+
+_KEYS: list[rsa.RSAPrivateKey] = []
+
+
+def _key(index: int) -> rsa.RSAPrivateKey:
+    # RSA keygen is the slowest thing in these tests; share keys across the session.
+    while len(_KEYS) <= index:
+        _KEYS.append(generate_rsa_key())
+    return _KEYS[index]
+
+
+def make_cert(
+    index: int = 0, *, cn: str = "blueprint", days: int = 365, not_before: _dt.datetime | None = None
+) -> Cert:
+    key = _key(index)
+    return Cert(key, self_signed_certificate(key, f"{cn}-{index}", days=days, not_before=not_before))
+
+
+@dataclass
+class Seeded:
+    emu: Emulator
+    cert: Cert
+    other_cert: Cert
+    bp: Application
+    ai: AgentIdentity
+    au: AgentUser
+    bp2: Application
+    ai2: AgentIdentity
+    au2: AgentUser
+
+    # --- requests ----------------------------------------------------------------------
+
+    def post_token(self, data: dict[str, str], headers: dict[str, str] | None = None) -> requests.Response:
+        with self.emu.session() as s:
+            return s.post(self.emu.token_endpoint, data=data, headers=headers or {}, timeout=10)
+
+    def assertion(self, client_id: str | None = None, cert: Cert | None = None, **kw: Any) -> str:
+        return make_assertion(
+            cert or self.cert, client_id or self.bp.app_id, self.emu.token_endpoint, now=self.emu.clock(), **kw
+        )
+
+    def hop1_form(self, assertion: str | None = None, **extra: str) -> dict[str, str]:
+        form = {
+            "client_id": self.bp.app_id,
+            "grant_type": "client_credentials",
+            "scope": EXCHANGE_SCOPE,
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": assertion if assertion is not None else self.assertion(),
+            "fmi_path": self.ai.app_id,
+        }
+        form.update(extra)
+        return form
+
+    def t1(self, ai: AgentIdentity | None = None, bp: Application | None = None, cert: Cert | None = None) -> str:
+        ai, bp = ai or self.ai, bp or self.bp
+        form = self.hop1_form(self.assertion(bp.app_id, cert), client_id=bp.app_id, fmi_path=ai.app_id)
+        r = self.post_token(form)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    def hop2_form(self, t1: str, ai: AgentIdentity | None = None, **extra: str) -> dict[str, str]:
+        form = {
+            "client_id": (ai or self.ai).app_id,
+            "grant_type": "client_credentials",
+            "scope": EXCHANGE_SCOPE,
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": t1,
+        }
+        form.update(extra)
+        return form
+
+    def t2(self, t1: str | None = None, ai: AgentIdentity | None = None) -> str:
+        r = self.post_token(self.hop2_form(t1 or self.t1(ai), ai))
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    def hop3_form(
+        self, t1: str, t2: str, ai: AgentIdentity | None = None, *, msal_style: bool = True, **extra: str
+    ) -> dict[str, str]:
+        form = {
+            "client_id": (ai or self.ai).app_id,
+            "grant_type": "user_fic",
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": t1,
+            "user_federated_identity_credential": t2,
+        }
+        if msal_style:
+            form.update(
+                scope=f"{GRAPH}/.default openid profile offline_access", user_id=self.au.object_id, client_info="1"
+            )
+        else:
+            form.update(scope=f"{GRAPH}/.default", user_id=self.au.object_id, requested_token_use="on_behalf_of")
+        form.update(extra)
+        return form
+
+    def graph_app_token(self, app: Application, cert: Cert) -> str:
+        form = {
+            "client_id": app.app_id,
+            "grant_type": "client_credentials",
+            "scope": f"{GRAPH}/.default",
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": make_assertion(cert, app.app_id, self.emu.token_endpoint, now=self.emu.clock()),
+        }
+        r = self.post_token(form)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+
+def make_assertion(
+    cert: Cert,
+    client_id: str,
+    audience: str,
+    *,
+    now: float | None = None,
+    lifetime: int = 600,
+    nbf_offset: int = 0,
+    alg: str = "RS256",
+    thumbprint: str = "S256",
+    claims: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+    headers: dict[str, Any] | None = None,
+    signing_key: rsa.RSAPrivateKey | None = None,
+) -> str:
+    """A client assertion signed with PyJWT; every part can be bent for negative tests."""
+    issued = int(time.time() if now is None else now)
+    body: dict[str, Any] = {
+        "aud": audience,
+        "iss": client_id,
+        "sub": client_id,
+        "jti": str(uuid.uuid4()),
+        "iat": issued,
+        "nbf": issued + nbf_offset,
+        "exp": issued + nbf_offset + lifetime,
+    }
+    body.update(claims or {})
+    for name in drop:
+        body.pop(name, None)
+    head: dict[str, Any] = {"typ": "JWT"}
+    if thumbprint in ("S256", "both"):
+        head["x5t#S256"] = cert.x5t_s256
+    if thumbprint in ("x5t", "both"):
+        head["x5t"] = cert.x5t
+    head.update(headers or {})
+    return jwt.encode(body, signing_key or cert.key, algorithm=alg, headers=head)
+
+
+def seed(emu: Emulator) -> Seeded:
+    cert, other = make_cert(0), make_cert(1)
+    bp = emu.tenant.add_blueprint("Blueprint A", certificates=[cert.cert])
+    ai = emu.tenant.add_agent_identity(bp.app_id, "Agent Identity A")
+    au = emu.tenant.add_agent_user(ai.app_id, "agent-a@contoso.test", "Agent A")
+    emu.tenant.grant_consent(ai.app_id, resource=GRAPH, scopes=["User.Read"])
+    bp2 = emu.tenant.add_blueprint("Blueprint B", certificates=[other.cert])
+    ai2 = emu.tenant.add_agent_identity(bp2.app_id, "Agent Identity B")
+    au2 = emu.tenant.add_agent_user(ai2.app_id, "agent-b@contoso.test", "Agent B")
+    emu.tenant.grant_consent(ai2.app_id, resource=GRAPH, scopes=["User.Read"])
+    return Seeded(emu, cert, other, bp, ai, au, bp2, ai2, au2)
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[Seeded]:
+    """One running, seeded emulator per test module (tests must not change its tenant)."""
+    with Emulator() as emu:
+        yield seed(emu)
+
+
+@pytest.fixture
+def fresh() -> Iterator[Seeded]:
+    """A seeded emulator of the test's own, for tests that change keys, consent, clock or faults."""
+    with Emulator() as emu:
+        yield seed(emu)
+
+
+def assert_sts_error(
+    response: requests.Response,
+    code: int,
+    error: str,
+    *,
+    status: int | None = None,
+    correlation_id: str | None = None,
+) -> dict[str, Any]:
+    """The response is Entra's error JSON for AADSTS``code``."""
+    expected_status = status if status is not None else (401 if error == "invalid_client" else 400)
+    assert response.status_code == expected_status, response.text
+    body = response.json()
+    assert body["error"] == error, body
+    assert body["error_codes"] == [code], body
+    assert body["error_description"].startswith(f"AADSTS{code}: "), body["error_description"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", body["timestamp"])
+    assert GUID_RE.match(body["trace_id"])
+    if correlation_id is None:
+        assert GUID_RE.match(body["correlation_id"])
+    else:
+        assert body["correlation_id"] == correlation_id
+    assert f"Trace ID: {body['trace_id']}" in body["error_description"]
+    assert f"Correlation ID: {body['correlation_id']}" in body["error_description"]
+    return dict(body)
+
+
+def verify_token(emu: Emulator, token: str, audience: str) -> dict[str, Any]:
+    """Decode an emulator-issued token with PyJWT against the published signing key."""
+    header = jwt.get_unverified_header(token)
+    assert header["alg"] == "RS256"
+    assert header["kid"] == emu.signing_key_id
+    claims = jwt.decode(
+        token,
+        emu.signing_public_key,
+        algorithms=["RS256"],
+        audience=audience,
+        issuer=emu.issuer,
+        options={"require": ["exp", "nbf", "iat", "aud", "iss", "sub"]},
+        leeway=0,
+    )
+    assert claims["tid"] == emu.tenant_id
+    return dict(claims)
+

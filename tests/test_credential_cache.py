@@ -1,0 +1,238 @@
+"""Token caches: expiry arithmetic, keys, the shared persisted cache, cross-process reuse and locking."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from credential_helpers import GRAPH_SCOPE, assert_no_secrets, held_tokens, seed
+from entraclaw.auth.file_lock import InterProcessLock
+from entraclaw.auth.persisted_cache import PersistedTokenStore
+from entraclaw.auth.token_cache import CachedToken, MemoryTokenCache, cache_key, refresh_margin
+from entraclaw.emulator import Emulator
+from entraclaw.errors import KeystoreError
+
+HELPERS = Path(__file__).with_name("credential_helpers.py")
+
+
+# --- arithmetic and keys -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lifetime, margin",
+    [(3599, 359.9), (600, 60), (300, 60), (120, 60), (60, 30), (7200, 720), (86400, 8640)],
+)
+def test_refresh_margin(lifetime, margin):
+    assert refresh_margin(lifetime) == pytest.approx(margin)
+
+
+def test_refresh_in_from_server_wins_when_earlier():
+    entry = CachedToken.from_response(
+        {"access_token": "x" * 20, "expires_in": 3600, "refresh_on": 1000 + 1800}, now=1000
+    )
+    assert entry.expires_on == 4600 and entry.refresh_on == 2800
+
+
+def test_cache_key_has_ids_and_scopes_but_no_token():
+    key = cache_key("t3", tenant="T", client="C", user="oid:U", scopes=["b", "a", "a"])
+    assert key == "t3|client=c|scopes=a b|tenant=t|user=oid:u"
+
+
+def test_memory_cache_serves_until_refresh_on():
+    now = [1000.0]
+    cache = MemoryTokenCache(clock=lambda: now[0])
+    cache.put("k", CachedToken.create("tok" * 5, expires_on=1600, obtained_on=1000))
+    assert cache.get_fresh("k") is not None
+    now[0] = 1539.9
+    assert cache.get_fresh("k") is not None
+    now[0] = 1540
+    assert cache.get_fresh("k") is None and cache.get_any("k") is not None
+
+
+def test_cached_token_repr_hides_token():
+    entry = CachedToken.create("secret-token-value", expires_on=2000, obtained_on=1000)
+    assert "secret-token-value" not in repr(entry)
+    assert "secret-token-value" not in repr(entry.access_token)
+    assert "secret-token-value" not in repr(entry.info)
+
+
+# --- the persisted store ---------------------------------------------------------------------------
+
+
+def test_encryption_unavailable_without_opt_in_is_a_clear_error(tmp_path):
+    try:
+        store = PersistedTokenStore(tmp_path / "cache.bin")
+    except KeystoreError as exc:
+        assert str(tmp_path / "cache.bin") in str(exc)
+        assert "allow_plaintext" in exc.remedy
+    else:  # a machine with a working OS secret store
+        assert store.is_encrypted
+
+
+def test_plaintext_store_is_private_and_round_trips(tmp_path, caplog):
+    path = tmp_path / "sub" / "cache.bin"
+    with caplog.at_level(logging.WARNING, logger="entraclaw"):
+        store = PersistedTokenStore(path, allow_plaintext=True)
+    if store.is_encrypted:
+        pytest.skip("this machine encrypts the cache; the plaintext branch is not taken")
+    assert "unencrypted" in caplog.text
+    entry = CachedToken.create("tok-" * 10, expires_on=time.time() + 3600, obtained_on=time.time())
+    expired = CachedToken.create("old-" * 10, expires_on=time.time() - 1, obtained_on=time.time() - 100)
+    with store.lock():
+        store.save({"a": entry, "b": expired})
+        loaded = store.load()
+    assert set(loaded) == {"a"} and loaded["a"].token == entry.token
+    if sys.platform != "win32":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_existing_world_readable_file_is_made_private(tmp_path):
+    if sys.platform == "win32":
+        pytest.skip("POSIX modes only")
+    path = tmp_path / "cache.bin"
+    path.write_text("")
+    path.chmod(0o644)
+    store = PersistedTokenStore(path, allow_plaintext=True)
+    with store.lock():
+        store.save({})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json at all", '{"version": 99, "entries": {}}', '{"version": 1, "entries": []}', "[1, 2]"],
+)
+def test_corrupt_file_is_ignored_with_warning_then_rewritten(tmp_path, caplog, content):
+    path = tmp_path / "cache.bin"
+    store = PersistedTokenStore(path, allow_plaintext=True)
+    path.write_text(content + " eyJhbGciOiJub25lIn0.eyJ4IjoxfQ.sig")
+    with caplog.at_level(logging.WARNING, logger="entraclaw"), store.lock():
+        assert store.load() == {}
+    assert "corrupt" in caplog.text and str(path) in caplog.text
+    for record in caplog.records:
+        assert_no_secrets(record.getMessage())
+    entry = CachedToken.create("tok-" * 10, expires_on=time.time() + 3600, obtained_on=time.time())
+    with store.lock():
+        store.save({"k": entry})
+        assert store.load()["k"].token == entry.token
+    assert json.loads(path.read_text())["version"] == 1
+
+
+def test_corrupt_entry_is_skipped(tmp_path, caplog):
+    path = tmp_path / "cache.bin"
+    store = PersistedTokenStore(path, allow_plaintext=True)
+    good = CachedToken.create("tok-" * 10, expires_on=time.time() + 3600, obtained_on=time.time())
+    path.write_text(json.dumps({"version": 1, "entries": {"good": good.to_json(), "bad": {"token": 5}}}))
+    with caplog.at_level(logging.WARNING, logger="entraclaw"), store.lock():
+        assert set(store.load()) == {"good"}
+    assert "1 corrupt" in caplog.text
+
+
+def test_credential_with_corrupt_cache_recovers(tmp_path):
+    with Emulator() as emu:
+        seeded = seed(emu)
+        path = tmp_path / "cache.bin"
+        store = PersistedTokenStore(path, allow_plaintext=True)
+        path.write_text("{garbage")
+        assert seeded.credential(cache=store).get_token(GRAPH_SCOPE).token
+        document = json.loads(path.read_text())
+        assert len(document["entries"]) == 3
+
+
+# --- across processes -----------------------------------------------------------------------------
+
+
+def _run_child(config_path: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HELPERS.parent), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, str(HELPERS), "child", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert_no_secrets(out.stdout + out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_reuses_persisted_tokens(tmp_path):
+    import hashlib
+
+    with Emulator() as emu:
+        seeded = seed(emu)
+        cache_path = tmp_path / "shared.bin"
+        cred = seeded.credential(cache=PersistedTokenStore(cache_path, allow_plaintext=True))
+        token = cred.get_token(GRAPH_SCOPE)
+        assert emu.stats.count() == 3
+        for secret in held_tokens(cred):
+            assert secret in cache_path.read_text()  # plaintext store, by explicit opt-in
+
+        config = tmp_path / "child.json"
+        config.write_text(json.dumps(seeded.child_config(cache_path)))
+        result = _run_child(config)
+        assert emu.stats.count() == 3  # zero new requests from the other process
+        assert result["sha256"] == hashlib.sha256(token.token.encode()).hexdigest()
+
+
+def test_parallel_cold_processes_exchange_once_per_hop(tmp_path):
+    with Emulator() as emu:
+        seeded = seed(emu)
+        cache_path = tmp_path / "shared.bin"
+        config = tmp_path / "child.json"
+        config.write_text(json.dumps(seeded.child_config(cache_path)))
+        env = dict(os.environ)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(HELPERS), "child", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(4)
+        ]
+        hashes = set()
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            hashes.add(json.loads(out.strip().splitlines()[-1])["sha256"])
+        assert len(hashes) == 1
+        assert sorted(r["hop"] for r in emu.stats.token_requests) == [1, 2, 3]
+
+
+def _hold_lock(path: str, ready, release) -> None:  # runs in a child process
+    with InterProcessLock(path, timeout=10):
+        ready.set()
+        release.wait(10)
+
+
+def test_file_lock_excludes_other_processes(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    lock_path = str(tmp_path / "x.lock")
+    proc = ctx.Process(target=_hold_lock, args=(lock_path, ready, release))
+    proc.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(KeystoreError, match="Timed out") as info:
+            InterProcessLock(lock_path, timeout=0.3).acquire()
+        assert lock_path in str(info.value)
+        release.set()
+        proc.join(10)
+        with InterProcessLock(lock_path, timeout=5):
+            pass
+    finally:
+        release.set()
+        proc.join(10)
