@@ -272,4 +272,3 @@ def verify_token(emu: Emulator, token: str, audience: str) -> dict[str, Any]:
     )
     assert claims["tid"] == emu.tenant_id
     return dict(claims)
-

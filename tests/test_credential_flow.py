@@ -213,3 +213,20 @@ def test_repr_names_ids_not_secrets(seeded):
     text = repr(cred)
     assert seeded.blueprint_app_id in text and seeded.agent_user_id in text
     assert "eyJ" not in text and "PRIVATE" not in text
+
+
+def test_debug_logs_of_a_full_run_hold_no_token(seeded, caplog):
+    import logging
+
+    from credential_helpers import assert_no_secrets, held_tokens
+
+    for name in ("msal", "entraclaw", "urllib3"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    cred = seeded.credential()
+    cred.get_token(GRAPH_SCOPE)
+    cred.get_token("https://graph.microsoft.com/User.Read")
+    secrets = held_tokens(cred)
+    assert len(secrets) == 4
+    assert any("Obtained t3|" in r.getMessage() for r in caplog.records)  # the logs are there...
+    for record in caplog.records:  # ...and hold no token
+        assert_no_secrets(record.getMessage(), secrets)

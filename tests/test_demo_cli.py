@@ -161,8 +161,17 @@ def test_token_against_configured_tenant_from_env(tmp_path):
             "REQUESTS_CA_BUNDLE": emu.ca_bundle_path,
         }
         cache = tmp_path / "tokens.bin"
-        args = ("token", "--scope", GRAPH_SCOPE, "--key-file", str(key_file), "--json",
-                "--cache", str(cache), "--allow-plaintext-cache")
+        args = (
+            "token",
+            "--scope",
+            GRAPH_SCOPE,
+            "--key-file",
+            str(key_file),
+            "--json",
+            "--cache",
+            str(cache),
+            "--allow-plaintext-cache",
+        )
         out = _run(*args, env=env)
         assert out.returncode == 0, out.stderr
         summary = json.loads(out.stdout)

@@ -11,6 +11,7 @@ import pytest
 import requests
 from cryptography import x509
 
+from capabilities import require
 from emulator_helpers import assert_sts_error, seed
 from entraclaw.emulator import Emulator
 from entraclaw.errors import EmulatorError
@@ -110,7 +111,18 @@ def test_start_stop_and_ephemeral_ports():
     a.stop()  # idempotent
 
 
+def _ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.ipv6
 def test_ipv6_loopback():
+    require("ipv6", _ipv6_loopback_available(), "cannot bind a socket to ::1 on this machine")
     with Emulator(host="::1") as emu:
         assert emu.base_url.startswith("https://[::1]:")
         with emu.session() as s:

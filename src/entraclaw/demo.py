@@ -95,14 +95,21 @@ class BlueprintKey:
     cleanup: Callable[[], None] | None = None
 
 
-def blueprint_key(common_name: str) -> BlueprintKey:
-    """A fresh key + self-signed certificate: CNG on Windows with the native module, PEM otherwise."""
+def blueprint_key(common_name: str, *, use_cng: bool | None = None) -> BlueprintKey:
+    """A fresh key + self-signed certificate: CNG on Windows with the native module, PEM otherwise.
+
+    ``use_cng=None`` decides by platform (Windows with the real ``entraclaw._cng``);
+    ``True`` uses whichever native backend is loaded (the Linux stand-in in tests).
+    A CNG failure falls back to PEM with the reason in ``note``.
+    """
     note = None
-    if sys.platform == "win32":
+    if use_cng is None:
+        use_cng = sys.platform == "win32"
+    if use_cng:
         try:
             from entraclaw import cng
 
-            if cng.backend() == "cng":
+            if cng.backend() == "cng" or (cng.native_available() and sys.platform != "win32"):
                 provisioned = cng.create_certificate(common_name)
                 handle = cng.CngKeyHandle(provisioned.thumbprint)
                 signer = handle.as_signer()
@@ -113,7 +120,7 @@ def blueprint_key(common_name: str) -> BlueprintKey:
 
                 kind = "CNG TPM" if provisioned.hardware else "CNG software KSP"
                 return BlueprintKey(signer, provisioned.certificate, kind, provisioned.tpm_fallback_reason, cleanup)
-            note = "entraclaw._cng is not the Windows build; using a PEM key"
+            note = f"entraclaw._cng is not available (backend: {cng.backend()}); using a PEM key"
         except EntraclawError as exc:
             note = f"CNG key creation failed ({exc.message}); using a PEM key"
     key = generate_rsa_key()
@@ -178,7 +185,9 @@ class DemoTenant:
     key: BlueprintKey
 
 
-def provision_emulator_tenant(emu: Any, trace: DemoTrace, *, upn: str = DEFAULT_UPN) -> DemoTenant:
+def provision_emulator_tenant(
+    emu: Any, trace: DemoTrace, *, upn: str = DEFAULT_UPN, use_cng: bool | None = None
+) -> DemoTenant:
     """Blueprint (certificate uploaded through Graph), Agent Identity, Agent User and consent."""
     tenant = emu.tenant
     suffix = uuid.uuid4().hex[:8]
@@ -197,7 +206,7 @@ def provision_emulator_tenant(emu: Any, trace: DemoTrace, *, upn: str = DEFAULT_
         object_id=blueprint.object_id,
     )
 
-    key = blueprint_key(f"entraclaw-demo-blueprint-{suffix}")
+    key = blueprint_key(f"entraclaw-demo-blueprint-{suffix}", use_cng=use_cng)
     details: dict[str, Any] = {
         "key": key.signer.key_description,
         "storage": key.kind,
@@ -210,7 +219,9 @@ def provision_emulator_tenant(emu: Any, trace: DemoTrace, *, upn: str = DEFAULT_
 
     session = emu.session()
     exchanger = MsalExchanger(emu.authority, session=session)
-    prov_assertion = client_assertion_callable(PemSigner(prov_key, prov_cert), provisioner.app_id, exchanger.token_endpoint)
+    prov_assertion = client_assertion_callable(
+        PemSigner(prov_key, prov_cert), provisioner.app_id, exchanger.token_endpoint
+    )
     prov_token = exchanger.client_credentials(
         hop=None, client_id=provisioner.app_id, scopes=[GRAPH_DEFAULT_SCOPE], client_assertion=prov_assertion
     )["access_token"]
@@ -233,9 +244,9 @@ def provision_emulator_tenant(emu: Any, trace: DemoTrace, *, upn: str = DEFAULT_
             ]
         },
     )
-    registered = call_graph(
-        session, "GET", f"{url}?$select=keyCredentials", prov_token, what="GET keyCredentials"
-    ).get("keyCredentials", [])
+    registered = call_graph(session, "GET", f"{url}?$select=keyCredentials", prov_token, what="GET keyCredentials").get(
+        "keyCredentials", []
+    )
     trace.step(
         "Certificate registered on the Blueprint via Graph PATCH /v1.0/applications/{id}",
         provisioner_app=provisioner.app_id,
@@ -310,6 +321,7 @@ def run_demo(
     *,
     algorithm: Algorithm = "RS256",
     upn: str | None = None,
+    use_cng: bool | None = None,
 ) -> DemoTrace:
     """Run the whole demo into ``trace``; raises :class:`EntraclawError` on the first failure.
 
@@ -321,7 +333,7 @@ def run_demo(
     trace = trace if trace is not None else DemoTrace()
     with Emulator() as emu:
         trace.step("Local Entra + Graph emulator started", authority=emu.authority, graph=emu.graph_url)
-        demo = provision_emulator_tenant(emu, trace, upn=upn or DEFAULT_UPN)
+        demo = provision_emulator_tenant(emu, trace, upn=upn or DEFAULT_UPN, use_cng=use_cng)
         try:
             credential = AgentUserCredential(
                 tenant=demo.authority,

@@ -339,9 +339,7 @@ class AgentUserCredential(_ChainCredential):
         return self._cached(self._t2_key, obtain)
 
     def _t3(self, scopes: tuple[str, ...], *, claims: str | None = None) -> CachedToken:
-        key, normalized = self._scopes_key(
-            "t3", scopes, client=self.agent_identity_app_id, user=self._user_ref
-        )
+        key, normalized = self._scopes_key("t3", scopes, client=self.agent_identity_app_id, user=self._user_ref)
 
         def obtain() -> CachedToken:
             t2 = self._t2()

@@ -74,9 +74,7 @@ def normalize_authority(tenant: str, authority_host: str = "https://login.micros
     """An authority URL from a tenant id/domain (plus host) or from a full authority URL."""
     tenant = tenant.strip()
     if not tenant:
-        raise ConfigurationError(
-            "The tenant is empty.", remedy="Set ENTRACLAW_TENANT_ID to the directory (tenant) id."
-        )
+        raise ConfigurationError("The tenant is empty.", remedy="Set ENTRACLAW_TENANT_ID to the directory (tenant) id.")
     if "://" in tenant:
         parts = urlsplit(tenant)
         segments = [s for s in parts.path.split("/") if s]

@@ -16,7 +16,20 @@ __all__ = ["SUMMARY_CLAIMS", "claims_summary", "unverified_claims"]
 
 #: Claims worth showing: who the token is for, who it is, what it allows, when it ends.
 SUMMARY_CLAIMS = (
-    "aud", "iss", "idtyp", "oid", "sub", "upn", "appid", "azp", "tid", "scp", "roles", "iat", "nbf", "exp",
+    "aud",
+    "iss",
+    "idtyp",
+    "oid",
+    "sub",
+    "upn",
+    "appid",
+    "azp",
+    "tid",
+    "scp",
+    "roles",
+    "iat",
+    "nbf",
+    "exp",
 )
 
 

@@ -39,7 +39,7 @@ ENV_AGENT_IDENTITY = "ENTRACLAW_AGENT_IDENTITY_ID"
 ENV_AGENT_USER = "ENTRACLAW_AGENT_USER_ID"
 ENV_THUMBPRINT = "ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT"
 ENV_AUTHORITY_HOST = "ENTRACLAW_AUTHORITY_HOST"
-ENV_KEY_PASSWORD = "ENTRACLAW_KEY_PASSWORD"
+ENV_KEY_PASSWORD = "ENTRACLAW_KEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
 def register(sub: Any) -> None:
@@ -136,7 +136,9 @@ def _credential(args: argparse.Namespace) -> Iterator[tuple[AgentUserCredential 
                     "cache": cache,
                 }
                 if args.app_only:
-                    emu.tenant.grant_app_roles(demo.agent_identity_app_id, "https://graph.microsoft.com", ["User.Read.All"])
+                    emu.tenant.grant_app_roles(
+                        demo.agent_identity_app_id, "https://graph.microsoft.com", ["User.Read.All"]
+                    )
                     yield AgentIdentityCredential(**common), emu
                 elif args.upn:
                     yield AgentUserCredential(agent_user_upn=demo.agent_user_upn, **common), emu

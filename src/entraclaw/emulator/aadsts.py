@@ -12,15 +12,16 @@ and turned into Entra's body by :func:`error_body`::
 HTTP status follows Entra: 401 for ``invalid_client``, 400 for the others.
 
 Code table (where the code is public Entra behaviour, the source that confirms it is named; a
-few failures have no documented Entra code and use the closest documented one, marked *):
+few failures have no documented Entra code and use the closest documented one, marked *;
+"documented" = Microsoft's AADSTS reference / Azure SDK troubleshooting tables):
 
 =========  ========================  ==========================================================
 code       OAuth error               when
 =========  ========================  ==========================================================
 900144     invalid_request           a required parameter is missing (grant_type, client_id,
                                      scope, client_assertion, user_federated_identity_credential)
-9002313    invalid_request           request malformed: user_id AND username, or a form body
-                                     that cannot be parsed (documented "InvalidRequest")
+9002313    invalid_request           request malformed: user_id AND username (documented
+                                     "InvalidRequest")
 9002324    invalid_request *         client_secret and client_assertion sent together (code as
                                      agreed in the project brief; not confirmed publicly)
 7000216    invalid_client            client_credentials / user_fic without any credential
@@ -66,7 +67,13 @@ code       OAuth error               when
                                      "UserAccountNotFound")
 50000 *    invalid_grant             a UPN sent as ``user_id`` (the object id slot), as agreed in
                                      the brief ("There was an error issuing a token")
-70000 *    invalid_grant             the Agent User's identity parent is another Agent Identity
+70000 *    invalid_grant             the Agent User's identity parent is another Agent Identity;
+                                     ``fmi_path`` names no Agent Identity of this Blueprint; a
+                                     Blueprint tries ``user_fic`` (documented generic
+                                     "InvalidGrant")
+9002313    invalid_request           ``requested_token_use`` other than ``on_behalf_of``
+90055      temporarily_unavailable   injected 429 fault (documented "TenantThrottlingError")
+90033      temporarily_unavailable   injected 5xx fault (documented transient error)
 65001      invalid_grant             no consent for the requested scope (documented)
 =========  ========================  ==========================================================
 """
