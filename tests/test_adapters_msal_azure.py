@@ -122,16 +122,6 @@ def test_azure_core_bearer_policy_calls_graph_me(seeded):
     assert core_token.token == token.token and core_token.expires_on == token.expires_on
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TokenExchangeError,
-    reason=(
-        "emulator gap: Entra issues an Agent Identity app token for '<resource>/.default' on Hop 2 "
-        "(client_assertion=T1), but the emulator answers AADSTS70011 for any scope other than "
-        "api://AzureADTokenExchange/.default (tests/test_emulator_hop2.py pins that). Strict: this turns "
-        "red as soon as the emulator supports it, so the marker gets removed."
-    ),
-)
 def test_app_only_credential_gets_agent_identity_token(seeded):
     emu = seeded.emu
     emu.tenant.grant_app_roles(seeded.agent_identity_app_id, "https://graph.microsoft.com", ["User.Read.All"])
@@ -155,13 +145,12 @@ def test_app_only_credential_wants_one_default_scope(seeded):
         seeded.app_credential().get_token("https://graph.microsoft.com/User.Read")
 
 
-def test_app_only_hop2_request_reaches_the_scope_rule(seeded):
-    # Until the emulator issues app-only tokens: T1 was accepted as the Agent Identity's client
-    # assertion (no 50027/700213) and only the resource scope was refused, on Hop 2.
+def test_app_only_unknown_resource_fails_on_hop2_with_fields(seeded):
+    # T1 was accepted as the Agent Identity's client assertion; only the resource is refused, on Hop 2.
     with pytest.raises(TokenExchangeError) as info:
-        seeded.app_credential().get_token(GRAPH_SCOPE)
+        seeded.app_credential().get_token("api://no-such-resource/.default")
     err = info.value
-    assert (err.hop, err.client_id, err.aadsts_code) == (2, seeded.agent_identity_app_id, 70011)
+    assert (err.hop, err.client_id, err.aadsts_code) == (2, seeded.agent_identity_app_id, 500011)
     assert [(r["hop"], r["grant_type"], r["status"]) for r in seeded.emu.stats.token_requests] == [
         (1, "client_credentials", 200),
         (2, "client_credentials", 400),

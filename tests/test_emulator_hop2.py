@@ -82,9 +82,25 @@ def test_certificate_assertion_is_not_a_t1(seeded):
     assert_sts_error(seeded.post_token(seeded.hop2_form(own)), 50027, "invalid_request")
 
 
-@pytest.mark.parametrize("scope", [f"{GRAPH}/.default", "api://AzureADTokenExchange/read"])
-def test_hop2_scope_must_be_token_exchange(seeded, scope):
+@pytest.mark.parametrize("scope", ["api://AzureADTokenExchange/read", f"{GRAPH}/User.Read"])
+def test_hop2_scope_must_be_one_default_scope(seeded, scope):
     assert_sts_error(seeded.post_token(seeded.hop2_form(seeded.t1(), scope=scope)), 70011, "invalid_scope")
+
+
+def test_hop2_unknown_resource_rejected(seeded):
+    form = seeded.hop2_form(seeded.t1(), scope="api://no-such-resource/.default")
+    assert_sts_error(seeded.post_token(form), 500011, "invalid_resource")
+
+
+def test_hop2_resource_scope_gives_agent_identity_app_token(seeded):
+    # The autonomous-agent flow: T1 as the Agent Identity's credential, a resource as the scope.
+    response = seeded.post_token(seeded.hop2_form(seeded.t1(), scope=f"{GRAPH}/.default"))
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(
+        response.json()["access_token"], seeded.emu.signing_public_key, algorithms=["RS256"], audience=GRAPH
+    )
+    assert claims["idtyp"] == "app"
+    assert claims["appid"] == seeded.ai.app_id and claims["oid"] == seeded.ai.object_id
 
 
 def test_hop2_stats_hop(fresh):

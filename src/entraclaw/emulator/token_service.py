@@ -233,7 +233,11 @@ class TokenService:
         return self._token_response(token)
 
     def _app_token(self, app: Application, scope: str, realm: Realm, now: float) -> dict[str, Any]:
-        resource = self._single_default_scope(scope, app.app_id)
+        return self._resource_token(app.app_id, app.object_id, scope, realm, now)
+
+    def _resource_token(self, app_id: str, object_id: str, scope: str, realm: Realm, now: float) -> dict[str, Any]:
+        """An app-only token for a resource (Graph), carrying the app roles granted to ``app_id``."""
+        resource = self._single_default_scope(scope, app_id)
         if resource not in _GRAPH_RESOURCES:
             raise StsError(
                 500011,
@@ -242,14 +246,14 @@ class TokenService:
             )
         claims: dict[str, Any] = dict(
             aud=GRAPH_RESOURCE,
-            sub=app.object_id,
-            appid=app.app_id,
-            azp=app.app_id,
-            oid=app.object_id,
+            sub=object_id,
+            appid=app_id,
+            azp=app_id,
+            oid=object_id,
             idtyp="app",
             appidacr="2",
         )
-        roles = sorted(self.tenant.app_roles(app.app_id, GRAPH_RESOURCE))
+        roles = sorted(self.tenant.app_roles(app_id, GRAPH_RESOURCE))
         if roles:
             claims["roles"] = roles
         token = self.issuer.mint(
@@ -260,12 +264,9 @@ class TokenService:
     def _hop2(self, identity: AgentIdentity, scope: str, realm: Realm, now: float) -> dict[str, Any]:
         resource = self._single_default_scope(scope, identity.app_id)
         if resource not in _EXCHANGE_RESOURCES:
-            raise StsError(
-                70011,
-                "invalid_scope",
-                f"The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid "
-                f"for Agent Identity {identity.app_id}: request 'api://AzureADTokenExchange/.default'.",
-            )
+            # The Agent Identity asking for its own app-only token for a resource (the
+            # autonomous-agent flow): Entra answers with a resource token, not T2.
+            return self._resource_token(identity.app_id, identity.object_id, scope, realm, now)
         token = self.issuer.mint(
             issuer=realm.issuer,
             tenant_id=realm.tenant_id,
