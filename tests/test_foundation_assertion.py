@@ -275,3 +275,10 @@ def test_unknown_key_type_rejected(keypair):
 def test_self_signed_helper_cert_is_rsa_2048(keypair):
     assert keypair.cert.public_key().key_size == 2048
     assert self_signed_certificate(keypair.key, "x").subject.rfc4514_string() == "CN=x"
+
+
+@pytest.mark.parametrize("client_id", ['app"with\\quotes', "appé-ü-✓", "a\nb"])
+def test_claims_are_valid_json_for_any_client_id(keypair, client_id):
+    token = _build(keypair, client_id=client_id)
+    claims = jwt.decode(token, keypair.cert.public_key(), algorithms=["RS256"], audience=ENDPOINT)
+    assert claims["iss"] == claims["sub"] == client_id

@@ -13,6 +13,7 @@
 //         pubkey HEX(BCRYPT_RSAPUBLIC_BLOB)
 //         sign PADDING INDEX HEX(signature)                  (sign_digest, twice per digest)
 //         sized PADDING HINT INDEX HRESULT HEX(signature|-)  (sign_digest_sized)
+//         raw_small HRESULT NAME PCBRESULT WRITTEN_PAST_END    (NCryptSignHash, 16-byte buffer, direct)
 //         status CASE HRESULT API NAME CATEGORY ACTION
 //         message CASE TEXT...                               (FormatMessage text, may be empty)
 //         dpapi CASE HRESULT API NAME DETAIL
@@ -133,6 +134,25 @@ void probe_signing(NCRYPT_KEY_HANDLE key, const std::vector<std::vector<std::uin
   }
 }
 
+// What the provider itself answers to a too-small signature buffer, called
+// directly: this is the answer sign_digest_sized's resize path relies on. The
+// buffer is larger than the size passed so an overrun shows up as written
+// canary bytes instead of heap corruption.
+void probe_raw_small_buffer(NCRYPT_KEY_HANDLE key, const std::vector<std::uint8_t>& digest) {
+  constexpr std::uint8_t kCanary = 0xA5;
+  std::vector<std::uint8_t> buffer(kExactHint * 2, kCanary);
+  BCRYPT_PKCS1_PADDING_INFO pkcs1{BCRYPT_SHA256_ALGORITHM};
+  DWORD result = 0;
+  std::vector<std::uint8_t> hash = digest;
+  const SECURITY_STATUS st = NCryptSignHash(key, &pkcs1, hash.data(), static_cast<DWORD>(hash.size()), buffer.data(),
+                                            kTooSmallHint, &result, NCRYPT_PAD_PKCS1_FLAG);
+  bool overrun = false;
+  for (std::size_t i = kTooSmallHint; i < buffer.size(); ++i) overrun = overrun || buffer[i] != kCanary;
+  const auto* row = entraclaw::cng::find_status(static_cast<std::uint32_t>(st));
+  std::printf("raw_small %s %s %lu %d\n", hr_text(st).c_str(), row != nullptr ? row->name : "-",
+              static_cast<unsigned long>(result), overrun ? 1 : 0);
+}
+
 void probe_failures(NCRYPT_PROV_HANDLE provider, const std::vector<std::uint8_t>& digest) {
   std::vector<std::uint8_t> sig;
   // A handle that was never a key: the provider's status, not a crash.
@@ -232,6 +252,7 @@ int main(int argc, char** argv) {
   std::printf("keylen %lu\n", static_cast<unsigned long>(got_bits));
   std::printf("pubkey %s\n", hex(blob).c_str());
   probe_signing(static_cast<NCRYPT_KEY_HANDLE>(key.handle), digests);
+  probe_raw_small_buffer(static_cast<NCRYPT_KEY_HANDLE>(key.handle), digests[0]);
   probe_failures(static_cast<NCRYPT_PROV_HANDLE>(provider.handle), digests[0]);
   probe_dpapi();
   std::printf("done\n");

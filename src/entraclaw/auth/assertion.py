@@ -8,6 +8,7 @@ the caller does not change when the key moves into the TPM.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,24 +32,25 @@ MAX_ASSERTION_LIFETIME = 600
 _RESERVED_CLAIMS = frozenset({"aud", "iss", "sub", "jti", "iat", "nbf", "exp"})
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
-# Parsed PEM keys, keyed by a digest of (PEM, password). Parsing validates the
-# key (~40 ms); a caller that passes the same PEM on every call, as the seed's
-# callers do, must not pay that per assertion.
-_PEM_CACHE: OrderedDict[bytes, PemSigner] = OrderedDict()
+# Parsed PEM keys, keyed by (PEM, password) as given. Parsing validates the key
+# (~40 ms); a caller that passes the same PEM on every call, as the seed's
+# callers do, must not pay that per assertion. Keying on the objects themselves
+# (str/bytes cache their hash) keeps a hit at a dict lookup; the cache holds
+# nothing the parsed key objects it maps to do not already hold.
+_PEM_CACHE: OrderedDict[tuple[str, str | bytes | None], PemSigner] = OrderedDict()
 _PEM_CACHE_SIZE = 8
 _PEM_CACHE_LOCK = threading.Lock()
 
 
 def _pem_signer(pem: str | bytes, password: str | bytes | None) -> PemSigner:
-    raw = pem.encode("utf-8") if isinstance(pem, str) else bytes(pem)
-    pwd = password.encode("utf-8") if isinstance(password, str) else (password or b"")
-    cache_key = hashlib.sha256(len(raw).to_bytes(8, "big") + raw + pwd).digest()
+    # PEM text is ASCII; one key form means str and bytes callers share an entry.
+    cache_key = (pem.decode("ascii", "replace") if isinstance(pem, bytes) else pem, password)
     with _PEM_CACHE_LOCK:
         signer = _PEM_CACHE.get(cache_key)
         if signer is not None:
             _PEM_CACHE.move_to_end(cache_key)
             return signer
-    signer = PemSigner.from_pem(raw, password=password)
+    signer = PemSigner.from_pem(pem, password=password)
     with _PEM_CACHE_LOCK:
         _PEM_CACHE[cache_key] = signer
         while len(_PEM_CACHE) > _PEM_CACHE_SIZE:
@@ -75,6 +78,7 @@ def resolve_signer(key: str | bytes | Signer | SupportsSigner, *, password: str 
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _check_endpoint(token_endpoint: str) -> None:
     parts = urlsplit(token_endpoint)
     secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
@@ -124,6 +128,11 @@ def build_client_assertion(
             remedy=f"Pass a lifetime of at most {MAX_ASSERTION_LIFETIME} seconds; Entra rejects longer ones.",
             client_id=client_id,
         )
+    if not isinstance(token_endpoint, str):
+        raise ConfigurationError(
+            f"Token endpoint of type {type(token_endpoint).__name__} for {client_id} is not a URL string.",
+            remedy="Pass the token endpoint URL as a string.",
+        )
     _check_endpoint(token_endpoint)
     thumbprint = validate_x5t_s256(cert_thumbprint, source=f"x5t#S256 thumbprint for {client_id}")
     signer = resolve_signer(private_key_pem, password=password)
@@ -137,7 +146,7 @@ def build_client_assertion(
             certificate_thumbprint=known,
         )
 
-    header: dict[str, str] = {"alg": algorithm, "typ": "JWT", "x5t#S256": thumbprint}
+    x5t = None
     if include_x5t:
         cert = signer.certificate
         if cert is None:
@@ -148,12 +157,9 @@ def build_client_assertion(
             )
         from cryptography.hazmat.primitives import serialization
 
-        header["x5t"] = b64url_encode(
-            hashlib.sha1(cert.public_bytes(serialization.Encoding.DER), usedforsecurity=False).digest()
-        )
+        x5t = b64url_encode(hashlib.sha1(cert.public_bytes(serialization.Encoding.DER), usedforsecurity=False).digest())
 
     issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {}
     if extra_claims:
         clash = _RESERVED_CLAIMS.intersection(extra_claims)
         if clash:
@@ -162,20 +168,27 @@ def build_client_assertion(
                 remedy="Remove the registered claims from extra_claims; they are set by entraclaw.",
                 client_id=client_id,
             )
-        claims.update(extra_claims)
-    claims.update(
-        aud=token_endpoint,
-        iss=client_id,
-        sub=client_id,
-        jti=str(uuid.uuid4()),
-        iat=issued,
-        nbf=issued,
-        exp=issued + lifetime,
-    )
-    signing_input = (
-        b64url_encode(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
-    )
+        claims: dict[str, Any] = dict(extra_claims)
+        claims.update(
+            aud=token_endpoint, iss=client_id, sub=client_id, jti=str(uuid.uuid4()),
+            iat=issued, nbf=issued, exp=issued + lifetime,
+        )
+        payload = json.dumps(claims, separators=(",", ":"))
+    else:
+        # The common case, written out: json.dumps costs more than the rest of the
+        # assertion around the signature, and the shape is fixed.
+        payload = (
+            f'{{"aud":{_json_str(token_endpoint)},"iss":{_json_str(client_id)},"sub":{_json_str(client_id)},'
+            f'"jti":"{uuid.uuid4()}","iat":{issued},"nbf":{issued},"exp":{issued + lifetime}}}'
+        )
+    signing_input = _encoded_header(algorithm, thumbprint, x5t) + "." + b64url_encode(payload.encode())
     signature = signer.sign(signing_input.encode("ascii"), algorithm)
     return signing_input + "." + b64url_encode(signature)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_header(algorithm: str, thumbprint: str, x5t: str | None) -> str:
+    header: dict[str, str] = {"alg": algorithm, "typ": "JWT", "x5t#S256": thumbprint}
+    if x5t is not None:
+        header["x5t"] = x5t
+    return b64url_encode(json.dumps(header, separators=(",", ":")).encode())
