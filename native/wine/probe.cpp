@@ -14,6 +14,7 @@
 //         sign PADDING INDEX HEX(signature)                  (sign_digest, twice per digest)
 //         sized PADDING HINT INDEX HRESULT HEX(signature|-)  (sign_digest_sized)
 //         raw_small HRESULT NAME PCBRESULT WRITTEN_PAST_END    (NCryptSignHash, 16-byte buffer, direct)
+//         after_pss pkcs1 HRESULT HEX(signature|-)          (PKCS#1 once PSS was used)
 //         status CASE HRESULT API NAME CATEGORY ACTION
 //         message CASE TEXT...                               (FormatMessage text, may be empty)
 //         dpapi CASE HRESULT API NAME DETAIL
@@ -153,6 +154,17 @@ void probe_raw_small_buffer(NCRYPT_KEY_HANDLE key, const std::vector<std::uint8_
               static_cast<unsigned long>(result), overrun ? 1 : 0);
 }
 
+// Wine 8's gnutls backend keeps the PSS parameters on the key after a PSS
+// signature, and later PKCS#1 signatures with that key fail inside gnutls
+// (STATUS_INTERNAL_ERROR, which Wine's ncrypt maps to NTE_INTERNAL_ERROR).
+// Windows has no such state. Reported so the test can tell the Wine quirk
+// from a regression; the status is printed as is.
+void probe_pkcs1_after_pss(NCRYPT_KEY_HANDLE key, const std::vector<std::uint8_t>& digest) {
+  std::vector<std::uint8_t> sig;
+  const Status st = entraclaw::cng::sign_digest(key, digest.data(), digest.size(), Padding::Pkcs1, sig);
+  std::printf("after_pss pkcs1 %s %s\n", hr_text(st.hr).c_str(), hex(sig).c_str());
+}
+
 void probe_failures(NCRYPT_PROV_HANDLE provider, const std::vector<std::uint8_t>& digest) {
   std::vector<std::uint8_t> sig;
   // A handle that was never a key: the provider's status, not a crash.
@@ -251,8 +263,10 @@ int main(int argc, char** argv) {
   std::printf("backend %s\n", ENTRACLAW_BACKEND);
   std::printf("keylen %lu\n", static_cast<unsigned long>(got_bits));
   std::printf("pubkey %s\n", hex(blob).c_str());
-  probe_signing(static_cast<NCRYPT_KEY_HANDLE>(key.handle), digests);
+  // Before any PSS signature: see probe_pkcs1_after_pss.
   probe_raw_small_buffer(static_cast<NCRYPT_KEY_HANDLE>(key.handle), digests[0]);
+  probe_signing(static_cast<NCRYPT_KEY_HANDLE>(key.handle), digests);
+  probe_pkcs1_after_pss(static_cast<NCRYPT_KEY_HANDLE>(key.handle), digests[0]);
   probe_failures(static_cast<NCRYPT_PROV_HANDLE>(provider.handle), digests[0]);
   probe_dpapi();
   std::printf("done\n");
