@@ -11,12 +11,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-sys.path.insert(0, str(Path(__file__).parent))
-# Helper modules loaded as plugins keep pytest's assertion introspection.
-pytest.register_assert_rewrite("emulator_helpers", "credential_helpers", "cng_helpers")
-
 from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Helper modules loaded as plugins keep pytest's assertion introspection.
+pytest.register_assert_rewrite("emulator_helpers", "credential_helpers", "cng_helpers", "wine_helpers")
 
 
 @dataclass(frozen=True)
