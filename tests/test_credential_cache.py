@@ -236,3 +236,121 @@ def test_file_lock_excludes_other_processes(tmp_path):
     finally:
         release.set()
         proc.join(10)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="patches fcntl.flock")
+@pytest.mark.parametrize("failure", [OSError(37, "No locks available"), KeyboardInterrupt()])
+def test_file_lock_failure_releases_the_lock_and_closes_the_file(tmp_path, monkeypatch, failure):
+    import fcntl
+
+    lock_path = tmp_path / "y.lock"
+    real_flock = fcntl.flock
+    calls = {"n": 0}
+
+    def flaky_flock(fd, op):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise failure
+        return real_flock(fd, op)
+
+    opened: list[int] = []
+    real_open = os.open
+
+    def recording_open(path, *args, **kw):
+        fd = real_open(path, *args, **kw)
+        if Path(path) == lock_path:
+            opened.append(fd)
+        return fd
+
+    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(fcntl, "flock", flaky_flock)
+    expected = KeystoreError if isinstance(failure, OSError) else KeyboardInterrupt
+    with pytest.raises(expected) as info:
+        InterProcessLock(lock_path, timeout=1).acquire()
+    if expected is KeystoreError:
+        assert str(lock_path) in str(info.value) and "Fix:" in str(info.value)
+    assert len(opened) == 1
+    if os.path.isdir("/proc/self/fd"):  # the lock file's descriptor was closed (or reused for another file)
+        try:
+            still = os.readlink(f"/proc/self/fd/{opened[0]}")
+        except OSError:
+            still = None
+        assert still != str(lock_path)
+    # The per-path thread lock must have been released: the next holder gets in at once.
+    started = time.monotonic()
+    with InterProcessLock(lock_path, timeout=1):
+        pass
+    assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    "bad_time",
+    ["Infinity", "-Infinity", "NaN", "1" + "0" * 400],
+    ids=["inf", "neg-inf", "nan", "huge-int"],
+)
+def test_entry_with_out_of_range_time_is_skipped_not_raised(tmp_path, caplog, bad_time):
+    path = tmp_path / "cache.bin"
+    store = PersistedTokenStore(path, allow_plaintext=True)
+    good = CachedToken.create("tok-" * 10, expires_on=time.time() + 3600, obtained_on=time.time())
+    bad = json.dumps({"token": "bad-" * 10, "token_type": "Bearer", "expires_on": 0, "refresh_on": 0, "obtained_on": 0})
+    bad = bad.replace('"expires_on": 0', f'"expires_on": {bad_time}')
+    path.write_text(f'{{"version": 1, "entries": {{"good": {json.dumps(good.to_json())}, "bad": {bad}}}}}')
+    with caplog.at_level(logging.WARNING, logger="entraclaw"), store.lock():
+        assert set(store.load()) == {"good"}
+    assert "1 corrupt" in caplog.text
+
+
+def test_shared_cache_lock_order_has_no_deadlock(tmp_path):
+    """acquire_chain (which takes the T2 lock first) racing a cold get_token (which takes the shared lock first).
+
+    The credential once took a per-key lock, then the shared-file lock, while a nested hop
+    inside the shared lock took per-key locks: thread A (shared lock -> T2 lock) and thread D
+    (T2 lock -> shared lock) waited on each other until the file lock timed out.
+    """
+    import threading
+
+    with Emulator() as emu:
+        seeded = seed(emu)
+        store = PersistedTokenStore(tmp_path / "cache.bin", allow_plaintext=True, lock_timeout=3)
+        cred = seeded.credential(cache=store)
+        scope_a, scope_b = "https://graph.microsoft.com/User.Read", GRAPH_SCOPE
+        cred.get_token(scope_a)
+        # T2 is no longer fresh anywhere (memory or file); T1 and T3(scope_a) still are.
+        cred._memory.remove(cred._t2_key)
+        with store.lock():
+            entries = store.load()
+            entries.pop(cred._t2_key)
+            store.save(entries)
+
+        in_load, go = threading.Event(), threading.Event()
+        real_load = store.load
+
+        def slow_load():
+            if threading.current_thread().name == "A" and not in_load.is_set():
+                in_load.set()
+                go.wait(10)
+            return real_load()
+
+        store.load = slow_load  # type: ignore[method-assign]
+        errors: list[BaseException] = []
+
+        def run(fn):
+            try:
+                fn()
+            except BaseException as exc:
+                errors.append(exc)
+
+        a = threading.Thread(target=run, args=(lambda: cred.get_token(scope_b),), name="A")
+        d = threading.Thread(target=run, args=(lambda: cred.acquire_chain([scope_a]),), name="D")
+        started = time.monotonic()
+        a.start()
+        assert in_load.wait(10)  # A holds the shared lock
+        d.start()
+        time.sleep(0.5)  # D is now waiting for what A holds
+        go.set()
+        a.join(15)
+        d.join(15)
+        assert not a.is_alive() and not d.is_alive()
+        assert errors == []
+        assert time.monotonic() - started < 3, "a thread waited for the lock timeout"
+        assert emu.stats.count(2) == 2  # T2 exchanged once more, not once per thread

@@ -146,6 +146,20 @@ def test_claims_challenge_forces_a_new_hop3(seeded):
     assert [r["hop"] for r in emu.stats.token_requests] == [1, 2, 3, 3]
 
 
+def test_token_from_a_claims_challenge_replaces_the_cached_one_even_if_it_expires_sooner(seeded):
+    # Entra's token lifetimes vary (60-90 min): the token a claims challenge brings may expire
+    # before the one the resource just refused. The refused one must not stay in the cache.
+    emu = seeded.emu
+    cred = seeded.credential()
+    refused = cred.get_token(GRAPH_SCOPE)
+    emu.token_service.token_lifetime = 1800
+    renewed = cred.get_token(GRAPH_SCOPE, claims='{"access_token":{"xms_cc":{"values":["cp1"]}}}')
+    assert renewed.token != refused.token and renewed.expires_on < refused.expires_on
+    assert cred.get_token(GRAPH_SCOPE).token == renewed.token
+    assert cred.get_token_info(GRAPH_SCOPE).token == renewed.token
+    assert [r["hop"] for r in emu.stats.token_requests] == [1, 2, 3, 3]
+
+
 def test_sixteen_cold_threads_cause_three_requests(seeded):
     emu = seeded.emu
     cred = seeded.credential()

@@ -104,3 +104,15 @@ def test_serve_reports_damaged_state(tmp_path):
     )
     assert proc.returncode == 1
     assert str(bad) in proc.stderr and "Fix:" in proc.stderr
+
+
+def test_serve_reports_a_tenant_id_that_is_not_a_guid():
+    proc = subprocess.run(
+        [sys.executable, "-m", "entraclaw", "emulator", "serve", "--tenant-id", "contoso"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "'contoso'" in proc.stderr and "GUID" in proc.stderr and "Fix:" in proc.stderr

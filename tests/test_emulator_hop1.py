@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import uuid
 
 import pytest
 
@@ -293,3 +294,50 @@ def test_stats_record_hop_and_status(fresh):
         "client_id": fresh.bp.app_id,
         "status": 200,
     }
+
+
+def _signed_raw(seeded, payload_json: str) -> str:
+    """An RS256 assertion whose payload is exactly ``payload_json`` (for numbers JSON encoders will not write)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    head = b64url_encode(json.dumps({"typ": "JWT", "alg": "RS256", "x5t#S256": seeded.cert.x5t_s256}).encode())
+    signing_input = head + "." + b64url_encode(payload_json.encode())
+    signature = seeded.cert.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64url_encode(signature)
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        # NaN compares false with everything: a NaN nbf once let a one-day lifetime through,
+        # a NaN exp made an assertion valid (and replayable) forever.
+        '"iat":{now},"nbf":NaN,"exp":{day}',
+        '"iat":{now},"nbf":{now},"exp":NaN',
+        '"iat":{now},"nbf":{now},"exp":Infinity',
+        '"iat":{now},"nbf":-Infinity,"exp":{soon}',
+        # Finite in JSON, infinite (or not a float at all) in Python: once crashed the handler.
+        '"iat":{now},"nbf":{now},"exp":1e400',
+        '"iat":{now},"nbf":{now},"exp":1' + "0" * 400,
+    ],
+    ids=["nbf-nan", "exp-nan", "exp-inf", "nbf-neg-inf", "exp-1e400", "exp-huge-int"],
+)
+def test_non_finite_time_claims_rejected_like_entra(seeded, times):
+    now = int(seeded.emu.clock())
+    claims = (
+        f'{{"aud":"{seeded.emu.token_endpoint}","iss":"{seeded.bp.app_id}","sub":"{seeded.bp.app_id}",'
+        f'"jti":"{uuid.uuid4()}",' + times.format(now=now, day=now + 86400, soon=now + 300) + "}"
+    )
+    token = _signed_raw(seeded, claims)
+    for _ in range(2):  # and never on a replay either
+        assert_sts_error(seeded.post_token(seeded.hop1_form(token)), 50027, "invalid_request")
+
+
+def test_raw_signed_helper_builds_an_acceptable_assertion(seeded):
+    # The negative test above is only meaningful if the same construction passes with sane numbers.
+    now = int(seeded.emu.clock())
+    claims = (
+        f'{{"aud":"{seeded.emu.token_endpoint}","iss":"{seeded.bp.app_id}","sub":"{seeded.bp.app_id}",'
+        f'"jti":"{uuid.uuid4()}","iat":{now},"nbf":{now},"exp":{now + 300}}}'
+    )
+    assert seeded.post_token(seeded.hop1_form(_signed_raw(seeded, claims))).status_code == 200

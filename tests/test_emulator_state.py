@@ -97,3 +97,9 @@ def test_tenant_mismatch_is_reported(tmp_path):
     with pytest.raises(EmulatorError) as info:
         Emulator(state_file=path, tenant_id="12345678-1234-1234-1234-123456789abc")
     assert "12345678-1234-1234-1234-123456789abc" in str(info.value)
+
+
+def test_tenant_id_in_another_case_matches_the_saved_tenant(tmp_path):
+    tenant = "12345678-1234-1234-1234-123456789abc"
+    path = Emulator(tenant_id=tenant).save_state(tmp_path / "state.json")
+    assert Emulator(state_file=path, tenant_id=tenant.upper()).tenant_id == tenant

@@ -130,9 +130,10 @@ def blueprint_key(common_name: str, *, use_cng: bool | None = None) -> Blueprint
 
 def _graph_error(response: requests.Response, what: str, url: str) -> GraphRequestError:
     try:
-        error = response.json().get("error", {})
+        document = response.json()
     except ValueError:
-        error = {}
+        document = None
+    error = document.get("error", {}) if isinstance(document, dict) else {}
     code = error.get("code") if isinstance(error, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     inner = error.get("innerError", {}) if isinstance(error, dict) else {}
@@ -168,7 +169,19 @@ def call_graph(
         raise _graph_error(response, what, url)
     if response.status_code == 204 or not response.content:
         return {}
-    body = response.json()
+    try:
+        body = response.json()
+    except ValueError:
+        # Never quote the body: it may be a half-sent token.
+        raise GraphRequestError(
+            f"Graph {what} ({url}) answered HTTP {response.status_code} with a body that is not JSON "
+            f"({len(response.content)} bytes).",
+            remedy="Check that the Graph URL points at Microsoft Graph (or the emulator) and not at a proxy page.",
+            http_status=response.status_code,
+            code="invalid_response",
+            request_id=response.headers.get("request-id") or response.headers.get("x-ms-request-id"),
+            url=url,
+        ) from None
     return body if isinstance(body, dict) else {"value": body}
 
 
@@ -207,63 +220,70 @@ def provision_emulator_tenant(
     )
 
     key = blueprint_key(f"entraclaw-demo-blueprint-{suffix}", use_cng=use_cng)
-    details: dict[str, Any] = {
-        "key": key.signer.key_description,
-        "storage": key.kind,
-        "x5t#S256": key.signer.x5t_s256,
-        "sha1": key.signer.sha1_thumbprint,
-    }
-    if key.note:
-        details["note"] = key.note
-    trace.step("Blueprint key and self-signed certificate created on this machine", **details)
+    try:
+        details: dict[str, Any] = {
+            "key": key.signer.key_description,
+            "storage": key.kind,
+            "x5t#S256": key.signer.x5t_s256,
+            "sha1": key.signer.sha1_thumbprint,
+        }
+        if key.note:
+            details["note"] = key.note
+        trace.step("Blueprint key and self-signed certificate created on this machine", **details)
 
-    session = emu.session()
-    exchanger = MsalExchanger(emu.authority, session=session)
-    prov_assertion = client_assertion_callable(
-        PemSigner(prov_key, prov_cert), provisioner.app_id, exchanger.token_endpoint
-    )
-    prov_token = exchanger.client_credentials(
-        hop=None, client_id=provisioner.app_id, scopes=[GRAPH_DEFAULT_SCOPE], client_assertion=prov_assertion
-    )["access_token"]
-    der = key.certificate.public_bytes(serialization.Encoding.DER)
-    url = f"{emu.graph_url}/applications/{blueprint.object_id}"
-    call_graph(
-        session,
-        "PATCH",
-        url,
-        prov_token,
-        what="PATCH keyCredentials",
-        json_body={
-            "keyCredentials": [
-                {
-                    "type": "AsymmetricX509Cert",
-                    "usage": "Verify",
-                    "key": base64.b64encode(der).decode("ascii"),
-                    "displayName": f"CN=entraclaw-demo-blueprint-{suffix}",
-                }
-            ]
-        },
-    )
-    registered = call_graph(session, "GET", f"{url}?$select=keyCredentials", prov_token, what="GET keyCredentials").get(
-        "keyCredentials", []
-    )
-    trace.step(
-        "Certificate registered on the Blueprint via Graph PATCH /v1.0/applications/{id}",
-        provisioner_app=provisioner.app_id,
-        key_credentials=len(registered),
-        custom_key_id=registered[0].get("customKeyIdentifier") if registered else None,
-    )
+        session = emu.session()
+        exchanger = MsalExchanger(emu.authority, session=session)
+        prov_assertion = client_assertion_callable(
+            PemSigner(prov_key, prov_cert), provisioner.app_id, exchanger.token_endpoint
+        )
+        prov_token = exchanger.client_credentials(
+            hop=None, client_id=provisioner.app_id, scopes=[GRAPH_DEFAULT_SCOPE], client_assertion=prov_assertion
+        )["access_token"]
+        der = key.certificate.public_bytes(serialization.Encoding.DER)
+        url = f"{emu.graph_url}/applications/{blueprint.object_id}"
+        call_graph(
+            session,
+            "PATCH",
+            url,
+            prov_token,
+            what="PATCH keyCredentials",
+            json_body={
+                "keyCredentials": [
+                    {
+                        "type": "AsymmetricX509Cert",
+                        "usage": "Verify",
+                        "key": base64.b64encode(der).decode("ascii"),
+                        "displayName": f"CN=entraclaw-demo-blueprint-{suffix}",
+                    }
+                ]
+            },
+        )
+        registered = call_graph(
+            session, "GET", f"{url}?$select=keyCredentials", prov_token, what="GET keyCredentials"
+        ).get("keyCredentials", [])
+        trace.step(
+            "Certificate registered on the Blueprint via Graph PATCH /v1.0/applications/{id}",
+            provisioner_app=provisioner.app_id,
+            key_credentials=len(registered),
+            custom_key_id=registered[0].get("customKeyIdentifier") if registered else None,
+        )
 
-    identity = tenant.add_agent_identity(blueprint.app_id, "entraclaw demo Agent Identity")
-    user = tenant.add_agent_user(identity.app_id, upn, "entraclaw demo Agent User")
-    tenant.grant_consent(identity.app_id, GRAPH, ["User.Read"])
-    trace.step(
-        "Agent Identity and Agent User created, consent granted",
-        agent_identity=identity.app_id,
-        agent_user=user.object_id,
-        upn=user.upn,
-        consent="User.Read on Microsoft Graph",
-    )
+        identity = tenant.add_agent_identity(blueprint.app_id, "entraclaw demo Agent Identity")
+        user = tenant.add_agent_user(identity.app_id, upn, "entraclaw demo Agent User")
+        tenant.grant_consent(identity.app_id, GRAPH, ["User.Read"])
+        trace.step(
+            "Agent Identity and Agent User created, consent granted",
+            agent_identity=identity.app_id,
+            agent_user=user.object_id,
+            upn=user.upn,
+            consent="User.Read on Microsoft Graph",
+        )
+    except BaseException:
+        # The key may be a real certificate + key in the user's store: never leave it behind
+        # when provisioning stops half-way (the caller's cleanup only covers a returned tenant).
+        if key.cleanup is not None:
+            key.cleanup()
+        raise
     return DemoTenant(
         authority=emu.authority,
         blueprint_app_id=blueprint.app_id,

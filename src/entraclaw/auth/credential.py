@@ -137,13 +137,28 @@ class _ChainCredential:
             entry = self._memory.get_fresh(key)
             if entry is not None:
                 return entry
+        if self._store is not None and not getattr(self._holding_store, "held", False):
+            # Lock order, for every thread: the shared file lock first, then per-key locks (T3,
+            # T2, T1, as the hops nest). Taking a key lock first and the file lock inside it
+            # deadlocks against a thread that holds the file lock and needs that key for a hop.
+            with self._store.lock():
+                self._holding_store.held = True
+                try:
+                    return self._refresh_under_key_lock(key, obtain, force=force, shared=True)
+                finally:
+                    self._holding_store.held = False
+        return self._refresh_under_key_lock(key, obtain, force=force, shared=False)
+
+    def _refresh_under_key_lock(
+        self, key: str, obtain: Callable[[], CachedToken], *, force: bool, shared: bool
+    ) -> CachedToken:
         with self._memory.refresh_lock(key):
             if not force:
                 entry = self._memory.get_fresh(key)
                 if entry is not None:  # another thread refreshed it while we waited
                     return entry
             try:
-                if self._store is not None and not getattr(self._holding_store, "held", False):
+                if shared:
                     return self._refresh_shared(key, obtain, force=force)
                 return self._refresh(key, obtain)
             except (TokenEndpointUnavailableError, NetworkError) as exc:
@@ -160,31 +175,26 @@ class _ChainCredential:
 
     def _refresh(self, key: str, obtain: Callable[[], CachedToken]) -> CachedToken:
         entry = obtain()
-        self._memory.put(key, entry)
+        self._memory.put(key, entry, replace=True)
         logger.info("Obtained %s, expires %d, refresh after %d.", key, int(entry.expires_on), int(entry.refresh_on))
         return entry
 
     def _refresh_shared(self, key: str, obtain: Callable[[], CachedToken], *, force: bool) -> CachedToken:
-        # Check the shared file, exchange, write back -- all under the
-        # inter-process lock, so concurrent cold processes exchange once.
+        # Check the shared file, exchange, write back -- all under the inter-process
+        # lock (held by _cached), so concurrent cold processes exchange once.
         assert self._store is not None
-        with self._store.lock():
-            self._holding_store.held = True
-            try:
-                on_disk = self._store.load()
-                for disk_key, disk_entry in on_disk.items():
-                    self._memory.put(disk_key, disk_entry)
-                entry = None if force else self._memory.get_fresh(key)
-                if entry is not None:
-                    logger.debug("Token %s found in the shared cache %s.", key, self._store.path)
-                    return entry
-                entry = self._refresh(key, obtain)
-                merged = dict(on_disk)
-                merged.update(self._memory.snapshot())
-                self._store.save(merged)
-                return entry
-            finally:
-                self._holding_store.held = False
+        on_disk = self._store.load()
+        for disk_key, disk_entry in on_disk.items():
+            self._memory.put(disk_key, disk_entry)
+        entry = None if force else self._memory.get_fresh(key)
+        if entry is not None:
+            logger.debug("Token %s found in the shared cache %s.", key, self._store.path)
+            return entry
+        entry = self._refresh(key, obtain)
+        merged = dict(on_disk)
+        merged.update(self._memory.snapshot())
+        self._store.save(merged)
+        return entry
 
     def _scopes_key(self, kind: str, scopes: tuple[str, ...], **parts: str | None) -> tuple[str, tuple[str, ...]]:
         """Cache key and normalised scopes for the scopes exactly as the caller passed them."""
@@ -226,6 +236,41 @@ class _ChainCredential:
                 remedy="Create a credential for that tenant; Agent identities are single-tenant.",
                 tenant_id=tenant_id,
             )
+
+    # --- azure-core TokenCredential / SupportsTokenInfo ---------------------------------
+
+    def _token(self, scopes: tuple[str, ...], *, claims: str | None) -> CachedToken:
+        """The resource token for ``scopes`` (T3, or the app-only token); each credential says which."""
+        raise NotImplementedError
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """A token for ``scopes`` (azure-core ``TokenCredential``).
+
+        A ``claims`` challenge forces a new exchange of the last hop. ``enable_cae``
+        is accepted for protocol compatibility; tokens are cached the same way.
+        """
+        if claims is None and tenant_id is None:
+            known = self._scope_keys.get(scopes)
+            if known is not None:
+                entry = self._memory.get_fresh(known[0])
+                if entry is not None:
+                    return entry.access_token
+        self._check_request(claims, tenant_id)
+        return self._token(scopes, claims=claims).access_token
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        """A token for ``scopes`` (azure-core ``SupportsTokenInfo``)."""
+        options = options or {}
+        claims = options.get("claims")
+        self._check_request(claims, options.get("tenant_id"))
+        return self._token(scopes, claims=claims).info
 
     def clear_cache(self) -> None:
         """Forget the tokens held in memory (the shared store is left alone)."""
@@ -357,37 +402,8 @@ class AgentUserCredential(_ChainCredential):
 
         return self._cached(key, obtain, force=claims is not None)
 
-    # --- azure-core TokenCredential / SupportsTokenInfo ---------------------------------
-
-    def get_token(
-        self,
-        *scopes: str,
-        claims: str | None = None,
-        tenant_id: str | None = None,
-        enable_cae: bool = False,
-        **kwargs: Any,
-    ) -> AccessToken:
-        """An Agent User token for ``scopes`` (azure-core ``TokenCredential``).
-
-        A ``claims`` challenge forces a new Hop 3. ``enable_cae`` is accepted
-        for protocol compatibility; tokens are cached the same way.
-        """
-        if claims is None and tenant_id is None:
-            known = self._scope_keys.get(scopes)
-            if known is not None:
-                entry = self._memory.get_fresh(known[0])
-                if entry is not None:
-                    return entry.access_token
-        self._check_request(claims, tenant_id)
-        return self._t3(scopes, claims=claims).access_token
-
-    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
-        """An Agent User token for ``scopes`` (azure-core ``SupportsTokenInfo``)."""
-        options = options or {}
-        claims = options.get("claims")
-        tenant_id = options.get("tenant_id")
-        self._check_request(claims, tenant_id)
-        return self._t3(scopes, claims=claims).info
+    def _token(self, scopes: tuple[str, ...], *, claims: str | None) -> CachedToken:
+        return self._t3(scopes, claims=claims)
 
     def acquire_chain(self, scopes: Iterable[str]) -> ChainTokens:
         """T1, T2 and T3 for ``scopes`` (cached where fresh): for tracing and diagnostics."""
@@ -460,28 +476,8 @@ class AgentIdentityCredential(_ChainCredential):
 
         return self._cached(key, obtain, force=claims is not None)
 
-    def get_token(
-        self,
-        *scopes: str,
-        claims: str | None = None,
-        tenant_id: str | None = None,
-        enable_cae: bool = False,
-        **kwargs: Any,
-    ) -> AccessToken:
-        if claims is None and tenant_id is None:
-            known = self._scope_keys.get(scopes)
-            if known is not None:
-                entry = self._memory.get_fresh(known[0])
-                if entry is not None:
-                    return entry.access_token
-        self._check_request(claims, tenant_id)
-        return self._app_token(scopes, claims=claims).access_token
-
-    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
-        options = options or {}
-        claims = options.get("claims")
-        self._check_request(claims, options.get("tenant_id"))
-        return self._app_token(scopes, claims=claims).info
+    def _token(self, scopes: tuple[str, ...], *, claims: str | None) -> CachedToken:
+        return self._app_token(scopes, claims=claims)
 
     def acquire_chain(self, scopes: Sequence[str]) -> ChainTokens:
         app = self._app_token(tuple(scopes))

@@ -117,6 +117,23 @@ class _GetOnlyHttpCache(dict[str, Any]):
         super().__setitem__(key, value)
 
 
+def _local_error(
+    message: str, *, remedy: str, hop: int | None, client_id: str, error: str, http_status: int | None
+) -> TokenExchangeError:
+    """A failure found on this side (no AADSTS answer to read): the same fields as a refusal, empty."""
+    return TokenExchangeError(
+        message,
+        remedy=remedy,
+        hop=hop,
+        client_id=client_id,
+        error=error,
+        aadsts_code=None,
+        correlation_id=None,
+        trace_id=None,
+        http_status=http_status,
+    )
+
+
 def _is_retryable_network_error(exc: BaseException) -> bool:
     if isinstance(exc, requests.exceptions.SSLError):
         return False
@@ -194,16 +211,13 @@ class MsalExchanger:
                 ) from None
             except ValueError as exc:
                 # MSAL raises ValueError for an authority whose discovery document is unusable.
-                raise TokenExchangeError(
+                raise _local_error(
                     f"{HOP_LABELS.get(hop, HOP_LABELS[None])} for client {client_id}: MSAL rejected the "
                     f"authority {self.authority} ({redact(str(exc))[:200]}).",
                     remedy="Check the tenant id and authority host; the OpenID discovery document must be reachable.",
                     hop=hop,
                     client_id=client_id,
                     error="invalid_authority",
-                    aadsts_code=None,
-                    correlation_id=None,
-                    trace_id=None,
                     http_status=None,
                 ) from None
             self._apps[key] = app
@@ -365,16 +379,13 @@ class MsalExchanger:
                 # A body that is not JSON (MSAL's json.loads failed), or MSAL refused
                 # the response for another reason. Never include the body: it might
                 # be a half-sent token.
-                raise TokenExchangeError(
+                raise _local_error(
                     f"{label} for client {client_id}: the token endpoint sent an unusable response "
                     f"(HTTP {status if status is not None else 'unknown'}, {type(failure).__name__}).",
                     remedy="Check that the authority URL points at Entra (or the emulator) and not at a proxy page.",
                     hop=hop,
                     client_id=client_id,
                     error="invalid_response",
-                    aadsts_code=None,
-                    correlation_id=None,
-                    trace_id=None,
                     http_status=status,
                 ) from None
 
@@ -384,16 +395,13 @@ class MsalExchanger:
             token = outcome.get("access_token")
             expires_in = outcome.get("expires_in")
             if not isinstance(token, str) or not token or not isinstance(expires_in, (int, float)):
-                raise TokenExchangeError(
+                raise _local_error(
                     f"{label} for client {client_id}: the token response has no access_token or expires_in "
                     f"(HTTP {status}).",
                     remedy="Check that the authority URL points at Entra (or the emulator).",
                     hop=hop,
                     client_id=client_id,
                     error="invalid_response",
-                    aadsts_code=None,
-                    correlation_id=None,
-                    trace_id=None,
                     http_status=status,
                 )
             logger.debug("%s for %s: token received (expires_in=%s)", label, client_id, expires_in)

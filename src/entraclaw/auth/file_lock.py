@@ -87,14 +87,27 @@ class InterProcessLock:
                 path=str(self.path),
                 os_error=exc.errno,
             ) from exc
-        delay = _POLL
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                self._thread_lock.release()
-                raise self._timeout_error()
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        try:
+            delay = _POLL
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline:
+                    raise self._timeout_error()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+        except BaseException as exc:
+            # Every way out without the lock (timeout, a lock call the OS refuses, Ctrl-C while
+            # polling) closes the file and lets the next thread in.
+            os.close(fd)
+            self._thread_lock.release()
+            if isinstance(exc, OSError):
+                raise KeystoreError(
+                    f"Cannot lock the token cache lock file {self.path}: {exc.strerror or type(exc).__name__}.",
+                    remedy="Keep the cache on a local file system that supports file locks, or choose another "
+                    "cache path.",
+                    path=str(self.path),
+                    os_error=exc.errno,
+                ) from exc
+            raise
         self._fd = fd
 
     def _timeout_error(self) -> KeystoreError:

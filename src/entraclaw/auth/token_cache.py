@@ -11,6 +11,7 @@ never from token values — so a key can appear in a log line.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -134,12 +135,19 @@ class CachedToken:
         token = data["token"]
         if not isinstance(token, str) or not token:
             raise ValueError("cache entry without a token")
+        try:
+            times = [float(data[name]) for name in ("expires_on", "obtained_on", "refresh_on")]
+        except OverflowError as exc:  # an integer too large for a float
+            raise ValueError("cache entry time out of range") from exc
+        if not all(math.isfinite(t) for t in times):
+            raise ValueError("cache entry time is not a finite number")
+        expires_on, obtained_on, refresh_on = times
         return cls.create(
             token,
-            expires_on=float(data["expires_on"]),
-            obtained_on=float(data["obtained_on"]),
+            expires_on=expires_on,
+            obtained_on=obtained_on,
             token_type=str(data.get("token_type") or "Bearer"),
-            refresh_on=float(data["refresh_on"]),
+            refresh_on=refresh_on,
         )
 
     def fresh_at(self, now: float) -> bool:
@@ -188,11 +196,16 @@ class MemoryTokenCache:
         with self._lock:
             return self._entries.get(key)
 
-    def put(self, key: str, token: CachedToken) -> None:
+    def put(self, key: str, token: CachedToken, *, replace: bool = False) -> None:
+        """Store ``token`` unless the entry held lives longer; ``replace`` stores it regardless.
+
+        Keeping the longer-lived entry suits merging the shared store (another process may
+        have written a newer token). A token this process just fetched must always win: after
+        a claims challenge it replaces a refused token that may well expire later.
+        """
         with self._lock:
             current = self._entries.get(key)
-            # Another process may have written a newer token to the shared store.
-            if current is None or token.expires_on >= current.expires_on:
+            if replace or current is None or token.expires_on >= current.expires_on:
                 self._entries[key] = token
 
     def refresh_lock(self, key: str) -> threading.Lock:

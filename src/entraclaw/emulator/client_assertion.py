@@ -9,6 +9,7 @@ assertion can never consume a ``jti``.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import threading
 from collections.abc import Collection
 
@@ -57,7 +58,15 @@ def _numeric(claims: dict[str, object], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise StsError(50027, "invalid_request", f"JWT token is invalid or malformed: claim '{name}' is not a number.")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise StsError(
+            50027, "invalid_request", f"JWT token is invalid or malformed: claim '{name}' is not a finite number."
+        )
+    return number
 
 
 def verify_certificate_assertion(

@@ -30,6 +30,18 @@ __all__ = ["DEFAULT_TOKEN_LIFETIME", "Emulator"]
 DEFAULT_TOKEN_LIFETIME = 3599
 
 
+def _tenant_guid(tenant_id: str) -> str:
+    try:
+        return str(uuid.UUID(tenant_id))
+    except (TypeError, ValueError, AttributeError):
+        raise EmulatorError(
+            f"Tenant id {tenant_id!r} is not a GUID.",
+            remedy="Pass a tenant GUID (for example one from `python -c 'import uuid; print(uuid.uuid4())'`) "
+            "or leave it out for a random one.",
+            tenant_id=tenant_id,
+        ) from None
+
+
 class Emulator:
     """A real HTTPS Entra token endpoint + Graph subset on loopback.
 
@@ -49,6 +61,8 @@ class Emulator:
         token_lifetime: int | None = None,
     ) -> None:
         self.state_file = Path(state_file) if state_file is not None else None
+        if tenant_id is not None:
+            tenant_id = _tenant_guid(tenant_id)
         self.host = host
         self._requested_port = port
         if self.state_file is not None and self.state_file.exists():
@@ -62,7 +76,7 @@ class Emulator:
                     path=str(self.state_file),
                 ) from exc
             if tenant_id is not None and data.get("tenant_id") is None:
-                self.tenant_id = str(uuid.UUID(tenant_id))
+                self.tenant_id = tenant_id
                 self.tenant = Tenant.from_dict(self.tenant_id, data["tenant"])
             if tenant_id is not None and tenant_id != self.tenant_id:
                 raise EmulatorError(
@@ -71,7 +85,7 @@ class Emulator:
                     path=str(self.state_file),
                 )
         else:
-            self.tenant_id = str(uuid.UUID(tenant_id)) if tenant_id else str(uuid.uuid4())
+            self.tenant_id = tenant_id or str(uuid.uuid4())
             self._ca = CertificateAuthority.generate()
             self._issuer = TokenIssuer.generate()
             self.tenant = Tenant(self.tenant_id)

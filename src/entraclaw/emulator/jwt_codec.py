@@ -35,9 +35,15 @@ class ParsedJwt:
     signature: bytes
 
 
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; RFC 8259 (and Entra's parser) does not. A NaN
+    # ``exp`` or ``nbf`` compares false with everything, so it would slip past every time check.
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_part(text: str, part: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(text))
+        value = json.loads(b64url_decode(text), parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJwt(f"the JWT {part} is not base64url JSON") from exc
     if not isinstance(value, dict):

@@ -217,20 +217,9 @@ class TokenService:
                 "invalid_grant",
                 f"The fmi_path '{fmi_path}' does not name an Agent Identity of Blueprint '{app.app_id}'.",
             )
-        token = self.issuer.mint(
-            issuer=realm.issuer,
-            tenant_id=realm.tenant_id,
-            now=now,
-            lifetime=self.token_lifetime,
-            aud=TOKEN_EXCHANGE_AUDIENCE,
-            sub=fmi_path,
-            appid=app.app_id,
-            azp=app.app_id,
-            oid=app.object_id,
-            idtyp="app",
-            appidacr="2",
+        return self._token_response(
+            self._mint_app(realm, now, aud=TOKEN_EXCHANGE_AUDIENCE, sub=fmi_path, appid=app.app_id, oid=app.object_id)
         )
-        return self._token_response(token)
 
     def _app_token(self, app: Application, scope: str, realm: Realm, now: float) -> dict[str, Any]:
         return self._resource_token(app.app_id, app.object_id, scope, realm, now)
@@ -244,22 +233,13 @@ class TokenService:
                 "invalid_resource",
                 f"The resource principal named {resource} was not found in the tenant named {realm.tenant_id}.",
             )
-        claims: dict[str, Any] = dict(
-            aud=GRAPH_RESOURCE,
-            sub=object_id,
-            appid=app_id,
-            azp=app_id,
-            oid=object_id,
-            idtyp="app",
-            appidacr="2",
-        )
+        extra: dict[str, Any] = {}
         roles = sorted(self.tenant.app_roles(app_id, GRAPH_RESOURCE))
         if roles:
-            claims["roles"] = roles
-        token = self.issuer.mint(
-            issuer=realm.issuer, tenant_id=realm.tenant_id, now=now, lifetime=self.token_lifetime, **claims
+            extra["roles"] = roles
+        return self._token_response(
+            self._mint_app(realm, now, aud=GRAPH_RESOURCE, sub=object_id, appid=app_id, oid=object_id, **extra)
         )
-        return self._token_response(token)
 
     def _hop2(self, identity: AgentIdentity, scope: str, realm: Realm, now: float) -> dict[str, Any]:
         resource = self._single_default_scope(scope, identity.app_id)
@@ -267,20 +247,33 @@ class TokenService:
             # The Agent Identity asking for its own app-only token for a resource (the
             # autonomous-agent flow): Entra answers with a resource token, not T2.
             return self._resource_token(identity.app_id, identity.object_id, scope, realm, now)
-        token = self.issuer.mint(
+        return self._token_response(
+            self._mint_app(
+                realm,
+                now,
+                aud=TOKEN_EXCHANGE_AUDIENCE,
+                sub=identity.object_id,
+                appid=identity.app_id,
+                oid=identity.object_id,
+            )
+        )
+
+    def _mint_app(self, realm: Realm, now: float, *, aud: str, sub: str, appid: str, oid: str, **extra: Any) -> str:
+        """An app-only token (T1, T2 or a resource token): ``idtyp=app``, certificate-authenticated client."""
+        return self.issuer.mint(
             issuer=realm.issuer,
             tenant_id=realm.tenant_id,
             now=now,
             lifetime=self.token_lifetime,
-            aud=TOKEN_EXCHANGE_AUDIENCE,
-            sub=identity.object_id,
-            appid=identity.app_id,
-            azp=identity.app_id,
-            oid=identity.object_id,
+            aud=aud,
+            sub=sub,
+            appid=appid,
+            azp=appid,
+            oid=oid,
             idtyp="app",
             appidacr="2",
+            **extra,
         )
-        return self._token_response(token)
 
     def _hop3(self, identity: AgentIdentity, form: Mapping[str, str], realm: Realm, now: float) -> dict[str, Any]:
         t2 = form.get("user_federated_identity_credential")
