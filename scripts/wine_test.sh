@@ -7,7 +7,7 @@
 #   bash scripts/wine_test.sh --build-only   # build only; prints the exe path
 #
 # Needs: cmake, ninja (optional), g++-mingw-w64-x86-64-posix, wine64 (Debian packages).
-# Environment: BUILD_DIR (default build/wine), ENTRACLAW_WINEPREFIX (default build/wine-prefix,
+# Environment: BUILD_DIR (default build/wine), ENTRACLAW_WINEPREFIX (default ~/.cache/entraclaw/wine-prefix,
 # reused across runs: creating a prefix takes ~20 s), ENTRACLAW_WINE (the Wine loader).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,8 @@ echo "cross build: $(( $(date +%s) - t0 ))s -> $exe"
 if [ "$build_only" = 1 ]; then exit 0; fi
 
 export ENTRACLAW_WINE_PROBE="$exe"
-export ENTRACLAW_WINEPREFIX=${ENTRACLAW_WINEPREFIX:-$PWD/build/wine-prefix}
+# Outside the checkout: a prefix is ~700 MB, and the sdist build walks the tree.
+export ENTRACLAW_WINEPREFIX=${ENTRACLAW_WINEPREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/entraclaw/wine-prefix}
 t1=$(date +%s)
 python -m pytest tests/test_wine_sign.py -p no:cacheprovider "$@"
 echo "wine tests: $(( $(date +%s) - t1 ))s (prefix $ENTRACLAW_WINEPREFIX)"

@@ -354,3 +354,34 @@ def test_shared_cache_lock_order_has_no_deadlock(tmp_path):
         assert errors == []
         assert time.monotonic() - started < 3, "a thread waited for the lock timeout"
         assert emu.stats.count(2) == 2  # T2 exchanged once more, not once per thread
+
+
+def test_same_tenant_and_ids_on_another_authority_host_do_not_share_tokens(tmp_path):
+    # Two clouds (here: two emulators) with one tenant id and identical app/user ids must not
+    # hand each other tokens through one shared cache file.
+    import uuid
+
+    tenant = str(uuid.uuid4())
+    ids = {"bp": str(uuid.uuid4()), "ai": str(uuid.uuid4()), "au": str(uuid.uuid4())}
+    path = tmp_path / "shared.bin"
+    with Emulator(tenant_id=tenant) as first, Emulator(tenant_id=tenant) as second:
+        seeded = []
+        for emu in (first, second):
+            s = seed(emu)
+            cert = s.cert
+            bp = emu.tenant.add_blueprint("same ids", certificates=[cert], app_id=ids["bp"])
+            ai = emu.tenant.add_agent_identity(bp.app_id, "same ids", app_id=ids["ai"])
+            emu.tenant.add_agent_user(ai.app_id, "same@contoso.example", "same", object_id=ids["au"])
+            emu.tenant.grant_consent(ai.app_id, scopes=["User.Read"])
+            seeded.append(s)
+        tokens = []
+        for s, emu in zip(seeded, (first, second), strict=True):
+            cred = s.credential(
+                blueprint_app_id=ids["bp"],
+                agent_identity_app_id=ids["ai"],
+                agent_user_id=ids["au"],
+                cache=PersistedTokenStore(path, allow_plaintext=True),
+            )
+            tokens.append(cred.get_token(GRAPH_SCOPE).token)
+            assert emu.stats.count() == 3, "each authority must run its own three hops"
+        assert tokens[0] != tokens[1]

@@ -115,11 +115,13 @@ class _ChainCredential:
         self._store = cache
         self._holding_store = threading.local()
         self._scope_keys: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
+        # The authority (host + tenant), not the tenant id alone: a sovereign cloud, the public
+        # cloud and an emulator may reuse one tenant id, and must not share tokens in one file.
         self._t1_key = cache_key(
-            "t1", tenant=self.tenant_id, client=self.blueprint_app_id, fmi_path=self.agent_identity_app_id
+            "t1", tenant=self.authority, client=self.blueprint_app_id, fmi_path=self.agent_identity_app_id
         )
         self._t2_key = cache_key(
-            "t2", tenant=self.tenant_id, client=self.agent_identity_app_id, blueprint=self.blueprint_app_id
+            "t2", tenant=self.authority, client=self.agent_identity_app_id, blueprint=self.blueprint_app_id
         )
 
     # --- caching -----------------------------------------------------------------------
@@ -212,7 +214,7 @@ class _ChainCredential:
                 f"{EXCHANGE_SCOPE} is the exchange scope of Hops 1-2, not a resource scope.",
                 remedy="Ask for the resource, e.g. https://graph.microsoft.com/.default.",
             )
-        result = (cache_key(kind, tenant=self.tenant_id, scopes=normalized, **parts), normalized)
+        result = (cache_key(kind, tenant=self.authority, scopes=normalized, **parts), normalized)
         self._scope_keys[scopes] = result
         return result
 
