@@ -77,15 +77,15 @@ class _ChainCredential:
         blueprint_app_id: str,
         agent_identity_app_id: str,
         signer: Signer | SupportsSigner | str | bytes,
-        cert_thumbprint: str | None,
-        algorithm: Algorithm,
-        authority_host: str,
-        session: requests.Session | None,
-        cache: PersistedTokenStore | None,
-        retry_policy: TokenRetryPolicy,
-        timeout: float,
-        clock: Callable[[], float],
-        sleep: Callable[[float], None],
+        cert_thumbprint: str | None = None,
+        algorithm: Algorithm = "RS256",
+        authority_host: str = "https://login.microsoftonline.com",
+        session: requests.Session | None = None,
+        cache: PersistedTokenStore | None = None,
+        retry_policy: TokenRetryPolicy = DEFAULT_RETRY_POLICY,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.blueprint_app_id = _require_id(blueprint_app_id, "blueprint_app_id", "ENTRACLAW_BLUEPRINT_APP_ID")
         self.agent_identity_app_id = _require_id(
@@ -423,38 +423,7 @@ class AgentUserCredential(_ChainCredential):
 class AgentIdentityCredential(_ChainCredential):
     """App-only tokens for the Agent Identity itself: Hop 1, then Hop 2 for the resource scope."""
 
-    def __init__(
-        self,
-        *,
-        tenant: str,
-        blueprint_app_id: str,
-        agent_identity_app_id: str,
-        signer: Signer | SupportsSigner | str | bytes,
-        cert_thumbprint: str | None = None,
-        algorithm: Algorithm = "RS256",
-        authority_host: str = "https://login.microsoftonline.com",
-        session: requests.Session | None = None,
-        cache: PersistedTokenStore | None = None,
-        retry_policy: TokenRetryPolicy = DEFAULT_RETRY_POLICY,
-        timeout: float = DEFAULT_TIMEOUT,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(
-            tenant=tenant,
-            blueprint_app_id=blueprint_app_id,
-            agent_identity_app_id=agent_identity_app_id,
-            signer=signer,
-            cert_thumbprint=cert_thumbprint,
-            algorithm=algorithm,
-            authority_host=authority_host,
-            session=session,
-            cache=cache,
-            retry_policy=retry_policy,
-            timeout=timeout,
-            clock=clock,
-            sleep=sleep,
-        )
+    # The constructor is _ChainCredential's: the app-only variant needs nothing more.
 
     def _app_token(self, scopes: tuple[str, ...], *, claims: str | None = None) -> CachedToken:
         key, normalized = self._scopes_key("app", scopes, client=self.agent_identity_app_id)
