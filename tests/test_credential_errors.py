@@ -332,3 +332,27 @@ def test_errors_pickle_with_fields(seeded):
         cred.get_token(GRAPH_SCOPE)
     clone = pickle.loads(pickle.dumps(info.value))
     assert clone.aadsts_code == 50034 and clone.hop == 3 and str(clone) == str(info.value)
+
+
+def test_hostile_error_fields_are_not_echoed():
+    # A broken or hostile server puts a token-like value where Entra puts a code or a GUID.
+    secret = "opaque-refresh-secret-" + "x" * 40
+    body = {
+        "error": f"invalid_grant {secret}",
+        "error_description": "AADSTS700027: Client assertion failed signature validation.",
+        "error_codes": [700027],
+        "correlation_id": f"{secret}",
+        "trace_id": "<script>" + secret,
+    }
+    err = exchange_error(body, hop=1, client_id="app-1", http_status=400)
+    assert err.error == "unknown_error" and err.trace_id is None
+    assert err.aadsts_code == 700027
+    for text in (str(err), repr(err)):
+        assert secret not in text
+    good = exchange_error(
+        {"error": "invalid_client", "error_codes": [700027], "correlation_id": "0d7c4f7e-1b1e-4b52-9f0e-8d1c2c6c1f00"},
+        hop=1,
+        client_id="app-1",
+        http_status=400,
+    )
+    assert good.error == "invalid_client" and good.correlation_id == "0d7c4f7e-1b1e-4b52-9f0e-8d1c2c6c1f00"

@@ -169,6 +169,18 @@ def _text_field(body: Mapping[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+# Entra's error codes are snake_case words and its ids are GUIDs. Anything else in
+# those fields comes from a broken or hostile server and is dropped rather than
+# echoed into an exception (it could carry a token).
+_ERROR_WORD = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_ID_TEXT = re.compile(r"[0-9A-Za-z-]{1,40}")  # a GUID is 36
+
+
+def _shaped_field(body: Mapping[str, Any], name: str, shape: re.Pattern[str]) -> str | None:
+    value = _text_field(body, name)
+    return value if value is not None and shape.fullmatch(value) else None
+
+
 def _description(body: Mapping[str, Any], secrets: Iterable[str]) -> str:
     raw = _text_field(body, "error_description") or ""
     text = _DESCRIPTION_TAIL.sub("", raw).strip()
@@ -190,10 +202,10 @@ def exchange_error(
     """A :class:`TokenExchangeError` for an error body from the token endpoint."""
     secrets = tuple(secrets)
     code = parse_aadsts_code(body)
-    error = _text_field(body, "error") or "unknown_error"
+    error = _shaped_field(body, "error", _ERROR_WORD) or "unknown_error"
     description = _description(body, secrets)
-    correlation_id = _text_field(body, "correlation_id")
-    trace_id = _text_field(body, "trace_id")
+    correlation_id = _shaped_field(body, "correlation_id", _ID_TEXT)
+    trace_id = _shaped_field(body, "trace_id", _ID_TEXT)
     label = HOP_LABELS.get(hop, HOP_LABELS[None])
     code_text = f"AADSTS{code} " if code is not None else ""
     status_text = f", HTTP {http_status}" if http_status is not None else ""
