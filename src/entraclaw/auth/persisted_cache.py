@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from entraclaw.auth.file_lock import InterProcessLock
 from entraclaw.auth.token_cache import CachedToken
 from entraclaw.errors import KeystoreError
+from entraclaw.platform.paths import token_cache_path
 
 __all__ = ["CACHE_FORMAT_VERSION", "PersistedTokenStore", "default_cache_path"]
 
@@ -42,10 +43,8 @@ class _Persistence(Protocol):
 
 
 def default_cache_path() -> Path:
-    """``%LOCALAPPDATA%\\entraclaw\\agent_tokens.bin`` on Windows, ``~/.entraclaw/agent_tokens.bin`` elsewhere."""
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "entraclaw" / "agent_tokens.bin"
-    return Path.home() / ".entraclaw" / "agent_tokens.bin"
+    """``agent_tokens.bin`` in the state directory (:func:`entraclaw.platform.paths.state_dir`)."""
+    return token_cache_path()
 
 
 def _encrypted_persistence(path: Path) -> _Persistence:
