@@ -160,8 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         is_token = path.endswith("/oauth2/v2.0/token")
+        is_form = is_token or path.endswith("/oauth2/v2.0/devicecode") or path == "/devicelogin"
         form: dict[str, str] = {}
-        if is_token and self.command == "POST":
+        if is_form and self.command == "POST":
             form = self._parse_form(body)
 
         fault = routes.faults.take(path)
@@ -199,6 +200,29 @@ class _Handler(BaseHTTPRequestHandler):
                 status=outcome.status,
             )
             self._send_json(outcome.status, outcome.body)
+            return
+        if path.endswith("/oauth2/v2.0/devicecode") and len(segments) == 4 and self.command == "POST":
+            outcome = routes.token_service.device_authorization(
+                segments[0], form, self.headers.get("client-request-id")
+            )
+            self._send_json(outcome.status, outcome.body)
+            return
+        if path == "/devicelogin" and self.command == "POST":
+            # Stands in for the sign-in page: approve or decline a user code (entraclaw emulator approve).
+            action = form.get("action", "approve")
+            if not form.get("user_code") or action not in ("approve", "deny"):
+                self._send_json(
+                    400,
+                    {"error": "invalid_request", "error_description": "Send user_code and action=approve|deny."},
+                )
+                return
+            problem = routes.token_service.decide_device_code(
+                form["user_code"], approve=action == "approve", username=form.get("username")
+            )
+            if problem is not None:
+                self._send_json(404, {"error": "invalid_request", "error_description": problem})
+                return
+            self._send_json(200, {"user_code": form["user_code"], "decision": action})
             return
         if self.command in ("GET", "HEAD"):
             document: dict[str, Any] | None = None
