@@ -437,6 +437,7 @@ class Emulator:
         with self._lock:
             if self._admin is None:
                 self._admin = self._provision_admin()
+                self.token_service.admin_upn = self._admin.user_upn
         if self.state_file is not None:
             self.save_state()
         return self._admin

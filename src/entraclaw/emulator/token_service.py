@@ -113,6 +113,8 @@ class TokenService:
         self.device_flows = DeviceFlows()
         #: UPN of the seeded user whose device codes are approved as soon as they are issued.
         self.auto_approve_upn: str | None = None
+        #: Who approves a device code when the approval names no user (the seeded admin).
+        self.admin_upn: str | None = None
 
     # --- entry point ------------------------------------------------------------------
 
@@ -192,7 +194,7 @@ class TokenService:
     def decide_device_code(self, user_code: str, *, approve: bool, username: str | None) -> str | None:
         """Approve or decline a pending user code as ``username`` (default: the admin); None when done."""
         now = self._clock()
-        upn = username or self.auto_approve_upn
+        upn = username or self.admin_upn
         person = self.tenant.person_by_upn(upn) if upn else None
         if approve and person is None:
             return f"User {upn or '(none given)'} does not exist in tenant {self.tenant.tenant_id}."
