@@ -1,4 +1,4 @@
-"""Graph /applications over real sockets: Blueprint create/read/update/delete, $filter, paging, addKey/removeKey proofs."""
+"""Graph /applications over real sockets: Blueprint CRUD, $filter, paging, addKey/removeKey proofs."""
 
 from __future__ import annotations
 
@@ -276,7 +276,7 @@ def test_app_rolls_its_own_keys_without_roles(keyed):
 
 
 def test_owned_by_covers_only_owned_apps(keyed):
-    emu, token, bp, old = keyed
+    emu, _token, bp, old = keyed
     cert = make_cert(11)
     prov = emu.tenant.add_application("owned-by provisioner", [cert.cert])
     emu.tenant.grant_app_roles(prov.app_id, roles=["Application.ReadWrite.OwnedBy"])
