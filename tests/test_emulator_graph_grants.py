@@ -1,4 +1,4 @@
-"""Graph /oauth2PermissionGrants over real sockets: consent for all principals or for one Agent User, as Hop 3 reads it."""
+"""Graph /oauth2PermissionGrants over real sockets: consent for all principals or one Agent User, as Hop 3 reads it."""
 
 from __future__ import annotations
 
