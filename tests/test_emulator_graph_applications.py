@@ -296,3 +296,24 @@ def test_admin_identity_files(emu):
     cert = admin_cert(emu)
     assert app_token(emu, admin.app_id, cert)
     assert "key" not in repr(admin).lower().replace("key_path", "")
+
+
+def test_tokens_for_another_audience_or_tampered_are_refused(emu):
+    cert = make_cert(12)
+    bp = emu.tenant.add_blueprint("seeded", [cert.cert])
+    ai = emu.tenant.add_agent_identity(bp.app_id, "ai")
+    form = {
+        "client_id": bp.app_id,
+        "grant_type": "client_credentials",
+        "scope": "api://AzureADTokenExchange/.default",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": make_assertion(cert, bp.app_id, emu.token_endpoint, now=emu.clock()),
+        "fmi_path": ai.app_id,
+    }
+    with emu.session() as s:
+        t1 = s.post(emu.token_endpoint, data=form).json()["access_token"]
+    err = assert_graph_error(graph_call(emu, "GET", "/applications", t1), 401, "InvalidAuthenticationToken")
+    assert "audience" in err["message"]
+    head, payload, sig = admin_token(emu).split(".")
+    forged = f"{head}.{payload}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}"
+    assert_graph_error(graph_call(emu, "GET", "/applications", forged), 401, "InvalidAuthenticationToken")

@@ -144,3 +144,68 @@ def test_second_process_writes_survive_sigkill_and_the_lock_refuses_a_second_ser
     finally:
         proc2.send_signal(signal.SIGTERM)
         assert proc2.wait(timeout=30) == 0
+
+
+def test_device_code_approved_from_another_process(tmp_path):
+    import requests
+
+    proc, info = _serve("--state", str(tmp_path / "s.json"))
+    try:
+        assert "approve" in info["admin_auth"]
+        with requests.Session() as s:
+            s.trust_env = False
+            s.verify = info["ca_bundle"]
+            flow = s.post(
+                f"{info['authority']}/oauth2/v2.0/devicecode",
+                data={"client_id": info["admin_client_id"], "scope": "User.Read openid"},
+            ).json()
+            poll = {
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                "client_id": info["admin_client_id"],
+                "device_code": flow["device_code"],
+            }
+            assert s.post(info["token_endpoint"], data=poll).json()["error"] == "authorization_pending"
+            approve = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "entraclaw",
+                    "emulator",
+                    "approve",
+                    flow["user_code"],
+                    "--url",
+                    info["base_url"],
+                    "--ca-bundle",
+                    info["ca_bundle"],
+                ],
+                capture_output=True,
+                text=True,
+                env=_env(),
+                timeout=60,
+            )
+            assert approve.returncode == 0, approve.stderr
+            token = s.post(info["token_endpoint"], data=poll)
+            assert token.status_code == 200, token.text
+            assert "id_token" in token.json()
+            again = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "entraclaw",
+                    "emulator",
+                    "approve",
+                    flow["user_code"],
+                    "--url",
+                    info["base_url"],
+                    "--ca-bundle",
+                    info["ca_bundle"],
+                ],
+                capture_output=True,
+                text=True,
+                env=_env(),
+                timeout=60,
+            )
+            assert again.returncode == 1 and flow["user_code"] in again.stderr and "Fix:" in again.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

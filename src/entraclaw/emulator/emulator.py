@@ -434,13 +434,16 @@ class Emulator:
     @property
     def admin(self) -> AdminIdentity:
         """The provisioner app (certificate files) and the device-code admin user, made on first use."""
+        made = False
         with self._lock:
             if self._admin is None:
                 self._admin = self._provision_admin()
                 self.token_service.admin_upn = self._admin.user_upn
-        if self.state_file is not None:
+                made = True
+            admin = self._admin
+        if made and self.state_file is not None:
             self.save_state()
-        return self._admin
+        return admin
 
     def _admin_paths(self) -> tuple[Path, Path]:
         if self.state_file is not None:

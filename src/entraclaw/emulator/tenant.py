@@ -47,6 +47,7 @@ from entraclaw.auth._b64 import b64url_encode
 from entraclaw.errors import EmulatorError
 
 __all__ = [
+    "DEVICE_CODE_CLIENT_ID",
     "GRAPH_APP_ID",
     "GRAPH_APP_ROLES",
     "GRAPH_DELEGATED_SCOPES",
@@ -62,6 +63,7 @@ __all__ = [
     "ServicePrincipal",
     "Tenant",
     "normalize_resource",
+    "permission_id",
 ]
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
