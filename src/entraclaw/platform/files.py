@@ -11,7 +11,7 @@ Owner-only from creation: on POSIX the temp file is created ``O_EXCL`` with mode
 as 0277 would otherwise leave 0400); on Windows the temp file gets an owner-only
 DACL (``entraclaw.platform.winacl``) before a byte of data is written.
 
-Temp files are named ``.<target>.entraclaw-tmp-<pid>-<random>``. A writer killed
+Temp files are named ``.<target>.entraclaw-tmp-<pid>-<random>`` (one dot for a dotfile). A writer killed
 between creating one and renaming it leaves it behind; the next write to the same
 target removes leftovers whose process is gone.
 
@@ -98,7 +98,8 @@ def _win_pid_alive(pid: int) -> bool:
 
 
 def temp_name_prefix(target: Path) -> str:
-    return f".{target.name}{_TMP_MARK}"
+    hidden = target.name if target.name.startswith(".") else f".{target.name}"
+    return f"{hidden}{_TMP_MARK}"
 
 
 def clean_stale_temps(target: Path) -> list[Path]:
