@@ -11,6 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,3 +76,32 @@ def purge_service(service: str) -> None:
             item.delete()
     finally:
         connection.close()
+
+
+class FileKeyProtector:
+    """A DataProtector for tests that need several processes to share protected files (the stand-in's
+    key is per process). AES-256-GCM under a key file, entropy as associated data: wrong entropy or a
+    changed byte fails as DPAPI does. Test-only; DPAPI itself is exercised through the stand-in, Wine
+    and Windows."""
+
+    def __init__(self, key_file: Path) -> None:
+        if not key_file.exists():
+            key_file.write_bytes(os.urandom(32))
+        self._key = key_file.read_bytes()
+
+    def protect(self, data: bytes, entropy: bytes) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = os.urandom(12)
+        return nonce + AESGCM(self._key).encrypt(nonce, data, entropy)
+
+    def unprotect(self, blob: bytes, entropy: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        from entraclaw.errors import KeystoreError
+
+        try:
+            return AESGCM(self._key).decrypt(blob[:12], blob[12:], entropy)
+        except InvalidTag:
+            raise KeystoreError("test protector: blob does not decrypt", hresult=0x8007000D) from None

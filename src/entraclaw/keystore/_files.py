@@ -23,7 +23,8 @@ from typing import Any, cast
 __all__ = ["atomic_write_private", "entry_file_name"]
 
 _SAFE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])?")
-_UNSAFE_CHARS = re.compile(r"[^a-z0-9._-]+")
+# "." too: Windows reads "con.x~..." as the device CON.
+_UNSAFE_CHARS = re.compile(r"[^a-z0-9_-]+")
 # Device names Windows reserves in every directory, whatever the extension.
 _RESERVED = frozenset(
     {"con", "prn", "aux", "nul", "conin$", "conout$"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
@@ -34,7 +35,7 @@ def entry_file_name(entry: str, suffix: str) -> str:
     """The file name (``<stem><suffix>``) the file stores use for ``entry``."""
     if _SAFE.fullmatch(entry) and entry.split(".", 1)[0] not in _RESERVED and ".." not in entry:
         return entry + suffix
-    readable = _UNSAFE_CHARS.sub("_", entry.lower()).strip("._")[:60] or "entry"
+    readable = _UNSAFE_CHARS.sub("_", entry.lower()).strip("_")[:60] or "entry"
     digest = hashlib.sha256(entry.encode("utf-8")).hexdigest()[:24]
     return f"{readable}~{digest}{suffix}"
 
