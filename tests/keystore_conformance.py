@@ -175,7 +175,7 @@ class KeyStoreConformance:
         store.put(entry, value)
         got = store.get(entry)
         self.check_no_secret(repr(store) + str(store), [value])
-        if not isinstance(got, str):
+        if not isinstance(got, str) and self.arbitrary_values:
             self.check_no_secret(repr(got), [value])
 
     def test_invalid_entry_names_are_refused(self, store: KeyStore[Any]) -> None:
