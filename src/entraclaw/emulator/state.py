@@ -15,14 +15,15 @@ The OS drops the lock when the holder dies, even by SIGKILL.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from entraclaw.errors import EmulatorError
+from entraclaw.errors import ConfigurationError, EmulatorError
+from entraclaw.platform.files import atomic_write
 
 __all__ = ["STATE_VERSION", "StateLock", "load_state", "save_state", "write_private"]
 
@@ -46,26 +47,16 @@ def save_state(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``, owner-only from creation (raises OSError)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    """Atomically replace ``path`` with ``data``, owner-only from creation (raises OSError).
+
+    The project's one atomic writer (temp + fsync + replace + directory fsync; an owner-only
+    DACL on Windows) does the work; its ConfigurationError becomes an OSError here so the
+    emulator reports it as an EmulatorError with an emulator remedy.
+    """
     try:
-        os.chmod(tmp, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if sys.platform != "win32":
-        # The rename itself must reach the disk, or a power cut can bring the old file back.
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(path, data, private=True)
+    except ConfigurationError as exc:
+        raise OSError(int(getattr(exc, "os_error", None) or errno.EIO), exc.message) from exc
 
 
 class StateLock:
