@@ -35,3 +35,16 @@ def test_domains_need_domain_read(fresh):
     assert_graph_error(graph_call(emu, "GET", "/domains"), 401, "InvalidAuthenticationToken")
     r = graph_call(emu, "GET", "/domains", admin_token(emu), params={"$filter": "isDefault eq true"})
     assert_graph_error(r, 400, "Request_UnsupportedQuery")
+
+
+def test_injected_throttling_and_outage_have_graphs_shape(fresh):
+    emu = fresh.emu
+    token = admin_token(emu)
+    emu.faults.inject("429", path="/v1.0/domains", retry_after=7)
+    r = graph_call(emu, "GET", "/domains", token, headers={"client-request-id": "5d0f2a57-1c67-4e40-9d1e-6b7ad7c7c1f0"})
+    err = assert_graph_error(r, 429, "TooManyRequests")
+    assert r.headers["Retry-After"] == "7"
+    assert err["innerError"]["client-request-id"] == "5d0f2a57-1c67-4e40-9d1e-6b7ad7c7c1f0"
+    emu.faults.inject("5xx", path="/v1.0/domains", status=503)
+    assert_graph_error(graph_call(emu, "GET", "/domains", token), 503, "serviceNotAvailable")
+    assert graph_call(emu, "GET", "/domains", token).status_code == 200

@@ -70,19 +70,28 @@ class GraphService:
         try:
             result = self._route(method, path, query, headers, body)
         except GraphError as err:
-            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-            payload = {
-                "error": {
-                    "code": err.code,
-                    "message": err.message,
-                    "innerError": {"date": stamp, "request-id": request_id, "client-request-id": client_request_id},
-                }
-            }
-            return GraphResponse(err.status, payload, {**err.headers, "request-id": request_id})
+            return self.error_response(err, request_id, client_request_id)
         if method in _WRITES and 200 <= result.status < 300 and self.on_write is not None:
             self.on_write()
         result.headers.setdefault("request-id", request_id)
         return result
+
+    @staticmethod
+    def error_response(err: GraphError, request_id: str, client_request_id: str | None = None) -> GraphResponse:
+        """Graph's error body (https://learn.microsoft.com/graph/errors) for ``err``."""
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        payload = {
+            "error": {
+                "code": err.code,
+                "message": err.message,
+                "innerError": {
+                    "date": stamp,
+                    "request-id": request_id,
+                    "client-request-id": client_request_id or request_id,
+                },
+            }
+        }
+        return GraphResponse(err.status, payload, {**err.headers, "request-id": request_id})
 
     def _route(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
