@@ -18,6 +18,7 @@ response leaves, so a client that saw 2xx never loses the object to a crash of t
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +31,8 @@ from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, Tenant
 from entraclaw.emulator.token_service import Realm
 
 __all__ = ["GraphError", "GraphResponse", "GraphService"]
+
+log = logging.getLogger("entraclaw.emulator")
 
 _FAMILIES: dict[str, Callable[[Context], GraphResponse]] = {
     "applications": applications.handle,
@@ -71,6 +74,10 @@ class GraphService:
             result = self._route(method, path, query, headers, body)
         except GraphError as err:
             return self.error_response(err, request_id, client_request_id)
+        except Exception:  # a bug must still answer like Graph does, and leave its trace in the log
+            log.exception("Graph %s %s failed", method, path)
+            crash = GraphError(500, "generalException", "An unspecified error occurred while processing the request.")
+            return self.error_response(crash, request_id, client_request_id)
         if method in _WRITES and 200 <= result.status < 300 and self.on_write is not None:
             self.on_write()
         result.headers.setdefault("request-id", request_id)

@@ -237,12 +237,9 @@ def _check_sponsors(ctx: Context, ids: list[str]) -> None:
 def _create(ctx: Context, *, typed: bool) -> GraphResponse:
     payload = ctx.req.json()
     blueprint = typed or _is_blueprint_type(payload.get("@odata.type"))
-    if (
-        "@odata.type" in payload
-        and not blueprint
-        and payload["@odata.type"].lstrip("#") != "microsoft.graph.application"
-    ):
-        raise bad_request(f"The @odata.type '{payload['@odata.type']}' cannot be created at /applications.")
+    odata_type = payload.get("@odata.type")
+    if odata_type is not None and not blueprint and str(odata_type).lstrip("#") != "microsoft.graph.application":
+        raise bad_request(f"The @odata.type '{odata_type}' cannot be created at /applications.")
     caller = ctx.caller
     if blueprint:
         agent_id_write_guard(caller)

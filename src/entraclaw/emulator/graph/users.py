@@ -193,6 +193,8 @@ def _create(ctx: Context, *, typed: bool) -> GraphResponse:
     missing = [name for name in _REQUIRED if payload.get(name) in (None, "")]
     if missing:
         raise bad_request(f"Property '{missing[0]}' is required to create an agent user.")
+    if not isinstance(payload["accountEnabled"], bool):
+        raise bad_request("Property 'accountEnabled' must be true or false.")
     parent_id = str(payload["identityParentId"]).lower()
     identity = ctx.tenant.agent_identity_by_object_id(parent_id) if GUID_RE.match(parent_id) else None
     if identity is None:
@@ -216,7 +218,7 @@ def _create(ctx: Context, *, typed: bool) -> GraphResponse:
         upn,
         str(payload["displayName"]),
         mail_nickname=str(payload["mailNickname"]),
-        account_enabled=bool(payload["accountEnabled"]),
+        account_enabled=payload["accountEnabled"],
         over_graph=True,
     )
     body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#users/$entity", **user_json(user)}
