@@ -187,6 +187,8 @@ def _method(method: str) -> GraphError:
 
 
 def _authorize_read(ctx: Context, app: Application) -> None:
+    # https://learn.microsoft.com/graph/api/application-get
+    # https://learn.microsoft.com/graph/api/agentidentityblueprint-get
     extra = _READ_BLUEPRINT if app.kind == "blueprint" else ()
     require(
         ctx.caller,
@@ -199,6 +201,8 @@ def _authorize_read(ctx: Context, app: Application) -> None:
 
 
 def _list(ctx: Context, *, blueprints_only: bool) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/application-list
+    # https://learn.microsoft.com/graph/api/agentidentityblueprint-list
     caller = ctx.caller
     held = caller.scopes if caller.delegated else caller.roles
     may_read = not caller.delegated or caller.admin
@@ -235,6 +239,8 @@ def _check_sponsors(ctx: Context, ids: list[str]) -> None:
 
 
 def _create(ctx: Context, *, typed: bool) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/agentidentityblueprint-post?view=graph-rest-1.0
+    # https://learn.microsoft.com/graph/api/application-post-applications
     payload = ctx.req.json()
     blueprint = typed or _is_blueprint_type(payload.get("@odata.type"))
     odata_type = payload.get("@odata.type")
@@ -345,6 +351,8 @@ def _parse_key_credentials(items: Any, app: Application | None) -> list[KeyCrede
 
 
 def _patch(ctx: Context, app: Application) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/application-update
+    # https://learn.microsoft.com/graph/api/agentidentityblueprint-update (204)
     payload = ctx.req.json()
     _authorize_write(ctx, app, credentials_only=set(payload) <= {"keyCredentials"})
     unknown = sorted(set(payload) - _PATCHABLE)
@@ -363,6 +371,8 @@ def _patch(ctx: Context, app: Application) -> GraphResponse:
 
 
 def _delete(ctx: Context, app: Application) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/application-delete
+    # https://learn.microsoft.com/graph/api/agentidentityblueprint-delete (204)
     _authorize_write(ctx, app)
     ctx.tenant.delete_application(app.object_id)
     return GraphResponse(204, None)
@@ -451,6 +461,7 @@ def _verify_proof(ctx: Context, app: Application, proof: Any) -> KeyCredential:
 
 
 def _add_key(ctx: Context, app: Application) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/application-addkey (200 + keyCredential); proof: https://learn.microsoft.com/graph/application-rollkey-prooftoken
     _authorize_roll(ctx, app)
     payload = ctx.req.json()
     _verify_proof(ctx, app, payload.get("proof"))
@@ -475,6 +486,7 @@ def _add_key(ctx: Context, app: Application) -> GraphResponse:
 
 
 def _remove_key(ctx: Context, app: Application) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/application-removekey (204)
     _authorize_roll(ctx, app)
     payload = ctx.req.json()
     _verify_proof(ctx, app, payload.get("proof"))

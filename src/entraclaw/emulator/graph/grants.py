@@ -125,6 +125,7 @@ def _scopes(value: Any) -> list[str]:
 
 
 def _create(ctx: Context) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/oauth2permissiongrant-post (201)
     require(ctx.caller, app=_WRITE_APP, delegated=_WRITE_DELEGATED)
     payload = ctx.req.json()
     client_id = str(payload.get("clientId", "")).lower()

@@ -243,6 +243,9 @@ def _method(method: str) -> GraphError:
 
 
 def _list(ctx: Context, cast: str | None) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-list
+    # https://learn.microsoft.com/graph/api/agentidentity-list
+    # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-list
     require(ctx.caller, app=(*_READ, "Application.ReadWrite.OwnedBy", "AgentIdentityBlueprint.Create"), delegated=_READ)
     clauses = parse_filter(
         ctx.req.query.get("$filter", ""),
@@ -275,6 +278,8 @@ def _list(ctx: Context, cast: str | None) -> GraphResponse:
 
 
 def _create_principal(ctx: Context, *, typed: bool) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-post?view=graph-rest-1.0
+    # https://learn.microsoft.com/graph/api/serviceprincipal-post-serviceprincipals
     payload = ctx.req.json()
     app_id = str(payload.get("appId", "")).lower()
     if not GUID_RE.match(app_id):
@@ -318,6 +323,8 @@ def _create_principal(ctx: Context, *, typed: bool) -> GraphResponse:
 
 
 def _create_identity(ctx: Context) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/agentidentity-post?view=graph-rest-1.0
+    # errors: https://learn.microsoft.com/entra/agent-id/identity-platform/error-codes
     payload = ctx.req.json()
     caller = ctx.caller
     agent_id_write_guard(caller)
@@ -401,6 +408,9 @@ def _create_identity(ctx: Context) -> GraphResponse:
 
 
 def _delete(ctx: Context, target: ServicePrincipal | AgentIdentity) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-delete
+    # https://learn.microsoft.com/graph/api/agentidentity-delete
+    # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-delete (204)
     caller = ctx.caller
     if isinstance(target, AgentIdentity):
         agent_id_write_guard(caller)
@@ -455,6 +465,8 @@ def assignment_json(ctx: Context, a: AppRoleAssignment) -> dict[str, Any]:
 
 
 def _list_assignments(ctx: Context, keep: Any) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-list-approleassignments
+    # https://learn.microsoft.com/graph/api/serviceprincipal-list-approleassignedto
     require(ctx.caller, app=_READ_ASSIGNMENTS, delegated=_READ_ASSIGNMENTS)
     items = [assignment_json(ctx, a) for a in ctx.tenant.assignments if keep(a)]
     return page(
@@ -463,6 +475,8 @@ def _list_assignments(ctx: Context, keep: Any) -> GraphResponse:
 
 
 def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignments
+    # https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto (201)
     require(ctx.caller, app=("AppRoleAssignment.ReadWrite.All",), delegated=("AppRoleAssignment.ReadWrite.All",))
     payload = ctx.req.json()
     principal_id = str(payload.get("principalId", "")).lower()
@@ -505,6 +519,7 @@ def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> Gra
 
 
 def _unassign(ctx: Context, assignment_id: str, keep: Any) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-delete-approleassignments (204)
     require(ctx.caller, app=("AppRoleAssignment.ReadWrite.All",), delegated=("AppRoleAssignment.ReadWrite.All",))
     target = next((a for a in ctx.tenant.assignments if a.id == assignment_id and keep(a)), None)
     if target is None:

@@ -78,6 +78,7 @@ def user_json(user: AgentUser | DirectoryUser) -> dict[str, Any]:
 
 
 def handle_me(ctx: Context) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/user-get (GET /me: delegated only)
     if ctx.req.method != "GET" or len(ctx.req.segments) != 1:
         raise GraphError(405, "Request_BadRequest", f"Method {ctx.req.method} is not allowed on /me.")
     caller = ctx.caller
@@ -158,6 +159,7 @@ def _authorize_parented(ctx: Context, identity_app_id: str) -> None:
 
 
 def _list(ctx: Context, *, agents_only: bool) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/user-list ; https://learn.microsoft.com/graph/api/agentuser-list
     require(ctx.caller, app=_READ, delegated=(*_READ, "User.ReadBasic.All"))
     clauses = parse_filter(
         ctx.req.query.get("$filter", ""),
@@ -181,6 +183,7 @@ def _list(ctx: Context, *, agents_only: bool) -> GraphResponse:
 
 
 def _create(ctx: Context, *, typed: bool) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/agentuser-post?view=graph-rest-1.0 (201)
     payload = ctx.req.json()
     kind = str(payload.get("@odata.type", "")).lstrip("#").lower()
     if not typed and kind != AGENT_USER.lower():
