@@ -217,3 +217,11 @@ def test_saved_config_round_trips_through_from_config(tmp_path, emu, seeded, cle
     assert read_env_file(copy).values() == read_env_file(dotenv).values()
     with AgentUserCredential.from_config(env_file=copy, environ={}) as credential:
         credential.get_token(GRAPH_SCOPE)
+
+
+def test_pem_with_certificate_first_then_key(tmp_path, keypair):
+    cert_pem = keypair.cert.public_bytes(serialization.Encoding.PEM)
+    key_file = tmp_path / "k.pem"
+    key_file.write_bytes(b"Bag Attributes: junk\n" + cert_pem + keypair.pem)
+    signer = open_signer(AgentConfig(key_ref=KeyReference.file(key_file)))
+    assert signer.x5t_s256 == keypair.x5t_s256

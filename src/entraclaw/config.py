@@ -846,16 +846,21 @@ def make_session(source: AgentConfig | str | os.PathLike[str] | None = None) -> 
     return session
 
 
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+
+
 def _split_pem(pem: bytes) -> tuple[bytes, bytes | None]:
-    """The private key part and, when the PEM also holds one, the first certificate block."""
-    start = pem.find(b"-----BEGIN CERTIFICATE-----")
-    if start < 0:
-        return pem, None
-    end_marker = b"-----END CERTIFICATE-----"
-    end = pem.find(end_marker, start)
-    if end < 0:
-        return pem, None
-    return pem, pem[start : end + len(end_marker)]
+    """The private key block and, when the PEM also holds one, the first certificate block (either order)."""
+    key: bytes | None = None
+    cert: bytes | None = None
+    for match in _PEM_BLOCK.finditer(pem):
+        label = match.group(1)
+        if label.endswith(b"PRIVATE KEY") and key is None:
+            key = match.group(0)
+        elif label == b"CERTIFICATE" and cert is None:
+            cert = match.group(0)
+    # No key block found: hand the bytes on unchanged so PemSigner reports what is wrong with them.
+    return (key if key is not None else pem), cert
 
 
 def open_signer(
