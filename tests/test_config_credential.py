@@ -145,7 +145,7 @@ def test_missing_settings_are_reported_together(tmp_path, clean_env):
 
 
 class FakeStore:
-    """Stands in for entraclaw.keystore's KeyStore where the real module is not on this branch."""
+    """A KeyStore-shaped store: open_signer needs only get() and name (the real backends are the keystore tests')."""
 
     name = "fake"
 
@@ -170,18 +170,6 @@ def test_keystore_reference(tmp_path, emu, seeded, clean_env):
     assert entry in str(info.value) and "fake" in str(info.value)
     for text in error_texts(info.value):
         assert_no_secrets(text, [pem])
-
-
-def test_keystore_reference_without_the_keystore_module(tmp_path):
-    try:
-        import entraclaw.keystore  # noqa: F401
-    except ModuleNotFoundError:
-        pass
-    else:
-        pytest.skip("entraclaw.keystore is present on this branch; its own tests cover default_keystore()")
-    config = AgentConfig(key_ref=KeyReference.keystore("blueprint-key-x"))
-    with pytest.raises(ConfigurationError, match="no keystore module"):
-        open_signer(config)
 
 
 def test_file_key_without_certificate_or_x5t_names_the_key(tmp_path, keypair):

@@ -369,3 +369,12 @@ def test_env_names_are_one_table():
     assert len(set(FIELD_ENV.values())) == len(FIELD_ENV)
     assert all(name.startswith("ENTRACLAW_") for name in FIELD_ENV.values())
     assert os.environ.get("ENTRACLAW_TEST_CRASH_AT") is None
+
+
+def test_derived_keystore_entry_is_the_keystore_streams_name():
+    from entraclaw.keystore import blueprint_key_entry
+
+    sha1, bp = "ab" * 20, "22222222-2222-2222-2222-22222222222A"
+    env = {"ENTRACLAW_BLUEPRINT_CERT_SHA1": sha1, "ENTRACLAW_BLUEPRINT_APP_ID": bp}
+    config = load_config(environ=env, env_file=False, platform="linux")
+    assert config.key_ref == KeyReference.keystore(blueprint_key_entry(bp, sha1))

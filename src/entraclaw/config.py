@@ -27,7 +27,6 @@ programs and would silently replace the trust anchors of the token endpoint.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     import requests
 
     from entraclaw.auth.signer import Signer
+    from entraclaw.keystore import KeyStore
 
 __all__ = [
     "DEFAULT_AUTHORITY_HOST",
@@ -866,7 +866,7 @@ def _split_pem(pem: bytes) -> tuple[bytes, bytes | None]:
 def open_signer(
     config: AgentConfig,
     *,
-    keystore: Any = None,
+    keystore: KeyStore[str] | None = None,
     password: str | None = None,
 ) -> Signer:
     """The Blueprint's signer for ``config.key_ref``.
@@ -891,16 +891,10 @@ def open_signer(
         assert ref.entry is not None
         store = keystore
         if store is None:
-            try:
-                keystore_module = importlib.import_module("entraclaw.keystore")
-            except ModuleNotFoundError as exc:
-                raise ConfigurationError(
-                    f"{ENV_KEY_REF} ({origin}) names keystore entry {ref.entry}, but this entraclaw has no "
-                    "keystore module.",
-                    remedy="Install a release with entraclaw.keystore, or point ENTRACLAW_KEY_REF at file:<PEM>.",
-                    key=ENV_KEY_REF,
-                ) from exc
-            store = keystore_module.default_keystore()
+            # Imported here: the keystore pulls in keyring and the OS backends, which file: and cng: never need.
+            from entraclaw.keystore import default_keystore
+
+            store = default_keystore()
         pem_text = store.get(ref.entry)
         if pem_text is None:
             raise ConfigurationError(

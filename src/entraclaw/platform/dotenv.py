@@ -245,8 +245,7 @@ def update_env_file(path: str | os.PathLike[str], updates: Mapping[str, str | No
         env = read_env_file(target)
         lines = list(env._lines)
     else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        lines = []
+        lines = []  # atomic_write creates a missing directory, owner-only
     newline = "\n"
     for line in lines:
         if line.text.endswith("\r\n"):
