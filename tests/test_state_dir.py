@@ -290,3 +290,14 @@ def test_describe_tolerates_a_missing_or_failing_winacl(monkeypatch):
     monkeypatch.setitem(sys.modules, "entraclaw.platform.winacl", None)  # import fails
     info = describe_state_dir(environ={}, platform="win32")
     assert info.account_kind is None and info.note
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+def test_a_symlinked_legacy_directory_is_left_alone(tmp_path):
+    real = make_legacy(tmp_path / "real")
+    expected = tree(real)
+    (tmp_path / "home").mkdir()
+    legacy = tmp_path / "home" / ".entraclaw"
+    legacy.symlink_to(real)
+    result = migrate_legacy_state(legacy=legacy, target=target_for(tmp_path))
+    assert result.status == "not-applicable" and legacy.is_symlink() and tree(real) == expected
