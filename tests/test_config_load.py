@@ -378,3 +378,18 @@ def test_derived_keystore_entry_is_the_keystore_streams_name():
     env = {"ENTRACLAW_BLUEPRINT_CERT_SHA1": sha1, "ENTRACLAW_BLUEPRINT_APP_ID": bp}
     config = load_config(environ=env, env_file=False, platform="linux")
     assert config.key_ref == KeyReference.keystore(blueprint_key_entry(bp, sha1))
+
+
+def test_describe_lists_each_value_with_its_origin(tmp_path):
+    dotenv = tmp_path / ".env"
+    update_env_file(dotenv, {"ENTRACLAW_TENANT_ID": "11111111-1111-1111-1111-111111111111"})
+    config = load_config(
+        {"scopes": "https://graph.microsoft.com/.default"},
+        environ={"ENTRACLAW_AGENT_USER_UPN": "a@b.example"},
+        env_file=dotenv,
+    )
+    rows = {name: (value, origin) for name, value, origin in config.describe()}
+    assert rows["ENTRACLAW_TENANT_ID"] == ("11111111-1111-1111-1111-111111111111", f"{dotenv} line 1")
+    assert rows["ENTRACLAW_AGENT_USER_UPN"] == ("a@b.example", "process environment")
+    assert rows["ENTRACLAW_SCOPES"] == ("https://graph.microsoft.com/.default", "argument scopes")
+    assert rows["ENTRACLAW_AUTHORITY_HOST"] == ("https://login.microsoftonline.com", "default")
