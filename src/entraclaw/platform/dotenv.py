@@ -17,20 +17,23 @@ The writer rewrites only the lines it must: an updated key keeps its line, its
 ``export`` prefix, its spacing and its inline comment; every other byte of the
 file -- unknown keys, comments, blank lines, line endings -- is kept as it was.
 Deleted keys lose their line; new keys are appended in the order given. The file
-is replaced atomically and is owner-only (:func:`entraclaw.platform.files.atomic_write`).
+is replaced atomically and is owner-only (:func:`entraclaw.platform.files.atomic_write`);
+read-modify-write cycles hold an inter-process lock on ``<file>.lock`` so that two writers
+cannot drop each other's keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from entraclaw.errors import ConfigurationError
-from entraclaw.platform.files import atomic_write
+from entraclaw.platform.files import atomic_write, ensure_private_dir
 
 __all__ = ["EnvFile", "format_value", "parse_env_text", "read_env_file", "update_env_file"]
 
@@ -41,6 +44,7 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LINE = re.compile(r"(?P<lead>[ \t]*(?:export[ \t]+)?)(?P<key>[^=\s]+)[ \t]*=[ \t]*")
 # Values with only these characters are written bare; anything else is quoted.
 _BARE_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./~^-]*")
+_LOCK_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,33 @@ def update_env_file(path: str | os.PathLike[str], updates: Mapping[str, str | No
                 key=key,
             )
     rendered = {key: format_value(key, value) for key, value in updates.items() if value is not None}
+    with _update_lock(target):
+        _update_locked(target, updates, rendered)
+
+
+@contextlib.contextmanager
+def _update_lock(target: Path) -> Iterator[None]:
+    """Serialise read-modify-write cycles on one .env across processes (two setups must not lose a key)."""
+    from entraclaw.auth.file_lock import InterProcessLock
+    from entraclaw.errors import KeystoreError
+
+    ensure_private_dir(target.parent)
+    lock = InterProcessLock(target.with_name(target.name + ".lock"), timeout=_LOCK_TIMEOUT)
+    try:
+        lock.acquire()
+    except KeystoreError as exc:
+        raise ConfigurationError(
+            f"Cannot lock {target} for an update: {exc.message}",
+            remedy=f"Another entraclaw process is updating {target}; let it finish (or end it), then retry.",
+            path=str(target),
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _update_locked(target: Path, updates: Mapping[str, str | None], rendered: Mapping[str, str]) -> None:
     if target.exists():
         env = read_env_file(target)
         lines = list(env._lines)
