@@ -177,6 +177,8 @@ def test_missing_and_invalid_and_malformed_lines_together(tmp_path):
     origins = [p.origin for p in info.value.problems]
     assert f"{dotenv} line 2" in origins and f"{dotenv} line 4" in origins
     assert f"{dotenv} line 1" in origins and "not set" in origins
+    (duplicate,) = [p for p in info.value.problems if p.origin == f"{dotenv} line 4"]
+    assert duplicate.key == "ENTRACLAW_SCOPES" and "lines 3 and 4" in duplicate.problem
 
 
 def test_explicit_env_file_that_does_not_exist_is_a_problem(tmp_path):

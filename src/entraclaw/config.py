@@ -572,10 +572,12 @@ def _file_layer(path: Path, explicit: bool, problems: list[ConfigProblem]) -> _L
         return None
     env_file, file_problems = parse_env_text(text, path)
     for problem in file_problems:
-        where, _sep, what = problem.partition(": ")
         problems.append(
             ConfigProblem(
-                ".env", where, what + ".", f"Edit {path}: one KEY=value per line, each key once, or a # comment."
+                problem.key or ".env",
+                f"{path} line {problem.line}",
+                problem.what + ".",
+                f"Edit {path}: one KEY=value per line, each key once, or a # comment.",
             )
         )
     if env_file.had_bom:

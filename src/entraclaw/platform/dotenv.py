@@ -31,11 +31,12 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from entraclaw.errors import ConfigurationError
 from entraclaw.platform.files import atomic_write, ensure_private_dir
 
-__all__ = ["EnvFile", "format_value", "parse_env_text", "read_env_file", "update_env_file"]
+__all__ = ["EnvFile", "EnvProblem", "format_value", "parse_env_text", "read_env_file", "update_env_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,24 @@ class EnvFile:
         return {key: value for key, (value, _line) in self.entries.items()}
 
 
-def _problem(path: Path, line: int, what: str) -> str:
-    return f"{path} line {line}: {what}"
+class EnvProblem(str):
+    """One problem line (``"<path> line <n>: <what>"``) that also carries ``line``, ``key`` and ``what``."""
+
+    line: int
+    key: str | None
+    what: str
+
+    def __new__(cls, path: Path, line: int, what: str, key: str | None = None) -> EnvProblem:
+        self = super().__new__(cls, f"{path} line {line}: {what}")
+        self.line, self.key, self.what = line, key, what
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (str, (str(self),))
+
+
+def _problem(path: Path, line: int, what: str, key: str | None = None) -> EnvProblem:
+    return EnvProblem(path, line, what, key)
 
 
 def _parse_value(text: str, start: int) -> tuple[str, int, str | None]:
@@ -121,12 +138,12 @@ def _parse_value(text: str, start: int) -> tuple[str, int, str | None]:
     return value, end, None
 
 
-def parse_env_text(text: str, path: Path) -> tuple[EnvFile, list[str]]:
+def parse_env_text(text: str, path: Path) -> tuple[EnvFile, list[EnvProblem]]:
     """Parse ``.env`` text; return the file and every problem found (empty when it is valid)."""
     had_bom = text.startswith(_BOM)
     if had_bom:
         text = text[1:]
-    problems: list[str] = []
+    problems: list[EnvProblem] = []
     entries: dict[str, tuple[str, int]] = {}
     lines: list[_Line] = []
     # Split on LF only: str.splitlines() also breaks at U+2028, form feeds and the like,
@@ -157,7 +174,7 @@ def parse_env_text(text: str, path: Path) -> tuple[EnvFile, list[str]]:
             continue
         value, end, error = _parse_value(raw, match.end())
         if error is not None:
-            problems.append(_problem(path, number, f"{key}: {error}"))
+            problems.append(_problem(path, number, f"{key}: {error}", key))
             lines.append(_Line(raw))
             continue
         if key in entries:
@@ -166,6 +183,7 @@ def parse_env_text(text: str, path: Path) -> tuple[EnvFile, list[str]]:
                     path,
                     number,
                     f"{key} is set twice, on lines {entries[key][1]} and {number}; keep one of the two lines",
+                    key,
                 )
             )
         else:
