@@ -1,4 +1,4 @@
-"""File naming and atomic owner-only writes for the file-backed stores (DPAPI file, CNG references).
+"""File naming and owner-only atomic writes for the file-backed stores (DPAPI file, CNG references).
 
 File names: an entry whose name is already a safe, lower-case file name keeps it
 (``blueprint-key-...`` with a lower-case thumbprint stays readable in
@@ -10,15 +10,9 @@ system. ``~`` is outside the safe set, so the two forms never collide.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
-import os
 import re
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 __all__ = ["atomic_write_private", "entry_file_name"]
 
@@ -40,45 +34,15 @@ def entry_file_name(entry: str, suffix: str) -> str:
     return f"{readable}~{digest}{suffix}"
 
 
-def _shared_atomic_write() -> Callable[..., None] | None:
-    # entraclaw.platform.files (stream `config`) is the project's one atomic
-    # writer (owner-only DACL on Windows). Looked up at run time so this module
-    # works on branches where it has not landed yet.
-    try:
-        module: Any = importlib.import_module("entraclaw.platform.files")
-    except ImportError:
-        return None
-    writer = getattr(module, "atomic_write", None)
-    return cast("Callable[..., None]", writer) if callable(writer) else None
-
-
 def atomic_write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one step; the file is owner-only from its creation on POSIX."""
-    shared = _shared_atomic_write()
-    if shared is not None:
-        shared(path, data, private=True)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if sys.platform != "win32":
-        with contextlib.suppress(OSError):
-            os.chmod(path.parent, 0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    # O_EXCL + mode 0600 at creation: no window in which another user can open it.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if sys.platform != "win32":
-        # The rename is durable only once the directory entry is on disk.
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Replace ``path`` with ``data`` in one step, owner-only from creation (entraclaw.platform.files).
+
+    Creates the directory (owner-only) when missing. Raises OSError or ConfigurationError (from
+    :func:`entraclaw.platform.files.atomic_write`); the stores turn both into KeystoreError.
+    """
+    from entraclaw.platform.files import atomic_write, restrict_to_owner
+
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        restrict_to_owner(path.parent)
+    atomic_write(path, data, private=True)
