@@ -1,4 +1,4 @@
-"""File naming and owner-only atomic writes for the file-backed stores (DPAPI file, CNG references).
+"""File naming and atomic owner-only writes for the file-backed stores (DPAPI file, CNG references).
 
 File names: an entry whose name is already a safe, lower-case file name keeps it
 (``blueprint-key-...`` with a lower-case thumbprint stays readable in
@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+
+from entraclaw.platform.files import atomic_write
 
 __all__ = ["atomic_write_private", "entry_file_name"]
 
@@ -35,14 +37,9 @@ def entry_file_name(entry: str, suffix: str) -> str:
 
 
 def atomic_write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one step, owner-only from creation (entraclaw.platform.files).
+    """Replace ``path`` with ``data`` in one step; owner-only from creation (the project's one writer).
 
-    Creates the directory (owner-only) when missing. Raises OSError or ConfigurationError (from
-    :func:`entraclaw.platform.files.atomic_write`); the stores turn both into KeystoreError.
+    Raises OSError or ConfigurationError (from :func:`entraclaw.platform.files.atomic_write`); the
+    stores turn both into KeystoreError naming the entry and the file.
     """
-    from entraclaw.platform.files import atomic_write, restrict_to_owner
-
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        restrict_to_owner(path.parent)
     atomic_write(path, data, private=True)

@@ -38,6 +38,7 @@ __all__ = [
     "atomic_write",
     "clean_stale_temps",
     "crash_point",
+    "ensure_private_dir",
     "fsync_dir",
     "pid_alive",
     "restrict_to_owner",
@@ -168,10 +169,26 @@ def _write_error(target: Path, action: str, exc: OSError) -> ConfigurationError:
     )
 
 
+def ensure_private_dir(directory: str | os.PathLike[str]) -> Path:
+    """Create ``directory`` (and parents) if missing; a directory this creates is owner-only."""
+    folder = Path(directory)
+    if folder.is_dir():
+        return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise _write_error(folder / ".", "create the directory", exc) from exc
+    restrict_to_owner(folder)
+    return folder
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, private: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically; owner-only from creation when ``private``."""
+    """Replace ``path`` with ``data`` atomically; owner-only from creation when ``private``.
+
+    A missing parent directory is created, owner-only.
+    """
     target = Path(path)
-    directory = target.parent
+    directory = ensure_private_dir(target.parent)
     clean_stale_temps(target)
     tmp = directory / f"{temp_name_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
