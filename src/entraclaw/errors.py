@@ -22,6 +22,7 @@ __all__ = [
     "ConfigurationError",
     "EmulatorError",
     "EntraclawError",
+    "FilePermissionError",
     "GraphRequestError",
     "InvalidThumbprintError",
     "KeyMaterialError",
@@ -241,6 +242,15 @@ class ClientAssertionError(EntraclawError):
 
 class KeystoreError(EntraclawError):
     """The OS credential store failed. Carries ``service``, ``key`` and, when known, ``os_error``."""
+
+
+class FilePermissionError(EntraclawError):
+    """A file's permissions could not be read or restricted to the owner (Windows DACL, POSIX mode).
+
+    Carries ``path``, ``operation`` ("restrict to owner", "read DACL", ...), ``api`` (the Win32
+    function that failed), ``hresult`` (HRESULT_FROM_WIN32 of the error), ``win32_error``,
+    ``error_name`` (e.g. ``ERROR_ACCESS_DENIED``) and ``system_message`` when the OS has one.
+    """
 
 
 # --- emulator --------------------------------------------------------------------
