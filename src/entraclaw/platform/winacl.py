@@ -113,7 +113,6 @@ _WIN32_ERRORS: dict[int, tuple[str, str]] = {
     1338: ("ERROR_INVALID_SECURITY_DESCR", ""),
     1344: ("ERROR_ALLOTTED_SPACE_EXCEEDED", ""),
 }
-_OWNER_ERRORS = frozenset({5, 1307, 1314})
 _INTERNAL = (
     "This is a bug in entraclaw's DACL code, not in your setup; report it with the output of `entraclaw --version` "
     "and this message."
