@@ -86,7 +86,7 @@ bool parse_sid(const char* text, Bytes& out) {
   out[0] = SID_REVISION;
   out[1] = static_cast<BYTE>(subs.size());
   for (int i = 0; i < 6; ++i) out[2 + i] = static_cast<BYTE>(authority >> (8 * (5 - i)));
-  std::memcpy(out.data() + kSidHeader, subs.data(), 4 * subs.size());
+  if (!subs.empty()) std::memcpy(out.data() + kSidHeader, subs.data(), 4 * subs.size());
   return true;
 }
 
