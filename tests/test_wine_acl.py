@@ -117,6 +117,7 @@ def prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Layout:
     private_file: Path  # in a 0700 folder
     open_file: Path  # in a 0755 folder
+    unprotected_file: Path  # in the 0755 folder, DACL set without PROTECTED_DACL_SECURITY_INFORMATION
     folder: Path  # 0755, inside the 0700 folder
     missing: Path
     missing_parent: Path
@@ -148,13 +149,14 @@ def probe(acl_exe: Path, prefix: Path, tmp_path_factory: pytest.TempPathFactory)
     layout = Layout(
         private_file=private / "a.env",
         open_file=shared / "b.env",
+        unprotected_file=shared / "c.env",
         folder=private / "keys",
         missing=private / "absent.env",
         missing_parent=root / "no-such-folder" / "x.env",
         # chmod on a /proc/<pid> directory is always EPERM: a real refusal that changes nothing.
         refused="Z:\\proc\\self",
     )
-    for path in (layout.private_file, layout.open_file):
+    for path in (layout.private_file, layout.open_file, layout.unprotected_file):
         path.write_text("ENTRACLAW_TENANT_ID=x\n", encoding="utf-8")
         path.chmod(0o644)
     layout.folder.mkdir(mode=0o755)
@@ -164,6 +166,7 @@ def probe(acl_exe: Path, prefix: Path, tmp_path_factory: pytest.TempPathFactory)
         acl_exe,
         prefix,
         ["account", "read", a, "set", a, "read", a, "set", b, "read", b, "setdir", d, "read", d,
+         "inherit", wine_path(layout.unprotected_file),
          "read", wine_path(layout.missing), "set", wine_path(layout.missing),
          "read", wine_path(layout.missing_parent), "set", layout.refused],
     )  # fmt: skip
@@ -236,6 +239,11 @@ def test_protected_flag_and_wine_inheritance(probe: Probe) -> None:
     assert other in (0o005, 0)
     sids = [a.sid for a in probe.first.read(wine_path(probe.layout.open_file))[1]]
     assert (EVERYONE in sids) == (other != 0)
+    fields = probe.first.sets[f"inherit {wine_path(probe.layout.unprotected_file)}"]
+    assert fields[0] == "0x00000000"
+    if not _stored_sd(probe.layout.open_file):
+        # The same ACL set without the PROTECTED flag lands on the same mode: the flag changes nothing in Wine 8.
+        assert _mode(probe.layout.unprotected_file) == _mode(probe.layout.open_file) == 0o775
 
 
 def test_directory_aces_are_inheritable(probe: Probe) -> None:

@@ -16,6 +16,9 @@ with the test-only stand-in build, whose advapi32 model they drive.
 :func:`current_account` tells a service account (LocalSystem S-1-5-18,
 LocalService S-1-5-19, NetworkService S-1-5-20) from a user, so the state
 directory resolver and ``doctor`` can say which profile the state lives in.
+The kind comes from the SID (IsWellKnownSid), never from the name:
+LookupAccountSid returns localized names for these accounts
+(https://learn.microsoft.com/windows/win32/services/localservice-account).
 """
 
 from __future__ import annotations
