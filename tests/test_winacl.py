@@ -273,3 +273,18 @@ def test_one_token_and_no_buffers_left_open(state_file: Path) -> None:
     assert standin_module.call_count("OpenProcessToken") == standin_module.call_count("CloseHandle") == 2
     assert standin_module.open_handles("local") == 0
     assert standin_module.open_handles("token") == 0
+
+
+def test_interrupted_between_the_two_attempts_changes_nothing_and_a_rerun_converges(state_file: Path, me: str) -> None:
+    assert standin_module is not None
+    # Step 1 (DACL + owner) refused, step 2 (DACL only) dies: each SetNamedSecurityInfoW is all or
+    # nothing, so the file keeps the ACL it had and the next run finishes the job.
+    standin_module.fail("SetNamedSecurityInfoW", ERROR_INVALID_OWNER)
+    standin_module.fail("SetNamedSecurityInfoW", ERROR_NOT_ENOUGH_MEMORY)
+    with pytest.raises(errors.FilePermissionError) as caught:
+        winacl.set_owner_only(state_file)
+    assert caught.value.error_name == "ERROR_NOT_ENOUGH_MEMORY"
+    before = winacl.read_dacl(state_file)
+    assert not before.protected and len(before.aces) == 3
+    winacl.set_owner_only(state_file)
+    assert winacl.read_dacl(state_file).is_owner_only(me)
