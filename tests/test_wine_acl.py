@@ -8,8 +8,9 @@ measured with native/wine/acl_probe.cpp and asserted below:
   service SID matches: the core reports kind "user".
 - SetNamedSecurityInfoW accepts the core's binary ACL (and the owner) and
   returns ERROR_SUCCESS, but Wine stores no security descriptor for files: no
-  ``user.wine.sd`` xattr is written (that storage exists only in wine-staging's
-  patch set). The wineserver turns the DACL into Unix mode bits instead
+  ``user.wine.sd`` xattr is written, though the file system takes user xattrs
+  (that storage exists only in wine-staging's patch set; Debian's wineserver64
+  does not contain the string). The wineserver turns the DACL into Unix mode bits instead
   (server/file.c sd_to_mode): an ACE for the token user sets user *and group*
   bits (rwxrwx), and PROTECTED_DACL_SECURITY_INFORMATION is not honoured: the
   parent directory's inheritable ACEs (synthesised from its mode) are merged
