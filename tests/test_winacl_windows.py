@@ -37,8 +37,9 @@ def me() -> str:
 
 def _get_acl(path: Path) -> dict[str, object]:
     """Protection flag and rules as .NET sees them (FileSystemAccessRule, SIDs translated)."""
+    quoted = str(path).replace("'", "''")  # PowerShell single-quoted string
     script = (
-        f"$a = Get-Acl -LiteralPath '{path}'; "
+        f"$a = Get-Acl -LiteralPath '{quoted}'; "
         "$r = @($a.Access | ForEach-Object { @{ sid = $_.IdentityReference.Translate("
         "[System.Security.Principal.SecurityIdentifier]).Value; rights = [int]$_.FileSystemRights; "
         "inherited = $_.IsInherited; type = [string]$_.AccessControlType } }); "
