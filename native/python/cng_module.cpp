@@ -12,6 +12,7 @@
 
 #include "cert_key.h"
 #include "data_protection.h"
+#include "file_security.h"
 #include "provision.h"
 #include "status.h"
 
@@ -91,6 +92,71 @@ std::unique_ptr<cng::CertKey> open_key(const std::string& thumbprint, const std:
   }
   if (!st.ok()) raise_status(st, tries);
   return key;
+}
+
+// Owner-only DACLs and the process account (file_security.h), for
+// entraclaw.platform.winacl. Failures raise CngStatusError like the rest.
+void bind_file_security(py::module_& m) {
+  m.def(
+      "set_owner_only_dacl",
+      [](const std::string& path, bool directory) {
+        cng::OwnerOnlyResult result;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::set_owner_only_dacl(path, directory, result);
+        }
+        if (!st.ok()) raise_status(st);
+        py::dict d;
+        d["sid"] = result.sid;
+        d["owner_set"] = result.owner_set;
+        d["owner_hresult"] = result.owner_status.code();
+        d["owner_api"] = std::string(result.owner_status.api);
+        return d;
+      },
+      py::arg("path"), py::arg("directory") = false);
+
+  m.def(
+      "read_dacl",
+      [](const std::string& path) {
+        cng::DaclInfo info;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::read_dacl(path, info);
+        }
+        if (!st.ok()) raise_status(st);
+        py::list aces;
+        for (const auto& ace : info.aces) {
+          aces.append(py::make_tuple(ace.sid, ace.mask, static_cast<int>(ace.type), static_cast<int>(ace.flags)));
+        }
+        py::dict d;
+        d["owner"] = info.owner_sid;
+        d["control"] = info.control;
+        d["dacl_present"] = info.dacl_present;
+        d["protected"] = info.is_protected;
+        d["aces"] = aces;
+        return d;
+      },
+      py::arg("path"));
+
+  m.def("current_account", [] {
+    cng::AccountInfo info;
+    cng::Status st;
+    {
+      py::gil_scoped_release release;
+      st = cng::current_account(info);
+    }
+    if (!st.ok()) raise_status(st);
+    py::dict d;
+    d["sid"] = info.sid;
+    d["name"] = info.name;
+    d["domain"] = info.domain;
+    d["kind"] = std::string(cng::account_kind_name(info.kind));
+    d["lookup_hresult"] = info.lookup.code();
+    d["lookup_api"] = std::string(info.lookup.api);
+    return d;
+  });
 }
 
 }  // namespace
@@ -307,4 +373,6 @@ PYBIND11_MODULE(_cng, m) {
         return result;
       },
       py::arg("blob"), py::arg("entropy") = py::bytes());
+
+  bind_file_security(m);
 }

@@ -38,6 +38,27 @@ class ProvisionedDict(TypedDict):
     tpm_hresult: int
     tpm_api: str
 
+class OwnerOnlyDict(TypedDict):
+    sid: str
+    owner_set: bool
+    owner_hresult: int
+    owner_api: str
+
+class DaclDict(TypedDict):
+    owner: str
+    control: int
+    dacl_present: bool
+    protected: bool
+    aces: list[tuple[str, int, int, int]]  # (sid, mask, ace type, ace flags)
+
+class AccountDict(TypedDict):
+    sid: str
+    name: str
+    domain: str
+    kind: str  # "user", "LocalSystem", "LocalService", "NetworkService"
+    lookup_hresult: int
+    lookup_api: str
+
 class CertKey:
     def __init__(
         self,
@@ -69,3 +90,6 @@ def list_certificates(prefix: str, location: str = "CurrentUser") -> list[Listed
 def delete_certificate(thumbprint: str, location: str = "CurrentUser", delete_key: bool = True) -> bool: ...
 def protect(data: bytes, entropy: bytes = b"", description: str = "") -> bytes: ...
 def unprotect(blob: bytes, entropy: bytes = b"") -> bytes: ...
+def set_owner_only_dacl(path: str, directory: bool = False) -> OwnerOnlyDict: ...
+def read_dacl(path: str) -> DaclDict: ...
+def current_account() -> AccountDict: ...

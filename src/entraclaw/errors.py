@@ -22,6 +22,7 @@ __all__ = [
     "ConfigurationError",
     "EmulatorError",
     "EntraclawError",
+    "FilePermissionError",
     "GraphRequestError",
     "InvalidThumbprintError",
     "KeyMaterialError",
@@ -258,6 +259,15 @@ class SecretRefusedError(KeystoreError):
         "On Windows the Blueprint key stays in CNG (TPM or software KSP): record its certificate "
         "thumbprint (cng:CurrentUser/<SHA1>), not the key; keep a PEM in the keyring or DPAPI file store."
     )
+
+
+class FilePermissionError(EntraclawError):
+    """A file's permissions could not be read or restricted to the owner (Windows DACL, POSIX mode).
+
+    Carries ``path``, ``operation`` ("restrict to owner", "read DACL", ...), ``api`` (the Win32
+    function that failed), ``hresult`` (HRESULT_FROM_WIN32 of the error), ``win32_error``,
+    ``error_name`` (e.g. ``ERROR_ACCESS_DENIED``) and ``system_message`` when the OS has one.
+    """
 
 
 # --- emulator --------------------------------------------------------------------

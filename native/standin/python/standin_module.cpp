@@ -115,6 +115,21 @@ PYBIND11_MODULE(_cng_standin, m) {
       py::arg("kind") = py::none());
   m.def("invalid_frees", &standin_invalid_frees);
   m.def("library_path", [] { return std::string(standin_library_path()); });
+  // advapi32 part (native/standin/src/advapi.cpp).
+  m.def(
+      "set_current_sid",
+      [](const py::object& sid, const py::object& name, const py::object& domain) {
+        const std::string s = sid.is_none() ? std::string() : sid.cast<std::string>();
+        const std::string n = name.is_none() ? std::string() : name.cast<std::string>();
+        const std::string d = domain.is_none() ? std::string() : domain.cast<std::string>();
+        if (standin_set_current_sid(sid.is_none() ? nullptr : s.c_str(), name.is_none() ? nullptr : n.c_str(),
+                                    domain.is_none() ? nullptr : d.c_str()) != 0) {
+          throw py::value_error("not a SID in S-1-... form: " + s);
+        }
+      },
+      py::arg("sid") = py::none(), py::arg("name") = py::none(), py::arg("domain") = py::none());
+  m.def("default_user_sid", [] { return std::string(standin_default_user_sid()); });
+  m.def("file_security_count", &standin_file_security_count);
   m.def("native_sign_ns", &native_sign_ns, py::arg("thumbprint"), py::arg("iterations"), py::arg("size_query"),
         py::call_guard<py::gil_scoped_release>());
 }

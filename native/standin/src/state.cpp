@@ -206,6 +206,7 @@ void standin_reset(void) {
   state().latency_us = 0;
   state().null_signature = false;
   state().caller_frees_key = true;
+  advapi_reset();
   standin_clear_faults();
   standin_reset_counters();
 }
@@ -325,7 +326,8 @@ int64_t standin_open_handles(const char* kind) {
                                                     {"certificate", Kind::Cert},
                                                     {"key", Kind::Key},
                                                     {"provider", Kind::Provider},
-                                                    {"local", Kind::Local}};
+                                                    {"local", Kind::Local},
+                                                    {"token", Kind::Token}};
   std::lock_guard<std::mutex> lock(state().mu);
   if (kind == nullptr) return static_cast<int64_t>(state().live.size());
   auto it = kinds.find(kind);

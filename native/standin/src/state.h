@@ -28,7 +28,13 @@ namespace standin {
   X(CertGetNameStringW) X(CertStrToNameW) X(CertCreateSelfSignCertificate) X(CryptAcquireCertificatePrivateKey) \
   X(NCryptOpenStorageProvider) X(NCryptOpenKey) X(NCryptCreatePersistedKey) X(NCryptSetProperty)               \
   X(NCryptGetProperty) X(NCryptFinalizeKey) X(NCryptDeleteKey) X(NCryptFreeObject) X(NCryptSignHash)           \
-  X(CryptProtectData) X(CryptUnprotectData) X(LocalFree)
+  X(CryptProtectData) X(CryptUnprotectData) X(LocalFree) STANDIN_ADVAPI_FUNCTIONS(X)
+
+// advapi32 (advapi.cpp): process token, SIDs, ACLs, named security info.
+#define STANDIN_ADVAPI_FUNCTIONS(X)                                                                            \
+  X(OpenProcessToken) X(GetTokenInformation) X(CloseHandle) X(IsValidSid) X(IsWellKnownSid)                  \
+  X(ConvertSidToStringSidW) X(LookupAccountSidW) X(InitializeAcl) X(AddAccessAllowedAceEx) X(IsValidAcl)     \
+  X(GetAce) X(GetSecurityDescriptorControl) X(SetNamedSecurityInfoW) X(GetNamedSecurityInfoW)
 
 enum class Fn {
 #define STANDIN_ENUM(name) name,
@@ -78,7 +84,7 @@ struct CertEntry {
   KeyLink link;
 };
 
-enum class Kind { Store, Cert, Key, Provider, Local };
+enum class Kind { Store, Cert, Key, Provider, Local, Token };
 
 struct StoreObj {
   int location = 0;
@@ -140,5 +146,8 @@ FILETIME unix_to_filetime(int64_t seconds);
 
 // Allocations the caller releases with LocalFree (tracked as Kind::Local).
 void* local_alloc(size_t size);
+
+// advapi.cpp: forget file security descriptors and the configured account.
+void advapi_reset();
 
 }  // namespace standin

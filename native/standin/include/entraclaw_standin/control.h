@@ -75,4 +75,7 @@ ENTRACLAW_STANDIN_CONTROL const char* standin_library_path(void);
 }
 #endif
 
+/* advapi32 part: configurable account, file security table. */
+#include "entraclaw_standin/advapi_control.h"
+
 #endif /* ENTRACLAW_STANDIN_CONTROL_H */

@@ -345,4 +345,7 @@ ENTRACLAW_STANDIN_API BOOL WINAPI CryptUnprotectData(DATA_BLOB* pDataIn, LPWSTR*
 }
 #endif
 
+/* advapi32 security surface (file DACLs, process token): its own header. */
+#include "entraclaw_standin/advapi_standin.h"
+
 #endif /* ENTRACLAW_STANDIN_WINDOWS_STANDIN_H */
