@@ -149,7 +149,7 @@ def test_forged_magic(standin: Standin, keypair: KeyPair) -> None:
 
 
 def test_forged_public_area_does_not_match_attested_name(standin: Standin, keypair: KeyPair, other_keypair) -> None:
-    blob, aik, kp = _claim(standin, keypair)
+    blob, aik, _kp = _claim(standin, keypair)
     claim = attestation.parse_key_claim(blob)
     # Swap in another key's modulus: the TPM attested a different name.
     other_n = other_keypair.key.public_key().public_numbers().n.to_bytes(256, "big")
@@ -157,7 +157,9 @@ def test_forged_public_area_does_not_match_attested_name(standin: Standin, keypa
     forged_claim = attestation.parse_key_claim(forged)
     with pytest.raises(errors.AttestationError) as info:
         attestation.verify_key_claim(
-            forged_claim, public_key=other_keypair.cert.public_key(), aik_public_key=serialization.load_der_public_key(aik)
+            forged_claim,
+            public_key=other_keypair.cert.public_key(),
+            aik_public_key=serialization.load_der_public_key(aik),
         )
     assert info.value.reason == "name"
     # And a genuine claim for key A does not vouch for key B's certificate.

@@ -137,7 +137,9 @@ class _Reader:
 
     def done(self) -> None:
         if self.pos != len(self.data):
-            raise _fail("format", f"The key attestation claim has {len(self.data) - self.pos} stray bytes after {self.what}.")
+            raise _fail(
+                "format", f"The key attestation claim has {len(self.data) - self.pos} stray bytes after {self.what}."
+            )
 
 
 @dataclass(frozen=True)
@@ -320,14 +322,21 @@ def parse_key_claim(blob: bytes) -> KeyClaim:
         raise _fail("truncated", f"The key attestation claim is truncated: {len(blob)} bytes, less than its header.")
     magic, platform, header_size, n_attest, n_sig, n_key = struct.unpack_from("<6I", blob)
     if magic != CLAIM_MAGIC:
-        raise _fail("magic", f"The key attestation claim does not start with the PCP magic 'KADS' (found 0x{magic:08X}).")
+        raise _fail(
+            "magic", f"The key attestation claim does not start with the PCP magic 'KADS' (found 0x{magic:08X})."
+        )
     if platform != 2:
         raise _fail("format", f"The key attestation claim is for TPM platform {platform}, not TPM 2.0.")
     total = header_size + n_attest + n_sig + n_key
     if header_size < CLAIM_HEADER_SIZE or total > len(blob):
-        raise _fail("truncated", f"The key attestation claim is truncated: its header announces {total} bytes, it has {len(blob)}.")
+        raise _fail(
+            "truncated",
+            f"The key attestation claim is truncated: its header announces {total} bytes, it has {len(blob)}.",
+        )
     if total != len(blob):
-        raise _fail("format", f"The key attestation claim has {len(blob) - total} bytes its header does not account for.")
+        raise _fail(
+            "format", f"The key attestation claim has {len(blob) - total} bytes its header does not account for."
+        )
     pos = header_size
     attest = _parse_attest(blob[pos : pos + n_attest])
     pos += n_attest
@@ -443,7 +452,7 @@ def build_attestation(
                 verified = True
         except AttestationError as exc:
             # Nothing in a claim that fails a check is shown: its attributes may be another key's.
-            claim_problem = f"the claim is invalid ({exc.reason}): {exc.message}"
+            claim_problem = f"the claim is invalid ({exc.context.get('reason', 'format')}): {exc.message}"
             parsed = None
     if claim_problem:
         problems.append(claim_problem)
@@ -469,7 +478,9 @@ def attestation_summary(info: CngKeyInfo) -> str:
     if attrs is not None and not attrs.non_exportable:
         missing = ", ".join(attrs.missing_for_non_exportable())
         verdict = "the claim's signature verifies" if att.signature_verified else f"not attested: {att.claim_problem}"
-        return f"TPM-backed, but the TPM attributes lack {missing}: the key was imported or can be duplicated; {verdict}"
+        return (
+            f"TPM-backed, but the TPM attributes lack {missing}: the key was imported or can be duplicated; {verdict}"
+        )
     if att.signature_verified:
         return "TPM-backed, non-exportable, attested"
     if attrs is not None:

@@ -230,8 +230,11 @@ def error_for_status(
         message = (
             f"PS256 is not possible with the TPM key of {subject}: the TPM makes RSASSA-PSS signatures only with "
             f"the maximum salt, PS256 needs a 32-byte salt ("
-            + ("refused before signing: the provider's PSS Salt Size is not 'hash size'" if refused else
-               f"{api} returned {format_hresult(code)}")
+            + (
+                "refused before signing: the provider's PSS Salt Size is not 'hash size'"
+                if refused
+                else f"{api} returned {format_hresult(code)}"
+            )
             + ")"
         )
     if category == "transient":
@@ -311,6 +314,9 @@ def _utc(seconds: int) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
 
 
+_NO_ATTESTATION = KeyAttestation(hardware=False, claim_problem="not read")
+
+
 @dataclass(frozen=True)
 class CngKeyInfo:
     """Non-secret facts about a CNG key and its certificate.
@@ -334,7 +340,7 @@ class CngKeyInfo:
     subject: str
     export_policy: int = 0
     pss_salt_size: str | None = None
-    attestation: KeyAttestation = KeyAttestation(hardware=False)
+    attestation: KeyAttestation = _NO_ATTESTATION
 
 
 class CngSigner(Signer):
