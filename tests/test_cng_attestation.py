@@ -184,3 +184,37 @@ def test_garbage_is_rejected_without_leaking_bytes() -> None:
         attestation.parse_key_claim(b"\x00" * 64)
     assert info.value.reason == "magic"
     assert "00000000000000" not in str(info.value)
+
+
+def test_claim_with_a_tpmt_signature_and_sha256_aik(keypair: KeyPair, other_keypair: KeyPair) -> None:
+    # Built here, not by the stand-in: a claim whose signature is a TPMT_SIGNATURE
+    # (RSASSA, SHA-256) by an AIK we hold, around a bare TPM2B_PUBLIC key blob.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    n = keypair.key.public_key().public_numbers().n.to_bytes(256, "big")
+    attrs = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 18)
+    area = struct.pack(">HHI", 0x0001, 0x000B, attrs) + struct.pack(">H", 0)
+    area += struct.pack(">HHHI", 0x0010, 0x0010, 2048, 0) + struct.pack(">H", len(n)) + n
+    import hashlib
+
+    name = struct.pack(">H", 0x000B) + hashlib.sha256(area).digest()
+
+    def b2(data: bytes) -> bytes:
+        return struct.pack(">H", len(data)) + data
+
+    attest = struct.pack(">IH", 0xFF544347, 0x8017) + b2(b"\x00\x0b" + b"\x11" * 32) + b2(b"nonce")
+    attest += struct.pack(">QIIB", 1, 2, 3, 1) + struct.pack(">Q", 4) + b2(name) + b2(name)
+    aik = other_keypair.key
+    raw_sig = aik.sign(attest, padding.PKCS1v15(), hashes.SHA256())
+    sig = struct.pack(">HH", 0x0014, 0x000B) + b2(raw_sig)
+    key_blob = b2(area)
+    blob = struct.pack("<6I", 0x5344414B, 2, 24, len(attest), len(sig), len(key_blob)) + attest + sig + key_blob
+    claim = attestation.parse_key_claim(blob)
+    assert claim.signature_hash == 0x000B
+    assert claim.attest.extra_data == b"nonce"
+    assert claim.public.attributes.sign_only
+    attestation.verify_key_claim(claim, public_key=keypair.cert.public_key(), aik_public_key=aik.public_key())
+    with pytest.raises(errors.AttestationError) as info:
+        attestation.parse_key_claim(blob + b"\x00")
+    assert info.value.reason == "format"

@@ -28,6 +28,7 @@ NEW = {
     "TPM_E_PCP_UNSUPPORTED_PSS_SALT": (0x40290423, "pss_unsupported", "none"),
     "TPM_E_PCP_KEY_HANDLE_INVALIDATED": (0x80290422, "stale_handle", "reacquire"),
     "TPM_E_LOCKED_OUT": (0x8029041B, "locked_out", "none"),
+    "TPM_E_PCP_AUTHENTICATION_IGNORED": (0x80290409, "locked_out", "none"),
     "TPM_E_PCP_DEVICE_NOT_READY": (0x80290401, "tpm_unavailable", "none"),
     "TPM_E_PCP_AUTHENTICATION_FAILED": (0x80290408, "auth_failed", "none"),
     "TPM_20_E_AUTH_FAIL": (0x8028008E, "auth_failed", "none"),

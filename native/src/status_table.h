@@ -38,6 +38,8 @@
   X(TPM_20_E_LOCKOUT,                       0x80280921u, LockedOut,       None)       \
   X(TPM_E_DEFEND_LOCK_RUNNING,              0x80280803u, LockedOut,       None)       \
   X(TPM_E_LOCKED_OUT,                       0x8029041Bu, LockedOut,       None)       \
+  /* PCP ignored the authorization to mitigate a dictionary attack */                \
+  X(TPM_E_PCP_AUTHENTICATION_IGNORED,       0x80290409u, LockedOut,       None)       \
   /* wrong authorization: each one counts toward lockout, never retried */           \
   X(TPM_E_PCP_AUTHENTICATION_FAILED,        0x80290408u, AuthFailed,      None)       \
   X(TPM_20_E_AUTH_FAIL,                     0x8028008Eu, AuthFailed,      None)       \
@@ -93,6 +95,7 @@
   X(NTE_BAD_PROVIDER,                       0x80090013u, Other,           None)       \
   X(NTE_INVALID_PARAMETER,                  0x80090027u, Other,           None)       \
   X(NTE_NOT_SUPPORTED,                      0x80090029u, Other,           None)       \
+  X(TPM_E_PCP_KEY_NOT_AIK,                  0x80290419u, Other,           None)       \
   X(CRYPT_E_EXISTS,                         0x80092005u, Other,           None)       \
   X(E_INVALIDARG,                           0x80070057u, Other,           None)       \
   X(E_OUTOFMEMORY,                          0x8007000Eu, Other,           None)

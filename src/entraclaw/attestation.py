@@ -18,10 +18,12 @@ Structures: TCG TPM 2.0 Library, Part 2 -- TPM_GENERATED 6.2, TPM_ST 6.9,
 TPMA_OBJECT 8.3, TPMS_CERTIFY_INFO 10.12.3, TPMS_ATTEST 10.12.12, TPMT_PUBLIC
 12.2.4, names 16 (Part 1). NCryptCreateClaim is documented at
 https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptcreateclaim
-but its blob layout is not: the outer header ('KADS') and the PCP key blob
-header ('PCPM') follow Microsoft's PCP sample code (PCPTool,
-PCP_KEY_ATTESTATION_BLOB / PCP_KEY_BLOB_WIN8). The parser is strict so that a
-real TPM run shows at once if that layout differs (see docs/attestation.md).
+but its blob layout is not. The outer header ('KADS', platform, header size,
+three lengths) is the key attestation statement of [MS-WCCE] 2.2.2.5; the key
+blob ('PCPM', PCP_KEY_BLOB_WIN8) and the signature format (the AIK's raw
+RSASSA-PKCS1-v1_5 signature) follow Microsoft's PCP sample code. A
+TPMT_SIGNATURE is accepted too. The parser is strict so that a real TPM run
+shows at once if the layout differs (see docs/attestation.md).
 
 A claim proves something only when its signature verifies under an AIK the
 relying party trusts (an AIK bound to the TPM's endorsement key by credential
@@ -233,7 +235,7 @@ class TpmsAttest:
 class KeyClaim:
     attest: TpmsAttest
     signature_alg: int
-    signature_hash: int
+    signature_hash: int | None  # None: a raw signature, which does not say its hash
     signature: bytes
     public: TpmPublic
 
@@ -241,6 +243,7 @@ class KeyClaim:
 def _parse_public(data: bytes) -> TpmPublic:
     outer = _Reader(data, "TPM2B_PUBLIC")
     area = outer.tpm2b()
+    outer.done()
     r = _Reader(area, "TPMT_PUBLIC")
     key_type = r.u16()
     if key_type != ALG_RSA:
@@ -296,20 +299,23 @@ def _parse_attest(data: bytes) -> TpmsAttest:
     )
 
 
-def _parse_signature(data: bytes) -> tuple[int, int, bytes]:
-    r = _Reader(data, "TPMT_SIGNATURE")
-    alg = r.u16()
-    if alg not in (ALG_RSASSA, ALG_RSAPSS):
-        raise _fail("format", f"The claim's signature algorithm 0x{alg:04X} is not RSASSA or RSAPSS.")
-    hash_alg = r.u16()
-    sig = r.tpm2b()
-    r.done()
-    return alg, hash_alg, sig
+def _parse_signature(data: bytes) -> tuple[int, int | None, bytes]:
+    if not data:
+        raise _fail("truncated", "The key attestation claim has no signature.")
+    # PCP writes the AIK's raw signature; a TPMT_SIGNATURE (alg, hash, TPM2B)
+    # is recognised by its exact self-described length.
+    if len(data) >= 6:
+        alg, hash_alg, size = struct.unpack_from(">HHH", data)
+        if alg in (ALG_RSASSA, ALG_RSAPSS) and 6 + size == len(data):
+            return alg, hash_alg, data[6:]
+    return ALG_RSASSA, None, data
 
 
 def _key_blob_public(blob: bytes) -> bytes:
     if len(blob) >= 20 and struct.unpack_from("<I", blob)[0] == KEY_BLOB_MAGIC:
-        header_size, _kind, _flags, public_size = struct.unpack_from("<IIII", blob, 4)
+        header_size, kind, _flags, public_size = struct.unpack_from("<IIII", blob, 4)
+        if kind != 2:
+            raise _fail("format", f"The key blob in the claim is for PCP type {kind}, not a TPM 2.0 key.")
         if header_size < 20 or header_size + public_size > len(blob):
             raise _fail("truncated", "The key blob in the claim is shorter than its header says.")
         return blob[header_size : header_size + public_size]
@@ -374,20 +380,32 @@ def verify_key_claim(
         return
     if isinstance(aik_public_key, bytes):
         aik_public_key = serialization.load_der_public_key(aik_public_key)
-    if not isinstance(aik_public_key, rsa.RSAPublicKey) or claim.signature_hash not in _HASHES:
-        raise _fail("signature", "The AIK public key is not an RSA key, or the claim's hash is unknown.")
-    algorithm = _HASHES[claim.signature_hash][1]()
-    pad: padding.AsymmetricPadding = (
-        padding.PKCS1v15()
-        if claim.signature_alg == ALG_RSASSA
-        else padding.PSS(mgf=padding.MGF1(algorithm), salt_length=padding.PSS.AUTO)
+    if not isinstance(aik_public_key, rsa.RSAPublicKey):
+        raise _fail("signature", "The AIK public key is not an RSA key.")
+    if claim.signature_hash is None:
+        # A raw signature does not name its hash: PCP AIKs sign SHA-1 digests;
+        # SHA-256 for AIKs made with an RSASSA-SHA256 scheme. A collision does
+        # not help a forger: the TPM hashes TPMS_ATTEST itself and never signs
+        # outside data that starts with TPM_GENERATED_VALUE.
+        candidates = [hashes.SHA1(), hashes.SHA256()]  # noqa: S303 - see above
+    elif claim.signature_hash in _HASHES:
+        candidates = [_HASHES[claim.signature_hash][1]()]
+    else:
+        raise _fail("signature", f"The claim's signature hash 0x{claim.signature_hash:04X} is unknown.")
+    for algorithm in candidates:
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15()
+            if claim.signature_alg == ALG_RSASSA
+            else padding.PSS(mgf=padding.MGF1(algorithm), salt_length=padding.PSS.AUTO)
+        )
+        try:
+            aik_public_key.verify(claim.signature, claim.attest.raw, pad, algorithm)
+            return
+        except InvalidSignature:
+            continue
+    raise _fail(
+        "signature", "The claim's signature does not verify under the AIK public key given: not signed by that TPM."
     )
-    try:
-        aik_public_key.verify(claim.signature, claim.attest.raw, pad, algorithm)
-    except InvalidSignature:
-        raise _fail(
-            "signature", "The claim's signature does not verify under the AIK public key given: not signed by that TPM."
-        ) from None
 
 
 # --- what CngKeyInfo carries --------------------------------------------------------

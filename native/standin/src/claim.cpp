@@ -6,9 +6,13 @@
 // 10.12.12, TPMS_CERTIFY_INFO 10.12.3, TPMT_PUBLIC 12.2.4, TPMA_OBJECT 8.3,
 // TPM_GENERATED_VALUE 6.2 (0xff544347), TPM_ST_ATTEST_CERTIFY 6.9 (0x8017).
 // NCryptCreateClaim: https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptcreateclaim
-// documents the call, not the blob; the header layout follows Microsoft's PCP
-// sample code (PCP_KEY_ATTESTATION_BLOB, 'KADS'; key blob PCP_KEY_BLOB_WIN8,
-// 'PCPM') and only a real TPM can confirm it byte for byte.
+// documents the call, not the blob. The outer layout (magic 'KADS', platform,
+// header size, cbKeyAttest, cbSignature, cbKeyBlob) is the key attestation
+// statement of [MS-WCCE] 2.2.2.5; the key blob is PCP_KEY_BLOB_WIN8 ('PCPM',
+// 56-byte header, pcpType 2 = TPM 2.0) from Microsoft's PCP sample code, and
+// the signature is the AIK's raw RSASSA-PKCS1-v1_5 signature (SHA-1 digest, as
+// PCP-made AIKs sign and as validators of these claims check). Only a real TPM
+// can confirm the bytes.
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 
@@ -35,7 +39,7 @@ constexpr uint32_t kDecrypt = 1u << 17;
 constexpr uint32_t kSign = 1u << 18;
 constexpr uint32_t kClaimMagic = 0x5344414Bu;   // 'KADS' little-endian
 constexpr uint32_t kKeyBlobMagic = 0x4D504350u;  // 'PCPM' little-endian
-constexpr uint32_t kKeyBlobHeader = 13 * 4;
+constexpr uint32_t kKeyBlobHeader = 56;  // 13 DWORDs, pcrAlgId (u16), padding
 
 using Bytes = std::vector<BYTE>;
 
@@ -108,10 +112,10 @@ uint32_t attributes_of(const KeyRecord& r) {
   return kFixedTpm | kFixedParent | kSensitiveDataOrigin | kUserWithAuth | kSign | kDecrypt;
 }
 
-bool rsa_sign_sha256(EVP_PKEY* key, const Bytes& data, Bytes& sig) {
+bool rsa_sign_sha1(EVP_PKEY* key, const Bytes& data, Bytes& sig) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   size_t len = 0;
-  bool ok = ctx != nullptr && EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+  bool ok = ctx != nullptr && EVP_DigestSignInit(ctx, nullptr, EVP_sha1(), nullptr, key) == 1 &&
             EVP_DigestSign(ctx, nullptr, &len, data.data(), data.size()) == 1;
   if (ok) {
     sig.resize(len);
@@ -168,23 +172,20 @@ SECURITY_STATUS WINAPI NCryptCreateClaim(NCRYPT_KEY_HANDLE subject, NCRYPT_KEY_H
   tpm2b(attest, key_name);  // certifyInfo.name
   tpm2b(attest, key_name);  // certifyInfo.qualifiedName (the stand-in keys sit under one parent)
 
-  Bytes raw_sig;
-  if (!rsa_sign_sha256(aik->pkey.get(), attest, raw_sig)) return NTE_FAIL;
-  if (state().claim_tamper == 4) raw_sig[raw_sig.size() / 2] ^= 0x01;
   Bytes signature;
-  be16(signature, kAlgRsassa);
-  be16(signature, kAlgSha256);
-  tpm2b(signature, raw_sig);
+  if (!rsa_sign_sha1(aik->pkey.get(), attest, signature)) return NTE_FAIL;
+  if (state().claim_tamper == 4) signature[signature.size() / 2] ^= 0x01;
 
   Bytes public_2b;
   tpm2b(public_2b, key_public);
   Bytes key_blob;
   le32(key_blob, kKeyBlobMagic);
   le32(key_blob, kKeyBlobHeader);
-  le32(key_blob, 1);  // pcpType: a TPM 2.0 key
+  le32(key_blob, 2);  // pcpType: PCPTYPE_TPM20
   le32(key_blob, 0);  // flags
   le32(key_blob, static_cast<uint32_t>(public_2b.size()));
   for (int i = 0; i < 8; ++i) le32(key_blob, 0);  // private, migration, policy, PCR parts: none here
+  le32(key_blob, kAlgSha256);  // pcrAlgId (u16) + padding to the 56-byte header
   key_blob.insert(key_blob.end(), public_2b.begin(), public_2b.end());
 
   Bytes claim;
