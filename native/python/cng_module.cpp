@@ -229,8 +229,34 @@ PYBIND11_MODULE(_cng, m) {
              d["hardware"] = props.hardware();
              d["export_policy"] = props.export_policy;
              d["exportable"] = props.exportable();
+             d["pss_salt_size"] = props.pss_salt;
              return d;
            })
+      .def(
+          "attestation",
+          [](cng::CertKey& self, const std::string& aik) {
+            cng::AttestationData data;
+            cng::Status st;
+            {
+              py::gil_scoped_release release;
+              st = self.attestation(aik, data);
+            }
+            if (!st.ok()) raise_status(st);
+            auto part = [](const cng::Status& s) { return py::make_tuple(s.code(), std::string(s.api)); };
+            py::dict d;
+            d["hardware"] = data.hardware;
+            d["platform_type"] = data.platform_status.ok() && data.hardware ? py::object(py::str(data.platform_type))
+                                                                            : py::object(py::none());
+            d["platform_status"] = part(data.platform_status);
+            d["ek_certificate"] = data.ek_certificate.empty() ? py::object(py::none()) : py::object(to_bytes(data.ek_certificate));
+            d["ek_status"] = part(data.ek_status);
+            d["claim"] = data.claim.empty() ? py::object(py::none()) : py::object(to_bytes(data.claim));
+            d["claim_status"] = part(data.claim_status);
+            return d;
+          },
+          py::arg("aik") = "")
+      .def_property_readonly("hardware", &cng::CertKey::hardware)
+      .def_property_readonly("pss_salt_size", &cng::CertKey::pss_salt)
       .def("certificate",
            [](cng::CertKey& self) {
              cng::CertificateInfo info;
@@ -267,7 +293,8 @@ PYBIND11_MODULE(_cng, m) {
   m.def(
       "provision_certificate",
       [](const std::string& common_name, const std::string& container, const std::string& provider,
-         std::uint32_t key_bits, std::int64_t not_before, std::int64_t not_after) {
+         std::uint32_t key_bits, std::int64_t not_before, std::int64_t not_after, int attempts,
+         double initial_delay_ms, double multiplier, double max_delay_ms) {
         cng::ProvisionRequest request;
         request.common_name = common_name;
         request.container = container;
@@ -283,23 +310,26 @@ PYBIND11_MODULE(_cng, m) {
         request.key_bits = key_bits;
         request.not_before = not_before;
         request.not_after = not_after;
+        request.policy = make_policy(attempts, initial_delay_ms, multiplier, max_delay_ms);
         cng::ProvisionResult result;
         cng::Status st;
         {
           py::gil_scoped_release release;
           st = cng::provision_certificate(request, result);
         }
-        if (!st.ok()) raise_status(st);
+        if (!st.ok()) raise_status(st, result.tpm_attempts > 0 ? result.tpm_attempts : 1);
         py::dict d;
         d["der"] = to_bytes(result.der);
         d["provider"] = result.provider;
         d["hardware"] = result.hardware;
         d["tpm_hresult"] = result.tpm_failure.code();
         d["tpm_api"] = std::string(result.tpm_failure.api);
+        d["tpm_attempts"] = result.tpm_attempts;
         return d;
       },
       py::arg("common_name"), py::arg("container"), py::arg("provider"), py::arg("key_bits"), py::arg("not_before"),
-      py::arg("not_after"));
+      py::arg("not_after"), py::arg("attempts") = 2, py::arg("initial_delay_ms") = 100.0, py::arg("multiplier") = 2.0,
+      py::arg("max_delay_ms") = 2000.0);
 
   m.def(
       "list_certificates",
@@ -329,14 +359,17 @@ PYBIND11_MODULE(_cng, m) {
       [](const std::string& thumbprint, const std::string& location, bool delete_key) {
         const cng::Sha1 hash = parse_thumbprint(thumbprint);
         const cng::StoreLocation where = parse_location(location);
-        bool key_deleted = false;
+        cng::DeleteOutcome outcome;
         cng::Status st;
         {
           py::gil_scoped_release release;
-          st = cng::delete_certificate(where, hash, delete_key, key_deleted);
+          st = cng::delete_certificate(where, hash, delete_key, outcome);
         }
         if (!st.ok()) raise_status(st);
-        return key_deleted;
+        py::dict d;
+        d["key_deleted"] = outcome.key_deleted;
+        d["capi_provider"] = outcome.capi_provider;
+        return d;
       },
       py::arg("thumbprint"), py::arg("location") = "CurrentUser", py::arg("delete_key") = true);
 

@@ -305,10 +305,10 @@ void test_provision_fallback_list_delete() {
   CHECK_OK(cng::list_certificates(cng::StoreLocation::CurrentUser, "entraclaw-core-list-", listed));
   CHECK(listed.size() == 2);
   for (const auto& item : listed) CHECK(item.has_key_link && item.provider == kSoftware);
-  bool key_deleted = false;
-  CHECK_OK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, key_deleted));
-  CHECK(key_deleted && !standin_key_exists(kSoftware, a.container.c_str()));
-  CHECK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, key_deleted).hr ==
+  cng::DeleteOutcome outcome;
+  CHECK_OK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, outcome));
+  CHECK(outcome.key_deleted && !standin_key_exists(kSoftware, a.container.c_str()));
+  CHECK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, outcome).hr ==
         CRYPT_E_NOT_FOUND);
   CHECK_OK(cng::list_certificates(cng::StoreLocation::CurrentUser, "entraclaw-core-list-", listed));
   CHECK(listed.size() == 1 && listed[0].info.der == b.der);
@@ -325,6 +325,88 @@ void test_provision_fallback_list_delete() {
   CHECK(!standin_key_exists(kSoftware, "core-test-rollback"));
   request.common_name = "bad\"name";
   CHECK(cng::provision_certificate(request, ignored).hr == E_INVALIDARG);
+  expect_clean();
+}
+
+// Issue 8 under the sanitizers: serialized hardware signing, PS256 refusal,
+// store resync, delete that frees once, attestation claims, creation retry.
+void test_tpm_behaviour() {
+  standin_reset();
+  cng::ProvisionResult result;
+  Provisioned p = provision("entraclaw-core-tpm", cng::ProviderChoice::Tpm, &result);
+  CHECK(result.hardware);
+  {
+    cng::CertKey key;
+    CHECK_OK(key.open(p.thumbprint, cng::StoreLocation::CurrentUser, cng::RetryPolicy{}, nullptr));
+    CHECK(key.hardware() && key.pss_salt() == NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    standin_set_sign_latency_us(3000);
+    std::atomic<int> good{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 4; ++i) {
+          const auto digest = sha256(std::to_string(t) + "/" + std::to_string(i));
+          std::vector<std::uint8_t> sig;
+          cng::SignReport report;
+          if (key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report).ok()) ++good;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    standin_set_sign_latency_us(0);
+    CHECK(good == 16);
+    CHECK(standin_max_sign_overlap(1) == 1);
+
+    // A TPM that only makes max-salt PSS: PS256 refused before the TPM is called.
+    standin_set_key_option(kPlatform, p.container.c_str(), "pss_salt", NCRYPT_TPM_PSS_SALT_SIZE_MAXIMUM);
+    standin_fail("NCryptSignHash", NTE_INVALID_HANDLE, 1, 0);  // re-acquire re-reads the property
+    const auto digest = sha256("pss");
+    std::vector<std::uint8_t> sig;
+    cng::SignReport report;
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report));
+    standin_reset_counters();
+    cng::Status st = key.sign(digest.data(), digest.size(), cng::Padding::Pss, sig, report);
+    CHECK(st.code() == 0x40290423u && st.api == cng::kPssSaltApi);
+    CHECK(standin_call_count("NCryptSignHash") == 0);
+    CHECK(standin_calls_without_silent(nullptr) == 0);
+
+    // Attestation claim through an AIK, and with tampering (the parser lives in Python).
+    CHECK(standin_create_aik("core-aik") == 0);
+    for (int mode = 0; mode <= 4; ++mode) {
+      standin_set_claim_tamper(mode);
+      cng::AttestationData data;
+      CHECK_OK(key.attestation("core-aik", data));
+      CHECK(data.claim_status.ok() && data.claim.size() > 200);
+      CHECK(data.platform_status.ok() && data.platform_type.find("TPM-Version:2.0") == 0);
+      CHECK(!data.ek_status.ok());  // no EK certificate set
+    }
+    standin_set_claim_tamper(0);
+    cng::AttestationData none;
+    CHECK_OK(key.attestation("", none));
+    CHECK(none.claim.empty() && !none.claim_status.ok());
+    key.close();
+  }
+  // NCryptDeleteKey that fails still frees its handle: no double free.
+  standin_fail("NCryptDeleteKey", NTE_PERM, 1, 0);
+  cng::DeleteOutcome outcome;
+  CHECK(cng::delete_certificate(cng::StoreLocation::CurrentUser, p.thumbprint, true, outcome).hr == NTE_PERM);
+  CHECK(standin_invalid_frees() == 0);
+  CHECK_OK(cng::delete_certificate(cng::StoreLocation::CurrentUser, p.thumbprint, true, outcome));
+  CHECK(outcome.key_deleted);
+
+  // Creation: transient retried in the TPM, lockout never falls back.
+  standin_fail("NCryptFinalizeKey", TPM_20_E_RETRY, 1, 0);
+  cng::ProvisionResult retried;
+  provision("entraclaw-core-retry", cng::ProviderChoice::Auto, &retried);
+  CHECK(retried.hardware && retried.tpm_attempts == 2);
+  standin_fail("NCryptFinalizeKey", TPM_20_E_LOCKOUT, 1, 0);
+  cng::ProvisionRequest request;
+  request.common_name = "entraclaw-core-locked";
+  request.container = "core-test-locked";
+  request.not_after = 86400;
+  cng::ProvisionResult locked;
+  CHECK(cng::provision_certificate(request, locked).hr == TPM_20_E_LOCKOUT);
+  CHECK(!standin_key_exists(kSoftware, "core-test-locked"));
   expect_clean();
 }
 
@@ -516,6 +598,7 @@ int main() {
   test_threads();
   test_open_failures();
   test_provision_fallback_list_delete();
+  test_tpm_behaviour();
   test_dpapi();
   test_owner_only_acl_builder();
   test_owner_only_dacl_on_a_file();
