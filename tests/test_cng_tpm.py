@@ -324,6 +324,7 @@ def test_roca_blocked_tpm_falls_back_and_says_so(standin: Standin) -> None:
     assert "Infineon" in reason
     assert "ROCA" in reason
     assert "TPM_E_PCP_IFX_RSA_KEY_CREATION_BLOCKED" in reason
+    assert made.tpm_fallback_hresult == 0x8029041F
 
 
 # --- item 8: export policy ------------------------------------------------------------
