@@ -285,11 +285,9 @@ class TokenService:
         id_token: bool,
     ) -> dict[str, Any]:
         """A delegated Graph token for ``user`` (T3 or a device-code token), with what MSAL builds its account from."""
-        access = self.issuer.mint(
-            issuer=realm.issuer,
-            tenant_id=realm.tenant_id,
-            now=now,
-            lifetime=self.token_lifetime,
+        access = self._mint(
+            realm,
+            now,
             aud=GRAPH_RESOURCE,
             sub=user.object_id,
             oid=user.object_id,
@@ -305,11 +303,9 @@ class TokenService:
         body = self._token_response(access)
         body["scope"] = " ".join([*scp, *oidc])
         if id_token:
-            body["id_token"] = self.issuer.mint(
-                issuer=realm.issuer,
-                tenant_id=realm.tenant_id,
-                now=now,
-                lifetime=self.token_lifetime,
+            body["id_token"] = self._mint(
+                realm,
+                now,
                 aud=client_id,
                 sub=user.object_id,
                 oid=user.object_id,
@@ -466,13 +462,17 @@ class TokenService:
             )
         )
 
+    def _mint(self, realm: Realm, now: float, **claims: Any) -> str:
+        """A token of this tenant's issuer, valid for the service's token lifetime from ``now``."""
+        return self.issuer.mint(
+            issuer=realm.issuer, tenant_id=realm.tenant_id, now=now, lifetime=self.token_lifetime, **claims
+        )
+
     def _mint_app(self, realm: Realm, now: float, *, aud: str, sub: str, appid: str, oid: str, **extra: Any) -> str:
         """An app-only token (T1, T2 or a resource token): ``idtyp=app``, certificate-authenticated client."""
-        return self.issuer.mint(
-            issuer=realm.issuer,
-            tenant_id=realm.tenant_id,
-            now=now,
-            lifetime=self.token_lifetime,
+        return self._mint(
+            realm,
+            now,
             aud=aud,
             sub=sub,
             appid=appid,
