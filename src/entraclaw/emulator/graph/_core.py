@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from entraclaw.emulator.tenant import DirectoryUser, Tenant
@@ -26,6 +26,7 @@ __all__ = [
     "GraphError",
     "GraphResponse",
     "Request",
+    "addressed",
     "agent_id_write_guard",
     "bad_request",
     "bind_ids",
@@ -274,6 +275,34 @@ def require_graph_resource(ctx: Context, resource_id: str, published: str) -> No
             f"resourceId '{resource_id}' is not a resource the emulator publishes {published} for; use Microsoft "
             f"Graph's service principal {graph_sp_id}."
         )
+
+
+_T = TypeVar("_T")
+
+
+def addressed(
+    ctx: Context,
+    keyed: tuple[str, str] | None,
+    by_app_id: Callable[[str, bool], _T | None],
+    by_id: Callable[[str, bool], _T | None],
+) -> tuple[str, _T, list[str]]:
+    """The object ``/<collection>/{id}`` or ``/<collection>(appId='..')`` names, its key and the segments after it.
+
+    Writes may address an object that has not propagated yet (the caller just made it); reads 404
+    until it has. A malformed id is a 404 naming the segment, as Graph answers.
+    """
+    seg = ctx.req.segments
+    include_hidden = ctx.req.method != "GET"
+    if keyed is not None:
+        key, rest, target = keyed[1], seg[1:], by_app_id(keyed[1], include_hidden)
+    else:
+        key, rest = seg[1].lower(), seg[2:]
+        if not GUID_RE.match(key):
+            raise not_found(seg[1])
+        target = by_id(key, include_hidden)
+    if target is None:
+        raise not_found(key)
+    return key, target, rest
 
 
 def split_key(segment: str, collection: str) -> tuple[str, str] | None:

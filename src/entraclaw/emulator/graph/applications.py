@@ -52,6 +52,7 @@ from entraclaw.emulator.graph._core import (
     Context,
     GraphError,
     GraphResponse,
+    addressed,
     agent_id_write_guard,
     bad_request,
     bind_ids,
@@ -147,18 +148,12 @@ def handle(ctx: Context) -> GraphResponse:
         if method == "POST":
             return _create(ctx, typed=True)
         raise _method(method)
-    if keyed is not None:
-        app = ctx.tenant.application(keyed[1], include_hidden=method != "GET")
-        rest = seg[1:]
-        key = keyed[1]
-    else:
-        key = seg[1].lower()
-        if not GUID_RE.match(key):
-            raise not_found(seg[1])
-        app = ctx.tenant.application_by_object_id(key, include_hidden=method != "GET")
-        rest = seg[2:]
-    if app is None:
-        raise not_found(key)
+    key, app, rest = addressed(
+        ctx,
+        keyed,
+        lambda app_id, hidden: ctx.tenant.application(app_id, include_hidden=hidden),
+        lambda oid, hidden: ctx.tenant.application_by_object_id(oid, include_hidden=hidden),
+    )
     if rest and rest[0] == BLUEPRINT_TYPE:
         if app.kind != "blueprint":
             raise not_found(key)

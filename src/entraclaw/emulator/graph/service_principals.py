@@ -48,6 +48,7 @@ from entraclaw.emulator.graph._core import (
     Context,
     GraphError,
     GraphResponse,
+    addressed,
     agent_id_write_guard,
     bad_request,
     bind_sponsors,
@@ -185,21 +186,20 @@ def handle(ctx: Context) -> GraphResponse:
                 return _create_identity(ctx)
             return _create_principal(ctx, typed=cast == BLUEPRINT_PRINCIPAL)
         raise _method(method)
-    hidden_ok = method != "GET"
-    if keyed is not None:
-        key, rest = keyed[1], seg[1:]
-        target: Any = ctx.tenant.service_principal_by_app_id(
-            key, include_hidden=hidden_ok
-        ) or ctx.tenant.agent_identity(key, include_hidden=hidden_ok)
-    else:
-        key, rest = seg[1].lower(), seg[2:]
-        if not GUID_RE.match(key):
-            raise not_found(seg[1])
-        target = ctx.tenant.service_principal(key, include_hidden=hidden_ok) or ctx.tenant.agent_identity_by_object_id(
-            key, include_hidden=hidden_ok
-        )
-    if target is None:
-        raise not_found(key)
+    tenant = ctx.tenant
+    target: Any
+    key, target, rest = addressed(
+        ctx,
+        keyed,
+        lambda app_id, hidden: (
+            tenant.service_principal_by_app_id(app_id, include_hidden=hidden)
+            or tenant.agent_identity(app_id, include_hidden=hidden)
+        ),
+        lambda oid, hidden: (
+            tenant.service_principal(oid, include_hidden=hidden)
+            or tenant.agent_identity_by_object_id(oid, include_hidden=hidden)
+        ),
+    )
     if rest and rest[0] in (BLUEPRINT_PRINCIPAL, AGENT_IDENTITY):
         wanted_identity = rest[0] == AGENT_IDENTITY
         if wanted_identity != isinstance(target, AgentIdentity) or (
