@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # The README's test command. Installs what the tests need (system packages when run as root on
 # Debian/Ubuntu; otherwise it says what is missing), builds entraclaw with the test-only stand-in
-# of the native CNG module, and runs pytest. Extra arguments go to pytest. On Linux it runs inside
-# scripts/with_secret_service.sh (a private D-Bus session + throwaway gnome-keyring) so the keyring
-# and encrypted token cache tests meet a real Secret Service without touching your own keyring.
+# of the native CNG module, and runs pytest. Extra arguments go to pytest.
+#
+# Where it installs: a virtual environment of its own, OUTSIDE the source tree, so the test-only
+# stand-in build never replaces an entraclaw you installed yourself (in a venv or elsewhere):
+#     ${ENTRACLAW_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/entraclaw-test-venv}
+# It is created on first use and reused after that; delete it to start afresh.
+#   - An active venv ($VIRTUAL_ENV) is NOT used, because it is most likely your own install.
+#   - To run in a venv you prepared for the purpose (CI: .ci/run does this), point
+#     ENTRACLAW_TEST_VENV at it; if that venv is the active one it is used as it is.
+#
+# On Linux it runs inside scripts/with_secret_service.sh (a private D-Bus session + throwaway
+# gnome-keyring) so the keyring and encrypted token cache tests meet a real Secret Service without
+# touching your own keyring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +23,9 @@ command -v cmake >/dev/null || need_pkgs+=(cmake)
 [ -f /usr/include/openssl/evp.h ] || need_pkgs+=(libssl-dev)
 command -v x86_64-w64-mingw32-g++-posix >/dev/null || need_pkgs+=(g++-mingw-w64-x86-64-posix)
 [ -x /usr/lib/wine/wine64 ] || need_pkgs+=(wine64)
+PY=${PYTHON:-python3}
+# Debian splits venv support out of python3; without it `python3 -m venv` fails ("ensurepip is not available").
+"$PY" -c "import ensurepip" 2>/dev/null || need_pkgs+=(python3-venv)
 if [ "$(uname -s)" = Linux ]; then
     # Secret Service (keyring store, encrypted token cache) and what PyGObject builds against.
     command -v gnome-keyring-daemon >/dev/null || need_pkgs+=(gnome-keyring)
@@ -38,6 +51,23 @@ if [ "$(uname -s)" = Linux ] && [ -z "${ENTRACLAW_PRIVATE_SECRET_SERVICE:-}" ] \
     # The keystore and token-cache tests need a Secret Service, and must never write to the
     # user's own keyring: run everything in a private, throwaway one.
     exec bash scripts/with_secret_service.sh bash scripts/test.sh "$@"
+fi
+
+VENV=${ENTRACLAW_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/entraclaw-test-venv}
+case "$VENV" in
+    "$PWD"/*) echo "error: ENTRACLAW_TEST_VENV ($VENV) is inside the source tree; put it outside (sdist tests walk the tree)." >&2; exit 2 ;;
+esac
+if [ -n "${VIRTUAL_ENV:-}" ] && [ "$(cd "$VIRTUAL_ENV" && pwd -P)" = "$(mkdir -p "$VENV" && cd "$VENV" && pwd -P)" ]; then
+    echo "test venv: $VENV (already active)"
+else
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "test venv: creating $VENV (your own entraclaw install is not touched)"
+        "$PY" -m venv "$VENV"
+    else
+        echo "test venv: $VENV (your own entraclaw install is not touched)"
+    fi
+    # shellcheck disable=SC1091
+    . "$VENV/bin/activate"
 fi
 
 python -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
