@@ -32,7 +32,7 @@ if [ "$(uname -s)" = Linux ]; then
     command -v dbus-run-session >/dev/null || need_pkgs+=(dbus-daemon dbus-bin)
     ls /usr/lib/*/girepository-1.0/Secret-1.typelib >/dev/null 2>&1 || need_pkgs+=(libsecret-1-0 gir1.2-secret-1)
     command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
-    pkg-config --exists girepository-1.0 2>/dev/null || need_pkgs+=(libgirepository1.0-dev)
+    pkg-config --exists gobject-introspection-1.0 2>/dev/null || need_pkgs+=(libgirepository1.0-dev)
     pkg-config --exists cairo 2>/dev/null || need_pkgs+=(libcairo2-dev)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -78,7 +78,7 @@ if [ "$(uname -s)" = Linux ]; then
     # here, not in the `test` extra: it compiles against system headers (girepository, cairo),
     # which `pip install .[test]` cannot bring. <3.51: 3.51+ needs girepository-2.0 (GLib 2.80),
     # Debian 12 has GLib 2.74.
-    if pkg-config --exists girepository-1.0 cairo 2>/dev/null; then
+    if pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null; then
         python -m pip install -q "PyGObject>=3.42,<3.51"
     else
         echo "note: libgirepository1.0-dev/libcairo2-dev missing; encrypted token cache tests will be skipped." >&2
