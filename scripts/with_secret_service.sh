@@ -51,6 +51,8 @@ unset password
 # Tells the tests this Secret Service is a throwaway one they may write to (they refuse to touch
 # a user's own keyring) and tells scripts/test.sh not to start another.
 export ENTRACLAW_PRIVATE_SECRET_SERVICE=1
+# Where the throwaway keyring file is, so tests can show it holds no secret in the clear.
+export ENTRACLAW_SECRET_SERVICE_DATA="$work/data"
 while IFS= read -r line; do
     case "$line" in
         *=*) export "${line?}" ;;
