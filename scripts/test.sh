@@ -29,7 +29,8 @@ PY=${PYTHON:-python3}
 if [ "$(uname -s)" = Linux ]; then
     # Secret Service (keyring store, encrypted token cache) and what PyGObject builds against.
     command -v gnome-keyring-daemon >/dev/null || need_pkgs+=(gnome-keyring)
-    command -v dbus-run-session >/dev/null || need_pkgs+=(dbus-daemon dbus-bin)
+    command -v dbus-run-session >/dev/null || need_pkgs+=(dbus-daemon)
+    command -v dbus-send >/dev/null || need_pkgs+=(dbus-bin)
     ls /usr/lib/*/girepository-1.0/Secret-1.typelib >/dev/null 2>&1 || need_pkgs+=(libsecret-1-0 gir1.2-secret-1)
     command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
     pkg-config --exists gobject-introspection-1.0 2>/dev/null || need_pkgs+=(libgirepository1.0-dev)
