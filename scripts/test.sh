@@ -48,7 +48,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 if [ "$(uname -s)" = Linux ] && [ -z "${ENTRACLAW_PRIVATE_SECRET_SERVICE:-}" ] \
-    && command -v dbus-run-session >/dev/null && command -v gnome-keyring-daemon >/dev/null; then
+    && command -v dbus-run-session >/dev/null && command -v dbus-send >/dev/null \
+    && command -v gnome-keyring-daemon >/dev/null; then
     # The keystore and token-cache tests need a Secret Service, and must never write to the
     # user's own keyring: run everything in a private, throwaway one.
     exec bash scripts/with_secret_service.sh bash scripts/test.sh "$@"
