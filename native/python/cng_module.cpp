@@ -230,6 +230,7 @@ PYBIND11_MODULE(_cng, m) {
              d["export_policy"] = props.export_policy;
              d["exportable"] = props.exportable();
              d["pss_salt_size"] = props.pss_salt;
+             d["key_usage"] = props.key_usage_known ? py::object(py::int_(props.key_usage)) : py::object(py::none());
              return d;
            })
       .def(

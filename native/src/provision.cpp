@@ -63,6 +63,16 @@ Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bi
   st = NCryptSetProperty(key.h, NCRYPT_EXPORT_POLICY_PROPERTY, reinterpret_cast<PBYTE>(&export_policy),
                          sizeof(export_policy), NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptSetProperty"};
+  // The Blueprint key only ever signs. Both providers default RSA keys to
+  // every usage, and PCP turns the usage into the TPM object's sign/decrypt
+  // attributes, so without this the key could also decrypt and its
+  // attestation would not say sign-only. Settable only before finalize.
+  // NCRYPT_KEY_USAGE_PROPERTY / NCRYPT_ALLOW_SIGNING_FLAG:
+  // https://learn.microsoft.com/en-us/windows/win32/seccng/key-storage-property-identifiers
+  DWORD usage = NCRYPT_ALLOW_SIGNING_FLAG;
+  st = NCryptSetProperty(key.h, NCRYPT_KEY_USAGE_PROPERTY, reinterpret_cast<PBYTE>(&usage), sizeof(usage),
+                         NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
+  if (st != 0) return Status{st, "NCryptSetProperty"};
   st = NCryptFinalizeKey(key.h, NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptFinalizeKey"};
   return ok_status();

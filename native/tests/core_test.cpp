@@ -339,6 +339,9 @@ void test_tpm_behaviour() {
     cng::CertKey key;
     CHECK_OK(key.open(p.thumbprint, cng::StoreLocation::CurrentUser, cng::RetryPolicy{}, nullptr));
     CHECK(key.hardware() && key.pss_salt() == NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    cng::KeyProperties props;
+    CHECK_OK(key.properties(props));
+    CHECK(props.key_usage_known && props.key_usage == NCRYPT_ALLOW_SIGNING_FLAG);
     standin_set_sign_latency_us(3000);
     std::atomic<int> good{0};
     std::vector<std::thread> threads;
@@ -369,6 +372,16 @@ void test_tpm_behaviour() {
     CHECK(st.code() == 0x40290423u && st.api == cng::kPssSaltApi);
     CHECK(standin_call_count("NCryptSignHash") == 0);
     CHECK(standin_calls_without_silent(nullptr) == 0);
+
+    // "PSS Salt Size" answered only by the provider handle: its answer decides.
+    standin_set_key_option(kPlatform, p.container.c_str(), "pss_salt", NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    standin_set_key_option(kPlatform, p.container.c_str(), "pss_salt_on_key", 0);
+    standin_set_provider_pss_salt(NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    standin_fail("NCryptSignHash", NTE_INVALID_HANDLE, 1, 0);
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report));
+    CHECK(key.pss_salt() == NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pss, sig, report));
+    CHECK(standin_open_handles("provider") == 0);  // the fallback frees the provider handle it asked
 
     // Attestation claim through an AIK, and with tampering (the parser lives in Python).
     CHECK(standin_create_aik("core-aik") == 0);

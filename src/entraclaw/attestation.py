@@ -487,8 +487,24 @@ def build_attestation(
     )
 
 
+def _usage_phrase(info: CngKeyInfo, attrs: TpmObjectAttributes | None) -> str:
+    # The TPM's own attributes, when the claim parsed, win over the provider's property.
+    if attrs is not None:
+        if attrs.sign_only:
+            return ", sign-only"
+        if info.sign_only and attrs.decrypt:
+            return ", not sign-only (the TPM attributes allow decryption although the provider reports signing only)"
+        return ""
+    return ", sign-only (reported by the provider)" if info.sign_only else ""
+
+
 def attestation_summary(info: CngKeyInfo) -> str:
-    """One line for `entraclaw doctor`: "TPM-backed, non-exportable, attested" or what could not be shown."""
+    """One line for `entraclaw doctor`: "TPM-backed, non-exportable, sign-only, attested" or what could not be shown.
+
+    "sign-only" appears when the key may only sign: from the claim's TPM
+    attributes (sign set, decrypt clear) when there is a claim, else from the
+    provider's key usage property, marked as such.
+    """
     att = info.attestation
     if not att.hardware:
         return f"not TPM-backed: the key is in {info.provider} (software), so it cannot be attested"
@@ -499,8 +515,8 @@ def attestation_summary(info: CngKeyInfo) -> str:
         return (
             f"TPM-backed, but the TPM attributes lack {missing}: the key was imported or can be duplicated; {verdict}"
         )
+    usage = _usage_phrase(info, attrs)
     if att.signature_verified:
-        return "TPM-backed, non-exportable, attested"
-    if attrs is not None:
-        return f"TPM-backed, non-exportable (TPM attributes, unverified), not attested: {att.claim_problem}"
-    return f"TPM-backed, non-exportable (reported by the provider), not attested: {att.claim_problem}"
+        return f"TPM-backed, non-exportable{usage}, attested"
+    source = "TPM attributes, unverified" if attrs is not None else "reported by the provider"
+    return f"TPM-backed, non-exportable ({source}){usage}, not attested: {att.claim_problem}"

@@ -147,6 +147,20 @@ _PSS_SALT_API = "NCryptGetProperty(PSS Salt Size)"
 _ROCA = 0x8029041F
 _SALT_NAMES = {0: "unknown", 1: "maximum only", 2: "hash size"}
 
+# NCRYPT_KEY_USAGE_PROPERTY bits (ncrypt.h;
+# https://learn.microsoft.com/en-us/windows/win32/seccng/key-storage-property-identifiers).
+NCRYPT_ALLOW_DECRYPT_FLAG = 0x1
+NCRYPT_ALLOW_SIGNING_FLAG = 0x2
+NCRYPT_ALLOW_KEY_AGREEMENT_FLAG = 0x4
+NCRYPT_ALLOW_KEY_IMPORT_FLAG = 0x8
+NCRYPT_ALLOW_ALL_USAGES = 0x00FFFFFF
+_USAGE_NAMES = (
+    (NCRYPT_ALLOW_DECRYPT_FLAG, "decrypt"),
+    (NCRYPT_ALLOW_SIGNING_FLAG, "sign"),
+    (NCRYPT_ALLOW_KEY_AGREEMENT_FLAG, "key agreement"),
+    (NCRYPT_ALLOW_KEY_IMPORT_FLAG, "key import"),
+)
+
 
 def native_available() -> bool:
     """True when the compiled ``entraclaw._cng`` module loaded."""
@@ -325,6 +339,9 @@ class CngKeyInfo:
     export policy reads (PCP has been seen reporting export bits for keys the
     TPM can never export); ``export_policy`` keeps the raw value.
     ``pss_salt_size`` is the TPM's "PSS Salt Size" (None for software keys).
+    ``key_usage`` is the provider's ``NCRYPT_KEY_USAGE_PROPERTY`` (``NCRYPT_ALLOW_*``
+    bits; None when the provider does not report it): keys made by
+    :func:`create_certificate` allow signing only.
     ``attestation`` says what could be shown about the key living in the TPM.
     """
 
@@ -341,6 +358,21 @@ class CngKeyInfo:
     export_policy: int = 0
     pss_salt_size: str | None = None
     attestation: KeyAttestation = _NO_ATTESTATION
+    key_usage: int | None = None
+
+    @property
+    def key_usages(self) -> tuple[str, ...] | None:
+        """Names of the usages ``key_usage`` allows ("sign", "decrypt", ...), None if not reported."""
+        if self.key_usage is None:
+            return None
+        return tuple(name for bit, name in _USAGE_NAMES if self.key_usage & bit)
+
+    @property
+    def sign_only(self) -> bool | None:
+        """What the provider reports: the key may sign and do nothing else (None if not reported)."""
+        if self.key_usage is None:
+            return None
+        return self.key_usage & NCRYPT_ALLOW_ALL_USAGES == NCRYPT_ALLOW_SIGNING_FLAG
 
 
 class CngSigner(Signer):
@@ -495,6 +527,7 @@ class CngSigner(Signer):
             if props["hardware"]
             else None,
             attestation=attestation,
+            key_usage=props["key_usage"],
         )
 
     @property

@@ -146,6 +146,7 @@ PYBIND11_MODULE(_cng_standin, m) {
   m.def("ui_prompts", &standin_ui_prompts);
   m.def("max_sign_overlap", [](bool hardware) { return standin_max_sign_overlap(hardware ? 1 : 0); });
   m.def("set_tpm_max_bits", &standin_set_tpm_max_bits);
+  m.def("set_provider_pss_salt", &standin_set_provider_pss_salt, py::arg("value"));
   m.def("create_aik", [](const std::string& container) {
     if (standin_create_aik(container.c_str()) != 0) throw py::value_error("AIK creation failed");
   });
