@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
-import sys
 import threading
 import time
 import uuid
@@ -41,6 +40,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from entraclaw import _native
+from entraclaw._native import IMPORT_ERROR as _IMPORT_ERROR
+from entraclaw._native import cng_module as _cng
 from entraclaw.attestation import KeyAttestation, build_attestation
 from entraclaw.auth.signer import Algorithm, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint, validate_sha1_thumbprint
@@ -52,7 +54,6 @@ from entraclaw.errors import (
     KeyNotFoundError,
     KeySlotsExhaustedError,
     KeystoreError,
-    NativeModuleUnavailableError,
     PssSaltUnsupportedError,
     SigningError,
     TpmLockedOutError,
@@ -62,14 +63,6 @@ from entraclaw.errors import (
     UnsupportedKeyStorageError,
     UserInteractionRequiredError,
 )
-
-try:
-    from entraclaw import _cng
-except ImportError as _exc:  # pure-Python wheel, or a native build that failed to load
-    _cng = None  # type: ignore[assignment]
-    _IMPORT_ERROR: str | None = str(_exc)
-else:
-    _IMPORT_ERROR = None
 
 __all__ = [
     "CATEGORY_ERRORS",
@@ -173,12 +166,7 @@ def backend() -> str | None:
 
 
 def _require_native(what: str) -> None:
-    if _cng is None:
-        detail = f" ({_IMPORT_ERROR})" if _IMPORT_ERROR else ""
-        raise NativeModuleUnavailableError(
-            f"{what} needs the compiled module entraclaw._cng, which is not available on {sys.platform}{detail}.",
-            platform=sys.platform,
-        )
+    _native.require(_cng, _IMPORT_ERROR, f"{what} needs")
 
 
 # --- the status table --------------------------------------------------------------
