@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -144,46 +144,34 @@ class _Reader:
             )
 
 
+class _Bit:
+    """A read-only bool attribute: whether one TPMA_OBJECT bit is set in ``raw``."""
+
+    def __init__(self, mask: int) -> None:
+        self.mask = mask
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Bit: ...
+    @overload
+    def __get__(self, obj: TpmObjectAttributes, owner: type | None = None) -> bool: ...
+    def __get__(self, obj: TpmObjectAttributes | None, owner: type | None = None) -> bool | _Bit:
+        return self if obj is None else bool(obj.raw & self.mask)
+
+
 @dataclass(frozen=True)
 class TpmObjectAttributes:
     """TPMA_OBJECT of a key, decoded."""
 
     raw: int
 
-    def _bit(self, mask: int) -> bool:
-        return bool(self.raw & mask)
-
-    @property
-    def fixed_tpm(self) -> bool:
-        return self._bit(TPMA_FIXED_TPM)
-
-    @property
-    def fixed_parent(self) -> bool:
-        return self._bit(TPMA_FIXED_PARENT)
-
-    @property
-    def sensitive_data_origin(self) -> bool:
-        return self._bit(TPMA_SENSITIVE_DATA_ORIGIN)
-
-    @property
-    def user_with_auth(self) -> bool:
-        return self._bit(TPMA_USER_WITH_AUTH)
-
-    @property
-    def no_da(self) -> bool:
-        return self._bit(TPMA_NO_DA)
-
-    @property
-    def restricted(self) -> bool:
-        return self._bit(TPMA_RESTRICTED)
-
-    @property
-    def decrypt(self) -> bool:
-        return self._bit(TPMA_DECRYPT)
-
-    @property
-    def sign(self) -> bool:
-        return self._bit(TPMA_SIGN)
+    fixed_tpm = _Bit(TPMA_FIXED_TPM)
+    fixed_parent = _Bit(TPMA_FIXED_PARENT)
+    sensitive_data_origin = _Bit(TPMA_SENSITIVE_DATA_ORIGIN)
+    user_with_auth = _Bit(TPMA_USER_WITH_AUTH)
+    no_da = _Bit(TPMA_NO_DA)
+    restricted = _Bit(TPMA_RESTRICTED)
+    decrypt = _Bit(TPMA_DECRYPT)
+    sign = _Bit(TPMA_SIGN)
 
     @property
     def sign_only(self) -> bool:
