@@ -396,9 +396,29 @@ def test_created_key_is_sign_only(standin: Standin, provider: str) -> None:
     info = signer.info()
     assert info.key_usage == NCRYPT_ALLOW_SIGNING_FLAG
     assert info.sign_only is True
+    assert (made.sign_only, made.key_usage_problem) == (True, None)
     verify(made.certificate, signer.sign(DATA), DATA)  # signing is what it is allowed
     signer.close()
     assert standin.calls_without_silent("NCryptSetProperty") == 0
+
+
+@pytest.mark.parametrize("status", ["NTE_NOT_SUPPORTED", "NTE_INVALID_PARAMETER"])
+def test_provider_that_refuses_the_usage_property_still_makes_a_tpm_key(standin: Standin, status: str) -> None:
+    # NCryptSetProperty order in key creation: Length, Export Policy, Key Usage.
+    # A TPM key that can also decrypt beats a software key: no fallback, but it is said.
+    standin.fail("NCryptSetProperty", HR[status], 1, skip=2)
+    made = cng.create_certificate("entraclaw-blueprint-usage-refused")
+    assert made.hardware is True
+    assert made.tpm_fallback_reason is None
+    assert made.sign_only is False
+    assert "Key Usage" in (made.key_usage_problem or "")
+    assert status in (made.key_usage_problem or "")
+    signer = cng.CngSigner(made.thumbprint)
+    info = signer.info()
+    assert info.key_usage == NCRYPT_ALLOW_ALL_USAGES
+    assert info.sign_only is False
+    signer.close()
+    assert standin.open_handles() == 0
 
 
 def test_key_with_the_providers_default_usage_is_not_sign_only(standin: Standin, keypair) -> None:

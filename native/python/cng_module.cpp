@@ -326,6 +326,8 @@ PYBIND11_MODULE(_cng, m) {
         d["tpm_hresult"] = result.tpm_failure.code();
         d["tpm_api"] = std::string(result.tpm_failure.api);
         d["tpm_attempts"] = result.tpm_attempts;
+        d["usage_hresult"] = result.key_usage_status.code();
+        d["usage_api"] = std::string(result.key_usage_status.api);
         return d;
       },
       py::arg("common_name"), py::arg("container"), py::arg("provider"), py::arg("key_bits"), py::arg("not_before"),

@@ -411,6 +411,12 @@ void test_tpm_behaviour() {
   cng::ProvisionResult retried;
   provision("entraclaw-core-retry", cng::ProviderChoice::Auto, &retried);
   CHECK(retried.hardware && retried.tpm_attempts == 2);
+  CHECK(retried.key_usage_status.ok());
+  // A provider that refuses the Key Usage property still makes the TPM key (default usage), and says so.
+  standin_fail("NCryptSetProperty", NTE_NOT_SUPPORTED, 1, 2);
+  cng::ProvisionResult generic;
+  provision("entraclaw-core-generic", cng::ProviderChoice::Auto, &generic);
+  CHECK(generic.hardware && generic.key_usage_status.hr == NTE_NOT_SUPPORTED);
   standin_fail("NCryptFinalizeKey", TPM_20_E_LOCKOUT, 1, 0);
   cng::ProvisionRequest request;
   request.common_name = "entraclaw-core-locked";

@@ -53,6 +53,8 @@ class ProvisionedDict(TypedDict):
     tpm_hresult: int
     tpm_api: str
     tpm_attempts: int
+    usage_hresult: int
+    usage_api: str
 
 class OwnerOnlyDict(TypedDict):
     sid: str

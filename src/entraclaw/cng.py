@@ -588,6 +588,10 @@ class ProvisionedCertificate:
     container: str
     tpm_fallback_reason: str | None  # why the TPM was not used, when provider="auto" fell back
     tpm_fallback_hresult: int | None = None  # the status behind tpm_fallback_reason
+    # Keys are made sign-only (NCRYPT_ALLOW_SIGNING_FLAG); a provider that refuses
+    # the Key Usage property keeps its default usage and the reason is here.
+    sign_only: bool = True
+    key_usage_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -642,7 +646,9 @@ def create_certificate(
     falls back to the Microsoft Software Key Storage Provider; the reason for a
     fallback is in ``tpm_fallback_reason`` so setup can warn about it. A
     transient TPM status is retried under ``retry_policy`` and never falls
-    back; lockout and failed authorization raise their typed errors.
+    back; lockout and failed authorization raise their typed errors. The key
+    may only sign; a provider that refuses that keeps its default usage, and
+    ``key_usage_problem`` says so (``sign_only`` False).
     """
     _require_native("create_certificate")
     _check_subject(common_name)
@@ -673,6 +679,12 @@ def create_certificate(
             attempts=attempts,
         ) from exc
     der = result["der"]
+    usage_problem = None
+    if result["usage_hresult"]:
+        usage_problem = (
+            f"the key allows more than signing: {result['usage_api']} failed with "
+            f"{format_hresult(result['usage_hresult'])}, so {result['provider']} kept its default key usage"
+        )
     fallback = None
     if result["tpm_hresult"]:
         fallback = _fallback_reason(result["tpm_hresult"], result["tpm_api"], key_bits)
@@ -685,6 +697,8 @@ def create_certificate(
         container=container,
         tpm_fallback_reason=fallback,
         tpm_fallback_hresult=(result["tpm_hresult"] & 0xFFFFFFFF) or None,
+        sign_only=usage_problem is None,
+        key_usage_problem=usage_problem,
     )
 
 
