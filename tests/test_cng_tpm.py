@@ -421,6 +421,16 @@ def test_provider_that_refuses_the_usage_property_still_makes_a_tpm_key(standin:
     assert standin.open_handles() == 0
 
 
+def test_other_usage_property_failure_leaves_nothing_behind(standin: Standin) -> None:
+    standin.fail("NCryptSetProperty", HR["NTE_PERM"], 1, skip=2)
+    with pytest.raises(errors.AccessDeniedError) as info:
+        cng.create_certificate("entraclaw-blueprint-usage-denied", provider="tpm")
+    assert info.value.api == "NCryptSetProperty"
+    assert standin.calls("NCryptFinalizeKey") == 0
+    assert standin.certificate_count("CurrentUser") == 0
+    assert standin.open_handles() == 0
+
+
 def test_key_with_the_providers_default_usage_is_not_sign_only(standin: Standin, keypair) -> None:
     signer = cng.CngSigner(_hardware(standin, keypair).thumbprint)
     info = signer.info()
