@@ -116,6 +116,17 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return True
+        if fault.kind == "gate":
+            assert fault.release is not None
+            if fault.entered is not None:
+                fault.entered.set()
+            fault.release.wait(60)
+            return False
+        if fault.kind == "respond":
+            self._send(fault.status, fault.body, fault.headers.get("Content-Type", "application/json"), {
+                k: v for k, v in fault.headers.items() if k.lower() not in ("content-type", "content-length")
+            })
+            return True
         if fault.kind == "malformed":
             self._send(200, _MALFORMED_BODY, "application/json; charset=utf-8")
             return True
@@ -174,6 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
                     status=0
                     if fault.kind == "drop"
                     else (200 if fault.kind == "malformed" else (429 if fault.kind == "429" else fault.status)),
+                    # "respond" records its own status; "gate" and "delay" fall through to routing
                 )
             return
 
