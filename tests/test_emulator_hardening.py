@@ -7,6 +7,7 @@ request is still answered: no hostile input may drop a connection silently or we
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import ssl
@@ -231,10 +232,8 @@ def test_concurrent_connections_are_capped(fresh):
     try:
         extra = []
         for _ in range(6):
-            try:
+            with contextlib.suppress(OSError, ssl.SSLError):
                 extra.append(_tls(emu))
-            except (OSError, ssl.SSLError):
-                pass
         assert _handler_threads() - before <= 4
         for sock in extra:
             sock.settimeout(5)
@@ -320,8 +319,10 @@ def graph_token(seeded: Any) -> Iterator[str]:
 
 def test_graph_still_works_after_hostile_bearers(seeded, graph_token):
     with seeded.emu.session() as s:
-        r = s.get(f"{seeded.emu.graph_url}/applications/{seeded.bp.object_id}", headers={
-            "Authorization": f"Bearer {graph_token}"
-        }, timeout=10)
+        r = s.get(
+            f"{seeded.emu.graph_url}/applications/{seeded.bp.object_id}",
+            headers={"Authorization": f"Bearer {graph_token}"},
+            timeout=10,
+        )
     assert r.status_code in (200, 403), r.text
     assert GRAPH

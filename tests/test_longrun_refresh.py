@@ -73,9 +73,7 @@ def test_short_tokens_are_still_served_for_a_while():
 
 
 def test_refresh_in_from_entra_is_honoured():
-    later = CachedToken.from_response(
-        {"access_token": "a.b.c", "expires_in": 3600, "refresh_in": 3000}, now=1000
-    )
+    later = CachedToken.from_response({"access_token": "a.b.c", "expires_in": 3600, "refresh_in": 3000}, now=1000)
     assert later.refresh_on == 4000
     earlier = CachedToken.from_response({"access_token": "a.b.c", "expires_in": 3600, "refresh_in": 600}, now=1000)
     assert earlier.refresh_on == 1600
@@ -161,7 +159,7 @@ def test_t1_is_exchanged_once_per_refresh_period_for_many_scopes(world):
     clock = FakeClock()
     cred = world.credential(clock=clock, sleep=clock.sleep)
     scopes = [GRAPH_SCOPE, USER_READ, "https://graph.microsoft.com/Mail.Read"]
-    for period in range(4):
+    for _period in range(4):
         for scope in scopes:
             cred.get_token(scope)
             cred.wait_for_refresh(timeout=30)
@@ -263,7 +261,7 @@ def test_reading_a_token_on_disk_never_waits_for_another_process_exchange(world,
         assert reader.get_token(GRAPH_SCOPE).token
     finally:
         release.set()
-        out, err = child.communicate(timeout=60)
+        _, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
 
 

@@ -275,13 +275,18 @@ def test_property_arbitrary_answers_give_only_typed_clean_errors(world, status, 
     path = DISCOVERY if where == "discovery" else TOKEN
     skip = {"discovery": 0, "hop1": 0, "hop2": 1, "hop3": 2}[where]
     world.emu.faults.inject(
-        "respond", status=status, headers={k: v for k, v in headers.items() if k != "Content-Type"},
-        body=body, path=path, skip=skip, count=50,
+        "respond",
+        status=status,
+        headers={k: v for k, v in headers.items() if k != "Content-Type"},
+        body=body,
+        path=path,
+        skip=skip,
+        count=50,
     )
     cred = world.credential(sleep=_no_sleep)
     try:
         token = cred.get_token(GRAPH_SCOPE)
-    except BaseException as exc:  # noqa: BLE001 - the assertion is about which types come out
+    except BaseException as exc:
         assert_clean_error(exc)
     else:  # only a well-formed answer can succeed, and then the token is a real JWS
         assert token.token.count(".") == 2
