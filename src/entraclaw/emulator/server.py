@@ -241,6 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         try:
             self._route()
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            raise  # the client went away or stalled: nothing to answer, the connection loop ends it
         except Exception:
             # The one outer guard: whatever a route does wrong, the client gets an answer in
             # the service's own error shape and the trace goes to the log (never the body).
