@@ -284,3 +284,25 @@ def test_a_process_killed_mid_exchange_frees_its_slot_at_once(world, tmp_path):
         assert other.get_token(USER_READ).token
     finally:
         release.set()
+
+
+def test_background_refresh_adopts_a_token_another_process_wrote(world, tmp_path):
+    """Two credentials with their own memory (two processes, as far as the cache can tell)."""
+    emu = world.emu
+    path = tmp_path / "shared.bin"
+    clock = FakeClock()
+    first = world.credential(clock=clock, sleep=clock.sleep, cache=PersistedTokenStore(path, allow_plaintext=True))
+    second = world.credential(clock=clock, sleep=clock.sleep, cache=PersistedTokenStore(path, allow_plaintext=True))
+    old = first.get_token(GRAPH_SCOPE)
+    assert second.get_token(GRAPH_SCOPE).token == old.token  # from the file: no exchange
+    assert emu.stats.count() == 3
+    clock.now += 1801
+    assert first.get_token(GRAPH_SCOPE).token == old.token
+    assert first.wait_for_refresh(timeout=30)
+    assert emu.stats.count() == 6
+    renewed = first.get_token(GRAPH_SCOPE).token
+    # The second process's token is due too; its background refresh finds the renewed one.
+    assert second.get_token(GRAPH_SCOPE).token == old.token
+    assert second.wait_for_refresh(timeout=30)
+    assert second.get_token(GRAPH_SCOPE).token == renewed
+    assert emu.stats.count() == 6, "the second process exchanged although the file had a fresh token"

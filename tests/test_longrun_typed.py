@@ -205,6 +205,16 @@ def test_deeply_nested_cache_file_is_ignored_with_warning_and_rewritten(world, t
     assert json.loads(path.read_text())["version"] == 1
 
 
+def test_corrupt_cache_file_is_rewritten_by_the_first_reader(tmp_path, caplog):
+    path = tmp_path / "cache.bin"
+    store = PersistedTokenStore(path, allow_plaintext=True)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with caplog.at_level(logging.WARNING, logger="entraclaw"):
+        assert store.load() == {}
+    assert json.loads(path.read_text()) == {"version": 1, "entries": {}}
+    assert store.load() == {}
+
+
 def test_cache_path_that_is_a_directory_is_a_keystore_error(tmp_path):
     path = tmp_path / "cache.bin"
     path.mkdir()

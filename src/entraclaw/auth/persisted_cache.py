@@ -84,6 +84,7 @@ class PersistedTokenStore:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.lock_timeout = lock_timeout
         self._clock = clock
+        self._repairing = threading.local()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.is_dir():
@@ -169,9 +170,26 @@ class PersistedTokenStore:
             return {}
         if not text or not text.strip():
             return {}
-        return self._parse(text)
+        entries, corrupt = self._parse(text)
+        if corrupt and not getattr(self._repairing, "active", False):
+            self._repair()
+        return entries
 
-    def _parse(self, text: str) -> dict[str, CachedToken]:
+    def _repair(self) -> None:
+        """Rewrite a corrupt file at once (under the write lock, re-read there: a file another
+        process just replaced is kept), so one bad file does not cost every later reader a parse."""
+        self._repairing.active = True
+        try:
+            # Best effort, never a wait: if the write lock is busy (or held by this very thread),
+            # the next write replaces the file anyway.
+            with self.lock(timeout=0):
+                self.save(self.load())
+        except KeystoreError as exc:
+            logger.debug("Token cache %s not rewritten now (%s).", self.path, type(exc).__name__)
+        finally:
+            self._repairing.active = False
+
+    def _parse(self, text: str) -> tuple[dict[str, CachedToken], bool]:
         try:
             document = json.loads(text)
             if not isinstance(document, dict) or document.get("version") != CACHE_FORMAT_VERSION:
@@ -186,7 +204,7 @@ class PersistedTokenStore:
                 self.path,
                 type(exc).__name__,
             )
-            return {}
+            return {}, True
         now = self._clock()
         entries: dict[str, CachedToken] = {}
         skipped = 0
@@ -200,7 +218,7 @@ class PersistedTokenStore:
                 entries[str(key)] = entry
         if skipped:
             logger.warning("Token cache %s: ignored %d corrupt entries.", self.path, skipped)
-        return entries
+        return entries, False
 
     def save(self, entries: Mapping[str, CachedToken]) -> None:
         """Write the still-valid ``entries``. Call with :meth:`lock` held."""
