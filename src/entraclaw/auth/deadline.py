@@ -18,7 +18,7 @@ from entraclaw.errors import TokenDeadlineExceededError
 
 __all__ = ["DEFAULT_DEADLINE", "Deadline", "current_deadline", "deadline_scope"]
 
-#: Default budget of one ``get_token`` call, in seconds. See ``_ChainCredential`` for why 30.
+#: Default budget of one ``get_token`` call, in seconds (why 30: see ``AgentUserCredential``).
 DEFAULT_DEADLINE = 30.0
 
 _LOCAL = threading.local()
