@@ -465,6 +465,12 @@ class _ChainCredential:
         """A token for ``scopes`` (azure-core ``SupportsTokenInfo``); ``options["deadline"]`` as in get_token."""
         options = options or {}
         claims = options.get("claims")
+        if claims is None and options.get("tenant_id") is None:
+            known = self._scope_keys.get(scopes)
+            if known is not None:
+                entry = self._memory.get_fresh(known[0])
+                if entry is not None:
+                    return entry.info
         self._check_request(claims, options.get("tenant_id"))
         with deadline_scope(self._start_deadline(options.get("deadline"))):
             return self._token(scopes, claims=claims).info
