@@ -32,6 +32,40 @@ class TestSecretServiceConformance(KeyStoreConformance):
         return KeyringStore(secret_service_name, backend=secret_service_backend())
 
 
+class TestCaseInsensitiveNamingConformance(KeyStoreConformance):
+    """The naming used on Credential Manager (case-insensitive target names), run on the real Secret
+    Service: Key/key/KEY stay three entries whatever the backend compares."""
+
+    @pytest.fixture
+    def store(self, secret_service_name: str) -> KeyringStore:
+        return KeyringStore(secret_service_name, backend=secret_service_backend(), case_insensitive=True)
+
+
+def test_case_insensitive_naming_keeps_lower_case_names_and_maps_the_rest(secret_service_name: str) -> None:
+    store = KeyringStore(secret_service_name, backend=secret_service_backend(), case_insensitive=True)
+    assert store.username_for("blueprint-key-abc") == "blueprint-key-abc"
+    mapped = {store.username_for(name) for name in ("Key", "key", "KEY", "key~x")}
+    assert len(mapped) == 4
+    assert "key" in mapped
+    assert all(name == "key" or "~" in name for name in mapped)
+    # Mapped names differ even when compared without case.
+    assert len({name.lower() for name in mapped}) == 4
+    store.put("Key", "upper")
+    usernames = {attributes["username"] for attributes, _ in _items(secret_service_name)}
+    assert usernames == {store.username_for("Key")}
+    assert "(stored as key~" in store.describe("Key").location
+
+
+def test_windows_backend_defaults_to_case_insensitive_naming() -> None:
+    class WinVaultKeyring:
+        def get_password(self, service: str, username: str) -> None:
+            return None
+
+    WinVaultKeyring.__module__ = "keyring.backends.Windows"
+    assert KeyringStore(backend=WinVaultKeyring()).case_insensitive is True
+    assert KeyringStore(backend=_LockedBackend()).case_insensitive is False
+
+
 def _items(service: str) -> list[Any]:
     import secretstorage
 
@@ -57,6 +91,26 @@ def test_value_is_an_item_of_the_real_secret_service(secret_service_name: str) -
     assert info.backend == "keyring:SecretService.Keyring"
     assert info.location == f"service={secret_service_name} entry=blueprint-key-x in keyring:SecretService.Keyring"
     assert info.size == len(secret)
+
+
+def test_secret_is_encrypted_at_rest_in_the_keyring_file(secret_service_name: str) -> None:
+    import os
+
+    data = Path(os.environ.get("ENTRACLAW_SECRET_SERVICE_DATA", "/nonexistent")) / "keyrings"
+    assert data.is_dir(), "scripts/with_secret_service.sh exports ENTRACLAW_SECRET_SERVICE_DATA"
+    keyring_file = data / "login.keyring"
+    before = keyring_file.stat().st_size
+    store = KeyringStore(secret_service_name, backend=secret_service_backend())
+    secret = "-----BEGIN PRIVATE KEY-----\n" + uuid.uuid4().hex * 20 + "\n-----END PRIVATE KEY-----\n"
+    store.put("at-rest", secret)
+    # gnome-keyring rewrites the keyring file while answering the call: the item is on disk now,
+    # encrypted with the keyring password; no piece of the secret is readable in any file.
+    assert keyring_file.stat().st_size > before + len(secret) // 2
+    for file in data.iterdir():
+        content = file.read_bytes()
+        assert secret.encode() not in content
+        assert secret[28:60].encode() not in content  # a 32-character piece of the body
+        assert b"PRIVATE KEY" not in content
 
 
 def test_second_process_reads_what_the_first_stored(secret_service_name: str, tmp_path: Path) -> None:
