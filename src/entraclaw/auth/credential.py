@@ -38,6 +38,7 @@ number of processes and scopes):
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -87,6 +88,8 @@ BACKGROUND_RETRY_BASE = 10.0
 #: Longest such wait; an expiring token is refreshed in the foreground regardless.
 BACKGROUND_RETRY_MAX = 300.0
 
+_WORKER_IDLE_EXIT = 60.0
+
 _HOP_OF_KIND = {"t1": 1, "t2": 2, "t3": 3, "app": 2}
 
 
@@ -95,14 +98,21 @@ def _hop_of(key: str) -> int | None:
 
 
 class _BackgroundRefresher:
-    """At most one background refresh per key, each on a daemon thread, with backoff after failures."""
+    """At most one background refresh per key, run by one daemon worker thread per credential.
+
+    Scheduling is a queue put: the caller that finds its token due does not wait for a
+    thread to start (starting one per refresh put a GIL hand-off of milliseconds into that
+    caller's call). The worker is started on first use and ends with the process.
+    """
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[str, Callable[[], None]]] = collections.deque()
         self._in_flight: set[str] = set()
         self._failures: dict[str, int] = {}
         self._not_before: dict[str, float] = {}
+        self._worker: threading.Thread | None = None
         self._closed = False
 
     def schedule(self, key: str, refresh: Callable[[], None]) -> None:
@@ -111,13 +121,32 @@ class _BackgroundRefresher:
             if self._closed or key in self._in_flight or now < self._not_before.get(key, -math.inf):
                 return
             self._in_flight.add(key)
-        thread = threading.Thread(target=self._run, args=(key, refresh), name="entraclaw-token-refresh", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # interpreter shutting down: the caller still has its valid token
+            self._queue.append((key, refresh))
+            if self._worker is None:
+                worker = threading.Thread(target=self._work, name="entraclaw-token-refresh", daemon=True)
+                try:
+                    worker.start()
+                except RuntimeError:  # interpreter shutting down: the caller still has its valid token
+                    self._queue.clear()
+                    self._in_flight.clear()
+                    self._cond.notify_all()
+                    return
+                self._worker = worker
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
             with self._cond:
-                self._in_flight.discard(key)
-                self._cond.notify_all()
+                # An idle worker (or one of a closed credential) ends; the next schedule starts
+                # another, so credentials that are dropped do not each leave a thread behind.
+                if not self._cond.wait_for(lambda: self._queue or self._closed, timeout=_WORKER_IDLE_EXIT):
+                    self._worker = None
+                    return
+                if not self._queue:
+                    self._worker = None
+                    return
+                key, refresh = self._queue.popleft()
+            self._run(key, refresh)
 
     def _run(self, key: str, refresh: Callable[[], None]) -> None:
         try:
@@ -151,6 +180,7 @@ class _BackgroundRefresher:
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            self._cond.notify_all()
 
 
 @dataclass(frozen=True)
