@@ -36,7 +36,8 @@ def _plaintext_cache(monkeypatch):
 
 @pytest.mark.parametrize(
     "lifetime, margin",
-    [(3599, 359.9), (600, 60), (300, 60), (120, 60), (60, 30), (7200, 720), (86400, 8640)],
+    # Half the lifetime, at least 5 min before expiry; short tokens keep a quarter as fresh time.
+    [(3599, 1799.5), (600, 300), (300, 225), (120, 90), (60, 45), (7200, 3600), (86400, 43200)],
 )
 def test_refresh_margin(lifetime, margin):
     assert refresh_margin(lifetime) == pytest.approx(margin)
@@ -59,9 +60,9 @@ def test_memory_cache_serves_until_refresh_on():
     cache = MemoryTokenCache(clock=lambda: now[0])
     cache.put("k", CachedToken.create("tok" * 5, expires_on=1600, obtained_on=1000))
     assert cache.get_fresh("k") is not None
-    now[0] = 1539.9
+    now[0] = 1299.9
     assert cache.get_fresh("k") is not None
-    now[0] = 1540
+    now[0] = 1300
     assert cache.get_fresh("k") is None and cache.get_any("k") is not None
 
 

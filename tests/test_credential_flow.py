@@ -114,28 +114,30 @@ class FakeClock:
 
 
 def test_expiry_follows_expires_in_not_a_fixed_time():
-    # 60 s tokens: refresh margin is min(max(60, 6), 30) = 30 s before expiry.
+    # 60 s tokens: too short for "half, and 5 min before expiry", so a quarter (15 s) is fresh time.
     with Emulator(token_lifetime=60) as emu:
         seeded = seed(emu)
         clock = FakeClock()
         cred = seeded.credential(clock=clock)
         first = cred.get_token_info(GRAPH_SCOPE)
-        assert first.expires_on - first.refresh_on == pytest.approx(30, abs=2)
-        clock.now += 25
+        assert first.expires_on - first.refresh_on == pytest.approx(45, abs=2)
+        clock.now += 10
         assert cred.get_token(GRAPH_SCOPE).token == first.token
         assert emu.stats.count() == 3
-        clock.now += 10  # past refresh_on: all three tokens are due
-        second = cred.get_token(GRAPH_SCOPE)
+        clock.now += 10  # past refresh_on, still valid: served at once, refreshed in the background
+        assert cred.get_token(GRAPH_SCOPE).token == first.token
+        assert cred.wait_for_refresh(timeout=30)
         assert emu.stats.count() == 6
         assert sorted(r["hop"] for r in emu.stats.token_requests[3:]) == [1, 2, 3]
-        assert second.expires_on >= first.expires_on
+        second = cred.get_token(GRAPH_SCOPE)
+        assert second.token != first.token and second.expires_on >= first.expires_on
 
 
-def test_long_lived_tokens_refresh_ten_percent_before_expiry():
+def test_long_lived_tokens_refresh_at_half_their_lifetime():
     with Emulator(token_lifetime=7200) as emu:
         seeded = seed(emu)
         info = seeded.credential().get_token_info(GRAPH_SCOPE)
-        assert info.expires_on - info.refresh_on == pytest.approx(720, abs=2)
+        assert info.expires_on - info.refresh_on == pytest.approx(3600, abs=2)
 
 
 def test_claims_challenge_forces_a_new_hop3(seeded):

@@ -37,6 +37,7 @@ __all__ = [
     "SecretRefusedError",
     "SigningError",
     "ThumbprintMismatchError",
+    "TokenDeadlineExceededError",
     "TokenEndpointUnavailableError",
     "TokenExchangeError",
     "TpmLockedOutError",
@@ -265,6 +266,22 @@ class TokenExchangeError(EntraclawError):
 
 class TokenEndpointUnavailableError(TokenExchangeError):
     """The token endpoint stayed throttled (429) or failing (5xx) through every retry."""
+
+
+class TokenDeadlineExceededError(TokenExchangeError):
+    """``get_token`` ran out of its total time budget.
+
+    Attributes (besides :class:`TokenExchangeError`'s): ``waited_on`` -- what the budget
+    went on when it ran out: ``"Retry-After"`` (the server asked to wait longer than is
+    left), ``"backoff"`` (a retry delay), ``"lock"`` (another thread's or process's
+    exchange of the same token) or ``"network"`` (an answer that did not come in time);
+    ``deadline`` (the budget in seconds) and ``elapsed`` (seconds spent).
+    """
+
+    default_remedy = (
+        "Retry later, or give get_token a longer deadline (deadline= on the credential or per call); "
+        "if it keeps happening, check the authority's health and for a hung entraclaw process."
+    )
 
 
 class NetworkError(TokenExchangeError):

@@ -170,8 +170,13 @@ def build_client_assertion(
             )
         claims: dict[str, Any] = dict(extra_claims)
         claims.update(
-            aud=token_endpoint, iss=client_id, sub=client_id, jti=str(uuid.uuid4()),
-            iat=issued, nbf=issued, exp=issued + lifetime,
+            aud=token_endpoint,
+            iss=client_id,
+            sub=client_id,
+            jti=str(uuid.uuid4()),
+            iat=issued,
+            nbf=issued,
+            exp=issued + lifetime,
         )
         payload = json.dumps(claims, separators=(",", ":"))
     else:

@@ -15,15 +15,32 @@
 the resource scope itself.
 
 Both run every request through MSAL (see :mod:`entraclaw.auth.exchange`),
-cache each token until shortly before its real expiry (one refresh in flight
-per key, a warm ``get_token`` is a dict lookup), optionally share tokens with
-the machine's other processes through a :class:`PersistedTokenStore`, and
-implement azure-core's ``TokenCredential`` / ``SupportsTokenInfo`` protocols.
+optionally share tokens with the machine's other processes through a
+:class:`PersistedTokenStore`, and implement azure-core's ``TokenCredential`` /
+``SupportsTokenInfo`` protocols.
+
+Refresh policy (the same for T1, T2 and T3, so Hop 1 -- the only signature with the
+Blueprint's key -- runs about once per T1 refresh period per device, whatever the
+number of processes and scopes):
+
+- before a token's refresh point (:mod:`entraclaw.auth.token_cache`: Entra's
+  ``refresh_in``, else half the lifetime and at least 5 minutes before expiry) a
+  warm ``get_token`` is a dict lookup;
+- past it, the caller still gets the cached token at once, and one refresh of that
+  key runs on a background thread (single-flight per key; a refresh that finds a
+  fresher token written by another process adopts it instead of exchanging);
+- a failed background refresh is logged (key and error type, never token text) and
+  retried by the next caller after a backoff (:data:`BACKGROUND_RETRY_BASE` doubling
+  to :data:`BACKGROUND_RETRY_MAX`); callers keep getting the valid token meanwhile;
+- only a token within :data:`~entraclaw.auth.token_cache.EXPIRY_SKEW` of expiry (or
+  past it, or absent) makes a caller wait for an exchange.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import os
 import threading
 import time
@@ -35,6 +52,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import requests
 
 from entraclaw.auth.adapters import TokenRequestOptions, client_assertion_callable
+from entraclaw.auth.deadline import DEFAULT_DEADLINE, Deadline, current_deadline, deadline_scope
 from entraclaw.auth.exchange import EXCHANGE_SCOPE, MsalExchanger, normalize_authority
 from entraclaw.auth.msal_http import DEFAULT_TIMEOUT
 from entraclaw.auth.persisted_cache import PersistedTokenStore
@@ -48,20 +66,121 @@ from entraclaw.auth.token_cache import (
     cache_key,
     normalize_scopes,
 )
-from entraclaw.errors import ConfigurationError, NetworkError, TokenEndpointUnavailableError
+from entraclaw.errors import ConfigurationError, KeystoreError
 
 if TYPE_CHECKING:
     from entraclaw.config import AgentConfig
 
-__all__ = ["AgentIdentityCredential", "AgentUserCredential", "ChainTokens"]
+__all__ = [
+    "BACKGROUND_RETRY_BASE",
+    "BACKGROUND_RETRY_MAX",
+    "AgentIdentityCredential",
+    "AgentUserCredential",
+    "ChainTokens",
+]
 
 _C = TypeVar("_C", bound="_ChainCredential")
 
 logger = logging.getLogger(__name__)
 
-# A token due for refresh but valid this much longer is served when the
-# endpoint is down, instead of failing the caller.
-_STALE_GRACE = 30.0
+#: First wait after a failed background refresh before a caller may start another (seconds).
+BACKGROUND_RETRY_BASE = 10.0
+#: Longest such wait; an expiring token is refreshed in the foreground regardless.
+BACKGROUND_RETRY_MAX = 300.0
+
+_WORKER_IDLE_EXIT = 60.0
+
+_HOP_OF_KIND = {"t1": 1, "t2": 2, "t3": 3, "app": 2}
+
+
+def _hop_of(key: str) -> int | None:
+    return _HOP_OF_KIND.get(key.split("|", 1)[0])
+
+
+class _BackgroundRefresher:
+    """At most one background refresh per key, run by one daemon worker thread per credential.
+
+    Scheduling is a queue put: the caller that finds its token due does not wait for a
+    thread to start (starting one per refresh put a GIL hand-off of milliseconds into that
+    caller's call). The worker is started on first use and ends with the process.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[str, Callable[[], None]]] = collections.deque()
+        self._in_flight: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._not_before: dict[str, float] = {}
+        self._worker: threading.Thread | None = None
+        self._closed = False
+
+    def schedule(self, key: str, refresh: Callable[[], None]) -> None:
+        now = self._clock()
+        with self._cond:
+            if self._closed or key in self._in_flight or now < self._not_before.get(key, -math.inf):
+                return
+            self._in_flight.add(key)
+            self._queue.append((key, refresh))
+            if self._worker is None:
+                worker = threading.Thread(target=self._work, name="entraclaw-token-refresh", daemon=True)
+                try:
+                    worker.start()
+                except RuntimeError:  # interpreter shutting down: the caller still has its valid token
+                    self._queue.clear()
+                    self._in_flight.clear()
+                    self._cond.notify_all()
+                    return
+                self._worker = worker
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                # An idle worker (or one of a closed credential) ends; the next schedule starts
+                # another, so credentials that are dropped do not each leave a thread behind.
+                if not self._cond.wait_for(lambda: self._queue or self._closed, timeout=_WORKER_IDLE_EXIT):
+                    self._worker = None
+                    return
+                if not self._queue:
+                    self._worker = None
+                    return
+                key, refresh = self._queue.popleft()
+            self._run(key, refresh)
+
+    def _run(self, key: str, refresh: Callable[[], None]) -> None:
+        try:
+            refresh()
+        except Exception as exc:  # logged, retried later: the caller already has a valid token
+            with self._cond:
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(BACKGROUND_RETRY_MAX, BACKGROUND_RETRY_BASE * 2 ** (failures - 1))
+                self._not_before[key] = self._clock() + delay
+            logger.warning(
+                "Background refresh of %s failed (%s, attempt %d); the cached token is still served; "
+                "next attempt in %.0f s or when it expires.",
+                key,
+                type(exc).__name__,
+                failures,
+                delay,
+            )
+        else:
+            with self._cond:
+                self._failures.pop(key, None)
+                self._not_before.pop(key, None)
+        finally:
+            with self._cond:
+                self._in_flight.discard(key)
+                self._cond.notify_all()
+
+    def wait(self, timeout: float | None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._in_flight, timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 @dataclass(frozen=True)
@@ -92,7 +211,9 @@ class _ChainCredential:
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
+        self.deadline = _check_deadline(deadline)
         self.blueprint_app_id = _require_id(blueprint_app_id, "blueprint_app_id", "ENTRACLAW_BLUEPRINT_APP_ID")
         self.agent_identity_app_id = _require_id(
             agent_identity_app_id, "agent_identity_app_id", "ENTRACLAW_AGENT_IDENTITY_ID"
@@ -119,7 +240,7 @@ class _ChainCredential:
         self.algorithm: Algorithm = algorithm
         self._memory = MemoryTokenCache(clock)
         self._store = cache
-        self._holding_store = threading.local()
+        self._refresher = _BackgroundRefresher(clock)
         self._scope_keys: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
         # The authority (host + tenant), not the tenant id alone: a sovereign cloud, the public
         # cloud and an emulator may reuse one tenant id, and must not share tokens in one file.
@@ -184,68 +305,119 @@ class _ChainCredential:
         return self._exchanger.token_endpoint
 
     def _cached(self, key: str, obtain: Callable[[], CachedToken], *, force: bool = False) -> CachedToken:
+        """The token for ``key``: served from memory or the shared file while usable, else exchanged.
+
+        Past its refresh point a usable token is still returned at once, and one background
+        refresh is scheduled. Only ``force`` (a claims challenge) or a token that is not
+        usable any more makes the caller wait for an exchange.
+        """
         if not force:
-            entry = self._memory.get_fresh(key)
-            if entry is not None:
+            now = self._clock()
+            entry = self._memory.get_any(key)
+            if (entry is None or not entry.usable_at(now)) and self._store is not None:
+                # Not in memory (or expiring): another process may have written it. The file
+                # is read without any lock: a reader never waits for someone's exchange.
+                on_disk = self._store.load().get(key)
+                if on_disk is not None:
+                    self._memory.put(key, on_disk)
+                    entry = self._memory.get_any(key)
+            if entry is not None and entry.usable_at(now):
+                if not entry.fresh_at(now):
+                    self._refresher.schedule(key, lambda: self._refresh_in_background(key, obtain))
                 return entry
-        if self._store is not None and not getattr(self._holding_store, "held", False):
-            # Lock order, for every thread: the shared file lock first, then per-key locks (T3,
-            # T2, T1, as the hops nest). Taking a key lock first and the file lock inside it
-            # deadlocks against a thread that holds the file lock and needs that key for a hop.
-            with self._store.lock():
-                self._holding_store.held = True
-                try:
-                    return self._refresh_under_key_lock(key, obtain, force=force, shared=True)
-                finally:
-                    self._holding_store.held = False
-        return self._refresh_under_key_lock(key, obtain, force=force, shared=False)
+        return self._refresh_now(key, obtain, force=force)
 
-    def _refresh_under_key_lock(
-        self, key: str, obtain: Callable[[], CachedToken], *, force: bool, shared: bool
-    ) -> CachedToken:
-        with self._memory.refresh_lock(key):
+    def _deadline(self) -> Deadline:
+        return current_deadline() or Deadline.start(self.deadline, self._clock)
+
+    def _client_of(self, key: str) -> str:
+        return self.blueprint_app_id if key.startswith("t1|") else self.agent_identity_app_id
+
+    def _refresh_now(self, key: str, obtain: Callable[[], CachedToken], *, force: bool) -> CachedToken:
+        """Exchange ``key`` in the foreground (single-flight per key across threads and processes)."""
+        deadline = self._deadline()
+        lock = self._memory.refresh_lock(key)
+        if not lock.acquire(timeout=max(0.0, deadline.remaining())):
+            raise deadline.exceeded(hop=_hop_of(key), client_id=self._client_of(key), waited_on="lock")
+        try:
             if not force:
-                entry = self._memory.get_fresh(key)
-                if entry is not None:  # another thread refreshed it while we waited
-                    return entry
-            try:
-                if shared:
-                    return self._refresh_shared(key, obtain, force=force)
-                return self._refresh(key, obtain)
-            except (TokenEndpointUnavailableError, NetworkError) as exc:
-                stale = self._memory.get_any(key)
-                if stale is not None and stale.expires_on - self._clock() > _STALE_GRACE:
-                    logger.warning(
-                        "Refreshing %s failed (%s); serving the cached token, valid until %d.",
-                        key,
-                        type(exc).__name__,
-                        int(stale.expires_on),
-                    )
-                    return stale
-                raise
+                entry = self._memory.get_any(key)
+                if entry is not None and entry.usable_at(self._clock()):
+                    return entry  # another thread exchanged it while we waited
+            with deadline_scope(deadline):
+                if self._store is None:
+                    return self._exchange(key, obtain)
+                return self._exchange_shared(key, obtain, deadline, force=force)
+        finally:
+            lock.release()
 
-    def _refresh(self, key: str, obtain: Callable[[], CachedToken]) -> CachedToken:
+    def _exchange(self, key: str, obtain: Callable[[], CachedToken]) -> CachedToken:
         entry = obtain()
         self._memory.put(key, entry, replace=True)
         logger.info("Obtained %s, expires %d, refresh after %d.", key, int(entry.expires_on), int(entry.refresh_on))
         return entry
 
-    def _refresh_shared(self, key: str, obtain: Callable[[], CachedToken], *, force: bool) -> CachedToken:
-        # Check the shared file, exchange, write back -- all under the inter-process
-        # lock (held by _cached), so concurrent cold processes exchange once.
+    def _exchange_shared(
+        self, key: str, obtain: Callable[[], CachedToken], deadline: Deadline, *, force: bool
+    ) -> CachedToken:
+        # Lock order for every thread and process: the exchange lock of the outer hop first, then
+        # those of the hops it needs (T3, T2, T1), each taken inside obtain(). No other lock is
+        # held across an exchange (the write lock is taken only around the file write), so the
+        # order has no cycle.
         assert self._store is not None
-        on_disk = self._store.load()
-        for disk_key, disk_entry in on_disk.items():
-            self._memory.put(disk_key, disk_entry)
-        entry = None if force else self._memory.get_fresh(key)
-        if entry is not None:
-            logger.debug("Token %s found in the shared cache %s.", key, self._store.path)
+        budget = max(0.0, deadline.remaining())
+        wait = min(self._store.lock_timeout, budget)
+        try:
+            exchange_lock = self._store.exchange_lock(key, timeout=wait)
+            exchange_lock.acquire()
+        except KeystoreError:
+            if wait < self._store.lock_timeout:
+                raise deadline.exceeded(
+                    hop=_hop_of(key),
+                    client_id=self._client_of(key),
+                    waited_on="lock",
+                    detail=f" (the exchange lock of {self._store.path})",
+                ) from None
+            raise
+        try:
+            if not force:
+                on_disk = self._store.load().get(key)
+                if on_disk is not None and on_disk.usable_at(self._clock()):
+                    logger.debug("Token %s found in the shared cache %s.", key, self._store.path)
+                    self._memory.put(key, on_disk)
+                    return on_disk
+            entry = self._exchange(key, obtain)
+            self._store.merge_save({key: entry}, timeout=max(1.0, min(self._store.lock_timeout, deadline.remaining())))
             return entry
-        entry = self._refresh(key, obtain)
-        merged = dict(on_disk)
-        merged.update(self._memory.snapshot())
-        self._store.save(merged)
-        return entry
+        finally:
+            exchange_lock.release()
+
+    def _refresh_in_background(self, key: str, obtain: Callable[[], CachedToken]) -> None:
+        """The background refresh of a due (still usable) token; raises to the refresher on failure."""
+        lock = self._memory.refresh_lock(key)
+        if not lock.acquire(blocking=False):
+            return  # a caller is refreshing it in the foreground right now
+        try:
+            with deadline_scope(Deadline.start(self.deadline, self._clock)) as deadline:
+                if self._store is None:
+                    self._exchange(key, obtain)
+                    return
+                with self._store.exchange_lock(key, timeout=min(self._store.lock_timeout, self.deadline)):
+                    on_disk = self._store.load().get(key)
+                    if on_disk is not None and on_disk.fresh_at(self._clock()):
+                        # Another process refreshed it: adopt its token, exchange nothing.
+                        self._memory.put(key, on_disk)
+                        return
+                    entry = self._exchange(key, obtain)
+                    self._store.merge_save(
+                        {key: entry}, timeout=max(1.0, min(self._store.lock_timeout, deadline.remaining()))
+                    )
+        finally:
+            lock.release()
+
+    def wait_for_refresh(self, timeout: float | None = None) -> bool:
+        """Block until no background refresh is running (tests, orderly shutdown); False on timeout."""
+        return self._refresher.wait(timeout)
 
     def _scopes_key(self, kind: str, scopes: tuple[str, ...], **parts: str | None) -> tuple[str, tuple[str, ...]]:
         """Cache key and normalised scopes for the scopes exactly as the caller passed them."""
@@ -300,12 +472,14 @@ class _ChainCredential:
         claims: str | None = None,
         tenant_id: str | None = None,
         enable_cae: bool = False,
+        deadline: float | None = None,
         **kwargs: Any,
     ) -> AccessToken:
         """A token for ``scopes`` (azure-core ``TokenCredential``).
 
         A ``claims`` challenge forces a new exchange of the last hop. ``enable_cae``
         is accepted for protocol compatibility; tokens are cached the same way.
+        ``deadline`` (seconds) overrides the credential's total time budget for this call.
         """
         if claims is None and tenant_id is None:
             known = self._scope_keys.get(scopes)
@@ -314,20 +488,33 @@ class _ChainCredential:
                 if entry is not None:
                     return entry.access_token
         self._check_request(claims, tenant_id)
-        return self._token(scopes, claims=claims).access_token
+        with deadline_scope(self._start_deadline(deadline)):
+            return self._token(scopes, claims=claims).access_token
 
     def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
-        """A token for ``scopes`` (azure-core ``SupportsTokenInfo``)."""
+        """A token for ``scopes`` (azure-core ``SupportsTokenInfo``); ``options["deadline"]`` as in get_token."""
         options = options or {}
         claims = options.get("claims")
+        if claims is None and options.get("tenant_id") is None:
+            known = self._scope_keys.get(scopes)
+            if known is not None:
+                entry = self._memory.get_fresh(known[0])
+                if entry is not None:
+                    return entry.info
         self._check_request(claims, options.get("tenant_id"))
-        return self._token(scopes, claims=claims).info
+        with deadline_scope(self._start_deadline(options.get("deadline"))):
+            return self._token(scopes, claims=claims).info
+
+    def _start_deadline(self, seconds: float | None) -> Deadline:
+        budget = self.deadline if seconds is None else _check_deadline(seconds)
+        return Deadline.start(budget, self._clock)
 
     def clear_cache(self) -> None:
         """Forget the tokens held in memory (the shared store is left alone)."""
         self._memory.clear()
 
     def close(self) -> None:
+        self._refresher.close()
         self._exchanger.close()
         owned, self._owned_session = self._owned_session, None
         if owned is not None:
@@ -340,6 +527,15 @@ class _ChainCredential:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _check_deadline(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigurationError(
+            f"deadline {value!r} is not a positive number of seconds.",
+            remedy=f"Pass deadline= in seconds (the default is {DEFAULT_DEADLINE:g}).",
+        )
+    return float(value)
 
 
 def _require_id(value: str | None, name: str, env: str) -> str:
@@ -366,6 +562,15 @@ class AgentUserCredential(_ChainCredential):
     (``emu.session()`` for the emulator). ``cache`` shares tokens with other
     processes; without it tokens are cached in memory only.
 
+    ``deadline`` is the total time budget of one ``get_token`` call in seconds (all
+    hops, retries, Retry-After waits, lock waits and network time); past it the call
+    raises :class:`~entraclaw.errors.TokenDeadlineExceededError` naming the hop and what
+    it waited on. The default, 30 s, is half the cache's 60 s lock wait, so a caller
+    behind a stuck exchange gets that typed error (with the hop) before a bare lock
+    timeout; it still covers a cold three-hop chain with a few retries and a typical
+    Entra Retry-After of a few seconds, and with refresh-ahead a warm caller never
+    spends it. Pass ``deadline=`` per call to ``get_token`` for a different budget.
+
     ``clock`` and ``sleep`` exist for tests; the defaults are the real ones.
     """
 
@@ -387,6 +592,7 @@ class AgentUserCredential(_ChainCredential):
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         if (agent_user_id is None) == (agent_user_upn is None):
             raise ConfigurationError(
@@ -419,6 +625,7 @@ class AgentUserCredential(_ChainCredential):
             timeout=timeout,
             clock=clock,
             sleep=sleep,
+            deadline=deadline,
         )
         self.agent_user_id = agent_user_id
         self.agent_user_upn = agent_user_upn.strip() if agent_user_upn is not None else None

@@ -13,6 +13,8 @@ import email.utils
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +37,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             moment = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         seconds = moment.timestamp() - (time.time() if now is None else now)
     if math.isnan(seconds):
         return None
+    # Header values are the server's text: an HTTP-date far in the future or "1e400" must not
+    # turn into a wait of years (get_token's deadline would refuse it anyway).
     return max(0.0, min(seconds, 3600.0))
 
 
@@ -64,6 +68,20 @@ class ObservedHttpClient:
     def reset(self) -> None:
         self._local.last = None
 
+    @contextmanager
+    def timeout_for_thread(self, seconds: float) -> Iterator[None]:
+        """Requests sent by this thread inside the block time out after ``seconds`` (a deadline's rest)."""
+        outer = getattr(self._local, "timeout", None)
+        self._local.timeout = seconds
+        try:
+            yield
+        finally:
+            self._local.timeout = outer
+
+    def _timeout(self) -> float:
+        override: float | None = getattr(self._local, "timeout", None)
+        return self.timeout if override is None else override
+
     @property
     def last(self) -> ObservedResponse | None:
         return getattr(self._local, "last", None)
@@ -78,11 +96,11 @@ class ObservedHttpClient:
         return response
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("timeout", self._timeout())
         return self._observe(self.session.post(url, **kwargs))
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("timeout", self._timeout())
         return self._observe(self.session.get(url, **kwargs))
 
     def close(self) -> None:

@@ -3,9 +3,16 @@
 Storage is msal-extensions persistence: encrypted where the OS allows it
 (DPAPI on Windows, Keychain on macOS, libsecret on Linux); plaintext only when
 the caller passes ``allow_plaintext=True``, and then the file is mode 0600.
-Every read-exchange-write cycle happens under :class:`InterProcessLock` on
-``<path>.lock``, so N processes starting cold cause one exchange per hop: the
-first does the work, the rest find its tokens when they get the lock.
+Two kinds of lock (:class:`InterProcessLock`), so that reading a token that is on
+disk never waits for another process's exchange:
+
+- one *exchange lock per key* (``<path>.<hash>.lock``), held only around the exchange
+  of that key: N processes starting cold still cause one exchange per hop (the first
+  does the work, the rest find its token in the file when they get the lock);
+- the *write lock* ``<path>.lock``, held only around read-merge-write of the file.
+
+Readers take neither: a plaintext file is replaced whole (temporary file + rename), so
+a reader sees the old or the new file, never half of one.
 
 A file that cannot be parsed is ignored with a warning (the warning names the
 path, never content) and rewritten on the next save.
@@ -13,10 +20,13 @@ path, never content) and rewritten on the next save.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -74,8 +84,20 @@ class PersistedTokenStore:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.lock_timeout = lock_timeout
         self._clock = clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._persistence, self.encryption_unavailable_reason = self._open(allow_plaintext)
+        self._repairing = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise IsADirectoryError(21, "Is a directory", str(self.path))
+            self._persistence, self.encryption_unavailable_reason = self._open(allow_plaintext)
+        except OSError as exc:
+            raise KeystoreError(
+                f"Cannot use the token cache {self.path}: {exc.strerror or type(exc).__name__}.",
+                remedy="Pass a file path (not a directory) in a directory this user can write, or remove "
+                f"what is at {self.path}.",
+                path=str(self.path),
+                os_error=exc.errno,
+            ) from None
 
     def _open(self, allow_plaintext: bool) -> tuple[_Persistence, str | None]:
         try:
@@ -116,11 +138,23 @@ class PersistedTokenStore:
         os.close(fd)
         os.chmod(self.path, 0o600)
 
-    def lock(self) -> InterProcessLock:
-        return InterProcessLock(self.lock_path, timeout=self.lock_timeout)
+    def lock(self, timeout: float | None = None) -> InterProcessLock:
+        """The write lock: held only around read-merge-write of the file, never an exchange."""
+        return InterProcessLock(self.lock_path, timeout=self.lock_timeout if timeout is None else timeout)
+
+    def exchange_lock(self, key: str, timeout: float | None = None) -> InterProcessLock:
+        """The lock of one key's exchange: ``<cache>.<hash of key>.lock``.
+
+        Held by the one process (and thread) exchanging that key; the others wait on it
+        and then find the token in the file. Readers of other keys never take it. The
+        OS drops it when its holder dies (fcntl/msvcrt locks belong to the process).
+        """
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+        path = self.path.with_name(f"{self.path.name}.{digest}.lock")
+        return InterProcessLock(path, timeout=self.lock_timeout if timeout is None else timeout)
 
     def load(self) -> dict[str, CachedToken]:
-        """Every entry that is still valid. Call with :meth:`lock` held."""
+        """Every entry that is still valid. Needs no lock: writers replace the file whole."""
         from msal_extensions.persistence import PersistenceNotFound
 
         try:
@@ -136,9 +170,26 @@ class PersistedTokenStore:
             return {}
         if not text or not text.strip():
             return {}
-        return self._parse(text)
+        entries, corrupt = self._parse(text)
+        if corrupt and not getattr(self._repairing, "active", False):
+            self._repair()
+        return entries
 
-    def _parse(self, text: str) -> dict[str, CachedToken]:
+    def _repair(self) -> None:
+        """Rewrite a corrupt file at once (under the write lock, re-read there: a file another
+        process just replaced is kept), so one bad file does not cost every later reader a parse."""
+        self._repairing.active = True
+        try:
+            # Best effort, never a wait: if the write lock is busy (or held by this very thread),
+            # the next write replaces the file anyway.
+            with self.lock(timeout=0):
+                self.save(self.load())
+        except KeystoreError as exc:
+            logger.debug("Token cache %s not rewritten now (%s).", self.path, type(exc).__name__)
+        finally:
+            self._repairing.active = False
+
+    def _parse(self, text: str) -> tuple[dict[str, CachedToken], bool]:
         try:
             document = json.loads(text)
             if not isinstance(document, dict) or document.get("version") != CACHE_FORMAT_VERSION:
@@ -146,13 +197,14 @@ class PersistedTokenStore:
             raw_entries = document["entries"]
             if not isinstance(raw_entries, dict):
                 raise ValueError("entries is not an object")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            # RecursionError: a file of deeply nested arrays exhausts the JSON parser's stack.
             logger.warning(
                 "Token cache %s is corrupt (%s); ignoring it, it will be rewritten.",
                 self.path,
                 type(exc).__name__,
             )
-            return {}
+            return {}, True
         now = self._clock()
         entries: dict[str, CachedToken] = {}
         skipped = 0
@@ -166,7 +218,7 @@ class PersistedTokenStore:
                 entries[str(key)] = entry
         if skipped:
             logger.warning("Token cache %s: ignored %d corrupt entries.", self.path, skipped)
-        return entries
+        return entries, False
 
     def save(self, entries: Mapping[str, CachedToken]) -> None:
         """Write the still-valid ``entries``. Call with :meth:`lock` held."""
@@ -175,8 +227,12 @@ class PersistedTokenStore:
             "version": CACHE_FORMAT_VERSION,
             "entries": {key: entry.to_json() for key, entry in entries.items() if entry.valid_at(now)},
         }
+        text = json.dumps(document, separators=(",", ":"))
         try:
-            self._persistence.save(json.dumps(document, separators=(",", ":")))
+            if self.is_encrypted:
+                self._persistence.save(text)
+            else:
+                self._replace_plaintext(text)
         except OSError as exc:
             raise KeystoreError(
                 f"Cannot write the token cache {self.path} ({type(exc).__name__}).",
@@ -186,6 +242,33 @@ class PersistedTokenStore:
             ) from exc
         if not self.is_encrypted:
             self._ensure_private_file()
+
+    def _replace_plaintext(self, text: str) -> None:
+        # Readers take no lock, so the file must change in one step: a private temporary
+        # file beside it, flushed, then renamed over it.
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def merge_save(self, updates: Mapping[str, CachedToken], *, timeout: float | None = None) -> None:
+        """Write ``updates`` over what the file holds now, under the (short) write lock.
+
+        ``updates`` win for their keys (a token this process just fetched replaces a refused
+        one); other keys keep whatever another process wrote meanwhile.
+        """
+        with self.lock(timeout):
+            merged = self.load()
+            merged.update(updates)
+            self.save(merged)
 
     def __repr__(self) -> str:
         kind = "encrypted" if self.is_encrypted else "plaintext"

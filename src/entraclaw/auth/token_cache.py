@@ -1,9 +1,17 @@
-"""In-memory token cache: real expiry, one refresh in flight per key, a tiny warm path.
+"""In-memory token cache: real expiry, a refresh point well before it, a tiny warm path.
 
-A token is served until ``refresh_on``: its real expiry (``expires_in`` from the
-token response) minus a margin of max(60 s, 10 % of its lifetime), never more
-than half the lifetime (so a 5-minute test token is still cached for a while).
-When Entra sends ``refresh_in`` the earlier of the two wins.
+Each token has a *refresh point* (``refresh_on``) and an expiry (``expires_on``, from
+``expires_in``). Before the refresh point it is simply served. Between the refresh
+point and expiry it is still served at once while one refresh runs in the background
+(see :mod:`entraclaw.auth.credential`); only an expired token makes a caller wait.
+
+The refresh point, as MSAL and azure-identity place it:
+
+- when Entra sends ``refresh_in``, exactly that (clamped inside the lifetime);
+- otherwise half the lifetime, and at least :data:`REFRESH_BEFORE_EXPIRY` (5 min)
+  before expiry; a token too short for both (under 10 min: the emulator's test
+  tokens) keeps a quarter of its lifetime as served-fresh time, so it is not
+  refreshed on every call.
 
 Keys are readable strings built from tenant, client ids, user and scopes —
 never from token values — so a key can appear in a log line.
@@ -28,8 +36,14 @@ __all__ = [
     "refresh_margin",
 ]
 
-MIN_REFRESH_MARGIN = 60.0
-REFRESH_FRACTION = 0.10
+MIN_REFRESH_MARGIN = 300.0  # kept for callers of the old name: the 5-minute rule
+
+REFRESH_BEFORE_EXPIRY = 300.0
+#: Served-fresh share of a token too short for the 5-minute rule.
+SHORT_TOKEN_FRESH_SHARE = 0.25
+#: How long before expiry a token stops being handed out or sent to the next hop: a token
+#: that expires while a request is in flight is refused by the resource.
+EXPIRY_SKEW = 30.0
 
 
 class AccessToken(tuple[str, int]):
@@ -66,9 +80,11 @@ class AccessTokenInfo:
 
 
 def refresh_margin(lifetime: float) -> float:
-    """Seconds before expiry at which a token of ``lifetime`` seconds is refreshed."""
-    margin = max(MIN_REFRESH_MARGIN, REFRESH_FRACTION * lifetime)
-    return min(margin, lifetime / 2)
+    """Seconds before expiry at which a token of ``lifetime`` seconds is due for refresh."""
+    if lifetime <= 0:
+        return 0.0
+    margin = max(lifetime / 2, REFRESH_BEFORE_EXPIRY)
+    return min(margin, lifetime * (1 - SHORT_TOKEN_FRESH_SHARE))
 
 
 @dataclass(frozen=True)
@@ -94,9 +110,10 @@ class CachedToken:
         refresh_on: float | None = None,
     ) -> CachedToken:
         lifetime = max(0.0, expires_on - obtained_on)
-        computed = expires_on - refresh_margin(lifetime)
-        if refresh_on is not None:
-            computed = min(computed, refresh_on)
+        if refresh_on is not None and math.isfinite(refresh_on):
+            computed = min(refresh_on, expires_on)  # Entra's refresh_in is honoured as sent
+        else:
+            computed = expires_on - refresh_margin(lifetime)
         computed = max(obtained_on, computed)
         return cls(
             token=token,
@@ -110,15 +127,28 @@ class CachedToken:
 
     @classmethod
     def from_response(cls, response: Mapping[str, Any], *, now: float) -> CachedToken:
-        """From a token response: ``expires_in`` is relative to when it was received."""
-        expires_in = float(response.get("expires_in", 0))
-        refresh_on = response.get("refresh_on")  # MSAL turns Entra's refresh_in into this
+        """From a checked token response: ``expires_in`` / ``refresh_in`` are relative to ``now``.
+
+        Raises ValueError for a response without a usable token or lifetime; the exchanger
+        checks responses before this, so that is a bug, not a server's doing.
+        """
+        token = response.get("access_token")
+        expires_in = response.get("expires_in")
+        if not isinstance(token, str) or not token:
+            raise ValueError("token response without an access_token")
+        if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or not math.isfinite(expires_in):
+            raise ValueError("token response without a finite expires_in")
+        refresh_in = response.get("refresh_in")
+        refresh_on: float | None = None
+        if isinstance(refresh_in, (int, float)) and not isinstance(refresh_in, bool) and math.isfinite(refresh_in):
+            refresh_on = now + max(0.0, float(refresh_in))
+        token_type = response.get("token_type")
         return cls.create(
-            str(response["access_token"]),
-            expires_on=now + expires_in,
+            token,
+            expires_on=now + float(expires_in),
             obtained_on=now,
-            token_type=str(response.get("token_type") or "Bearer"),
-            refresh_on=float(refresh_on) if isinstance(refresh_on, (int, float)) else None,
+            token_type=token_type if isinstance(token_type, str) and token_type else "Bearer",
+            refresh_on=refresh_on,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -152,6 +182,11 @@ class CachedToken:
 
     def fresh_at(self, now: float) -> bool:
         return now < self.refresh_on
+
+    def usable_at(self, now: float) -> bool:
+        """Still worth handing out (or sending to the next hop): not within the expiry skew."""
+        skew = min(EXPIRY_SKEW, (self.expires_on - self.obtained_on) / 10)
+        return now < self.expires_on - skew
 
     def valid_at(self, now: float) -> bool:
         return now < self.expires_on

@@ -240,7 +240,7 @@ def unavailable_error(
     body: Mapping[str, Any] | None = None,
 ) -> TokenEndpointUnavailableError:
     """The endpoint stayed throttled or failing; ``retry_after`` is the server's last hint."""
-    body = body or {}
+    body = body if isinstance(body, Mapping) else {}
     label = HOP_LABELS.get(hop, HOP_LABELS[None])
     kind = "throttled (HTTP 429)" if http_status == 429 else f"unavailable (HTTP {http_status})"
     wait = f"; the server asked to wait {retry_after:g} s" if retry_after is not None else ""
@@ -249,10 +249,12 @@ def unavailable_error(
         remedy=_THROTTLED_REMEDY if http_status == 429 else _UNAVAILABLE_REMEDY,
         hop=hop,
         client_id=client_id,
-        error=_text_field(body, "error") or ("throttled" if http_status == 429 else "server_error"),
+        # The same shape check as exchange_error: a hostile 5xx body must not put a token
+        # into the exception's fields (and so into pickles and logs).
+        error=_shaped_field(body, "error", _ERROR_WORD) or ("throttled" if http_status == 429 else "server_error"),
         aadsts_code=parse_aadsts_code(body),
-        correlation_id=_text_field(body, "correlation_id"),
-        trace_id=_text_field(body, "trace_id"),
+        correlation_id=_shaped_field(body, "correlation_id", _ID_TEXT),
+        trace_id=_shaped_field(body, "trace_id", _ID_TEXT),
         http_status=http_status,
         attempts=attempts,
         retry_after=retry_after,

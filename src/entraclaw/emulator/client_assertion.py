@@ -9,6 +9,7 @@ assertion can never consume a ``jti``.
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
 import math
 import threading
 from collections.abc import Collection
@@ -33,23 +34,45 @@ def _utc(seconds: float) -> str:
 
 
 class ReplayCache:
-    """``jti`` values seen per client, kept until the assertion could no longer be valid anyway."""
+    """``jti`` values seen per client, kept until the assertion could no longer be valid anyway.
 
-    def __init__(self) -> None:
+    Pruning pops expired entries off a min-heap ordered by expiry, so each claim costs
+    O(log n) however many live entries there are (rebuilding the map on every request
+    made Hop 1 linear in the number of assertions of the last 15 minutes). ``max_entries``
+    bounds memory: past it the entry closest to expiry is forgotten first. Entra documents
+    no limit; the emulator needs one so a flood cannot exhaust it.
+    """
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self.max_entries = max_entries
         self._seen: dict[tuple[str, str], float] = {}
+        self._expiries: list[tuple[float, str, str]] = []
         self._lock = threading.Lock()
+
+    def _prune(self, now: float) -> None:
+        heap, seen = self._expiries, self._seen
+        while heap and (heap[0][0] <= now or len(heap) > self.max_entries):
+            expires, client_id, jti = heapq.heappop(heap)
+            key = (client_id, jti)
+            if seen.get(key) == expires:
+                del seen[key]
 
     def claim(self, client_id: str, jti: str, expires: float, now: float) -> bool:
         """Record ``jti``; False when it was already used."""
         with self._lock:
-            if len(self._seen) > 4096:
-                self._seen = {k: v for k, v in self._seen.items() if v > now}
+            self._prune(now)
             key = (client_id, jti)
             previous = self._seen.get(key)
             if previous is not None and previous > now:
                 return False
-            self._seen[key] = expires + ALLOWED_SKEW
+            until = float(expires + ALLOWED_SKEW)
+            self._seen[key] = until
+            heapq.heappush(self._expiries, (until, client_id, jti))
             return True
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
 
 
 def _numeric(claims: dict[str, object], name: str) -> float | None:

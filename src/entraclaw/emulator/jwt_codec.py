@@ -41,11 +41,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Header parameters every reader of the header compares or hashes as text: a list or an
+# object there (``"alg": ["RS256"]``) is a malformed token, refused here once for every
+# caller (client assertions, T1/T2, Graph bearers) instead of crashing each of them.
+_TEXT_HEADER_PARAMETERS = ("alg", "typ", "kid", "x5t", "x5t#S256", "cty")
+
+
 def _json_part(text: str, part: str) -> dict[str, Any]:
     try:
         value = json.loads(b64url_decode(text), parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJwt(f"the JWT {part} is not base64url JSON") from exc
+    except RecursionError:
+        # Deeply nested arrays/objects exhaust the parser's stack; no real header or claim set
+        # nests more than a few levels.
+        raise MalformedJwt(f"the JWT {part} nests too deeply") from None
     if not isinstance(value, dict):
         raise MalformedJwt(f"the JWT {part} is not a JSON object")
     return value
@@ -60,6 +70,9 @@ def parse(token: str) -> ParsedJwt:
     if len(parts) != 3:
         raise MalformedJwt(f"the JWT has {len(parts)} parts, not 3")
     header = _json_part(parts[0], "header")
+    for name in _TEXT_HEADER_PARAMETERS:
+        if name in header and not isinstance(header[name], str):
+            raise MalformedJwt(f"the JWT header parameter '{name}' is not a string")
     claims = _json_part(parts[1], "payload")
     try:
         signature = b64url_decode(parts[2])

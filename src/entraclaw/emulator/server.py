@@ -5,13 +5,31 @@ thread (not in the accept loop), so one slow or silent client cannot stall the
 others — 16 clients cold-starting at once are served in parallel.
 Nothing request-specific is logged beyond method, path and status: bodies
 carry assertions and tokens.
+
+Bounds, so that no client can hold the server's resources for ever:
+
+- ``max_connections`` connections at once; the next one is closed at accept;
+- ``request_deadline`` seconds for the handshake and for each request's line,
+  headers and body (a watchdog shuts the socket down; the idle timeout alone
+  restarts with every byte, so a client dripping a byte every few seconds
+  would otherwise keep a thread for ever);
+- bodies need one valid ``Content-Length`` (RFC 9112 6.3: two lengths or a
+  length that is not a non-negative integer make the message invalid, so 400);
+  ``Transfer-Encoding`` is refused with 411 (chunked) or 501 (anything else)
+  and the connection closed, so a chunked body is never read as a next request.
+
+One outer guard in the handler answers any unexpected exception with a 500 in
+Entra's (or Graph's) error shape and logs it: a bug must never drop a
+connection without an answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -33,6 +51,15 @@ log = logging.getLogger("entraclaw.emulator")
 
 _MAX_BODY = 64 * 1024
 _DRAIN_LIMIT = 1024 * 1024
+_DIGITS = re.compile(r"[0-9]{1,12}")
+DEFAULT_MAX_CONNECTIONS = 128
+DEFAULT_REQUEST_DEADLINE = 20.0
+# The generic AADSTS code for "the service failed" (documented in the AADSTS reference,
+# https://learn.microsoft.com/entra/identity-platform/reference-error-codes : 50000
+# "TokenIssuanceError - There's an issue with the sign-in service").
+_INTERNAL_ERROR = StsError(
+    50000, "server_error", "There was an error issuing a token or an issue with our sign-in service."
+)
 _DISCOVERY_V2 = ["v2.0", ".well-known", "openid-configuration"]
 _DISCOVERY_V1 = [".well-known", "openid-configuration"]
 _MALFORMED_BODY = b'{"token_type": "Bearer", "access_token": "eyJ0eXAiOiJKV1Qi'
@@ -67,16 +94,35 @@ class _Handler(BaseHTTPRequestHandler):
     def _headers_lower(self) -> dict[str, str]:
         return {k.lower(): v for k, v in self.headers.items()}
 
+    def _refuse(self, status: int, description: str) -> None:
+        self._send_json(status, {"error": "invalid_request", "error_description": description})
+        self.close_connection = True
+
     def _read_body(self) -> bytes | None:
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
+        """The body, or None when the request was refused (and answered) for its framing."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            # Without decoding, a chunked body would be read as the next request on this
+            # connection; refusing it (and closing) is what RFC 9112 6.1 allows a server to do.
+            if self.headers.get("Content-Length") is not None:
+                self._refuse(400, "Transfer-Encoding and Content-Length must not both be sent.")
+            elif self.headers.get("Transfer-Encoding", "").strip().lower() == "chunked":
+                self._refuse(411, "Send the body with a Content-Length; chunked bodies are not accepted.")
+            else:
+                self._refuse(501, "Transfer-Encoding is not supported; send the body with a Content-Length.")
+            return None
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
             return b""
-        try:
-            length = int(length_text)
-        except ValueError:
-            length = -1
-        if length < 0 or length > _MAX_BODY:
-            if _MAX_BODY < length <= _DRAIN_LIMIT:
+        if len(lengths) > 1:
+            self._refuse(400, "The request has more than one Content-Length header.")
+            return None
+        text = lengths[0].strip()
+        if not _DIGITS.fullmatch(text):
+            self._refuse(400, "The Content-Length header is not a non-negative integer.")
+            return None
+        length = int(text)
+        if length > _MAX_BODY:
+            if length <= _DRAIN_LIMIT:
                 # Read what the client is still sending so it sees the 413 instead of a reset.
                 self.rfile.read(length)
             self._send_json(413, {"error": "invalid_request", "error_description": "Request body too large."})
@@ -85,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self._answered = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -115,6 +162,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if fault.kind == "gate":
+            assert fault.release is not None
+            if fault.entered is not None:
+                fault.entered.set()
+            fault.release.wait(60)
+            return False
+        if fault.kind == "respond":
+            self._send(
+                fault.status,
+                fault.body,
+                fault.headers.get("Content-Type", "application/json"),
+                {k: v for k, v in fault.headers.items() if k.lower() not in ("content-type", "content-length")},
+            )
             return True
         if fault.kind == "malformed":
             self._send(200, _MALFORMED_BODY, "application/json; charset=utf-8")
@@ -169,11 +230,59 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
+    def handle_one_request(self) -> None:
+        self._answered = False
+        self.server.watchdog.arm(self.connection, self.server.request_deadline)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.watchdog.disarm(self.connection)
+
     def _dispatch(self) -> None:
+        try:
+            self._route()
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            raise  # the client went away or stalled: nothing to answer, the connection loop ends it
+        except Exception:
+            # The one outer guard: whatever a route does wrong, the client gets an answer in
+            # the service's own error shape and the trace goes to the log (never the body).
+            log.exception("%s %s failed inside the emulator", self.command, urlsplit(self.path).path)
+            if getattr(self, "_answered", False):
+                self.close_connection = True  # a partial answer cannot be completed
+                return
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send_internal_error()
+
+    def _send_internal_error(self) -> None:
+        routes = self.server.routes
+        if urlsplit(self.path).path.startswith("/v1.0/"):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            request_id = str(uuid.uuid4())
+            payload: dict[str, Any] = {
+                "error": {
+                    "code": "InternalServerError",
+                    "message": "An internal server error occurred.",
+                    "innerError": {
+                        "date": stamp,
+                        "request-id": request_id,
+                        "client-request-id": self.headers.get("client-request-id") or request_id,
+                    },
+                }
+            }
+            self._send_json(500, payload)
+            return
+        self._send_json(
+            500, error_body(_INTERNAL_ERROR, correlation_id=self.headers.get("client-request-id"), now=routes.clock())
+        )
+
+    def _route(self) -> None:
         routes = self.server.routes
         parts = urlsplit(self.path)
         path = parts.path
         body = self._read_body() if self.command in ("POST", "PATCH", "PUT", "DELETE") else b""
+        # The request is in: its processing (a delay fault, a slow signature) is not the client's time.
+        self.server.watchdog.disarm(self.connection)
         if body is None:
             return
         is_token = path.endswith("/oauth2/v2.0/token")
@@ -192,6 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
                     status=0
                     if fault.kind == "drop"
                     else (200 if fault.kind == "malformed" else (429 if fault.kind == "429" else fault.status)),
+                    # "respond" records its own status; "gate" and "delay" fall through to routing
                 )
             return
 
@@ -277,6 +387,65 @@ class _Handler(BaseHTTPRequestHandler):
         return form
 
 
+class _Watchdog:
+    """Shuts a connection down when its deadline passes: one thread for all connections."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, int]] = []
+        self._armed: dict[int, tuple[int, socket.socket]] = {}
+        self._generation = 0
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="entraclaw-emulator-watchdog", daemon=True)
+        self._thread.start()
+
+    def arm(self, conn: socket.socket, seconds: float) -> None:
+        with self._cond:
+            self._generation += 1
+            self._armed[id(conn)] = (self._generation, conn)
+            heapq.heappush(self._heap, (time.monotonic() + seconds, id(conn), self._generation))
+            self._cond.notify()
+
+    def disarm(self, conn: socket.socket) -> None:
+        with self._cond:
+            self._armed.pop(id(conn), None)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            expired: list[socket.socket] = []
+            with self._cond:
+                if self._stopped:
+                    return
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    _, conn_id, generation = heapq.heappop(self._heap)
+                    armed = self._armed.get(conn_id)
+                    if armed is not None and armed[0] == generation:
+                        del self._armed[conn_id]
+                        expired.append(armed[1])
+                if not expired:
+                    # Entries of disarmed connections stay in the heap until their time; drop them
+                    # early when they dominate, so the heap tracks live connections only.
+                    if len(self._heap) > 4 * len(self._armed) + 64:
+                        live = {(c, g) for c, (g, _) in self._armed.items()}
+                        self._heap = [e for e in self._heap if (e[1], e[2]) in live]
+                        heapq.heapify(self._heap)
+                    timeout = self._heap[0][0] - now if self._heap else None
+                    self._cond.wait(timeout)
+                    continue
+            for conn in expired:
+                log.debug("connection cut at its request deadline")
+                # The plain socket's shutdown, not SSLSocket's: that one also drops the TLS
+                # object under the thread that is blocked reading from it.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(conn, socket.SHUT_RDWR)
+
+
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -290,9 +459,45 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.routes = routes
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
+        self.max_connections = DEFAULT_MAX_CONNECTIONS
+        self.request_deadline = DEFAULT_REQUEST_DEADLINE
+        self.active_connections = 0
+        self.refused_connections = 0
+        self.watchdog = _Watchdog()
         super().__init__(address, _Handler)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            admitted = self.active_connections < self.max_connections
+            if admitted:
+                self.active_connections += 1
+            else:
+                self.refused_connections += 1
+        if not admitted:
+            # Over the cap: close at once rather than queue a thread per connection.
+            log.warning("connection from %s refused: %d connections open", client_address, self.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            with self._conn_lock:
+                self.active_connections -= 1
+            raise
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            self._serve_connection(request, client_address)
+        finally:
+            with self._conn_lock:
+                self.active_connections -= 1
+
+    def server_close(self) -> None:
+        self.watchdog.stop()
+        super().server_close()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        self.watchdog.arm(request, self.request_deadline)  # the TLS handshake is bounded too
         try:
             request.settimeout(10)
             # Headers and body leave in separate writes; without NODELAY, Nagle + the client's
@@ -301,8 +506,10 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             tls = self.ssl_context.wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError) as exc:
             log.debug("TLS handshake with %s failed: %s", client_address, exc)
+            self.watchdog.disarm(request)
             self.shutdown_request(request)
             return
+        self.watchdog.disarm(request)
         with self._conn_lock:
             self._connections.add(tls)
         try:
