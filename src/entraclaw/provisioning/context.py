@@ -58,13 +58,19 @@ _PROPAGATION_CODES = frozenset(
 _PROPAGATION_AADSTS = frozenset({700016, 7000112, 500011, 700027, 65001, 50034})
 
 
+def http_status(exc: BaseException) -> int | None:
+    status = getattr(exc, "http_status", None)
+    return status if isinstance(status, int) else None
+
+
 def is_propagation_error(exc: BaseException) -> bool:
     """Errors real Entra gives for an object created moments ago and not yet replicated."""
     if isinstance(exc, GraphRequestError):
-        if exc.http_status == 404:
+        status = http_status(exc)
+        if status == 404:
             return True
         message = str(getattr(exc, "message", ""))
-        return exc.http_status == 400 and (
+        return status == 400 and (
             getattr(exc, "code", None) in _PROPAGATION_CODES or "does not exist" in message
         )
     if isinstance(exc, TokenExchangeError):

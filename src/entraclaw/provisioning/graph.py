@@ -282,7 +282,11 @@ class GraphClient:
                     method.upper(), url, headers=request_headers, json=json_body, params=params, timeout=self.timeout
                 )
             except requests.exceptions.RequestException as exc:
-                retryable = isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
+                # A POST that timed out may have created the object: never resend it blindly
+                # (setup's find-before-create on the next run adopts it instead).
+                retryable = method.upper() != "POST" and isinstance(
+                    exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+                )
                 delay = self.retry_policy.delay_before(attempt, None) if retryable else None
                 if delay is not None and not isinstance(exc, requests.exceptions.SSLError):
                     self.counts["retries"] += 1
@@ -305,7 +309,7 @@ class GraphClient:
                 refreshed = True
                 self.auth.invalidate()
                 continue
-            if status in _RETRY_STATUS:
+            if status in _RETRY_STATUS and not (method.upper() == "POST" and status == 504):
                 delay = self.retry_policy.delay_before(attempt, parse_retry_after(response.headers.get("Retry-After")))
                 if delay is not None:
                     self.counts["retries"] += 1
@@ -338,7 +342,8 @@ class GraphClient:
         error = document.get("error") if isinstance(document, dict) else None
         error = error if isinstance(error, dict) else {}
         code = error.get("code") if isinstance(error.get("code"), str) else None
-        message = error.get("message") if isinstance(error.get("message"), str) else ""
+        raw_message = error.get("message")
+        message = raw_message if isinstance(raw_message, str) else ""
         inner = error.get("innerError")
         inner = inner if isinstance(inner, dict) else {}
         request_id = inner.get("request-id") or response.headers.get("request-id")
@@ -408,7 +413,7 @@ class GraphClient:
         try:
             body = self.request("GET", f"applications/{quote(object_id)}", what="get Blueprint")
         except GraphRequestError as exc:
-            if exc.http_status == 404:
+            if getattr(exc, "http_status", None) == 404:
                 return None
             raise
         return BlueprintInfo.from_json(body)
@@ -453,7 +458,7 @@ class GraphClient:
                 "GET", f"servicePrincipals/{quote(object_id)}/microsoft.graph.agentIdentity", what="get Agent Identity"
             )
         except GraphRequestError as exc:
-            if exc.http_status == 404:
+            if getattr(exc, "http_status", None) == 404:
                 return None
             raise
         return AgentIdentityInfo.from_json(body)
@@ -586,7 +591,7 @@ class GraphClient:
         try:
             self.request("DELETE", f"{collection}/{quote(object_id)}", what=f"delete {collection} object")
         except GraphRequestError as exc:
-            if exc.http_status == 404:
+            if getattr(exc, "http_status", None) == 404:
                 return False
             raise
         return True

@@ -32,7 +32,7 @@ from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_si
 from entraclaw.auth.signer import PemSigner, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint
 from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError
-from entraclaw.provisioning.state import atomic_write
+from entraclaw.provisioning.state import atomic_write, optional_attr
 
 __all__ = [
     "DeviceKey",
@@ -56,9 +56,8 @@ def certificate_subject(blueprint_app_id: str) -> str:
 
 def blueprint_key_entry(blueprint_app_id: str, sha1: str) -> str:
     """The keystore entry name agreed in CONTRACTS (entraclaw.keystore exports the same helper)."""
-    try:
-        from entraclaw.keystore import blueprint_key_entry as shared
-    except ImportError:
+    shared = optional_attr("entraclaw.keystore", "blueprint_key_entry")
+    if shared is None:
         return f"blueprint-key-{blueprint_app_id}-{sha1}"
     return str(shared(blueprint_app_id, sha1))
 
@@ -88,13 +87,12 @@ class DeviceKey:
 
 
 def _default_keystore() -> object:
-    try:
-        from entraclaw.keystore import default_keystore
-    except ImportError:
+    default_keystore = optional_attr("entraclaw.keystore", "default_keystore")
+    if default_keystore is None:
         raise ConfigurationError(
             "The OS keystore layer (entraclaw.keystore) is not available in this build.",
             remedy="Use `entraclaw setup --key-storage file` (an owner-only PEM in the state directory) for now.",
-        ) from None
+        )
     return default_keystore()
 
 
@@ -192,9 +190,9 @@ def open_device_key(key_ref: str, *, keystore: object | None = None) -> DeviceKe
 
         location, _, sha1 = rest.partition("/")
         handle = cng.CngKeyHandle(sha1, location or "CurrentUser")
-        signer = handle.as_signer()
-        info = signer.info()
-        return DeviceKey(key_ref, "tpm" if info.hardware else "software_ksp", signer, signer.certificate)
+        cng_signer = handle.as_signer()
+        info = cng_signer.info()
+        return DeviceKey(key_ref, "tpm" if info.hardware else "software_ksp", cng_signer, cng_signer.certificate)
     if kind == "file":
         path = Path(rest)
         try:

@@ -35,6 +35,7 @@ __all__ = [
     "Journal",
     "atomic_write",
     "checkpoint",
+    "optional_attr",
     "read_device_config",
     "resolve_state_dir",
     "write_device_config",
@@ -62,6 +63,16 @@ CONFIG_KEYS: tuple[str, ...] = (
 )
 
 
+def optional_attr(module: str, name: str) -> Any:
+    """``module.name`` when the module exists (a platform piece landing in parallel), else None."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
 def checkpoint(name: str) -> None:
     """Test hook: exit abruptly (no cleanup, no flush) when ENTRACLAW_CRASH_AT names this point."""
     if os.environ.get(CRASH_ENV) == name:
@@ -78,17 +89,15 @@ def resolve_state_dir(state_dir: Path | None = None) -> Path:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Owner-only atomic replace of ``path`` (the platform layer's primitive when present)."""
-    try:
-        from entraclaw.platform.files import atomic_write as platform_atomic_write
-    except ImportError:
-        platform_atomic_write = None
+    platform_atomic_write = optional_attr("entraclaw.platform.files", "atomic_write")
     if platform_atomic_write is not None:
         platform_atomic_write(path, data, private=True)
         return
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600) if hasattr(os, "fchmod") else None
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -167,10 +176,7 @@ def _parse_env_text(text: str) -> dict[str, str]:
 def read_device_config(env_file: Path, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The ENTRACLAW_* settings: process environment over the ``.env`` file (the config precedence)."""
     values: dict[str, str] = {}
-    try:
-        from entraclaw.platform.dotenv import read_env_file
-    except ImportError:
-        read_env_file = None
+    read_env_file = optional_attr("entraclaw.platform.dotenv", "read_env_file")
     if env_file.exists():
         if read_env_file is not None:
             parsed = read_env_file(env_file)
@@ -188,10 +194,7 @@ def read_device_config(env_file: Path, *, environ: Mapping[str, str] | None = No
 
 def write_device_config(env_file: Path, updates: Mapping[str, str | None]) -> None:
     """Update the given keys of the ``.env`` in one atomic replace; ``None`` deletes a key."""
-    try:
-        from entraclaw.platform.dotenv import update_env_file
-    except ImportError:
-        update_env_file = None
+    update_env_file = optional_attr("entraclaw.platform.dotenv", "update_env_file")
     if update_env_file is not None:
         update_env_file(env_file, dict(updates))
         return
