@@ -506,6 +506,16 @@ class GraphClient:
         created = self.request("POST", "users/microsoft.graph.agentUser", what="create Agent User", json_body=body)
         return AgentUserInfo.from_json(created)
 
+    def me(self) -> AgentUserInfo | None:
+        """The signed-in user (delegated tokens); None for an app-only token, which /me refuses."""
+        try:
+            body = self.request("GET", "me", what="GET /me")
+        except GraphRequestError as exc:
+            if getattr(exc, "http_status", None) in (400, 403, 404):
+                return None
+            raise
+        return AgentUserInfo.from_json(body)
+
     def default_domain(self) -> str | None:
         """The tenant's default verified domain (``isDefault`` and ``isVerified``)."""
         fallback = None

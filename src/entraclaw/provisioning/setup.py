@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestError
 from entraclaw.provisioning.context import Endpoints, PropagationWait
@@ -80,6 +80,7 @@ SETUP_STEPS: tuple[str, ...] = (
     "smoke",
 )
 JOURNAL_NAME = "setup-journal.json"
+T = TypeVar("T")
 # Reverse dependency order for rollback, and the Graph collection each kind lives in.
 _DELETE_ORDER = ("consent", "agent_user", "agent_identity", "blueprint_principal", "blueprint")
 _COLLECTION = {
@@ -160,6 +161,7 @@ class Setup:
         self.wait = PropagationWait(timeout=options.propagation_timeout, echo=echo, sleep=sleep)
         self.result = SetupResult()
         self._act = True
+        self._sponsor_ids: tuple[str, ...] | None = None
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -167,6 +169,60 @@ class Setup:
         self.result.plan.append(PlanStep(step, action, detail))
         marker = "would " if not self._act and action not in ("exists", "skip") else ""
         self.echo(f"[{step}] {marker}{action}{': ' + detail if detail else ''}")
+
+    def _sponsors(self) -> tuple[str, ...]:
+        """Object ids of the sponsors Graph requires on a new Blueprint / Agent Identity."""
+        if self._sponsor_ids is not None:
+            return self._sponsor_ids
+        ids: list[str] = []
+        for value in self.options.sponsor_ids:
+            if "@" in value:
+                user = self.graph.find_user(value)
+                if user is None:
+                    raise ConfigurationError(
+                        f"Sponsor {value} is not a user in tenant {self.options.endpoints.tenant_id}.",
+                        remedy="Pass --sponsor with an existing user's UPN or object id.",
+                    )
+                ids.append(user.object_id)
+            else:
+                ids.append(value)
+        if not ids:
+            me = self.graph.me()
+            if me is None:
+                raise ConfigurationError(
+                    "A new Blueprint and Agent Identity need a sponsor (a user accountable for them), and an app-only "
+                    "admin sign-in has no user to default to.",
+                    remedy="Pass --sponsor <user UPN or object id> (for the emulator: the admin_user it printed).",
+                )
+            ids.append(me.object_id)
+        self._sponsor_ids = tuple(ids)
+        return self._sponsor_ids
+
+    def _await_pending(self, kind: str, finder: Callable[[], T | None]) -> T | None:
+        """``finder()``; when a create of ``kind`` was in flight at a crash, wait for it to show up first."""
+        found = finder()
+        if found is not None or self.journal.data.get("pending") != kind or not self._act:
+            return found
+
+        def attempt() -> T:
+            again = finder()
+            if again is None:
+                raise GraphRequestError(
+                    f"The {kind} an interrupted run was creating is not visible (yet).",
+                    remedy="Wait and re-run.",
+                    http_status=404,
+                    code="not_visible",
+                    request_id=None,
+                    url=self.graph.base_url,
+                )
+            return again
+
+        try:
+            return self.wait.run(f"the {kind} an interrupted run was creating", attempt)
+        except GraphRequestError as exc:
+            if getattr(exc, "code", None) == "not_visible":
+                return None  # the create never reached Graph
+            raise
 
     def _record(self, step: str, value: dict[str, Any]) -> None:
         self.journal.data[step] = value
@@ -262,7 +318,9 @@ class Setup:
                     )
                 found = rows[0] if rows else None
             if found is None:
-                rows = self.graph.find_blueprints(display_name=opts.blueprint_name)
+                rows = self._await_pending(
+                    "blueprint", lambda: self.graph.find_blueprints(display_name=opts.blueprint_name) or None
+                ) or []
                 if len(rows) > 1:
                     raise ConfigurationError(
                         f"{len(rows)} Blueprints are named {opts.blueprint_name!r} "
@@ -278,8 +336,10 @@ class Setup:
             self._plan("blueprint", "create", f"{opts.blueprint_name}")
             if not self._act:
                 return None
+            sponsors = self._sponsors()
             self._pending("blueprint")
-            found = self.graph.create_blueprint(opts.blueprint_name, sponsor_ids=opts.sponsor_ids)
+            found = self.graph.create_blueprint(opts.blueprint_name, sponsor_ids=sponsors)
+            checkpoint("blueprint:sent")
             self._created("blueprint", found.object_id, found.display_name)
         if self._act:
             self._record("blueprint", {"object_id": found.object_id, "app_id": found.app_id})
@@ -289,7 +349,10 @@ class Setup:
         if blueprint is None:
             self._plan("blueprint_principal", "create", "service principal of the new Blueprint")
             return None
-        principal = self.graph.find_service_principal(blueprint.app_id)
+        bp_app_id = blueprint.app_id
+        principal = self._await_pending(
+            "blueprint_principal", lambda: self.graph.find_service_principal(bp_app_id)
+        )
         if principal is not None:
             self._adopted("blueprint_principal", principal.object_id, principal.display_name)
             self._plan("blueprint_principal", "exists", f"object id {principal.object_id}")
@@ -298,10 +361,10 @@ class Setup:
             if not self._act:
                 return None
             self._pending("blueprint_principal")
-            bp_app_id = blueprint.app_id
             principal = self.wait.run(
                 f"Blueprint {bp_app_id}", lambda: self.graph.create_blueprint_principal(bp_app_id)
             )
+            checkpoint("blueprint_principal:sent")
             self._created("blueprint_principal", principal.object_id, principal.display_name)
         if self._act:
             self._record("blueprint_principal", {"object_id": principal.object_id})
@@ -383,7 +446,9 @@ class Setup:
         if blueprint is None or key is None:
             self._plan("certificate", "register", "the new certificate (PATCH: a new Blueprint has none)")
             return
-        credentials = self.graph.key_credentials(blueprint.object_id)
+        credentials = self.wait.run(
+            f"Blueprint {blueprint.app_id}", lambda: self.graph.key_credentials(blueprint.object_id)
+        )
         if any(c.sha1 == key.sha1 for c in credentials):
             self._plan("certificate", "exists", f"SHA-1 {key.sha1} is registered on the Blueprint")
             if self._act:
@@ -467,11 +532,15 @@ class Setup:
         if isinstance(recorded, dict) and recorded.get("object_id"):
             found = self.graph.get_agent_identity(str(recorded["object_id"]))
         if found is None:
-            rows = [
-                r
-                for r in self.graph.find_agent_identities(opts.agent_identity_name)
-                if r.blueprint_app_id.lower() == blueprint.app_id.lower()
-            ]
+            rows = self._await_pending(
+                "agent_identity",
+                lambda: [
+                    r
+                    for r in self.graph.find_agent_identities(opts.agent_identity_name)
+                    if r.blueprint_app_id.lower() == blueprint.app_id.lower()
+                ]
+                or None,
+            ) or []
             if len(rows) > 1:
                 raise ConfigurationError(
                     f"{len(rows)} Agent Identities of Blueprint {blueprint.app_id} are named "
@@ -487,13 +556,15 @@ class Setup:
             self._plan("agent_identity", "create", f"{opts.agent_identity_name} of Blueprint {blueprint.app_id}")
             if not self._act:
                 return None
+            sponsors = self._sponsors()
             self._pending("agent_identity")
             found = self.wait.run(
                 f"the principal of Blueprint {blueprint.app_id}",
                 lambda: self.graph.create_agent_identity(
-                    opts.agent_identity_name, blueprint.app_id, sponsor_ids=opts.sponsor_ids
+                    opts.agent_identity_name, blueprint.app_id, sponsor_ids=sponsors
                 ),
             )
+            checkpoint("agent_identity:sent")
             self._created("agent_identity", found.object_id, found.display_name)
         if self._act:
             self._record("agent_identity", {"object_id": found.object_id, "app_id": found.app_id})
@@ -519,7 +590,7 @@ class Setup:
             self._plan("agent_user", "create", opts.agent_user_upn or f"{opts.agent_user_nickname}@<default domain>")
             return None
         upn = self._upn()
-        found = self.graph.find_user(upn)
+        found = self._await_pending("agent_user", lambda: self.graph.find_user(upn))
         if found is not None and found.identity_parent_id and found.identity_parent_id != identity.object_id:
             raise ConfigurationError(
                 f"The UPN {upn} is taken by user {found.object_id}, which is not an Agent User of Agent Identity "
@@ -540,6 +611,7 @@ class Setup:
                     upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
                 ),
             )
+            checkpoint("agent_user:sent")
             self._created("agent_user", found.object_id, found.upn)
         if self._act:
             self._record("agent_user", {"object_id": found.object_id, "upn": found.upn})
@@ -589,6 +661,7 @@ class Setup:
                     principal_id=user.object_id,
                 ),
             )
+            checkpoint("consent:sent")
             self._created("consent", grant.grant_id, f"{identity.app_id} -> Graph for {user.upn}")
 
     def _config(
