@@ -55,7 +55,8 @@ _PROPAGATION_CODES = frozenset(
         "NotFound",
     }
 )
-_PROPAGATION_AADSTS = frozenset({700016, 7000112, 500011, 700027, 65001, 50034})
+# AADSTS70000 is what a Hop 1 gets while a new Agent Identity is not yet visible to the token service.
+_PROPAGATION_AADSTS = frozenset({70000, 700016, 7000112, 500011, 700027, 65001, 50034})
 
 
 def http_status(exc: BaseException) -> int | None:
