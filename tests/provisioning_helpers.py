@@ -92,8 +92,8 @@ def make_tenant(emu: Emulator) -> Tenant:
     return Tenant(emu, endpoints)
 
 
-@pytest.fixture
-def tenant() -> Iterator[Tenant]:
+def emulator_tenant() -> Iterator[Tenant]:
+    """Body of each module's ``tenant`` fixture: a fresh emulator and its admin."""
     if not HAVE_GRAPH_AGENT_API:
         pytest.skip("the emulator's Graph Agent ID API (stream graph-emu) has not landed")
     with Emulator() as emu:

@@ -9,6 +9,7 @@ create and before the journal knew (the adopt-by-name path).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,12 @@ import pytest
 from entraclaw.provisioning.rotate import ROTATE_STEPS
 from entraclaw.provisioning.setup import SETUP_STEPS
 from entraclaw.provisioning.state import CRASH_EXIT_CODE, read_device_config
-from tests.provisioning_helpers import Tenant, chain_from_config, directory_counts, run_cli, tenant  # noqa: F401
+from provisioning_helpers import Tenant, chain_from_config, directory_counts, emulator_tenant, run_cli
+
+
+@pytest.fixture
+def tenant() -> Iterator[Tenant]:
+    yield from emulator_tenant()
 
 SETUP_KILL_POINTS = (
     *SETUP_STEPS,

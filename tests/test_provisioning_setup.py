@@ -7,6 +7,7 @@ app; Hops 1-3 and /me run against the same tenant.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,12 @@ from entraclaw.provisioning.keys import open_device_key
 from entraclaw.provisioning.proofs import build_proof
 from entraclaw.provisioning.rotate import Rotate
 from entraclaw.provisioning.state import read_device_config
-from tests.provisioning_helpers import Tenant, chain_from_config, directory_counts, tenant  # noqa: F401
+from provisioning_helpers import Tenant, chain_from_config, directory_counts, emulator_tenant
+
+
+@pytest.fixture
+def tenant() -> Iterator[Tenant]:
+    yield from emulator_tenant()
 
 GUID = r"[0-9a-f-]{36}"
 
