@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import jwt
 import pytest
@@ -20,6 +21,8 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     for name in list(full_env):
         if name.startswith("ENTRACLAW_") and name != "ENTRACLAW_REQUIRE":
             del full_env[name]
+    # A state directory of its own: a .env in the real ~/.entraclaw must not leak into these runs.
+    full_env["ENTRACLAW_HOME"] = tempfile.mkdtemp(prefix="entraclaw-cli-home-")
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "entraclaw", *args],
@@ -142,7 +145,8 @@ def test_token_with_bad_thumbprint_in_env(tmp_path):
 
 def test_token_against_configured_tenant_from_env(tmp_path):
     # The real-tenant path (env configuration, PEM key file), pointed at the emulator through
-    # ENTRACLAW_AUTHORITY_HOST; the child trusts the emulator CA through REQUESTS_CA_BUNDLE.
+    # ENTRACLAW_AUTHORITY_HOST; the child trusts the emulator CA through ENTRACLAW_CA_BUNDLE
+    # (REQUESTS_CA_BUNDLE is ignored by design: it is set to an unrelated bundle here on purpose).
     from credential_helpers import seed
     from entraclaw.auth.certgen import private_key_to_pem
     from entraclaw.emulator import Emulator
@@ -158,7 +162,8 @@ def test_token_against_configured_tenant_from_env(tmp_path):
             "ENTRACLAW_AGENT_IDENTITY_ID": seeded.agent_identity_app_id,
             "ENTRACLAW_AGENT_USER_ID": seeded.agent_user_id,
             "ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT": seeded.signer.x5t_s256,
-            "REQUESTS_CA_BUNDLE": emu.ca_bundle_path,
+            "ENTRACLAW_CA_BUNDLE": emu.ca_bundle_path,
+            "REQUESTS_CA_BUNDLE": os.devnull,
         }
         cache = tmp_path / "tokens.bin"
         args = (

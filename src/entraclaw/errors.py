@@ -30,6 +30,7 @@ __all__ = [
     "KeystoreError",
     "NativeModuleUnavailableError",
     "NetworkError",
+    "SecretRefusedError",
     "SigningError",
     "ThumbprintMismatchError",
     "TokenEndpointUnavailableError",
@@ -240,7 +241,23 @@ class ClientAssertionError(EntraclawError):
 
 
 class KeystoreError(EntraclawError):
-    """The OS credential store failed. Carries ``service``, ``key`` and, when known, ``os_error``."""
+    """A key or secret store failed.
+
+    Carries ``service`` (the keyring service, ``"entraclaw"``), ``entry`` (the
+    entry name), ``backend`` (which store: ``"keyring:SecretService"``,
+    ``"dpapi-file"``...) and, when known, ``os_error`` (errno, Win32 error or
+    HRESULT) and ``path``. Never the secret, nor its length in a way that
+    identifies it.
+    """
+
+
+class SecretRefusedError(KeystoreError):
+    """A store that keeps only non-secret references was handed a secret (a PEM private key)."""
+
+    default_remedy = (
+        "On Windows the Blueprint key stays in CNG (TPM or software KSP): record its certificate "
+        "thumbprint (cng:CurrentUser/<SHA1>), not the key; keep a PEM in the keyring or DPAPI file store."
+    )
 
 
 # --- emulator --------------------------------------------------------------------

@@ -24,12 +24,13 @@ implement azure-core's ``TokenCredential`` / ``SupportsTokenInfo`` protocols.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 
@@ -49,7 +50,12 @@ from entraclaw.auth.token_cache import (
 )
 from entraclaw.errors import ConfigurationError, NetworkError, TokenEndpointUnavailableError
 
+if TYPE_CHECKING:
+    from entraclaw.config import AgentConfig
+
 __all__ = ["AgentIdentityCredential", "AgentUserCredential", "ChainTokens"]
+
+_C = TypeVar("_C", bound="_ChainCredential")
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +129,49 @@ class _ChainCredential:
         self._t2_key = cache_key(
             "t2", tenant=self.authority, client=self.agent_identity_app_id, blueprint=self.blueprint_app_id
         )
+        self._owned_session: requests.Session | None = None
+
+    @classmethod
+    def _config_and_kwargs(
+        cls,
+        config: AgentConfig | None,
+        overrides: dict[str, Any],
+        *,
+        required: tuple[str, ...],
+        environ: Any,
+        env_file: Any,
+        keystore: Any,
+        password: str | None,
+        session: requests.Session | None,
+    ) -> tuple[AgentConfig, dict[str, Any], requests.Session | None]:
+        # Imported here: entraclaw.config pulls in the platform layer, which a credential built
+        # from explicit arguments never needs.
+        from entraclaw import config as config_module
+
+        if config is None:
+            config = config_module.load_config(overrides, environ=environ, env_file=env_file, required=required)
+        else:
+            # A config given is complete by intent: only the overrides go on top of it, not the
+            # environment or a .env, and it is checked for what this credential needs.
+            config = config_module.load_config(overrides, base=config, environ={}, env_file=False, required=required)
+        if password is None:
+            password = (os.environ if environ is None else environ).get(config_module.ENV_KEY_PASSWORD) or None
+        signer = config_module.open_signer(config, keystore=keystore, password=password)
+        owned = None
+        if session is None:
+            session = owned = config_module.make_session(config)
+        assert config.tenant_id is not None and config.blueprint_app_id is not None
+        assert config.agent_identity_app_id is not None
+        kwargs: dict[str, Any] = {
+            "tenant": config.tenant_id,
+            "authority_host": config.authority_host,
+            "blueprint_app_id": config.blueprint_app_id,
+            "agent_identity_app_id": config.agent_identity_app_id,
+            "signer": signer,
+            "cert_thumbprint": config.cert_x5t_s256,
+            "session": session,
+        }
+        return config, kwargs, owned
 
     # --- caching -----------------------------------------------------------------------
 
@@ -280,6 +329,9 @@ class _ChainCredential:
 
     def close(self) -> None:
         self._exchanger.close()
+        owned, self._owned_session = self._owned_session, None
+        if owned is not None:
+            owned.close()
 
     def __enter__(self) -> _ChainCredential:
         return self
@@ -372,6 +424,51 @@ class AgentUserCredential(_ChainCredential):
         self.agent_user_upn = agent_user_upn.strip() if agent_user_upn is not None else None
         self._user_ref = f"oid:{agent_user_id}" if agent_user_id else f"upn:{self.agent_user_upn}"
 
+    @classmethod
+    def from_config(
+        cls: type[_C],
+        config: AgentConfig | None = None,
+        *,
+        environ: Any = None,
+        env_file: Any = None,
+        keystore: Any = None,
+        password: str | None = None,
+        session: requests.Session | None = None,
+        cache: PersistedTokenStore | None = None,
+        algorithm: Algorithm = "RS256",
+        **overrides: Any,
+    ) -> _C:
+        """A credential from the configuration (:func:`entraclaw.config.load_config`'s precedence).
+
+        ``config`` is used as loaded (``overrides``, field names such as ``agent_user_upn=``,
+        still win over it); without it the configuration is loaded from the process
+        environment (or ``environ``) and the state directory's ``.env`` (or ``env_file``).
+        The key comes from ``config.key_ref`` (``keystore`` replaces the OS default store);
+        without ``session`` one is made that trusts ``ENTRACLAW_CA_BUNDLE`` (else the public
+        CAs) and ignores REQUESTS_CA_BUNDLE, and is closed with the credential.
+        """
+        from entraclaw.config import USER_TOKEN_REQUIRED
+
+        loaded, kwargs, owned = cls._config_and_kwargs(
+            config,
+            overrides,
+            required=USER_TOKEN_REQUIRED,
+            environ=environ,
+            env_file=env_file,
+            keystore=keystore,
+            password=password,
+            session=session,
+        )
+        user = loaded.agent_user()
+        assert user is not None
+        if user[0] == "id":
+            kwargs["agent_user_id"] = user[1]
+        else:
+            kwargs["agent_user_upn"] = user[1]
+        credential = cls(cache=cache, algorithm=algorithm, **kwargs)
+        credential._owned_session = owned
+        return credential
+
     def _t2(self) -> CachedToken:
         def obtain() -> CachedToken:
             t1 = self._t1()
@@ -424,6 +521,37 @@ class AgentIdentityCredential(_ChainCredential):
     """App-only tokens for the Agent Identity itself: Hop 1, then Hop 2 for the resource scope."""
 
     # The constructor is _ChainCredential's: the app-only variant needs nothing more.
+
+    @classmethod
+    def from_config(
+        cls: type[_C],
+        config: AgentConfig | None = None,
+        *,
+        environ: Any = None,
+        env_file: Any = None,
+        keystore: Any = None,
+        password: str | None = None,
+        session: requests.Session | None = None,
+        cache: PersistedTokenStore | None = None,
+        algorithm: Algorithm = "RS256",
+        **overrides: Any,
+    ) -> _C:
+        """Like :meth:`AgentUserCredential.from_config`; the Agent User fields are not needed."""
+        from entraclaw.config import TOKEN_REQUIRED
+
+        _loaded, kwargs, owned = cls._config_and_kwargs(
+            config,
+            overrides,
+            required=TOKEN_REQUIRED,
+            environ=environ,
+            env_file=env_file,
+            keystore=keystore,
+            password=password,
+            session=session,
+        )
+        credential = cls(cache=cache, algorithm=algorithm, **kwargs)
+        credential._owned_session = owned
+        return credential
 
     def _app_token(self, scopes: tuple[str, ...], *, claims: str | None = None) -> CachedToken:
         key, normalized = self._scopes_key("app", scopes, client=self.agent_identity_app_id)

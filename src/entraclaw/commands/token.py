@@ -1,11 +1,13 @@
-"""``entraclaw token --scope SCOPE``: get an Agent User token (or the Agent Identity's own) and describe it.
+"""``entraclaw token [--scope SCOPE]``: get an Agent User token (or the Agent Identity's own) and describe it.
 
-Configuration (a real tenant) comes from the environment, as written by setup:
-``ENTRACLAW_TENANT_ID``, ``ENTRACLAW_BLUEPRINT_APP_ID``,
-``ENTRACLAW_AGENT_IDENTITY_ID``, ``ENTRACLAW_AGENT_USER_ID``,
-``ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT`` and optionally
-``ENTRACLAW_AUTHORITY_HOST``. The Blueprint key is a PEM file (``--key-file``)
-or, on Windows, the CNG key of the certificate with that thumbprint.
+Configuration comes from :func:`entraclaw.config.load_config`: command-line
+options > process environment > the ``.env`` in the state directory
+(``ENTRACLAW_HOME``, else ``%LOCALAPPDATA%\\entraclaw`` on Windows, ``~/.entraclaw``
+elsewhere). It needs ``ENTRACLAW_TENANT_ID``, ``ENTRACLAW_BLUEPRINT_APP_ID``,
+``ENTRACLAW_AGENT_IDENTITY_ID``, ``ENTRACLAW_AGENT_USER_ID`` (or ``--upn``) and the
+Blueprint key: ``ENTRACLAW_KEY_REF`` (``file:``, ``keystore:``, ``cng:``) or
+``--key-file PEM``; optional ``ENTRACLAW_AUTHORITY_HOST``, ``ENTRACLAW_CA_BUNDLE``,
+``ENTRACLAW_SCOPES`` (used when no ``--scope`` is given). See docs/platform.md.
 ``--emulator`` runs against an in-process emulator instead, provisioned like
 ``entraclaw demo``.
 
@@ -17,29 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from entraclaw.auth.credential import AgentIdentityCredential, AgentUserCredential
 from entraclaw.auth.jwt_claims import claims_summary
 from entraclaw.auth.persisted_cache import PersistedTokenStore
-from entraclaw.auth.signer import PemSigner, Signer, SupportsSigner
-from entraclaw.auth.thumbprint import compute_cert_thumbprint, validate_sha1_thumbprint, validate_x5t_s256
-from entraclaw.errors import ConfigurationError, InvalidThumbprintError
-
-ENV_TENANT = "ENTRACLAW_TENANT_ID"
-ENV_BLUEPRINT = "ENTRACLAW_BLUEPRINT_APP_ID"
-ENV_AGENT_IDENTITY = "ENTRACLAW_AGENT_IDENTITY_ID"
-ENV_AGENT_USER = "ENTRACLAW_AGENT_USER_ID"
-ENV_THUMBPRINT = "ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT"
-ENV_AUTHORITY_HOST = "ENTRACLAW_AUTHORITY_HOST"
-ENV_KEY_PASSWORD = "ENTRACLAW_KEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
+from entraclaw.config import (
+    ENV_SCOPES,
+    TOKEN_REQUIRED,
+    USER_TOKEN_REQUIRED,
+    AgentConfig,
+    KeyReference,
+    load_config,
+)
+from entraclaw.errors import ConfigurationError
 
 
 def register(sub: Any) -> None:
@@ -49,9 +46,13 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--scope", action="append", required=True, help="resource scope; repeat for several")
+    p.add_argument(
+        "--scope", action="append", help=f"resource scope; repeat for several (default: {ENV_SCOPES} from the config)"
+    )
     p.add_argument("--emulator", action="store_true", help="use an in-process emulator instead of a tenant")
-    p.add_argument("--key-file", type=Path, help="Blueprint private key (PEM); on Windows the CNG store is the default")
+    p.add_argument(
+        "--key-file", type=Path, help="Blueprint private key (PEM); overrides ENTRACLAW_KEY_REF from the config"
+    )
     p.add_argument("--upn", help="name the Agent User by UPN instead of ENTRACLAW_AGENT_USER_ID")
     p.add_argument("--app-only", action="store_true", help="the Agent Identity's own app token (Hops 1-2)")
     p.add_argument("--algorithm", choices=("RS256", "PS256"), default="RS256")
@@ -65,53 +66,6 @@ def register(sub: Any) -> None:
     out.add_argument("--json", action="store_true", help="print the claims summary as JSON")
     out.add_argument("--raw", action="store_true", help="print only the raw token on stdout (for piping)")
     p.set_defaults(handler=run)
-
-
-def _env(name: str, *, required: bool = True) -> str | None:
-    value = os.environ.get(name, "").strip()
-    if not value and required:
-        raise ConfigurationError(
-            f"{name} is not set.",
-            remedy=f"Set {name} (setup writes it to .env), or use --emulator to try the flow locally.",
-            variable=name,
-        )
-    return value or None
-
-
-def _signer_from_config(key_file: Path | None, thumbprint: str) -> tuple[Signer | SupportsSigner, str | None]:
-    """The Blueprint key and, for a PEM key, the x5t#S256 to put in the assertion header."""
-    if key_file is not None:
-        try:
-            pem = key_file.read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"Cannot read the key file {key_file}: {exc.strerror}.",
-                remedy="Pass --key-file with the Blueprint's PEM private key.",
-                path=str(key_file),
-            ) from exc
-        x5t = validate_x5t_s256(thumbprint, source=ENV_THUMBPRINT)
-        return PemSigner.from_pem(pem, password=os.environ.get(ENV_KEY_PASSWORD) or None), x5t
-    if sys.platform != "win32":
-        raise ConfigurationError(
-            "No Blueprint key given.",
-            remedy="Pass --key-file PATH (PEM); the CNG key store is used only on Windows.",
-        )
-    from entraclaw import cng
-
-    try:
-        sha1 = validate_sha1_thumbprint(thumbprint, source=ENV_THUMBPRINT)
-    except InvalidThumbprintError:
-        # An x5t#S256 in .env: find the CNG certificate it names.
-        x5t = validate_x5t_s256(thumbprint, source=ENV_THUMBPRINT)
-        for listed in cng.list_certificates():
-            if compute_cert_thumbprint(listed.certificate.public_bytes(serialization.Encoding.DER)) == x5t:
-                return cng.CngKeyHandle(listed.thumbprint), None
-        raise ConfigurationError(
-            f"No certificate with x5t#S256 {x5t} is in Cert:\\CurrentUser\\My.",
-            remedy="Check ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT, or pass --key-file with a PEM key.",
-            thumbprint=x5t,
-        ) from None
-    return cng.CngKeyHandle(sha1), None
 
 
 @contextmanager
@@ -148,31 +102,44 @@ def _credential(args: argparse.Namespace) -> Iterator[tuple[AgentUserCredential 
                 if demo.key.cleanup is not None:
                     demo.key.cleanup()
         return
-    tenant = _env(ENV_TENANT)
-    thumbprint = _env(ENV_THUMBPRINT)
-    assert tenant is not None and thumbprint is not None
-    signer, x5t = _signer_from_config(args.key_file, thumbprint)
-    common = {
-        "tenant": tenant,
-        "blueprint_app_id": _env(ENV_BLUEPRINT),
-        "agent_identity_app_id": _env(ENV_AGENT_IDENTITY),
-        "signer": signer,
-        "cert_thumbprint": x5t,
-        "algorithm": args.algorithm,
-        "authority_host": _env(ENV_AUTHORITY_HOST, required=False) or "https://login.microsoftonline.com",
-        "cache": cache,
-    }
+    overrides: dict[str, Any] = {"agent_user_upn": args.upn}
+    if args.key_file is not None:
+        overrides["key_ref"] = KeyReference.file(args.key_file.expanduser().absolute())
+    config = _load(overrides, TOKEN_REQUIRED if args.app_only else USER_TOKEN_REQUIRED)
     if args.app_only:
-        yield AgentIdentityCredential(**common), None
-    elif args.upn:
-        yield AgentUserCredential(agent_user_upn=args.upn, **common), None
+        yield AgentIdentityCredential.from_config(config, cache=cache, algorithm=args.algorithm), None
     else:
-        yield AgentUserCredential(agent_user_id=_env(ENV_AGENT_USER), **common), None
+        yield AgentUserCredential.from_config(config, cache=cache, algorithm=args.algorithm), None
+
+
+def _load(overrides: dict[str, Any] | None, required: tuple[str, ...]) -> AgentConfig:
+    try:
+        return load_config(overrides, required=required)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            exc.message,
+            remedy=f"{exc.remedy} To try the flow without a tenant: entraclaw token --emulator --scope SCOPE.",
+            **exc.context,
+        ) from None
+
+
+def _scopes(args: argparse.Namespace) -> list[str]:
+    if args.scope:
+        return list(args.scope)
+    if not args.emulator:
+        config = _load(None, ())
+        if config.scopes:
+            return list(config.scopes)
+    raise ConfigurationError(
+        "No scope given.",
+        remedy=f"Pass --scope (e.g. https://graph.microsoft.com/.default) or set {ENV_SCOPES} in the .env.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    scopes = _scopes(args)
     with _credential(args) as (credential, _emu):
-        info = credential.get_token_info(*args.scope)
+        info = credential.get_token_info(*scopes)
     if args.raw:
         sys.stdout.write(info.token + "\n")
         return 0

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Run a command with a real, unlocked Secret Service: a private D-Bus session bus
+# (dbus-run-session) and gnome-keyring-daemon (secrets component) whose login
+# keyring is created and unlocked with a throwaway random password.
+#
+#   scripts/with_secret_service.sh CMD [ARGS...]
+#
+# The keyring lives in a temporary XDG_DATA_HOME / XDG_RUNTIME_DIR, never in the
+# user's own keyrings, and is removed when CMD ends; the bus and the daemon end
+# with the session. Exit status is CMD's. Used by .ci/run around the test
+# command; handy on any headless Linux (servers, containers) to try entraclaw's
+# keyring store and the encrypted token cache.
+#
+# Needs: dbus-run-session (Debian: dbus-daemon/dbus-bin), gnome-keyring-daemon (gnome-keyring).
+set -euo pipefail
+
+if [ $# -eq 0 ]; then
+    echo "usage: $0 CMD [ARGS...]" >&2
+    exit 2
+fi
+
+if [ "${_ENTRACLAW_IN_SECRET_SESSION:-}" != 1 ]; then
+    missing=()
+    command -v dbus-run-session >/dev/null || missing+=("dbus-run-session (apt-get install dbus-daemon dbus-bin)")
+    command -v gnome-keyring-daemon >/dev/null || missing+=("gnome-keyring-daemon (apt-get install gnome-keyring)")
+    if [ ${#missing[@]} -gt 0 ]; then
+        printf '%s: missing %s\n' "$0" "${missing[*]}" >&2
+        exit 127
+    fi
+    exec env _ENTRACLAW_IN_SECRET_SESSION=1 dbus-run-session -- bash "$0" "$@"
+fi
+unset _ENTRACLAW_IN_SECRET_SESSION
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/entraclaw-secret-service.XXXXXX")
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -m 700 "$work/runtime" "$work/data"
+# gnome-keyring puts its control socket in XDG_RUNTIME_DIR and its keyrings in
+# XDG_DATA_HOME/keyrings: both private to this run.
+export XDG_RUNTIME_DIR="$work/runtime" XDG_DATA_HOME="$work/data"
+
+password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+# --unlock reads the password on stdin, creates the "login" keyring (the
+# default collection) if there is none, and unlocks it; --start then attaches
+# to that daemon and prints the variables clients need.
+unlock_env=$(printf '%s' "$password" | gnome-keyring-daemon --daemonize --unlock --components=secrets)
+start_env=$(gnome-keyring-daemon --start --components=secrets 2>/dev/null)
+unset password
+while IFS= read -r line; do
+    case "$line" in
+        *=*) export "${line?}" ;;
+    esac
+done <<<"$unlock_env
+$start_env"
+
+"$@"
