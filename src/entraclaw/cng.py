@@ -110,7 +110,8 @@ CATEGORY_ERRORS: dict[str, type[SigningError]] = {
 _CATEGORY_REMEDIES: dict[str, str] = {
     "stale_handle": (
         "The key handle stayed invalid after it was re-opened; the key was probably removed or the "
-        "TPM was reset. Re-run scripts/deploy-windows.ps1 to create a new key and register it."
+        "TPM was reset. Run `entraclaw rotate --force` with admin credentials (scripts/deploy-windows.ps1 "
+        "-Force wraps it) to create a new key and register it."
     ),
     "buffer_too_small": "The key storage provider kept rejecting the signature buffer; update the TPM driver/firmware.",
 }
@@ -262,7 +263,7 @@ def _check_location(location: str) -> StoreLocation:
         return "LocalMachine"
     raise ConfigurationError(
         f"Certificate store location {location!r} is not 'CurrentUser' or 'LocalMachine'.",
-        remedy="Use CurrentUser (where setup-windows.ps1 puts the certificate) or LocalMachine.",
+        remedy="Use CurrentUser (where `entraclaw setup` puts the certificate) or LocalMachine.",
     )
 
 

@@ -32,7 +32,7 @@ from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_si
 from entraclaw.auth.signer import PemSigner, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint
 from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError
-from entraclaw.provisioning.state import atomic_write, optional_attr
+from entraclaw.provisioning.state import atomic_write
 
 __all__ = [
     "DeviceKey",
@@ -55,11 +55,10 @@ def certificate_subject(blueprint_app_id: str) -> str:
 
 
 def blueprint_key_entry(blueprint_app_id: str, sha1: str) -> str:
-    """The keystore entry name agreed in CONTRACTS (entraclaw.keystore exports the same helper)."""
-    shared = optional_attr("entraclaw.keystore", "blueprint_key_entry")
-    if shared is None:
-        return f"blueprint-key-{blueprint_app_id}-{sha1}"
-    return str(shared(blueprint_app_id, sha1))
+    """The entry name agreed in CONTRACTS, from :mod:`entraclaw.keystore` (also the key file's name)."""
+    from entraclaw.keystore import blueprint_key_entry as shared
+
+    return shared(blueprint_app_id, sha1)
 
 
 @dataclass
@@ -87,12 +86,8 @@ class DeviceKey:
 
 
 def _default_keystore() -> object:
-    default_keystore = optional_attr("entraclaw.keystore", "default_keystore")
-    if default_keystore is None:
-        raise ConfigurationError(
-            "The OS keystore layer (entraclaw.keystore) is not available in this build.",
-            remedy="Use `entraclaw setup --key-storage file` (an owner-only PEM in the state directory) for now.",
-        )
+    from entraclaw.keystore import default_keystore
+
     return default_keystore()
 
 
@@ -120,7 +115,7 @@ def _signer_from_bundle(bundle: bytes, where: str) -> tuple[PemSigner, x509.Cert
     if start < 0:
         raise ConfigurationError(
             f"The Blueprint key at {where} holds no certificate next to the key.",
-            remedy="Re-run `entraclaw rotate --force` to make a new key and register its certificate.",
+            remedy="Run `entraclaw rotate --force` with admin credentials to make a new key and register it.",
             path=where,
         )
     certificate = x509.load_pem_x509_certificate(bundle[start:])
@@ -210,7 +205,7 @@ def open_device_key(key_ref: str, *, keystore: object | None = None) -> DeviceKe
     if secret is None:
         raise KeystoreError(
             f"The keystore has no entry {rest} (the Blueprint key named by ENTRACLAW_KEY_REF).",
-            remedy="Run `entraclaw doctor`; to replace the key run `entraclaw rotate --force` with admin credentials.",
+            remedy="To replace the key, run `entraclaw rotate --force` with admin credentials (not --as-blueprint).",
             service="entraclaw",
             key=rest,
         )

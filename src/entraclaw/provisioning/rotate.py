@@ -29,10 +29,10 @@ from typing import Any
 
 from entraclaw.errors import ConfigurationError, EntraclawError
 from entraclaw.provisioning.context import Endpoints, PropagationWait
-from entraclaw.provisioning.graph import GraphClient
+from entraclaw.provisioning.graph import BlueprintInfo, GraphClient
 from entraclaw.provisioning.keys import DeviceKey, KeyStorage, create_device_key, delete_device_key, open_device_key
 from entraclaw.provisioning.proofs import build_proof
-from entraclaw.provisioning.setup import PlanStep, key_credential_body
+from entraclaw.provisioning.setup import PlanStep, key_credential_body, patch_keeping_others
 from entraclaw.provisioning.smoke import prove_hop1
 from entraclaw.provisioning.state import Journal, checkpoint, read_device_config, resolve_state_dir, write_device_config
 
@@ -184,23 +184,9 @@ class Rotate:
         if resuming:
             self.echo(f"resuming the rotation recorded in {self.journal.path} (done: {self.journal.data.get('done')})")
         else:
-            old = open_device_key(config["ENTRACLAW_KEY_REF"], keystore=self.keystore)
-            try:
-                not_after = old.certificate.not_valid_after_utc
-                days_left = (not_after - _dt.datetime.fromtimestamp(self.clock(), _dt.timezone.utc)).days
-                self.result.days_left = days_left
-                self.result.old_sha1 = old.sha1
-                if not self.force and days_left > self.days_before_expiry:
-                    self._plan(
-                        "rotate",
-                        "skip",
-                        f"certificate {old.sha1} expires in {days_left} days (> {self.days_before_expiry}); "
-                        "--force rotates anyway",
-                    )
-                    return self._finish()
-                record = {"old_key_ref": old.key_ref, "old_sha1": old.sha1, "blueprint_app_id": blueprint_app_id}
-            finally:
-                old.close()
+            record = self._start(config, blueprint_app_id)
+            if record is None:
+                return self._finish()
             if not self._act:
                 for step in ROTATE_STEPS:
                     self._plan(step, "run")
@@ -281,6 +267,44 @@ class Rotate:
         self.result.rotated = True
         return self._finish()
 
+    def _start(self, config: dict[str, str], blueprint_app_id: str) -> dict[str, Any] | None:
+        """The journal's first record, or None when the certificate is not due (nothing to do)."""
+        ref = config["ENTRACLAW_KEY_REF"]
+        try:
+            old = open_device_key(ref, keystore=self.keystore)
+        except EntraclawError as exc:
+            if not self.force:
+                raise ConfigurationError(
+                    f"This device's Blueprint key {ref} cannot be opened: {exc.message}",
+                    remedy=(
+                        "Run `entraclaw rotate --force` with admin credentials: it registers a new key with PATCH, "
+                        "keeping other devices' certificates and dropping the lost one."
+                    ),
+                ) from None
+            self.echo(f"warning: the current key {ref} is lost ({exc.message}); a new key replaces it by PATCH.")
+            return {
+                "old_key_ref": ref,
+                "old_sha1": config.get("ENTRACLAW_BLUEPRINT_CERT_SHA1", ""),
+                "old_lost": True,
+                "blueprint_app_id": blueprint_app_id,
+            }
+        try:
+            not_after = old.certificate.not_valid_after_utc
+            days_left = (not_after - _dt.datetime.fromtimestamp(self.clock(), _dt.timezone.utc)).days
+            self.result.days_left = days_left
+            self.result.old_sha1 = old.sha1
+            if not self.force and days_left > self.days_before_expiry:
+                self._plan(
+                    "rotate",
+                    "skip",
+                    f"certificate {old.sha1} expires in {days_left} days (> {self.days_before_expiry}); "
+                    "--force rotates anyway",
+                )
+                return None
+            return {"old_key_ref": old.key_ref, "old_sha1": old.sha1, "blueprint_app_id": blueprint_app_id}
+        finally:
+            old.close()
+
     def _finish(self) -> RotateResult:
         self.result.graph_requests = self.graph.requests_made
         self.result.graph_writes = self.graph.writes_made
@@ -321,6 +345,13 @@ class Rotate:
             return
         now = self.clock()
         valid = [c for c in credentials if c.valid_at(now)]
+        if self.journal.data.get("old_lost") and valid:
+            old_sha1 = str(self.journal.data.get("old_sha1") or "")
+            info = BlueprintInfo(blueprint_oid, str(self.journal.data.get("blueprint_app_id")), "")
+            patch_keeping_others(self.graph, info, credentials, key_credential_body(new), drop_sha1=old_sha1 or None)
+            self._plan("add_key", "done", f"{new.sha1} registered with PATCH; the lost {old_sha1 or 'key'} dropped")
+            self._done("add_key")
+            return
         if not valid:
             # Nothing valid to prove with (every certificate expired): Graph's rule is PATCH.
             self.graph.patch_key_credentials(blueprint_oid, [key_credential_body(new)])

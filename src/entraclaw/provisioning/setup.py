@@ -66,6 +66,7 @@ __all__ = [
     "SetupOptions",
     "SetupResult",
     "key_credential_body",
+    "patch_keeping_others",
 ]
 
 SETUP_STEPS: tuple[str, ...] = (
@@ -100,6 +101,42 @@ def key_credential_body(key: DeviceKey) -> dict[str, Any]:
         "key": base64.b64encode(key.der).decode("ascii"),
         "displayName": f"CN={key.certificate.subject.rfc4514_string().removeprefix('CN=')}",
     }
+
+
+def patch_keeping_others(
+    graph: GraphClient,
+    blueprint: BlueprintInfo,
+    credentials: list[KeyCredentialInfo],
+    body: dict[str, Any],
+    *,
+    drop_sha1: str | None = None,
+) -> None:
+    """PATCH keyCredentials = the current list (minus ``drop_sha1``) + ``body``: a read-modify-write.
+
+    Only for when addKey is impossible (no key of this device is registered): a
+    change another device makes between the GET and this PATCH would be lost.
+    """
+    kept: list[dict[str, Any]] = []
+    for cred in credentials:
+        if drop_sha1 is not None and cred.sha1 == drop_sha1:
+            continue
+        if not cred.key_b64:
+            raise ConfigurationError(
+                f"Graph did not return the certificate of key {cred.key_id} on Blueprint {blueprint.app_id}, so a "
+                "PATCH would drop it.",
+                remedy="Register this device's certificate from a device that holds a registered key (addKey).",
+                client_id=blueprint.app_id,
+            )
+        kept.append(
+            {
+                "type": "AsymmetricX509Cert",
+                "usage": "Verify",
+                "key": cred.key_b64,
+                "keyId": cred.key_id,
+                "displayName": cred.display_name,
+            }
+        )
+    graph.patch_key_credentials(blueprint.object_id, [*kept, body])
 
 
 @dataclass
@@ -480,7 +517,7 @@ class Setup:
                     f"SHA-1 {key.sha1} appended to {len(credentials)} certificate(s) by read-modify-write",
                 )
                 if self._act:
-                    self._patch_keeping_others(blueprint, credentials, body)
+                    patch_keeping_others(self.graph, blueprint, credentials, body)
             else:
                 others = ", ".join(c.sha1 or c.key_id for c in valid)
                 raise ConfigurationError(
@@ -497,28 +534,6 @@ class Setup:
                 )
         if self._act:
             self._record("certificate", {"sha1": key.sha1})
-
-    def _patch_keeping_others(
-        self, blueprint: BlueprintInfo, credentials: list[KeyCredentialInfo], body: dict[str, Any]
-    ) -> None:
-        kept: list[dict[str, Any]] = []
-        for cred in credentials:
-            if not cred.key_b64:
-                raise ConfigurationError(
-                    f"Graph did not return the certificate of key {cred.key_id} on Blueprint {blueprint.app_id}, so a "
-                    "PATCH would drop it.",
-                    remedy="Register this device's certificate from a device that holds a registered key (addKey).",
-                    client_id=blueprint.app_id,
-                )
-            item: dict[str, Any] = {
-                "type": "AsymmetricX509Cert",
-                "usage": "Verify",
-                "key": cred.key_b64,
-                "keyId": cred.key_id,
-                "displayName": cred.display_name,
-            }
-            kept.append(item)
-        self.graph.patch_key_credentials(blueprint.object_id, [*kept, body])
 
     def _agent_identity(
         self, blueprint: BlueprintInfo | None, principal: ServicePrincipalInfo | None

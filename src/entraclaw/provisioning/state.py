@@ -7,13 +7,12 @@ is atomic (temp file in the same directory, fsync, replace) and owner-only.
 
 The device config is the ``.env`` in the state directory, written through
 :mod:`entraclaw.platform.dotenv` (one key updated in place, comments and
-unknown keys kept). Where that module is not importable yet (the platform
-layer lands in parallel), a minimal writer with the same atomic rule stands in.
+unknown keys kept, atomic, owner-only).
 
-``ENTRACLAW_CRASH_AT=<step>`` makes :func:`checkpoint` end the process with
-``os._exit`` at that named point: the crash tests use it to kill setup and
-rotate between every pair of steps. It does nothing unless that variable names
-the step.
+``ENTRACLAW_TEST_CRASH_AT=<step>`` makes :func:`checkpoint` kill the process
+(SIGKILL) at that named point, through the platform layer's one crash hook: the
+crash tests use it to kill setup and rotate between every pair of steps. It does
+nothing unless that variable names the step.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from entraclaw.errors import ConfigurationError
 __all__ = [
     "CONFIG_KEYS",
     "CRASH_ENV",
-    "CRASH_EXIT_CODE",
+    "CRASH_RETURN_CODES",
     "Journal",
     "atomic_write",
     "checkpoint",
@@ -41,8 +39,9 @@ __all__ = [
     "write_device_config",
 ]
 
-CRASH_ENV = "ENTRACLAW_CRASH_AT"
-CRASH_EXIT_CODE = 86
+CRASH_ENV = "ENTRACLAW_TEST_CRASH_AT"  # entraclaw.platform.files.CRASH_ENV
+#: How a process killed at a crash point ends: SIGKILL on POSIX, exit code 86 elsewhere.
+CRASH_RETURN_CODES = (-9, 86)
 
 # The names of entraclaw.config's one table (CONTRACTS); setup writes exactly these.
 CONFIG_KEYS: tuple[str, ...] = (
@@ -74,9 +73,10 @@ def optional_attr(module: str, name: str) -> Any:
 
 
 def checkpoint(name: str) -> None:
-    """Test hook: exit abruptly (no cleanup, no flush) when ENTRACLAW_CRASH_AT names this point."""
-    if os.environ.get(CRASH_ENV) == name:
-        os._exit(CRASH_EXIT_CODE)
+    """Test hook: die like a kill -9 when ENTRACLAW_TEST_CRASH_AT names this point (the platform's one hook)."""
+    from entraclaw.platform.files import crash_point
+
+    crash_point(name)
 
 
 def resolve_state_dir(state_dir: Path | None = None) -> Path:
@@ -88,31 +88,10 @@ def resolve_state_dir(state_dir: Path | None = None) -> Path:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Owner-only atomic replace of ``path`` (the platform layer's primitive when present)."""
-    platform_atomic_write = optional_attr("entraclaw.platform.files", "atomic_write")
-    if platform_atomic_write is not None:
-        platform_atomic_write(path, data, private=True)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Owner-only atomic replace of ``path`` (the platform layer's one writer)."""
+    from entraclaw.platform.files import atomic_write as platform_atomic_write
+
+    platform_atomic_write(path, data, private=True)
 
 
 class Journal:
@@ -158,33 +137,17 @@ class Journal:
         self.data = {}
 
 
-def _parse_env_text(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, _, value = line.partition("=")
-        name = name.strip().removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name] = value
-    return values
-
-
 def read_device_config(env_file: Path, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The ENTRACLAW_* settings: process environment over the ``.env`` file (the config precedence)."""
+    """The ENTRACLAW_* settings: process environment over the ``.env`` file (the config precedence).
+
+    Raw strings, so setup can compare and rewrite them; ``entraclaw.config.load_config``
+    validates the same file for the runtime and for doctor.
+    """
+    from entraclaw.platform.dotenv import read_env_file
+
     values: dict[str, str] = {}
-    read_env_file = optional_attr("entraclaw.platform.dotenv", "read_env_file")
     if env_file.exists():
-        if read_env_file is not None:
-            parsed = read_env_file(env_file)
-            entries = getattr(parsed, "entries", parsed)
-            for name, item in dict(entries).items():
-                values[str(name)] = str(item[0] if isinstance(item, tuple) else item)
-        else:
-            values.update(_parse_env_text(env_file.read_text(encoding="utf-8")))
+        values.update(read_env_file(env_file).values())
     env = os.environ if environ is None else environ
     for name in CONFIG_KEYS:
         if env.get(name):
@@ -194,23 +157,6 @@ def read_device_config(env_file: Path, *, environ: Mapping[str, str] | None = No
 
 def write_device_config(env_file: Path, updates: Mapping[str, str | None]) -> None:
     """Update the given keys of the ``.env`` in one atomic replace; ``None`` deletes a key."""
-    update_env_file = optional_attr("entraclaw.platform.dotenv", "update_env_file")
-    if update_env_file is not None:
-        update_env_file(env_file, dict(updates))
-        return
-    lines: list[str] = []
-    seen: set[str] = set()
-    if env_file.exists():
-        for raw in env_file.read_text(encoding="utf-8").splitlines():
-            name = raw.split("=", 1)[0].strip() if "=" in raw and not raw.lstrip().startswith("#") else None
-            if name is not None and name in updates:
-                seen.add(name)
-                value = updates[name]
-                if value is not None:
-                    lines.append(f"{name}={value}")
-                continue
-            lines.append(raw)
-    for name, value in updates.items():
-        if name not in seen and value is not None:
-            lines.append(f"{name}={value}")
-    atomic_write(env_file, ("\n".join(lines) + "\n").encode("utf-8"))
+    from entraclaw.platform.dotenv import update_env_file
+
+    update_env_file(env_file, dict(updates))
