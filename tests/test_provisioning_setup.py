@@ -165,7 +165,7 @@ def test_setup_waits_out_propagation_with_progress_lines(tenant: Tenant, tmp_pat
 def test_rollback_removes_what_an_unfinished_run_created(tenant: Tenant, tmp_path: Path) -> None:
     home = tmp_path / "d"
     setup = tenant.setup(home, agent_user_upn="taken@example.invalid")
-    with pytest.raises(GraphRequestError):
+    with pytest.raises(ConfigurationError):
         setup.run()  # the UPN's domain is not a verified domain of the tenant
     assert directory_counts(tenant.emu)["blueprints"] == 1
     plan = tenant.setup(home).rollback(dry_run=True)

@@ -359,7 +359,7 @@ class GraphClient:
             remedy = "Graph stayed throttled or unavailable through every retry; wait a few minutes and re-run."
         else:
             remedy = "Check the request against the Graph API page named in the message and re-run."
-        text = redact(message)[:300]
+        text = redact(message)[:300].rstrip(". ")
         return GraphRequestError(
             f"Graph {what} ({method} {url}) failed: HTTP {status} {code or ''}: {text}".rstrip(": ") + ".",
             remedy=remedy,
@@ -515,6 +515,9 @@ class GraphClient:
                 return None
             raise
         return AgentUserInfo.from_json(body)
+
+    def verified_domains(self) -> list[str]:
+        return [str(row["id"]) for row in self.pages("domains", what="list domains") if row.get("isVerified")]
 
     def default_domain(self) -> str | None:
         """The tenant's default verified domain (``isDefault`` and ``isVerified``)."""

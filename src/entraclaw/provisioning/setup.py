@@ -186,8 +186,11 @@ class Setup:
         keystore: object | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        on_step: Callable[[PlanStep], None] | None = None,
     ) -> None:
         self.options = options
+        self.on_step = on_step
+        self.key: DeviceKey | None = None
         self.graph = graph
         self.echo = echo
         self.keystore = keystore
@@ -203,7 +206,10 @@ class Setup:
     # --- helpers -------------------------------------------------------------------------
 
     def _plan(self, step: str, action: str, detail: str = "") -> None:
-        self.result.plan.append(PlanStep(step, action, detail))
+        entry = PlanStep(step, action, detail)
+        self.result.plan.append(entry)
+        if self.on_step is not None:
+            self.on_step(entry)
         marker = "would " if not self._act and action not in ("exists", "skip") else ""
         self.echo(f"[{step}] {marker}{action}{': ' + detail if detail else ''}")
 
@@ -288,6 +294,12 @@ class Setup:
 
     def run(self, *, dry_run: bool = False) -> SetupResult:
         self._act = not dry_run
+        upn = self.options.agent_user_upn
+        if upn is not None and (upn.count("@") != 1 or upn.startswith("@") or upn.endswith("@")):
+            raise ConfigurationError(
+                f"UPN {upn!r} is not name@domain.",
+                remedy="Pass --upn name@<a verified domain of the tenant>, or leave it out for the default domain.",
+            )
         self.graph.reset_counts()
         self.journal.load()
         endpoints = self.options.endpoints
@@ -428,20 +440,23 @@ class Setup:
                 key = open_device_key(ref, keystore=self.keystore)
             except EntraclawError:
                 continue
+            self.key = key
             self._plan("key", "exists", f"{ref} ({key.provider}, SHA-1 {key.sha1})")
             if self._act:
                 self._record("key", self._key_record(key, blueprint, created=self._key_created(ref)))
             return key
-        self._plan("key", "create", f"new device key ({self.options.key_storage})")
         if not self._act:
+            self._plan("key", "create", f"new device key ({self.options.key_storage})")
             return None
         key = create_device_key(
             blueprint.app_id, self.options.key_storage, state_dir=self.state_dir, keystore=self.keystore
         )
+        self.key = key
+        self._record("key", self._key_record(key, blueprint, created=True))
         if key.warning:
             self.echo(key.warning)
             self.result.warnings.append(key.warning)
-        self._record("key", self._key_record(key, blueprint, created=True))
+        self._plan("key", "create", f"{key.key_ref} ({key.provider}, SHA-1 {key.sha1})")
         return key
 
     def _key_created(self, ref: str) -> bool:
@@ -586,18 +601,27 @@ class Setup:
         return found
 
     def _upn(self) -> str:
-        if self.options.agent_user_upn:
-            return self.options.agent_user_upn
+        given = self.options.agent_user_upn
+        if given:
+            domain = given.rsplit("@", 1)[1].lower()
+            verified = self.graph.verified_domains()
+            if domain not in {d.lower() for d in verified}:
+                raise ConfigurationError(
+                    f"The UPN {given} is not in a verified domain of tenant {self.options.endpoints.tenant_id} "
+                    f"(verified: {', '.join(verified) or 'none'}).",
+                    remedy="Pass --upn with one of the verified domains, or leave it out for the default domain.",
+                )
+            return given
         recorded = self.journal.data.get("agent_user")
         if isinstance(recorded, dict) and recorded.get("upn"):
             return str(recorded["upn"])
-        domain = self.graph.default_domain()
-        if domain is None:
+        default = self.graph.default_domain()
+        if default is None:
             raise ConfigurationError(
                 f"Tenant {self.options.endpoints.tenant_id} has no verified domain to name the Agent User with.",
                 remedy="Pass --upn name@your-verified-domain.",
             )
-        return f"{self.options.agent_user_nickname}@{domain}"
+        return f"{self.options.agent_user_nickname}@{default}"
 
     def _agent_user(self, identity: AgentIdentityInfo | None) -> AgentUserInfo | None:
         opts = self.options
