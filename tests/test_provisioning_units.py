@@ -189,3 +189,22 @@ def test_doctor_clean_stale_removes_unregistered_keys(tenant: Tenant, tmp_path: 
     assert next(c for c in cleaned.checks if c.name == "stale certificates").detail.startswith("removed 1")
     assert not Path(stray.key_ref.removeprefix("file:")).exists()
     assert Path(config["ENTRACLAW_KEY_REF"].removeprefix("file:")).exists()
+
+
+# --- PowerShell wrappers ----------------------------------------------------------------------
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+@pytest.mark.parametrize(("script", "command"), [("setup-windows.ps1", "setup"), ("deploy-windows.ps1", "rotate")])
+def test_windows_wrappers_are_thin(script: str, command: str) -> None:
+    text = (SCRIPTS / script).read_text(encoding="utf-8")
+    assert f"-m entraclaw {command}" in text and "exit $LASTEXITCODE" in text
+    # Process scope only; never the user's or the machine's policy.
+    policies = [line for line in text.splitlines() if "Set-ExecutionPolicy" in line and not line.lstrip().startswith("#")]
+    assert policies and all("-Scope Process" in line for line in policies)
+    # No tenant logic in PowerShell: no Graph or token calls, no certificate cmdlets.
+    for forbidden in ("Invoke-RestMethod", "graph.microsoft.com", "New-SelfSignedCertificate", "keyCredentials"):
+        assert forbidden not in text
+    helper = (SCRIPTS / "entraclaw-venv.ps1").read_text(encoding="utf-8")
+    assert "3.10" in helper and "py" in helper and "-m venv" in helper
