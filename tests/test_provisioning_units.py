@@ -201,7 +201,8 @@ def test_windows_wrappers_are_thin(script: str, command: str) -> None:
     text = (SCRIPTS / script).read_text(encoding="utf-8")
     assert f"-m entraclaw {command}" in text and "exit $LASTEXITCODE" in text
     # Process scope only; never the user's or the machine's policy.
-    policies = [line for line in text.splitlines() if "Set-ExecutionPolicy" in line and not line.lstrip().startswith("#")]
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    policies = [line for line in lines if "Set-ExecutionPolicy" in line]
     assert policies and all("-Scope Process" in line for line in policies)
     # No tenant logic in PowerShell: no Graph or token calls, no certificate cmdlets.
     for forbidden in ("Invoke-RestMethod", "graph.microsoft.com", "New-SelfSignedCertificate", "keyCredentials"):
