@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from provisioning_helpers import HAVE_GRAPH_AGENT_API, run_cli
 
 pytestmark = pytest.mark.skipif(
