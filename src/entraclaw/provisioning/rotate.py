@@ -233,13 +233,10 @@ class Rotate:
             checkpoint("switch_config")
             # 5. removeKey, proof by the new key
             if not self._is_done("remove_key"):
-                old_creds = [c for c in self.graph.key_credentials(blueprint_oid) if c.sha1 == old_sha1]
-                for cred in old_creds:
-                    proof = build_proof(new.signer, blueprint_oid, now=self.clock())
-                    self.graph.remove_key(blueprint_oid, cred.key_id, proof)
+                removed = self._remove_old(blueprint_oid, old_sha1, new)
                 self._plan(
-                    "remove_key", "done" if old_creds else "skip",
-                    f"old certificate {old_sha1} " + ("removed from the Blueprint" if old_creds else "already gone"),
+                    "remove_key", "done" if removed else "skip",
+                    f"old certificate {old_sha1} " + ("removed from the Blueprint" if removed else "already gone"),
                 )
                 self._done("remove_key")
             checkpoint("remove_key")
@@ -335,10 +332,27 @@ class Rotate:
         self._plan("new_key", "done", f"{key.key_ref} ({key.provider}, SHA-1 {key.sha1})")
         return key
 
+    def _remove_old(self, blueprint_oid: str, old_sha1: str, new: DeviceKey) -> bool:
+        """removeKey of the old certificate (proof by the new key); False when it was already gone.
+
+        The keyId comes from the GET that addKey made (kept in the journal), so a rotation
+        reads the list once; after a crash the list is read again.
+        """
+        key_ids = [str(k) for k in self.journal.data.get("old_key_ids", [])]
+        if not key_ids or self.journal.data.get("remove_attempted"):
+            key_ids = [c.key_id for c in self.graph.key_credentials(blueprint_oid) if c.sha1 == old_sha1]
+        self.journal.data["remove_attempted"] = True
+        self.journal.save()
+        for key_id in key_ids:
+            self.graph.remove_key(blueprint_oid, key_id, build_proof(new.signer, blueprint_oid, now=self.clock()))
+        return bool(key_ids)
+
     def _add_key(self, blueprint_oid: str, old_ref: str, new: DeviceKey) -> None:
         if self._is_done("add_key"):
             return
         credentials = self.graph.key_credentials(blueprint_oid)
+        old_sha1 = str(self.journal.data.get("old_sha1") or "")
+        self.journal.data["old_key_ids"] = [c.key_id for c in credentials if c.sha1 == old_sha1]
         if any(c.sha1 == new.sha1 for c in credentials):
             self._plan("add_key", "exists", f"{new.sha1} is already registered")
             self._done("add_key")
