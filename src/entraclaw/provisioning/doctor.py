@@ -19,7 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from entraclaw.errors import EntraclawError, GraphRequestError, NetworkError, TokenEndpointUnavailableError
+from entraclaw.errors import (
+    ConfigurationError,
+    EntraclawError,
+    GraphRequestError,
+    NetworkError,
+    TokenEndpointUnavailableError,
+)
 from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.keys import DeviceKey, delete_device_key, local_key_refs, open_device_key
 from entraclaw.provisioning.rotate import DEFAULT_DAYS_BEFORE_EXPIRY, endpoints_from_config
@@ -167,7 +173,15 @@ def run_doctor(
             "Run `entraclaw setup` on this device.",
         )
         return report
-    report.add("config", "ok", f"{env_file}: Blueprint {config['ENTRACLAW_BLUEPRINT_APP_ID']}")
+    from entraclaw.config import load_config
+
+    try:
+        load_config(env_file=env_file)
+    except ConfigurationError as exc:
+        # The runtime loads the same file through the same validator: a value it refuses is unhealthy.
+        report.add("config", "fail", exc.message, exc.remedy)
+    else:
+        report.add("config", "ok", f"{env_file}: Blueprint {config['ENTRACLAW_BLUEPRINT_APP_ID']}")
     endpoints = endpoints_from_config(config)
 
     key: DeviceKey | None = None
