@@ -209,3 +209,27 @@ def test_windows_wrappers_are_thin(script: str, command: str) -> None:
         assert forbidden not in text
     helper = (SCRIPTS / "entraclaw-venv.ps1").read_text(encoding="utf-8")
     assert "3.10" in helper and "py" in helper and "-m venv" in helper
+
+
+# --- delegated admin ---------------------------------------------------------------------------
+
+
+def test_device_code_admin_runs_setup_with_itself_as_sponsor(tenant: Tenant, tmp_path: Path) -> None:
+    from entraclaw.provisioning.auth import DeviceCodeAuth
+    from entraclaw.provisioning.setup import Setup
+
+    tenant.emu.auto_approve = True
+    shown: list[str] = []
+    auth = DeviceCodeAuth(
+        authority=tenant.endpoints.authority,
+        client_id=tenant.admin.client_id,
+        session=tenant.endpoints.session(),
+        echo=shown.append,
+        microsoft_authority=False,
+    )
+    graph = GraphClient(tenant.endpoints.graph_url, auth, session=tenant.endpoints.session())
+    me = graph.me()
+    assert me is not None and me.upn == tenant.admin.user_upn
+    assert shown and "code" in shown[0].lower()
+    result = Setup(tenant.options(tmp_path / "d", sponsor_ids=()), graph, echo=lambda _l: None).run()
+    assert result.completed

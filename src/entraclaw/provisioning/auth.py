@@ -53,10 +53,12 @@ DELEGATED_ADMIN_SCOPES: tuple[str, ...] = (
     f"{GRAPH_RESOURCE}/AgentIdentityBlueprint.Create",
     f"{GRAPH_RESOURCE}/AgentIdentityBlueprintPrincipal.Create",
     f"{GRAPH_RESOURCE}/AgentIdentity.Create.All",
-    f"{GRAPH_RESOURCE}/AgentIdUser.ReadWrite.IdentityParentedBy",
+    f"{GRAPH_RESOURCE}/AgentIdUser.ReadWrite.All",
     f"{GRAPH_RESOURCE}/Application.ReadWrite.All",
     f"{GRAPH_RESOURCE}/DelegatedPermissionGrant.ReadWrite.All",
     f"{GRAPH_RESOURCE}/Domain.Read.All",
+    # Finding the Agent User (and a sponsor) by UPN before creating it: GET /users?$filter=...
+    f"{GRAPH_RESOURCE}/User.Read.All",
 )
 # "Microsoft Graph Command Line Tools", the public client Microsoft documents for delegated Graph scripts.
 GRAPH_CLI_TOOLS_CLIENT_ID = "14d82eec-204b-4c2f-b7e8-296a70dab67e"
