@@ -7,6 +7,10 @@
    time per call minus the native floor (the same stand-in calls made from C++),
    for entraclaw._cng vs a warm ctypes signer (size query + sign per call).
 3. GIL release: 4 threads vs 1 signing with 5 ms injected device latency.
+4. Serialized hardware vs parallel software (issue 8): the same 4-vs-1-thread
+   run for a key the stand-in marks as TPM (signatures serialized per key, so
+   the ratio stays ~1x) and for a software key (parallel, ~4x), with the
+   largest overlap of NCryptSignHash calls the stand-in saw on one key.
 
 Needs the stand-in build: ENTRACLAW_BUILD_NATIVE=standin pip install --no-build-isolation -e .
 Run: python bench/bench_cng.py
@@ -34,18 +38,19 @@ except ImportError:
     sys.exit("bench_cng needs the stand-in build: ENTRACLAW_BUILD_NATIVE=standin pip install --no-build-isolation -e .")
 
 SOFTWARE = "Microsoft Software Key Storage Provider"
+PLATFORM = "Microsoft Platform Crypto Provider"
 DATA = b"eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJiZW5jaCJ9"
 DIGEST = hashlib.sha256(DATA).digest()
 
 
-def install_key() -> str:
+def install_key(provider: str = SOFTWARE, container: str = "bench-key") -> str:
     key = generate_rsa_key(2048)
     cert = self_signed_certificate(key, "entraclaw-bench")
     der = cert.public_bytes(serialization.Encoding.DER)
     key_der = key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _cng_standin.add_certificate("CurrentUser", der, key_der, SOFTWARE, "bench-key", False)
+    _cng_standin.add_certificate("CurrentUser", der, key_der, provider, container, False)
     return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
 
 
@@ -168,6 +173,44 @@ def main() -> None:
         )
     )
     _cng_standin.set_sign_latency_us(0)
+
+    # 4. Serialized hardware vs parallel software, 5 ms device latency, null signatures.
+    tpm_thumb = install_key(PLATFORM, "bench-tpm-key")
+    tpm = cng.CngSigner(tpm_thumb)
+    tpm_calls = calls_per_signature(lambda: tpm.sign(DATA), 200)
+    rows.append(("Win32 calls / warm signature, TPM key", f"{tpm_calls:.1f}", f"{ours:.1f} (software key)", "", "1"))
+    _cng_standin.set_null_signature(True)
+    _cng_standin.set_sign_latency_us(5000)
+    table: list[tuple[str, float, float, int]] = []
+    for label, key_signer, hardware in (("software key", signer, False), ("TPM key", tpm, True)):
+        _cng_standin.reset_counters()
+        single = throughput(key_signer, 1, 40)
+        quad = throughput(key_signer, 4, 40)
+        table.append((label, quad, single, _cng_standin.max_sign_overlap(hardware)))
+    for label, quad, single, overlap in table:
+        goal = ">= 3.5x (parallel)" if label == "software key" else "<= 1.1x (serialized)"
+        rows.append(
+            (
+                f"sig/s 4 threads vs 1, 5 ms, {label}",
+                f"{quad:.0f} (4 thr, overlap {overlap})",
+                f"{single:.0f} (1 thread)",
+                f"{quad / single:.2f}x",
+                goal,
+            )
+        )
+    sw_quad, tpm_quad = table[0][1], table[1][1]
+    rows.append(
+        (
+            "4-thread throughput, TPM vs software",
+            f"{tpm_quad:.0f}",
+            f"{sw_quad:.0f}",
+            f"{tpm_quad / sw_quad:.2f}",
+            "~0.25",
+        )
+    )
+    _cng_standin.set_sign_latency_us(0)
+    _cng_standin.set_null_signature(False)
+    tpm.close()
     signer.close()
     leaked = _cng_standin.open_handles()
     _cng_standin.reset()

@@ -46,6 +46,9 @@ password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 unlock_env=$(printf '%s' "$password" | gnome-keyring-daemon --daemonize --unlock --components=secrets)
 start_env=$(gnome-keyring-daemon --start --components=secrets 2>/dev/null)
 unset password
+# Tells the tests this Secret Service is a throwaway one they may write to (they refuse to touch
+# a user's own keyring) and tells scripts/test.sh not to start another.
+export ENTRACLAW_PRIVATE_SECRET_SERVICE=1
 while IFS= read -r line; do
     case "$line" in
         *=*) export "${line?}" ;;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+from entraclaw.auth import persisted_cache  # noqa: E402
 from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate  # noqa: E402
 from entraclaw.auth.credential import AgentIdentityCredential, AgentUserCredential  # noqa: E402
 from entraclaw.auth.persisted_cache import PersistedTokenStore  # noqa: E402
@@ -32,6 +34,12 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 JWT_RE = re.compile(r"eyJ[\w-]+\.[\w-]+\.")
 # Any base64url JSON header start, even of a truncated token.
 JWT_PREFIX_RE = re.compile(r"eyJ[\w-]{6,}")
+# A PEM private key, whole or cut: its armour line, or the start of its base64 body. An unencrypted
+# PKCS#8 key is DER 30 82 LL LL 02 01 00 30 0D.. -> "MII" + 3 chars + "IBADAN"; PKCS#1 (RSA PRIVATE
+# KEY) 30 82 LL LL 02 01 00 02 82.. -> "IBAAKC". Certificates and public keys never match.
+PEM_KEY_RE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|PRIVATE KEY-----")
+PEM_DER_PREFIX_RE = re.compile(r"MII[A-Za-z0-9+/]{3}IB(?:ADAN|AAKC)")
+PLAINTEXT_CACHE_ENV = "ENTRACLAW_TEST_PLAINTEXT_CACHE"
 FAST_RETRY = TokenRetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_retry_after=5)
 
 _KEY: rsa.RSAPrivateKey | None = None
@@ -124,12 +132,30 @@ def held_tokens(credential: Any) -> list[str]:
 
 
 def assert_no_secrets(text: str, secrets: Iterable[str] = ()) -> None:
-    """``text`` holds no JWT (or JWT prefix) and none of ``secrets``."""
+    """``text`` holds no JWT (or JWT prefix), no PEM private key (armour or body start) and none of
+    ``secrets``."""
     assert not JWT_RE.search(text), f"JWT found in: {text[:300]}"
     assert not JWT_PREFIX_RE.search(text), f"JWT prefix found in: {text[:300]}"
+    assert not PEM_KEY_RE.search(text), f"PEM private key armour found in: {text[:300]}"
+    assert not PEM_DER_PREFIX_RE.search(text), f"base64 private key found in: {text[:300]}"
     for secret in secrets:
         assert secret and secret not in text, "a secret value appears in the text"
         assert secret[-40:] not in text, "the tail of a secret appears in the text"
+
+
+def _encryption_switched_off(path: Any) -> Any:
+    raise RuntimeError("encryption switched off by the test: it is about the plaintext cache file")
+
+
+def force_plaintext_cache(monkeypatch: Any) -> None:
+    """Make PersistedTokenStore take its plaintext branch here and in child processes.
+
+    The plaintext-file tests read and corrupt the cache file directly; on a machine with a Secret
+    Service (CI runs under scripts/with_secret_service.sh) msal-extensions would encrypt instead.
+    The encrypted branch has its own tests (test_keystore_token_cache.py).
+    """
+    monkeypatch.setattr(persisted_cache, "_encrypted_persistence", _encryption_switched_off)
+    monkeypatch.setenv(PLAINTEXT_CACHE_ENV, "1")
 
 
 def error_texts(exc: BaseException) -> Iterator[str]:
@@ -139,6 +165,8 @@ def error_texts(exc: BaseException) -> Iterator[str]:
 
 
 def _child(config: dict[str, Any]) -> int:
+    if os.environ.get(PLAINTEXT_CACHE_ENV) == "1":
+        persisted_cache._encrypted_persistence = _encryption_switched_off  # type: ignore[assignment]
     session = requests.Session()
     session.trust_env = False
     session.verify = config["ca_bundle"]

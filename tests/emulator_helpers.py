@@ -272,3 +272,110 @@ def verify_token(emu: Emulator, token: str, audience: str) -> dict[str, Any]:
     )
     assert claims["tid"] == emu.tenant_id
     return dict(claims)
+
+
+# --- Graph (Agent ID API) helpers --------------------------------------------------------------
+
+GRAPH_APP = "00000003-0000-0000-c000-000000000000"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def admin_cert(emu: Emulator) -> Cert:
+    admin = emu.admin
+    return Cert(admin.key, admin.cert)
+
+
+def app_token(emu: Emulator, app_id: str, cert: Cert) -> str:
+    """An app-only Graph token for ``app_id`` (client credentials with a certificate assertion)."""
+    form = {
+        "client_id": app_id,
+        "grant_type": "client_credentials",
+        "scope": f"{GRAPH}/.default",
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": make_assertion(cert, app_id, emu.token_endpoint, now=emu.clock()),
+    }
+    with emu.session() as s:
+        r = s.post(emu.token_endpoint, data=form, timeout=10)
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+def admin_token(emu: Emulator) -> str:
+    return app_token(emu, emu.admin.app_id, admin_cert(emu))
+
+
+def device_token(emu: Emulator, scopes: str) -> str:
+    """A delegated Graph token for the admin user through the raw device-code protocol."""
+    admin = emu.admin
+    with emu.session() as s:
+        r = s.post(
+            f"{emu.authority}/oauth2/v2.0/devicecode", data={"client_id": admin.client_id, "scope": scopes}, timeout=10
+        )
+        assert r.status_code == 200, r.text
+        flow = r.json()
+        ok = s.post(f"{emu.base_url}/devicelogin", data={"user_code": flow["user_code"]}, timeout=10)
+        assert ok.status_code == 200, ok.text
+        t = s.post(
+            emu.token_endpoint,
+            data={"grant_type": DEVICE_GRANT, "client_id": admin.client_id, "device_code": flow["device_code"]},
+            timeout=10,
+        )
+    assert t.status_code == 200, t.text
+    return str(t.json()["access_token"])
+
+
+def graph_call(emu: Emulator, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+    headers = dict(kw.pop("headers", {}) or {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    url = path if path.startswith("https://") else f"{emu.graph_url}{path}"
+    with emu.session() as s:
+        return s.request(method, url, headers=headers, timeout=10, **kw)
+
+
+def assert_graph_error(r: requests.Response, status: int, code: str) -> dict[str, Any]:
+    """Graph's error body: code, message and innerError with date, request-id and client-request-id."""
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code, err
+    assert err["message"]
+    assert set(err["innerError"]) == {"date", "request-id", "client-request-id"}
+    assert GUID_RE.match(err["innerError"]["request-id"])
+    return dict(err)
+
+
+def make_proof(
+    cert: Cert,
+    app_object_id: str,
+    *,
+    now: float,
+    aud: str = "00000002-0000-0000-c000-000000000000",
+    lifetime: int = 600,
+    nbf_offset: int = 0,
+    signing_key: rsa.RSAPrivateKey | None = None,
+    thumbprint: str = "x5t",
+    drop: tuple[str, ...] = (),
+) -> str:
+    """A proof-of-possession JWT for addKey/removeKey as Graph's rollkey page describes it."""
+    nbf = int(now) + nbf_offset
+    body: dict[str, Any] = {"aud": aud, "iss": app_object_id, "nbf": nbf, "exp": nbf + lifetime}
+    for name in drop:
+        body.pop(name, None)
+    head: dict[str, Any] = {"typ": "JWT"}
+    if thumbprint == "x5t":
+        head["x5t"] = cert.x5t
+    elif thumbprint == "kid":
+        head["kid"] = cert.x5t
+    else:
+        head["x5t#S256"] = cert.x5t_s256
+    return jwt.encode(body, signing_key or cert.key, algorithm="RS256", headers=head)
+
+
+def sponsor_bind(emu: Emulator) -> list[str]:
+    return [f"{emu.graph_url}/users/{emu.admin.user_id}"]
+
+
+def key_item(cert: Cert) -> dict[str, Any]:
+    import base64
+
+    return {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(cert.der).decode()}

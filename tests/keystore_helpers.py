@@ -26,6 +26,9 @@ def secret_service_problem() -> str | None:
     """None when a real, unlocked Secret Service answers on the session bus; else why not."""
     if not sys.platform.startswith("linux"):
         return f"the Secret Service is a Linux desktop service (this is {sys.platform})"
+    if os.environ.get("ENTRACLAW_PRIVATE_SECRET_SERVICE") != "1":
+        # The tests write and delete items; a user's own keyring is never their playground.
+        return "not inside the private Secret Service of scripts/with_secret_service.sh"
     if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
         return "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset)"
     try:

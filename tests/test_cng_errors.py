@@ -22,6 +22,11 @@ EXPECTED_CLASS = {
     "tpm_unavailable": errors.TpmUnavailableError,
     "user_interaction": errors.UserInteractionRequiredError,
     "access_denied": errors.AccessDeniedError,
+    "auth_failed": errors.AccessDeniedError,
+    "tpm_vulnerable": errors.TpmUnavailableError,
+    "out_of_memory": errors.SigningError,
+    "pss_unsupported": errors.PssSaltUnsupportedError,
+    "unsupported": errors.SigningError,
     "transient": errors.TransientSigningError,
     "buffer_too_small": errors.SigningError,
     "invalid_data": errors.SigningError,
@@ -58,6 +63,7 @@ def test_table_matches_sdk_values_and_is_consistent(standin: Standin) -> None:
         "NTE_BAD_KEYSET",
         "NTE_INVALID_HANDLE",
         "TPM_20_E_HANDLE",
+        "TPM_E_PCP_KEY_HANDLE_INVALIDATED",
     }
     assert {n for n, a in by_action.items() if a == "resize"} == {"NTE_BUFFER_TOO_SMALL", "TPM_E_PCP_BUFFER_TOO_SMALL"}
     assert by_action["TPM_20_E_LOCKOUT"] == by_action["TPM_E_DEFEND_LOCK_RUNNING"] == "none"
@@ -101,12 +107,12 @@ def test_every_row_injected_maps_to_its_error(standin: Standin, keypair, row: cn
 
 def test_error_survives_pickling(standin: Standin, keypair) -> None:
     signer = _warm_signer(standin, keypair)
-    standin.fail("NCryptSignHash", HR["NTE_NO_MEMORY"], 1)
+    standin.fail("NCryptSignHash", HR["TBS_E_TOO_MANY_RESOURCES"], 1)
     with pytest.raises(errors.KeySlotsExhaustedError) as info:
         signer.sign(DATA)
     clone = pickle.loads(pickle.dumps(info.value))
     assert type(clone) is errors.KeySlotsExhaustedError
-    assert clone.hresult == HR["NTE_NO_MEMORY"]
+    assert clone.hresult == HR["TBS_E_TOO_MANY_RESOURCES"]
     assert clone.thumbprint == keypair.sha1
     assert "Remove stale entraclaw certificates" in str(clone)
     signer.close()
@@ -114,7 +120,7 @@ def test_error_survives_pickling(standin: Standin, keypair) -> None:
 
 def test_transient_once_succeeds_after_one_retry(standin: Standin, keypair) -> None:
     signer = _warm_signer(standin, keypair, cng.RetryPolicy())  # the default: one retry after 100 ms
-    standin.fail("NCryptSignHash", HR["NTE_BAD_HASH_STATE"], 1)
+    standin.fail("NCryptSignHash", HR["TPM_E_RETRY"], 1)
     verify(keypair, signer.sign(DATA), DATA)
     assert standin.calls("NCryptSignHash") == 2
     signer.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -106,23 +107,70 @@ def test_dpapi_on_windows() -> None:
     assert info.value.hresult is not None
 
 
-@pytest.mark.windows_tpm
-def test_tpm_key_signs_and_is_hardware(prefix: str) -> None:
+def create_tpm_certificate_or_skip(prefix: str) -> cng.ProvisionedCertificate:
+    """A TPM key, or a skip when (and only when) there is no usable TPM.
+
+    Any other SigningError (lockout, a PCP status the table does not know, a
+    bad signature) is the hardware misbehaving: the test must fail on it.
+    """
     try:
-        made = cng.create_certificate(prefix + "tpm", provider="tpm")
-    except (errors.TpmUnavailableError, errors.SigningError) as exc:
+        return cng.create_certificate(prefix + "tpm", provider="tpm")
+    except errors.TpmUnavailableError as exc:
         require("windows_tpm", False, f"no usable TPM: {exc}")
         raise
+
+
+@pytest.mark.windows_tpm
+def test_tpm_key_signs_and_is_hardware(prefix: str) -> None:
+    made = create_tpm_certificate_or_skip(prefix)
     assert made.hardware is True
     signer = cng.CngSigner(made.thumbprint)
     info = signer.info()
+    # The property that matters is the implementation type; `exportable` is
+    # derived from it (PCP may report export bits for keys it cannot export).
     assert info.hardware is True
     assert info.provider == "Microsoft Platform Crypto Provider"
     assert info.exportable is False
-    for alg in ("RS256", "PS256"):
-        verify(made.certificate, signer.sign(DATA, alg), DATA, alg)  # type: ignore[arg-type]
+    verify(made.certificate, signer.sign(DATA, "RS256"), DATA, "RS256")
+    if info.pss_salt_size == "hash size":
+        verify(made.certificate, signer.sign(DATA, "PS256"), DATA, "PS256")
+    else:
+        with pytest.raises(errors.PssSaltUnsupportedError):
+            signer.sign(DATA, "PS256")
     signer.close()
     assert cng.delete_certificate(made.thumbprint) is True
+
+
+@pytest.mark.windows_tpm
+def test_tpm_reports_pss_salt_size(prefix: str) -> None:
+    made = create_tpm_certificate_or_skip(prefix)
+    signer = cng.CngSigner(made.thumbprint)
+    info = signer.info()
+    # Windows 10 1809+ PCP answers "PSS Salt Size"; "unknown" here means the
+    # property was not readable, which on a current Windows is a failure.
+    assert info.pss_salt_size in {"hash size", "maximum only"}, info.pss_salt_size
+    signer.close()
+
+
+@pytest.mark.windows_tpm
+def test_tpm_attestation_is_readable(prefix: str) -> None:
+    from entraclaw.attestation import attestation_summary
+
+    made = create_tpm_certificate_or_skip(prefix)
+    signer = cng.CngSigner(made.thumbprint)
+    aik = os.environ.get("ENTRACLAW_TEST_AIK")  # an AIK container in PCP, when the runner has one
+    info = signer.info(aik=aik)
+    att = info.attestation
+    assert att.hardware is True
+    assert att.platform_type is not None and "TPM-Version:2.0" in att.platform_type
+    summary = attestation_summary(info)
+    assert summary.startswith("TPM-backed, non-exportable")
+    if aik:
+        # The claim must parse and be about this key (fixedTPM etc. from the TPM itself).
+        assert att.attributes is not None, att.problems
+        assert att.attributes.non_exportable
+        assert att.attributes.sign
+    signer.close()
 
 
 @pytest.mark.windows_tpm

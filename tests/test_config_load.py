@@ -177,6 +177,8 @@ def test_missing_and_invalid_and_malformed_lines_together(tmp_path):
     origins = [p.origin for p in info.value.problems]
     assert f"{dotenv} line 2" in origins and f"{dotenv} line 4" in origins
     assert f"{dotenv} line 1" in origins and "not set" in origins
+    (duplicate,) = [p for p in info.value.problems if p.origin == f"{dotenv} line 4"]
+    assert duplicate.key == "ENTRACLAW_SCOPES" and "lines 3 and 4" in duplicate.problem
 
 
 def test_explicit_env_file_that_does_not_exist_is_a_problem(tmp_path):
@@ -369,3 +371,27 @@ def test_env_names_are_one_table():
     assert len(set(FIELD_ENV.values())) == len(FIELD_ENV)
     assert all(name.startswith("ENTRACLAW_") for name in FIELD_ENV.values())
     assert os.environ.get("ENTRACLAW_TEST_CRASH_AT") is None
+
+
+def test_derived_keystore_entry_is_the_keystore_streams_name():
+    from entraclaw.keystore import blueprint_key_entry
+
+    sha1, bp = "ab" * 20, "22222222-2222-2222-2222-22222222222A"
+    env = {"ENTRACLAW_BLUEPRINT_CERT_SHA1": sha1, "ENTRACLAW_BLUEPRINT_APP_ID": bp}
+    config = load_config(environ=env, env_file=False, platform="linux")
+    assert config.key_ref == KeyReference.keystore(blueprint_key_entry(bp, sha1))
+
+
+def test_describe_lists_each_value_with_its_origin(tmp_path):
+    dotenv = tmp_path / ".env"
+    update_env_file(dotenv, {"ENTRACLAW_TENANT_ID": "11111111-1111-1111-1111-111111111111"})
+    config = load_config(
+        {"scopes": "https://graph.microsoft.com/.default"},
+        environ={"ENTRACLAW_AGENT_USER_UPN": "a@b.example"},
+        env_file=dotenv,
+    )
+    rows = {name: (value, origin) for name, value, origin in config.describe()}
+    assert rows["ENTRACLAW_TENANT_ID"] == ("11111111-1111-1111-1111-111111111111", f"{dotenv} line 1")
+    assert rows["ENTRACLAW_AGENT_USER_UPN"] == ("a@b.example", "process environment")
+    assert rows["ENTRACLAW_SCOPES"] == ("https://graph.microsoft.com/.default", "argument scopes")
+    assert rows["ENTRACLAW_AUTHORITY_HOST"] == ("https://login.microsoftonline.com", "default")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from credential_helpers import GRAPH_SCOPE, assert_no_secrets, held_tokens, seed
+from credential_helpers import GRAPH_SCOPE, assert_no_secrets, force_plaintext_cache, held_tokens, seed
 from entraclaw.auth.file_lock import InterProcessLock
 from entraclaw.auth.persisted_cache import PersistedTokenStore
 from entraclaw.auth.token_cache import CachedToken, MemoryTokenCache, cache_key, refresh_margin
@@ -22,6 +22,13 @@ from entraclaw.emulator import Emulator
 from entraclaw.errors import KeystoreError
 
 HELPERS = Path(__file__).with_name("credential_helpers.py")
+
+
+@pytest.fixture(autouse=True)
+def _plaintext_cache(monkeypatch):
+    # Every test here reads or damages the cache file itself; the encrypted (Secret Service)
+    # branch is tested in test_keystore_token_cache.py.
+    force_plaintext_cache(monkeypatch)
 
 
 # --- arithmetic and keys -----------------------------------------------------------------------
@@ -69,21 +76,17 @@ def test_cached_token_repr_hides_token():
 
 
 def test_encryption_unavailable_without_opt_in_is_a_clear_error(tmp_path):
-    try:
-        store = PersistedTokenStore(tmp_path / "cache.bin")
-    except KeystoreError as exc:
-        assert str(tmp_path / "cache.bin") in str(exc)
-        assert "allow_plaintext" in exc.remedy
-    else:  # a machine with a working OS secret store
-        assert store.is_encrypted
+    with pytest.raises(KeystoreError) as caught:
+        PersistedTokenStore(tmp_path / "cache.bin")
+    assert str(tmp_path / "cache.bin") in str(caught.value)
+    assert "allow_plaintext" in caught.value.remedy
 
 
 def test_plaintext_store_is_private_and_round_trips(tmp_path, caplog):
     path = tmp_path / "sub" / "cache.bin"
     with caplog.at_level(logging.WARNING, logger="entraclaw"):
         store = PersistedTokenStore(path, allow_plaintext=True)
-    if store.is_encrypted:
-        pytest.skip("this machine encrypts the cache; the plaintext branch is not taken")
+    assert not store.is_encrypted
     assert "unencrypted" in caplog.text
     entry = CachedToken.create("tok-" * 10, expires_on=time.time() + 3600, obtained_on=time.time())
     expired = CachedToken.create("old-" * 10, expires_on=time.time() - 1, obtained_on=time.time() - 100)

@@ -299,7 +299,7 @@ def test_killed_writer_leaves_old_or_new_file_and_next_run_converges(tmp_path, s
     again = _child_update(path, {**rotation, "ENTRACLAW_SCOPES": "https://graph.microsoft.com/.default"})
     assert again.returncode == 0, again.stderr
     assert path.read_bytes() == new + b"ENTRACLAW_SCOPES=https://graph.microsoft.com/.default\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"], "a temp file was left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env", ".env.lock"], "a temp file was left behind"
 
 
 @POSIX
@@ -322,3 +322,27 @@ def test_temp_of_a_live_writer_is_not_removed(tmp_path):
     update_env_file(path, {"A": "2"})
     assert live.exists() and not dead.exists()
     assert path.read_bytes() == b"A=2\n"
+
+
+def test_concurrent_writers_lose_no_key(tmp_path):
+    # Two processes each set their own keys over and over; the lock keeps every read-modify-write whole.
+    path = write(tmp_path / ".env", "# shared\n")
+    code = textwrap.dedent(
+        """
+        import sys
+        from entraclaw.platform.dotenv import update_env_file
+        name = sys.argv[1]
+        for i in range(40):
+            update_env_file(sys.argv[2], {f"{name}_{i % 5}": str(i)})
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, name, str(path)], stderr=subprocess.PIPE, text=True)
+        for name in ("A", "B")
+    ]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    values = read_env_file(path).values()
+    assert values == {f"{n}_{k}": str(35 + k) for n in ("A", "B") for k in range(5)}
+    assert path.read_text().startswith("# shared\n")

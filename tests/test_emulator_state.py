@@ -103,3 +103,17 @@ def test_tenant_id_in_another_case_matches_the_saved_tenant(tmp_path):
     tenant = "12345678-1234-1234-1234-123456789abc"
     path = Emulator(tenant_id=tenant).save_state(tmp_path / "state.json")
     assert Emulator(state_file=path, tenant_id=tenant.upper()).tenant_id == tenant
+
+
+def test_a_second_emulator_on_the_same_state_is_refused(tmp_path):
+    state = tmp_path / "state.json"
+    with Emulator(state_file=state) as first:
+        with pytest.raises(EmulatorError) as info:
+            Emulator(state_file=state).start()
+        assert str(state) in str(info.value) and f"pid {os.getpid()}" in str(info.value)
+        assert info.value.remedy
+        first.admin  # noqa: B018 - provisioned and saved next to the state file
+    # Released at stop: the next server takes over, with the same admin and CA bundle path.
+    with Emulator(state_file=state) as again:
+        assert again.ca_bundle_path == str(tmp_path / "state.json.ca.pem")
+        assert again.admin.app_id == first.admin.app_id

@@ -8,7 +8,9 @@ Windows profile only in the `windows` tests below (cibuildwheel's test step).
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +22,9 @@ from entraclaw import cng
 from entraclaw.errors import KeystoreError
 from entraclaw.keystore import DpapiFileStore
 from entraclaw.keystore.dpapi_file import FILE_MAGIC, entry_entropy
+from entraclaw.platform.files import CRASH_ENV, WRITE_STEPS
 from keystore_conformance import PEM_LIKE_LINE, KeyStoreConformance
+from keystore_helpers import FileKeyProtector
 
 SECRET = "-----BEGIN PRIVATE KEY-----\n" + PEM_LIKE_LINE + "\n-----END PRIVATE KEY-----\n"
 
@@ -145,3 +149,42 @@ def test_windows_real_dpapi_conformance_smoke(tmp_path: Path) -> None:
     store.path_for("other").write_bytes(store.path_for("blueprint-key-w").read_bytes())
     with pytest.raises(KeystoreError):
         store.get("other")
+
+
+# --- killed while writing ------------------------------------------------------------------------
+
+_WRITER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from keystore_helpers import FileKeyProtector
+from entraclaw.keystore import DpapiFileStore
+store = DpapiFileStore(sys.argv[2], protector=FileKeyProtector(Path(sys.argv[3])))
+store.put("blueprint-key", sys.argv[4])
+"""
+
+
+@pytest.mark.parametrize("step", WRITE_STEPS)
+def test_put_killed_at_every_write_step_keeps_old_or_new_and_converges(tmp_path: Path, step: str) -> None:
+    # FileKeyProtector: the stand-in's DPAPI key lives and dies with one process; the point here is
+    # the file, written through entraclaw.platform.files.atomic_write and its crash points.
+    key_file, directory = tmp_path / "test.key", tmp_path / "keys"
+    store = DpapiFileStore(directory, protector=FileKeyProtector(key_file))
+    old, new = "old " + PEM_LIKE_LINE, "new " + PEM_LIKE_LINE
+    store.put("blueprint-key", old)
+    env = {**os.environ, CRASH_ENV: step}
+    tests_dir = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITER, tests_dir, str(directory), str(key_file), new],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    got = store.get("blueprint-key")
+    assert got == (new if step == WRITE_STEPS[-1] else old)  # a whole value, never a torn one
+    store.put("blueprint-key", new)
+    assert store.get("blueprint-key") == new
+    assert [p.name for p in directory.iterdir()] == ["blueprint-key.dpapi"]  # the next write cleaned up

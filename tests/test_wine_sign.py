@@ -83,16 +83,12 @@ def probe_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return path
     missing = wh.missing_tools(need_compiler=True)
     require("wine", not missing, "missing " + ", ".join(missing))
-    return wh.build_probe(tmp_path_factory.mktemp("wine-build"))
+    return wh.session_build_dir(tmp_path_factory) / wh.PROBE_NAME
 
 
 @pytest.fixture(scope="session")
 def wine_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    shared = os.environ.get("ENTRACLAW_WINEPREFIX")
-    if shared:
-        Path(shared).mkdir(parents=True, exist_ok=True)
-        return Path(shared)
-    return tmp_path_factory.mktemp("wine-prefix")
+    return wh.session_prefix(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

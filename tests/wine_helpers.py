@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,32 @@ def build_probe(build_dir: Path) -> Path:
     if not exe.is_file():
         raise RuntimeError(f"the build finished but {exe} does not exist")
     return exe
+
+
+# One cross build and one fresh prefix per pytest session, shared by the test_wine_*.py modules
+# (each costs tens of seconds on a 2-core runner).
+_session_build: Path | None = None
+_session_prefix: Path | None = None
+
+
+def session_build_dir(factory: pytest.TempPathFactory) -> Path:
+    """native/wine built once per session; holds every probe exe."""
+    global _session_build
+    if _session_build is None:
+        _session_build = build_probe(factory.mktemp("wine-build")).parent
+    return _session_build
+
+
+def session_prefix(factory: pytest.TempPathFactory) -> Path:
+    """ENTRACLAW_WINEPREFIX when set, else one fresh prefix per session."""
+    global _session_prefix
+    shared = os.environ.get("ENTRACLAW_WINEPREFIX")
+    if shared:
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        return Path(shared)
+    if _session_prefix is None:
+        _session_prefix = factory.mktemp("wine-prefix")
+    return _session_prefix
 
 
 def wine_env(prefix: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@
 
 #include "cert_key.h"
 #include "data_protection.h"
+#include "file_security.h"
 #include "provision.h"
 #include "status.h"
 
@@ -93,6 +94,71 @@ std::unique_ptr<cng::CertKey> open_key(const std::string& thumbprint, const std:
   return key;
 }
 
+// Owner-only DACLs and the process account (file_security.h), for
+// entraclaw.platform.winacl. Failures raise CngStatusError like the rest.
+void bind_file_security(py::module_& m) {
+  m.def(
+      "set_owner_only_dacl",
+      [](const std::string& path, bool directory) {
+        cng::OwnerOnlyResult result;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::set_owner_only_dacl(path, directory, result);
+        }
+        if (!st.ok()) raise_status(st);
+        py::dict d;
+        d["sid"] = result.sid;
+        d["owner_set"] = result.owner_set;
+        d["owner_hresult"] = result.owner_status.code();
+        d["owner_api"] = std::string(result.owner_status.api);
+        return d;
+      },
+      py::arg("path"), py::arg("directory") = false);
+
+  m.def(
+      "read_dacl",
+      [](const std::string& path) {
+        cng::DaclInfo info;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::read_dacl(path, info);
+        }
+        if (!st.ok()) raise_status(st);
+        py::list aces;
+        for (const auto& ace : info.aces) {
+          aces.append(py::make_tuple(ace.sid, ace.mask, static_cast<int>(ace.type), static_cast<int>(ace.flags)));
+        }
+        py::dict d;
+        d["owner"] = info.owner_sid;
+        d["control"] = info.control;
+        d["dacl_present"] = info.dacl_present;
+        d["protected"] = info.is_protected;
+        d["aces"] = aces;
+        return d;
+      },
+      py::arg("path"));
+
+  m.def("current_account", [] {
+    cng::AccountInfo info;
+    cng::Status st;
+    {
+      py::gil_scoped_release release;
+      st = cng::current_account(info);
+    }
+    if (!st.ok()) raise_status(st);
+    py::dict d;
+    d["sid"] = info.sid;
+    d["name"] = info.name;
+    d["domain"] = info.domain;
+    d["kind"] = std::string(cng::account_kind_name(info.kind));
+    d["lookup_hresult"] = info.lookup.code();
+    d["lookup_api"] = std::string(info.lookup.api);
+    return d;
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cng, m) {
@@ -163,8 +229,34 @@ PYBIND11_MODULE(_cng, m) {
              d["hardware"] = props.hardware();
              d["export_policy"] = props.export_policy;
              d["exportable"] = props.exportable();
+             d["pss_salt_size"] = props.pss_salt;
              return d;
            })
+      .def(
+          "attestation",
+          [](cng::CertKey& self, const std::string& aik) {
+            cng::AttestationData data;
+            cng::Status st;
+            {
+              py::gil_scoped_release release;
+              st = self.attestation(aik, data);
+            }
+            if (!st.ok()) raise_status(st);
+            auto part = [](const cng::Status& s) { return py::make_tuple(s.code(), std::string(s.api)); };
+            py::dict d;
+            d["hardware"] = data.hardware;
+            d["platform_type"] = data.platform_status.ok() && data.hardware ? py::object(py::str(data.platform_type))
+                                                                            : py::object(py::none());
+            d["platform_status"] = part(data.platform_status);
+            d["ek_certificate"] = data.ek_certificate.empty() ? py::object(py::none()) : py::object(to_bytes(data.ek_certificate));
+            d["ek_status"] = part(data.ek_status);
+            d["claim"] = data.claim.empty() ? py::object(py::none()) : py::object(to_bytes(data.claim));
+            d["claim_status"] = part(data.claim_status);
+            return d;
+          },
+          py::arg("aik") = "")
+      .def_property_readonly("hardware", &cng::CertKey::hardware)
+      .def_property_readonly("pss_salt_size", &cng::CertKey::pss_salt)
       .def("certificate",
            [](cng::CertKey& self) {
              cng::CertificateInfo info;
@@ -201,7 +293,8 @@ PYBIND11_MODULE(_cng, m) {
   m.def(
       "provision_certificate",
       [](const std::string& common_name, const std::string& container, const std::string& provider,
-         std::uint32_t key_bits, std::int64_t not_before, std::int64_t not_after) {
+         std::uint32_t key_bits, std::int64_t not_before, std::int64_t not_after, int attempts,
+         double initial_delay_ms, double multiplier, double max_delay_ms) {
         cng::ProvisionRequest request;
         request.common_name = common_name;
         request.container = container;
@@ -217,23 +310,26 @@ PYBIND11_MODULE(_cng, m) {
         request.key_bits = key_bits;
         request.not_before = not_before;
         request.not_after = not_after;
+        request.policy = make_policy(attempts, initial_delay_ms, multiplier, max_delay_ms);
         cng::ProvisionResult result;
         cng::Status st;
         {
           py::gil_scoped_release release;
           st = cng::provision_certificate(request, result);
         }
-        if (!st.ok()) raise_status(st);
+        if (!st.ok()) raise_status(st, result.tpm_attempts > 0 ? result.tpm_attempts : 1);
         py::dict d;
         d["der"] = to_bytes(result.der);
         d["provider"] = result.provider;
         d["hardware"] = result.hardware;
         d["tpm_hresult"] = result.tpm_failure.code();
         d["tpm_api"] = std::string(result.tpm_failure.api);
+        d["tpm_attempts"] = result.tpm_attempts;
         return d;
       },
       py::arg("common_name"), py::arg("container"), py::arg("provider"), py::arg("key_bits"), py::arg("not_before"),
-      py::arg("not_after"));
+      py::arg("not_after"), py::arg("attempts") = 2, py::arg("initial_delay_ms") = 100.0, py::arg("multiplier") = 2.0,
+      py::arg("max_delay_ms") = 2000.0);
 
   m.def(
       "list_certificates",
@@ -263,14 +359,17 @@ PYBIND11_MODULE(_cng, m) {
       [](const std::string& thumbprint, const std::string& location, bool delete_key) {
         const cng::Sha1 hash = parse_thumbprint(thumbprint);
         const cng::StoreLocation where = parse_location(location);
-        bool key_deleted = false;
+        cng::DeleteOutcome outcome;
         cng::Status st;
         {
           py::gil_scoped_release release;
-          st = cng::delete_certificate(where, hash, delete_key, key_deleted);
+          st = cng::delete_certificate(where, hash, delete_key, outcome);
         }
         if (!st.ok()) raise_status(st);
-        return key_deleted;
+        py::dict d;
+        d["key_deleted"] = outcome.key_deleted;
+        d["capi_provider"] = outcome.capi_provider;
+        return d;
       },
       py::arg("thumbprint"), py::arg("location") = "CurrentUser", py::arg("delete_key") = true);
 
@@ -307,4 +406,6 @@ PYBIND11_MODULE(_cng, m) {
         return result;
       },
       py::arg("blob"), py::arg("entropy") = py::bytes());
+
+  bind_file_security(m);
 }

@@ -6,6 +6,7 @@
 namespace entraclaw::cng {
 
 const char* const kClosedApi = "entraclaw.CertKey (closed)";
+const char* const kPssSaltApi = "NCryptGetProperty(PSS Salt Size)";
 
 namespace {
 
@@ -14,19 +15,39 @@ constexpr DWORD kAcquireFlags = CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG | CRYPT_ACQUI
 
 Status last_error(const char* api) { return Status{hresult_from_last_error(GetLastError()), api}; }
 
+// NCRYPT_SILENT_FLAG on every NCrypt call that takes it (NCryptGetProperty,
+// NCryptSetProperty, NCryptOpenKey, NCryptFinalizeKey, NCryptDeleteKey,
+// NCryptSignHash): a provider that would need UI fails with NTE_SILENT_CONTEXT.
+// https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptgetproperty
+constexpr DWORD kSilent = NCRYPT_SILENT_FLAG;
+
 Status get_dword_property(NCRYPT_HANDLE handle, LPCWSTR name, DWORD& value) {
   DWORD written = 0;
   SECURITY_STATUS st =
-      NCryptGetProperty(handle, name, reinterpret_cast<PBYTE>(&value), sizeof(value), &written, 0);
+      NCryptGetProperty(handle, name, reinterpret_cast<PBYTE>(&value), sizeof(value), &written, kSilent);
   return Status{st, "NCryptGetProperty"};
+}
+
+Status get_bytes_property(NCRYPT_HANDLE handle, LPCWSTR name, std::vector<std::uint8_t>& value) {
+  DWORD size = 0;
+  SECURITY_STATUS st = NCryptGetProperty(handle, name, nullptr, 0, &size, kSilent);
+  if (st != 0) return Status{st, "NCryptGetProperty"};
+  value.resize(size);
+  st = NCryptGetProperty(handle, name, value.data(), size, &size, kSilent);
+  if (st != 0) {
+    value.clear();
+    return Status{st, "NCryptGetProperty"};
+  }
+  value.resize(size);
+  return ok_status();
 }
 
 Status get_string_property(NCRYPT_HANDLE handle, LPCWSTR name, std::string& value) {
   DWORD size = 0;
-  SECURITY_STATUS st = NCryptGetProperty(handle, name, nullptr, 0, &size, 0);
+  SECURITY_STATUS st = NCryptGetProperty(handle, name, nullptr, 0, &size, kSilent);
   if (st != 0) return Status{st, "NCryptGetProperty"};
   std::vector<BYTE> buffer(size + sizeof(WCHAR));
-  st = NCryptGetProperty(handle, name, buffer.data(), size, &size, 0);
+  st = NCryptGetProperty(handle, name, buffer.data(), size, &size, kSilent);
   if (st != 0) return Status{st, "NCryptGetProperty"};
   const auto* text = reinterpret_cast<const WCHAR*>(buffer.data());
   std::size_t chars = size / sizeof(WCHAR);
@@ -55,7 +76,7 @@ Status read_key_properties(NCRYPT_KEY_HANDLE key, KeyProperties& out) {
   NCRYPT_PROV_HANDLE provider = 0;
   DWORD written = 0;
   SECURITY_STATUS st = NCryptGetProperty(key, NCRYPT_PROVIDER_HANDLE_PROPERTY, reinterpret_cast<PBYTE>(&provider),
-                                         sizeof(provider), &written, 0);
+                                         sizeof(provider), &written, kSilent);
   if (st != 0) return Status{st, "NCryptGetProperty"};
   Status result = get_string_property(provider, NCRYPT_NAME_PROPERTY, out.provider);
   if (result.ok()) result = get_dword_property(provider, NCRYPT_IMPL_TYPE_PROPERTY, out.impl_type);
@@ -63,7 +84,84 @@ Status read_key_properties(NCRYPT_KEY_HANDLE key, KeyProperties& out) {
   if (!result.ok()) return result;
   if (Status s = get_string_property(key, NCRYPT_NAME_PROPERTY, out.container); !s.ok()) return s;
   if (Status s = get_dword_property(key, NCRYPT_LENGTH_PROPERTY, out.length_bits); !s.ok()) return s;
+  if (out.hardware()) {
+    DWORD salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
+    if (get_dword_property(key, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY, salt).ok()) out.pss_salt = salt;
+  }
   return get_dword_property(key, NCRYPT_EXPORT_POLICY_PROPERTY, out.export_policy);
+}
+
+Status read_key_traits(NCRYPT_KEY_HANDLE key, bool& hardware, DWORD& pss_salt) {
+  DWORD impl = 0;
+  // "Impl Type" is documented as a provider property; the providers answer it
+  // on key handles too (the documentation is silent on that), which spares a
+  // provider handle per acquire. Fall back to the provider when a key says no.
+  Status st = get_dword_property(key, NCRYPT_IMPL_TYPE_PROPERTY, impl);
+  if (!st.ok()) {
+    NCRYPT_PROV_HANDLE provider = 0;
+    DWORD written = 0;
+    SECURITY_STATUS s = NCryptGetProperty(key, NCRYPT_PROVIDER_HANDLE_PROPERTY, reinterpret_cast<PBYTE>(&provider),
+                                          sizeof(provider), &written, kSilent);
+    if (s != 0) return Status{s, "NCryptGetProperty"};
+    st = get_dword_property(provider, NCRYPT_IMPL_TYPE_PROPERTY, impl);
+    NCryptFreeObject(provider);
+    if (!st.ok()) return st;
+  }
+  hardware = (impl & NCRYPT_IMPL_HARDWARE_FLAG) != 0;
+  pss_salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
+  if (hardware) {
+    // Windows 10 1809+ PCP reports whether the TPM makes PSS signatures with
+    // salt = hash length (spec 1.16+) or only the maximum salt. Absent = not
+    // known = PS256 refused (cheaper than a bad signature).
+    DWORD salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
+    if (get_dword_property(key, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY, salt).ok()) pss_salt = salt;
+  }
+  return ok_status();
+}
+
+Status read_attestation(NCRYPT_KEY_HANDLE key, bool hardware, const std::string& aik, AttestationData& out) {
+  out = AttestationData{};
+  out.hardware = hardware;
+  if (!hardware) return ok_status();
+  NCRYPT_PROV_HANDLE provider = 0;
+  DWORD written = 0;
+  SECURITY_STATUS st = NCryptGetProperty(key, NCRYPT_PROVIDER_HANDLE_PROPERTY, reinterpret_cast<PBYTE>(&provider),
+                                         sizeof(provider), &written, kSilent);
+  if (st != 0) return Status{st, "NCryptGetProperty"};
+  // PCP provider properties: PCP_PLATFORM_TYPE (TPM version, spec revision,
+  // vendor) and PCP_EKCERT (the endorsement key certificate, when the TPM or
+  // Windows has one). https://learn.microsoft.com/en-us/windows/win32/seccng/key-storage-property-identifiers
+  out.platform_status = get_string_property(provider, NCRYPT_PCP_PLATFORM_TYPE_PROPERTY, out.platform_type);
+  out.ek_status = get_bytes_property(provider, NCRYPT_PCP_EKCERT_PROPERTY, out.ek_certificate);
+  if (aik.empty()) {
+    out.claim_status = Status{static_cast<HRESULT>(NTE_NOT_FOUND), "NCryptOpenKey(AIK)"};
+  } else {
+    NCRYPT_KEY_HANDLE authority = 0;
+    const std::wstring name = widen(aik);
+    st = NCryptOpenKey(provider, &authority, name.c_str(), 0, kSilent);
+    if (st == static_cast<SECURITY_STATUS>(NTE_BAD_KEYSET)) {
+      // AIKs made by an administrator for the machine live in the machine key set.
+      st = NCryptOpenKey(provider, &authority, name.c_str(), 0, kSilent | NCRYPT_MACHINE_KEY_FLAG);
+    }
+    if (st != 0) {
+      out.claim_status = Status{st, "NCryptOpenKey(AIK)"};
+    } else {
+      // TPM2_Certify of the key by the AIK. dwFlags must be 0 (NCryptCreateClaim
+      // page); whether PCP can show UI here is not documented.
+      DWORD size = 0;
+      st = NCryptCreateClaim(key, authority, NCRYPT_CLAIM_AUTHORITY_AND_SUBJECT, nullptr, nullptr, 0, &size, 0);
+      if (st == 0) {
+        out.claim.resize(size);
+        st = NCryptCreateClaim(key, authority, NCRYPT_CLAIM_AUTHORITY_AND_SUBJECT, nullptr, out.claim.data(), size,
+                               &size, 0);
+        out.claim.resize(st == 0 ? size : 0);
+      }
+      out.claim_status = Status{st, "NCryptCreateClaim"};
+      NCryptFreeObject(authority);
+    }
+  }
+  NCryptFreeObject(provider);
+  return ok_status();
 }
 
 Status read_certificate_info(PCCERT_CONTEXT cert, CertificateInfo& out) {
@@ -98,6 +196,12 @@ Status CertKey::open(const Sha1& thumbprint, StoreLocation location, const Retry
     if (attempts != nullptr) *attempts = 1;
     return st;
   }
+  // An open system store caches its contents: another process deleting or
+  // re-importing the certificate stays invisible to CertFindCertificateInStore
+  // on this handle. AUTO_RESYNC re-checks at the start of every find.
+  // https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/nf-wincrypt-certcontrolstore
+  // If the store refuses it, re-acquire reopens the store instead.
+  reopen_store_on_reacquire_ = !CertControlStore(store_, 0, CERT_STORE_CTRL_AUTO_RESYNC, nullptr);
   int tries = 0;
   for (;;) {
     ++tries;
@@ -130,6 +234,11 @@ Status CertKey::find_and_acquire_locked() {
   }
   key_ = static_cast<NCRYPT_KEY_HANDLE>(handle);
   caller_frees_key_ = caller_frees;
+  if (!read_key_traits(key_, hardware_, pss_salt_).ok()) {
+    // Unknown is treated as hardware: serialized and no PS256 is the safe side.
+    hardware_ = true;
+    pss_salt_ = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
+  }
   return ok_status();
 }
 
@@ -158,6 +267,13 @@ Status CertKey::reacquire(std::uint64_t seen_generation) {
   if (cert_ != nullptr) CertFreeCertificateContext(cert_);
   cert_ = nullptr;
   signature_size_.store(0, std::memory_order_relaxed);
+  if (reopen_store_on_reacquire_) {
+    if (store_ != nullptr) CertCloseStore(store_, 0);
+    store_ = CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0,
+                           system_store_flag(location_) | CERT_STORE_OPEN_EXISTING_FLAG | CERT_STORE_READONLY_FLAG,
+                           L"My");
+    if (store_ == nullptr) return last_error("CertOpenStore");
+  }
   return find_and_acquire_locked();
 }
 
@@ -173,8 +289,20 @@ Status CertKey::sign(const std::uint8_t* digest, std::size_t len, Padding paddin
       std::shared_lock<std::shared_mutex> lock(mu_);
       if (closed_) return Status{static_cast<HRESULT>(NTE_INVALID_HANDLE), kClosedApi};
       generation = generation_;
+      if (padding == Padding::Pss && hardware_ && pss_salt_ != NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE) {
+        // A TPM built before spec 1.16 signs PSS only with the maximum salt
+        // (222 bytes for RSA-2048/SHA-256); PS256 needs 32. Refuse before the
+        // TPM is asked: it would fail or, on some, return zeros.
+        return Status{static_cast<HRESULT>(0x40290423u), kPssSaltApi};
+      }
       ++report.attempts;
-      st = sign_digest_sized(key_, digest, len, padding, signature_size_.load(std::memory_order_relaxed), out);
+      const DWORD hint = signature_size_.load(std::memory_order_relaxed);
+      if (hardware_) {
+        std::lock_guard<std::mutex> device(device_mu_);
+        st = sign_digest_sized(key_, digest, len, padding, hint, out);
+      } else {
+        st = sign_digest_sized(key_, digest, len, padding, hint, out);
+      }
     }
     if (st.ok()) {
       signature_size_.store(static_cast<DWORD>(out.size()), std::memory_order_relaxed);
@@ -203,6 +331,28 @@ Status CertKey::properties(KeyProperties& out) {
   std::shared_lock<std::shared_mutex> lock(mu_);
   if (closed_) return Status{static_cast<HRESULT>(NTE_INVALID_HANDLE), kClosedApi};
   return read_key_properties(key_, out);
+}
+
+Status CertKey::attestation(const std::string& aik, AttestationData& out) {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  if (closed_) return Status{static_cast<HRESULT>(NTE_INVALID_HANDLE), kClosedApi};
+  if (!hardware_) {
+    out = AttestationData{};
+    return ok_status();
+  }
+  // The claim is a TPM command like a signature: same lock.
+  std::lock_guard<std::mutex> device(device_mu_);
+  return read_attestation(key_, hardware_, aik, out);
+}
+
+bool CertKey::hardware() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return hardware_;
+}
+
+DWORD CertKey::pss_salt() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return pss_salt_;
 }
 
 Status CertKey::certificate(CertificateInfo& out) {

@@ -54,13 +54,14 @@ Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bi
   if (st != 0) return Status{st, "NCryptOpenStorageProvider"};
   st = NCryptCreatePersistedKey(provider.h, &key.h, NCRYPT_RSA_ALGORITHM, container.c_str(), 0, 0);
   if (st != 0) return Status{st, "NCryptCreatePersistedKey"};
-  st = NCryptSetProperty(key.h, NCRYPT_LENGTH_PROPERTY, reinterpret_cast<PBYTE>(&bits), sizeof(bits), 0);
+  st = NCryptSetProperty(key.h, NCRYPT_LENGTH_PROPERTY, reinterpret_cast<PBYTE>(&bits), sizeof(bits),
+                         NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptSetProperty"};
   // Explicitly 0 (no NCRYPT_ALLOW_EXPORT_FLAG): the software KSP's default
   // would otherwise depend on machine policy.
   DWORD export_policy = 0;
   st = NCryptSetProperty(key.h, NCRYPT_EXPORT_POLICY_PROPERTY, reinterpret_cast<PBYTE>(&export_policy),
-                         sizeof(export_policy), NCRYPT_PERSIST_FLAG);
+                         sizeof(export_policy), NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptSetProperty"};
   st = NCryptFinalizeKey(key.h, NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptFinalizeKey"};
@@ -91,8 +92,16 @@ HCERTSTORE open_my_store(StoreLocation location, bool writable) {
   return CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, flags, L"My");
 }
 
+struct KeyLink {
+  std::string provider;
+  std::string container;
+  DWORD flags = 0;
+  DWORD prov_type = 0;  // 0 = CNG key storage provider
+  DWORD key_spec = 0;   // CERT_NCRYPT_KEY_SPEC, 0, or AT_KEYEXCHANGE / AT_SIGNATURE for keys from CAPI
+};
+
 // CERT_KEY_PROV_INFO_PROP_ID of a certificate, if it has one.
-bool read_key_link(PCCERT_CONTEXT cert, std::string& provider, std::string& container, DWORD& flags) {
+bool read_key_link(PCCERT_CONTEXT cert, KeyLink& link) {
   DWORD size = 0;
   if (!CertGetCertificateContextProperty(cert, CERT_KEY_PROV_INFO_PROP_ID, nullptr, &size) || size == 0) {
     return false;
@@ -100,13 +109,26 @@ bool read_key_link(PCCERT_CONTEXT cert, std::string& provider, std::string& cont
   std::vector<BYTE> buffer(size);
   if (!CertGetCertificateContextProperty(cert, CERT_KEY_PROV_INFO_PROP_ID, buffer.data(), &size)) return false;
   const auto* info = reinterpret_cast<const CRYPT_KEY_PROV_INFO*>(buffer.data());
-  provider = info->pwszProvName != nullptr ? narrow(std::wstring(info->pwszProvName)) : std::string();
-  container = info->pwszContainerName != nullptr ? narrow(std::wstring(info->pwszContainerName)) : std::string();
-  flags = info->dwFlags;
+  link.provider = info->pwszProvName != nullptr ? narrow(std::wstring(info->pwszProvName)) : std::string();
+  link.container = info->pwszContainerName != nullptr ? narrow(std::wstring(info->pwszContainerName)) : std::string();
+  link.flags = info->dwFlags;
+  link.prov_type = info->dwProvType;
+  link.key_spec = info->dwKeySpec;
   return true;
 }
 
 }  // namespace
+
+bool tpm_failure_allows_fallback(HRESULT hr) {
+  switch (category_of(hr)) {
+    case Category::Transient:
+    case Category::LockedOut:
+    case Category::AuthFailed:
+      return false;
+    default:
+      return true;
+  }
+}
 
 Status provision_certificate(const ProvisionRequest& request, ProvisionResult& result) {
   const std::wstring container = widen(request.container);
@@ -118,16 +140,25 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
   bool in_tpm = false;
   result.tpm_failure = ok_status();
   if (request.provider != ProviderChoice::Software) {
-    Status st = create_key(MS_PLATFORM_CRYPTO_PROVIDER, container, request.key_bits, key);
-    if (st.ok()) {
-      in_tpm = true;
-    } else {
-      if (request.provider == ProviderChoice::Tpm) return st;
-      result.tpm_failure = st;
+    for (;;) {
+      ++result.tpm_attempts;
+      Status st = create_key(MS_PLATFORM_CRYPTO_PROVIDER, container, request.key_bits, key);
+      if (st.ok()) {
+        in_tpm = true;
+        break;
+      }
+      // An unfinalized key is not persisted; only the handle needs freeing.
       if (key.h != 0) {
         NCryptFreeObject(key.h);
         key.h = 0;
       }
+      if (action_of(st.hr) == Action::Retry && result.tpm_attempts < request.policy.attempts) {
+        sleep_ms(request.policy.delay_before(result.tpm_attempts + 1));
+        continue;
+      }
+      if (request.provider == ProviderChoice::Tpm || !tpm_failure_allows_fallback(st.hr)) return st;
+      result.tpm_failure = st;
+      break;
     }
   }
   if (!in_tpm) {
@@ -136,8 +167,14 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
 
   // From here on a failure must not leave a persisted key without a
   // certificate: it would hold a TPM slot nobody can find.
+  // NCryptDeleteKey frees the handle even when the delete fails (reported for
+  // PCP; the documentation only promises it on success): never free it again.
+  // A leaked handle is a small loss, a double free is a crash.
   auto fail = [&key](Status st) {
-    if (key.h != 0 && NCryptDeleteKey(key.h, NCRYPT_SILENT_FLAG) == 0) key.h = 0;  // deletes and frees
+    if (key.h != 0) {
+      NCryptDeleteKey(key.h, NCRYPT_SILENT_FLAG);
+      key.h = 0;
+    }
     return st;
   };
 
@@ -195,8 +232,10 @@ Status list_certificates(StoreLocation location, const std::string& prefix, std:
     ListedCertificate item;
     read_certificate_info(cert, item.info);
     if (item.info.subject.compare(0, prefix.size(), prefix) != 0) continue;
-    DWORD flags = 0;
-    item.has_key_link = read_key_link(cert, item.provider, item.container, flags);
+    KeyLink link;
+    item.has_key_link = read_key_link(cert, link);
+    item.provider = link.provider;
+    item.container = link.container;
     out.push_back(std::move(item));
   }
   const HRESULT end = hresult_from_last_error(GetLastError());
@@ -204,8 +243,8 @@ Status list_certificates(StoreLocation location, const std::string& prefix, std:
   return ok_status();
 }
 
-Status delete_certificate(StoreLocation location, const Sha1& thumbprint, bool delete_key, bool& key_deleted) {
-  key_deleted = false;
+Status delete_certificate(StoreLocation location, const Sha1& thumbprint, bool delete_key, DeleteOutcome& out) {
+  out = DeleteOutcome{};
   StoreHandle store;
   store.h = open_my_store(location, true);
   if (store.h == nullptr) return last_error("CertOpenStore");
@@ -215,23 +254,32 @@ Status delete_certificate(StoreLocation location, const Sha1& thumbprint, bool d
   cert.h = CertFindCertificateInStore(store.h, kEncoding, 0, CERT_FIND_HASH, &hash, nullptr);
   if (cert.h == nullptr) return last_error("CertFindCertificateInStore");
 
-  std::string provider;
-  std::string container;
-  DWORD link_flags = 0;
+  KeyLink link;
   // Key first: a certificate without its key is visible and can be cleaned up
   // later; a key without its certificate is an invisible, leaked TPM slot.
-  if (delete_key && read_key_link(cert.h, provider, container, link_flags)) {
+  if (delete_key && read_key_link(cert.h, link)) {
+    if (link.prov_type != 0) {
+      // A CAPI CSP key: NCrypt cannot delete it, and deleting only the
+      // certificate would leave the key behind with nothing pointing at it.
+      out.capi_provider = link.provider.empty() ? std::string("(unnamed CSP)") : link.provider;
+      return ok_status();
+    }
     ProviderHandle prov;
-    SECURITY_STATUS st = NCryptOpenStorageProvider(&prov.h, widen(provider).c_str(), 0);
+    SECURITY_STATUS st = NCryptOpenStorageProvider(&prov.h, widen(link.provider).c_str(), 0);
     if (st != 0) return Status{st, "NCryptOpenStorageProvider"};
     KeyHandle key;
-    const DWORD open_flags = NCRYPT_SILENT_FLAG | ((link_flags & CRYPT_MACHINE_KEYSET) ? NCRYPT_MACHINE_KEY_FLAG : 0);
-    st = NCryptOpenKey(prov.h, &key.h, widen(container).c_str(), 0, open_flags);
+    const DWORD open_flags =
+        NCRYPT_SILENT_FLAG | ((link.flags & CRYPT_MACHINE_KEYSET) ? NCRYPT_MACHINE_KEY_FLAG : 0);
+    // A KSP key that came from CAPI is opened with the dwKeySpec the link
+    // records (dwLegacyKeySpec); CNG keys link CERT_NCRYPT_KEY_SPEC or 0.
+    // https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptopenkey
+    const DWORD legacy_spec = (link.key_spec == AT_KEYEXCHANGE || link.key_spec == AT_SIGNATURE) ? link.key_spec : 0;
+    st = NCryptOpenKey(prov.h, &key.h, widen(link.container).c_str(), legacy_spec, open_flags);
     if (st == 0) {
       st = NCryptDeleteKey(key.h, NCRYPT_SILENT_FLAG);
+      key.h = 0;  // freed by NCryptDeleteKey, whatever it returned
       if (st != 0) return Status{st, "NCryptDeleteKey"};
-      key.h = 0;  // NCryptDeleteKey freed the handle
-      key_deleted = true;
+      out.key_deleted = true;
     } else if (st != static_cast<SECURITY_STATUS>(NTE_BAD_KEYSET) && st != static_cast<SECURITY_STATUS>(NTE_NO_KEY)) {
       return Status{st, "NCryptOpenKey"};
     }

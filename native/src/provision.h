@@ -26,14 +26,23 @@ struct ProvisionRequest {
   DWORD key_bits = 2048;
   std::int64_t not_before = 0;  // Unix seconds
   std::int64_t not_after = 0;
+  // TPM key creation: transient statuses are retried under this policy and
+  // never fall back to software; lockout and authorization failures fail.
+  RetryPolicy policy;
 };
 
 struct ProvisionResult {
   std::string provider;           // provider that holds the key
   bool hardware = false;
   Status tpm_failure;             // why the TPM was skipped (Auto fell back), else ok
+  int tpm_attempts = 0;           // TPM creation tries (transient statuses retried)
   std::vector<std::uint8_t> der;  // the stored certificate
 };
+
+// Whether Auto may use the software KSP after the TPM failed with `hr`.
+// Not after a transient status (it was retried; the TPM is there), lockout or
+// failed authorization (a software key would hide a TPM that needs attention).
+bool tpm_failure_allows_fallback(HRESULT hr);
 
 Status provision_certificate(const ProvisionRequest& request, ProvisionResult& result);
 
@@ -44,11 +53,18 @@ struct ListedCertificate {
   std::string container;
 };
 
+struct DeleteOutcome {
+  bool key_deleted = false;   // a key was actually removed (it may already be gone)
+  std::string capi_provider;  // set when refused: the key belongs to this legacy CAPI CSP
+};
+
 // Certificates in `location`\My whose simple display name starts with `prefix`.
 Status list_certificates(StoreLocation location, const std::string& prefix, std::vector<ListedCertificate>& out);
 
-// Delete the certificate and, when `delete_key`, the key it links to.
-// `key_deleted` says whether a key was actually removed (it may already be gone).
-Status delete_certificate(StoreLocation location, const Sha1& thumbprint, bool delete_key, bool& key_deleted);
+// Delete the certificate and, when `delete_key`, the key it links to. A key
+// held by a legacy CAPI CSP (dwProvType != 0) is refused: nothing is deleted
+// and `out.capi_provider` names the CSP (deleting only the certificate would
+// leak the key).
+Status delete_certificate(StoreLocation location, const Sha1& thumbprint, bool delete_key, DeleteOutcome& out);
 
 }  // namespace entraclaw::cng

@@ -18,12 +18,15 @@ void init_padding(Padding padding, PaddingArgs& args) {
   args.pkcs1.pszAlgId = BCRYPT_SHA256_ALGORITHM;
   args.pss.pszAlgId = BCRYPT_SHA256_ALGORITHM;
   args.pss.cbSalt = kPssSaltSize;
+  // NCRYPT_SILENT_FLAG: a key with a UI protection policy must fail with
+  // NTE_SILENT_CONTEXT instead of putting up a dialog nobody will answer
+  // (https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptsignhash).
   if (padding == Padding::Pss) {
     args.info = &args.pss;
-    args.flags = NCRYPT_PAD_PSS_FLAG;
+    args.flags = NCRYPT_PAD_PSS_FLAG | NCRYPT_SILENT_FLAG;
   } else {
     args.info = &args.pkcs1;
-    args.flags = NCRYPT_PAD_PKCS1_FLAG;
+    args.flags = NCRYPT_PAD_PKCS1_FLAG | NCRYPT_SILENT_FLAG;
   }
 }
 

@@ -29,6 +29,16 @@ constexpr std::uint32_t table_value(const char* name) {
   return 0;
 }
 
+constexpr bool values_unique() {
+  for (std::size_t i = 0; i < kTableSize; ++i) {
+    for (std::size_t j = i + 1; j < kTableSize; ++j) {
+      if (kTable[i].code == kTable[j].code) return false;
+    }
+  }
+  return true;
+}
+static_assert(values_unique(), "two status table rows share a value");
+
 #define ENTRACLAW_CHECK_SDK(name) \
   static_assert(table_value(#name) == static_cast<std::uint32_t>(name), #name " differs from the SDK header");
 
@@ -165,6 +175,51 @@ ENTRACLAW_CHECK_SDK(E_INVALIDARG)
 #ifdef E_OUTOFMEMORY
 ENTRACLAW_CHECK_SDK(E_OUTOFMEMORY)
 #endif
+#ifdef TPM_E_PCP_KEY_HANDLE_INVALIDATED
+ENTRACLAW_CHECK_SDK(TPM_E_PCP_KEY_HANDLE_INVALIDATED)
+#endif
+#ifdef TPM_E_LOCKED_OUT
+ENTRACLAW_CHECK_SDK(TPM_E_LOCKED_OUT)
+#endif
+#ifdef TPM_E_PCP_AUTHENTICATION_FAILED
+ENTRACLAW_CHECK_SDK(TPM_E_PCP_AUTHENTICATION_FAILED)
+#endif
+#ifdef TPM_20_E_AUTH_FAIL
+ENTRACLAW_CHECK_SDK(TPM_20_E_AUTH_FAIL)
+#endif
+#ifdef TPM_20_E_BAD_AUTH
+ENTRACLAW_CHECK_SDK(TPM_20_E_BAD_AUTH)
+#endif
+#ifdef TPM_E_PCP_DEVICE_NOT_READY
+ENTRACLAW_CHECK_SDK(TPM_E_PCP_DEVICE_NOT_READY)
+#endif
+#ifdef TPM_E_PCP_IFX_RSA_KEY_CREATION_BLOCKED
+ENTRACLAW_CHECK_SDK(TPM_E_PCP_IFX_RSA_KEY_CREATION_BLOCKED)
+#endif
+#ifdef TPM_20_E_NV_RATE
+ENTRACLAW_CHECK_SDK(TPM_20_E_NV_RATE)
+#endif
+#ifdef TPM_20_E_CANCELED
+ENTRACLAW_CHECK_SDK(TPM_20_E_CANCELED)
+#endif
+#ifdef TBS_E_COMMAND_CANCELED
+ENTRACLAW_CHECK_SDK(TBS_E_COMMAND_CANCELED)
+#endif
+#ifdef TPM_E_PCP_UNSUPPORTED_PSS_SALT
+ENTRACLAW_CHECK_SDK(TPM_E_PCP_UNSUPPORTED_PSS_SALT)
+#endif
+#ifdef TPM_20_E_KEY_SIZE
+ENTRACLAW_CHECK_SDK(TPM_20_E_KEY_SIZE)
+#endif
+#ifdef TPM_E_PCP_AUTHENTICATION_IGNORED
+ENTRACLAW_CHECK_SDK(TPM_E_PCP_AUTHENTICATION_IGNORED)
+#endif
+#ifdef TPM_E_PCP_KEY_NOT_AIK
+ENTRACLAW_CHECK_SDK(TPM_E_PCP_KEY_NOT_AIK)
+#endif
+#ifdef NTE_BAD_PROVIDER
+ENTRACLAW_CHECK_SDK(NTE_BAD_PROVIDER)
+#endif
 #undef ENTRACLAW_CHECK_SDK
 
 }  // namespace
@@ -192,6 +247,11 @@ const char* category_name(Category category) {
     case Category::TpmUnavailable: return "tpm_unavailable";
     case Category::UserInteraction: return "user_interaction";
     case Category::AccessDenied: return "access_denied";
+    case Category::AuthFailed: return "auth_failed";
+    case Category::TpmVulnerable: return "tpm_vulnerable";
+    case Category::OutOfMemory: return "out_of_memory";
+    case Category::PssUnsupported: return "pss_unsupported";
+    case Category::Unsupported: return "unsupported";
     case Category::Transient: return "transient";
     case Category::BufferTooSmall: return "buffer_too_small";
     case Category::InvalidData: return "invalid_data";

@@ -34,6 +34,11 @@ enum class Category {
   TpmUnavailable,
   UserInteraction,
   AccessDenied,
+  AuthFailed,      // wrong authorization; counts toward dictionary-attack lockout
+  TpmVulnerable,   // the TPM is blocked from making RSA keys (Infineon ROCA)
+  OutOfMemory,     // an allocation failed in the provider
+  PssUnsupported,  // the TPM signs PSS only with the maximum salt
+  Unsupported,     // the TPM cannot do this (key size)
   Transient,
   BufferTooSmall,
   InvalidData,

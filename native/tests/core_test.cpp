@@ -9,12 +9,15 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <cstdlib>
+#include <unistd.h>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cert_key.h"
 #include "data_protection.h"
+#include "file_security.h"
 #include "entraclaw_standin/control.h"
 #include "provision.h"
 #include "sign.h"
@@ -302,10 +305,10 @@ void test_provision_fallback_list_delete() {
   CHECK_OK(cng::list_certificates(cng::StoreLocation::CurrentUser, "entraclaw-core-list-", listed));
   CHECK(listed.size() == 2);
   for (const auto& item : listed) CHECK(item.has_key_link && item.provider == kSoftware);
-  bool key_deleted = false;
-  CHECK_OK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, key_deleted));
-  CHECK(key_deleted && !standin_key_exists(kSoftware, a.container.c_str()));
-  CHECK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, key_deleted).hr ==
+  cng::DeleteOutcome outcome;
+  CHECK_OK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, outcome));
+  CHECK(outcome.key_deleted && !standin_key_exists(kSoftware, a.container.c_str()));
+  CHECK(cng::delete_certificate(cng::StoreLocation::CurrentUser, a.thumbprint, true, outcome).hr ==
         CRYPT_E_NOT_FOUND);
   CHECK_OK(cng::list_certificates(cng::StoreLocation::CurrentUser, "entraclaw-core-list-", listed));
   CHECK(listed.size() == 1 && listed[0].info.der == b.der);
@@ -322,6 +325,88 @@ void test_provision_fallback_list_delete() {
   CHECK(!standin_key_exists(kSoftware, "core-test-rollback"));
   request.common_name = "bad\"name";
   CHECK(cng::provision_certificate(request, ignored).hr == E_INVALIDARG);
+  expect_clean();
+}
+
+// Issue 8 under the sanitizers: serialized hardware signing, PS256 refusal,
+// store resync, delete that frees once, attestation claims, creation retry.
+void test_tpm_behaviour() {
+  standin_reset();
+  cng::ProvisionResult result;
+  Provisioned p = provision("entraclaw-core-tpm", cng::ProviderChoice::Tpm, &result);
+  CHECK(result.hardware);
+  {
+    cng::CertKey key;
+    CHECK_OK(key.open(p.thumbprint, cng::StoreLocation::CurrentUser, cng::RetryPolicy{}, nullptr));
+    CHECK(key.hardware() && key.pss_salt() == NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    standin_set_sign_latency_us(3000);
+    std::atomic<int> good{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 4; ++i) {
+          const auto digest = sha256(std::to_string(t) + "/" + std::to_string(i));
+          std::vector<std::uint8_t> sig;
+          cng::SignReport report;
+          if (key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report).ok()) ++good;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    standin_set_sign_latency_us(0);
+    CHECK(good == 16);
+    CHECK(standin_max_sign_overlap(1) == 1);
+
+    // A TPM that only makes max-salt PSS: PS256 refused before the TPM is called.
+    standin_set_key_option(kPlatform, p.container.c_str(), "pss_salt", NCRYPT_TPM_PSS_SALT_SIZE_MAXIMUM);
+    standin_fail("NCryptSignHash", NTE_INVALID_HANDLE, 1, 0);  // re-acquire re-reads the property
+    const auto digest = sha256("pss");
+    std::vector<std::uint8_t> sig;
+    cng::SignReport report;
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report));
+    standin_reset_counters();
+    cng::Status st = key.sign(digest.data(), digest.size(), cng::Padding::Pss, sig, report);
+    CHECK(st.code() == 0x40290423u && st.api == cng::kPssSaltApi);
+    CHECK(standin_call_count("NCryptSignHash") == 0);
+    CHECK(standin_calls_without_silent(nullptr) == 0);
+
+    // Attestation claim through an AIK, and with tampering (the parser lives in Python).
+    CHECK(standin_create_aik("core-aik") == 0);
+    for (int mode = 0; mode <= 4; ++mode) {
+      standin_set_claim_tamper(mode);
+      cng::AttestationData data;
+      CHECK_OK(key.attestation("core-aik", data));
+      CHECK(data.claim_status.ok() && data.claim.size() > 200);
+      CHECK(data.platform_status.ok() && data.platform_type.find("TPM-Version:2.0") == 0);
+      CHECK(!data.ek_status.ok());  // no EK certificate set
+    }
+    standin_set_claim_tamper(0);
+    cng::AttestationData none;
+    CHECK_OK(key.attestation("", none));
+    CHECK(none.claim.empty() && !none.claim_status.ok());
+    key.close();
+  }
+  // NCryptDeleteKey that fails still frees its handle: no double free.
+  standin_fail("NCryptDeleteKey", NTE_PERM, 1, 0);
+  cng::DeleteOutcome outcome;
+  CHECK(cng::delete_certificate(cng::StoreLocation::CurrentUser, p.thumbprint, true, outcome).hr == NTE_PERM);
+  CHECK(standin_invalid_frees() == 0);
+  CHECK_OK(cng::delete_certificate(cng::StoreLocation::CurrentUser, p.thumbprint, true, outcome));
+  CHECK(outcome.key_deleted);
+
+  // Creation: transient retried in the TPM, lockout never falls back.
+  standin_fail("NCryptFinalizeKey", TPM_20_E_RETRY, 1, 0);
+  cng::ProvisionResult retried;
+  provision("entraclaw-core-retry", cng::ProviderChoice::Auto, &retried);
+  CHECK(retried.hardware && retried.tpm_attempts == 2);
+  standin_fail("NCryptFinalizeKey", TPM_20_E_LOCKOUT, 1, 0);
+  cng::ProvisionRequest request;
+  request.common_name = "entraclaw-core-locked";
+  request.container = "core-test-locked";
+  request.not_after = 86400;
+  cng::ProvisionResult locked;
+  CHECK(cng::provision_certificate(request, locked).hr == TPM_20_E_LOCKOUT);
+  CHECK(!standin_key_exists(kSoftware, "core-test-locked"));
   expect_clean();
 }
 
@@ -344,6 +429,165 @@ void test_dpapi() {
   expect_clean();
 }
 
+// --- owner-only DACL (file_security.cpp) -------------------------------------
+
+std::vector<std::uint8_t> make_sid(std::uint8_t authority, const std::vector<std::uint32_t>& subs) {
+  std::vector<std::uint8_t> sid(8 + 4 * subs.size(), 0);
+  sid[0] = 1;
+  sid[1] = static_cast<std::uint8_t>(subs.size());
+  sid[7] = authority;
+  if (!subs.empty()) std::memcpy(sid.data() + 8, subs.data(), 4 * subs.size());
+  return sid;
+}
+
+void check_owner_only_acl(const std::vector<std::uint8_t>& acl, const std::vector<std::uint8_t>& sid,
+                          std::uint8_t flags) {
+  // Byte layout from winnt.h: ACL header (8), ACE_HEADER (4), mask (4), SID.
+  CHECK(acl.size() == 8 + 8 + sid.size());
+  CHECK(acl.size() % 4 == 0);
+  ACL head;
+  std::memcpy(&head, acl.data(), sizeof head);
+  CHECK(head.AclRevision == ACL_REVISION);
+  CHECK(head.AclSize == acl.size());
+  CHECK(head.AceCount == 1);
+  ACE_HEADER ace;
+  std::memcpy(&ace, acl.data() + 8, sizeof ace);
+  CHECK(ace.AceType == ACCESS_ALLOWED_ACE_TYPE);
+  CHECK(ace.AceFlags == flags);
+  CHECK(ace.AceSize == 8 + sid.size());
+  std::uint32_t mask = 0;
+  std::memcpy(&mask, acl.data() + 12, 4);
+  CHECK(mask == 0x001F01FFu);
+  CHECK(std::memcmp(acl.data() + 16, sid.data(), sid.size()) == 0);
+}
+
+void test_owner_only_acl_builder() {
+  standin_reset();
+  const auto user = make_sid(5, {21, 3623811015u, 3361044348u, 30300820u, 1001});
+  std::vector<std::uint8_t> acl;
+  CHECK_OK(cng::build_owner_only_acl(user, false, acl));
+  check_owner_only_acl(acl, user, 0);
+  CHECK_OK(cng::build_owner_only_acl(user, true, acl));
+  check_owner_only_acl(acl, user, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE);
+  // Shortest and longest SIDs Windows allows (0 and 15 sub-authorities).
+  const auto world = make_sid(1, {});
+  CHECK_OK(cng::build_owner_only_acl(world, false, acl));
+  check_owner_only_acl(acl, world, 0);
+  const auto longest = make_sid(5, std::vector<std::uint32_t>(15, 7));
+  CHECK_OK(cng::build_owner_only_acl(longest, false, acl));
+  check_owner_only_acl(acl, longest, 0);
+  std::string text;
+  CHECK_OK(cng::sid_to_string(longest.data(), text));
+  CHECK(text == "S-1-5-7-7-7-7-7-7-7-7-7-7-7-7-7-7-7");
+
+  std::vector<std::uint8_t> bad = user;
+  bad[0] = 2;  // SID revision 2 does not exist
+  cng::Status st = cng::build_owner_only_acl(bad, false, acl);
+  CHECK(st.code() == 0x80070539u && std::strcmp(st.api, "IsValidSid") == 0);
+  CHECK(cng::build_owner_only_acl({}, false, acl).code() == 0x80070539u);
+  standin_fail("AddAccessAllowedAceEx", 8 /* ERROR_NOT_ENOUGH_MEMORY */, 1, 0);
+  st = cng::build_owner_only_acl(user, false, acl);
+  CHECK(st.code() == 0x80070008u && std::strcmp(st.api, "AddAccessAllowedAceEx") == 0);
+
+  // The size the builder computes is exact: four bytes less and the ACE does not fit.
+  std::vector<std::uint8_t> tight(8 + 8 + user.size() - 4, 0);
+  auto* pacl = reinterpret_cast<PACL>(tight.data());
+  CHECK(InitializeAcl(pacl, static_cast<DWORD>(tight.size()), ACL_REVISION));
+  CHECK(!AddAccessAllowedAceEx(pacl, ACL_REVISION, 0, FILE_ALL_ACCESS, const_cast<std::uint8_t*>(user.data())));
+  CHECK(GetLastError() == ERROR_ALLOTTED_SPACE_EXCEEDED);
+  expect_clean();
+}
+
+void test_owner_only_dacl_on_a_file() {
+  standin_reset();
+  char name[] = "/tmp/entraclaw-core-test-XXXXXX";
+  const int fd = mkstemp(name);
+  CHECK(fd >= 0);
+  if (fd < 0) return;
+  close(fd);
+
+  std::vector<std::uint8_t> me;
+  CHECK_OK(cng::current_user_sid(me));
+  std::string me_text;
+  CHECK_OK(cng::sid_to_string(me.data(), me_text));
+  CHECK(me_text == standin_default_user_sid());
+
+  cng::DaclInfo before;
+  CHECK_OK(cng::read_dacl(name, before));
+  CHECK(!before.is_protected && before.aces.size() == 3);
+
+  cng::OwnerOnlyResult result;
+  CHECK_OK(cng::set_owner_only_dacl(name, false, result));
+  CHECK(result.owner_set && result.sid == me_text);
+  cng::DaclInfo after;
+  CHECK_OK(cng::read_dacl(name, after));
+  CHECK(after.is_protected && after.dacl_present && after.owner_sid == me_text);
+  CHECK(after.aces.size() == 1);
+  if (after.aces.size() == 1) {
+    CHECK(after.aces[0].sid == me_text && after.aces[0].mask == 0x001F01FFu);
+    CHECK(after.aces[0].type == ACCESS_ALLOWED_ACE_TYPE && after.aces[0].flags == 0);
+  }
+
+  // Without PROTECTED_DACL_SECURITY_INFORMATION inheritance stays on: the
+  // parent's ACEs come back after the explicit one.
+  std::vector<std::uint8_t> acl;
+  CHECK_OK(cng::build_owner_only_acl(me, false, acl));
+  std::wstring wname = cng::widen(name);
+  CHECK(SetNamedSecurityInfoW(&wname[0], SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, nullptr, nullptr,
+                              reinterpret_cast<PACL>(acl.data()), nullptr) == ERROR_SUCCESS);
+  CHECK_OK(cng::read_dacl(name, after));
+  CHECK(!after.is_protected && after.aces.size() == 4);
+
+  // Owner refused: the DACL still goes on.
+  standin_fail("SetNamedSecurityInfoW", ERROR_INVALID_OWNER, 1, 0);
+  CHECK_OK(cng::set_owner_only_dacl(name, false, result));
+  CHECK(!result.owner_set && result.owner_status.code() == 0x8007051Bu);
+  CHECK_OK(cng::read_dacl(name, after));
+  CHECK(after.is_protected && after.aces.size() == 1);
+
+  // Another account: the access check refuses it, no fault injected.
+  CHECK(standin_set_current_sid("S-1-5-20", nullptr, nullptr) == 0);
+  cng::Status st = cng::set_owner_only_dacl(name, false, result);
+  CHECK(st.code() == 0x80070005u && std::strcmp(st.api, "SetNamedSecurityInfoW") == 0);
+  st = cng::read_dacl(name, after);
+  CHECK(st.code() == 0x80070005u && std::strcmp(st.api, "GetNamedSecurityInfoW") == 0);
+  CHECK(standin_set_current_sid(nullptr, nullptr, nullptr) == 0);
+  unlink(name);
+  st = cng::read_dacl(name, after);
+  CHECK(st.code() == 0x80070002u);
+  expect_clean();
+}
+
+void test_current_account_kinds() {
+  standin_reset();
+  struct Case {
+    const char* sid;
+    cng::AccountKind kind;
+    const char* name;
+  };
+  const Case cases[] = {
+      {"S-1-5-18", cng::AccountKind::LocalSystem, "SYSTEM"},
+      {"S-1-5-19", cng::AccountKind::LocalService, "LOCAL SERVICE"},
+      {"S-1-5-20", cng::AccountKind::NetworkService, "NETWORK SERVICE"},
+      {"S-1-5-21-1-2-3-500", cng::AccountKind::User, ""},
+  };
+  for (const auto& c : cases) {
+    CHECK(standin_set_current_sid(c.sid, nullptr, nullptr) == 0);
+    cng::AccountInfo info;
+    CHECK_OK(cng::current_account(info));
+    CHECK(info.sid == c.sid && info.kind == c.kind && info.name == c.name);
+    // An unmapped SID is not a failure; the lookup status says why there is no name.
+    CHECK(info.name.empty() == (info.lookup.code() == 0x80070534u));
+  }
+  CHECK(standin_set_current_sid("S-1-5-x", nullptr, nullptr) == -1);
+  CHECK(std::strcmp(cng::account_kind_name(cng::AccountKind::LocalService), "LocalService") == 0);
+  standin_fail("GetTokenInformation", ERROR_ACCESS_DENIED, 1, 0);
+  cng::AccountInfo info;
+  cng::Status st = cng::current_account(info);
+  CHECK(st.code() == 0x80070005u && std::strcmp(st.api, "GetTokenInformation") == 0);
+  expect_clean();
+}
+
 }  // namespace
 
 int main() {
@@ -354,7 +598,11 @@ int main() {
   test_threads();
   test_open_failures();
   test_provision_fallback_list_delete();
+  test_tpm_behaviour();
   test_dpapi();
+  test_owner_only_acl_builder();
+  test_owner_only_dacl_on_a_file();
+  test_current_account_kinds();
   standin_reset();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;

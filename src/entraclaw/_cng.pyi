@@ -30,6 +30,20 @@ class KeyPropertiesDict(TypedDict):
     hardware: bool
     export_policy: int
     exportable: bool
+    pss_salt_size: int
+
+class AttestationDict(TypedDict):
+    hardware: bool
+    platform_type: str | None
+    platform_status: tuple[int, str]
+    ek_certificate: bytes | None
+    ek_status: tuple[int, str]
+    claim: bytes | None
+    claim_status: tuple[int, str]
+
+class DeleteOutcomeDict(TypedDict):
+    key_deleted: bool
+    capi_provider: str
 
 class ProvisionedDict(TypedDict):
     der: bytes
@@ -37,6 +51,28 @@ class ProvisionedDict(TypedDict):
     hardware: bool
     tpm_hresult: int
     tpm_api: str
+    tpm_attempts: int
+
+class OwnerOnlyDict(TypedDict):
+    sid: str
+    owner_set: bool
+    owner_hresult: int
+    owner_api: str
+
+class DaclDict(TypedDict):
+    owner: str
+    control: int
+    dacl_present: bool
+    protected: bool
+    aces: list[tuple[str, int, int, int]]  # (sid, mask, ace type, ace flags)
+
+class AccountDict(TypedDict):
+    sid: str
+    name: str
+    domain: str
+    kind: str  # "user", "LocalSystem", "LocalService", "NetworkService"
+    lookup_hresult: int
+    lookup_api: str
 
 class CertKey:
     def __init__(
@@ -54,6 +90,11 @@ class CertKey:
     ) -> None: ...
     def properties(self) -> KeyPropertiesDict: ...
     def certificate(self) -> CertificateDict: ...
+    def attestation(self, aik: str = "") -> AttestationDict: ...
+    @property
+    def hardware(self) -> bool: ...
+    @property
+    def pss_salt_size(self) -> int: ...
     def close(self) -> None: ...
     @property
     def closed(self) -> bool: ...
@@ -63,9 +104,23 @@ class CertKey:
 def status_table() -> list[tuple[str, int, str, str]]: ...
 def system_message(code: int) -> str | None: ...
 def provision_certificate(
-    common_name: str, container: str, provider: str, key_bits: int, not_before: int, not_after: int
+    common_name: str,
+    container: str,
+    provider: str,
+    key_bits: int,
+    not_before: int,
+    not_after: int,
+    attempts: int = 2,
+    initial_delay_ms: float = 100.0,
+    multiplier: float = 2.0,
+    max_delay_ms: float = 2000.0,
 ) -> ProvisionedDict: ...
 def list_certificates(prefix: str, location: str = "CurrentUser") -> list[ListedCertificateDict]: ...
-def delete_certificate(thumbprint: str, location: str = "CurrentUser", delete_key: bool = True) -> bool: ...
+def delete_certificate(
+    thumbprint: str, location: str = "CurrentUser", delete_key: bool = True
+) -> DeleteOutcomeDict: ...
 def protect(data: bytes, entropy: bytes = b"", description: str = "") -> bytes: ...
 def unprotect(blob: bytes, entropy: bytes = b"") -> bytes: ...
+def set_owner_only_dacl(path: str, directory: bool = False) -> OwnerOnlyDict: ...
+def read_dacl(path: str) -> DaclDict: ...
+def current_account() -> AccountDict: ...

@@ -36,22 +36,30 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from entraclaw.attestation import KeyAttestation, build_attestation
 from entraclaw.auth.signer import Algorithm, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint, validate_sha1_thumbprint
 from entraclaw.errors import (
     AccessDeniedError,
+    BadSignatureError,
     CertificateNotFoundError,
     ConfigurationError,
     KeyNotFoundError,
     KeySlotsExhaustedError,
     KeystoreError,
     NativeModuleUnavailableError,
+    PssSaltUnsupportedError,
     SigningError,
     TpmLockedOutError,
     TpmUnavailableError,
     TransientSigningError,
     UnsupportedKeyError,
+    UnsupportedKeyStorageError,
     UserInteractionRequiredError,
 )
 
@@ -100,6 +108,11 @@ CATEGORY_ERRORS: dict[str, type[SigningError]] = {
     "tpm_unavailable": TpmUnavailableError,
     "user_interaction": UserInteractionRequiredError,
     "access_denied": AccessDeniedError,
+    "auth_failed": AccessDeniedError,
+    "tpm_vulnerable": TpmUnavailableError,
+    "out_of_memory": SigningError,
+    "pss_unsupported": PssSaltUnsupportedError,
+    "unsupported": SigningError,
     "transient": TransientSigningError,
     "buffer_too_small": SigningError,
     "invalid_data": SigningError,
@@ -114,7 +127,26 @@ _CATEGORY_REMEDIES: dict[str, str] = {
         "-Force wraps it) to create a new key and register it."
     ),
     "buffer_too_small": "The key storage provider kept rejecting the signature buffer; update the TPM driver/firmware.",
+    "auth_failed": (
+        "The TPM rejected the key's authorization. entraclaw does not retry: every failed attempt counts toward "
+        "the TPM's dictionary-attack lockout. Check `Get-Tpm` (LockoutCount) and re-run "
+        "scripts/deploy-windows.ps1 to create a key without a PIN."
+    ),
+    "tpm_vulnerable": (
+        "This Infineon TPM has the ROCA weakness (CVE-2017-15361) and Windows blocks RSA keys in it. Update the "
+        "TPM firmware (Microsoft advisory ADV170012), clear the TPM, and re-run scripts/deploy-windows.ps1."
+    ),
+    "out_of_memory": (
+        "The key storage provider ran out of memory. Close programs that use the TPM heavily or restart the "
+        "machine, then retry."
+    ),
+    "unsupported": "The TPM cannot make this kind of key; use RSA-2048, which every TPM 2.0 supports.",
 }
+
+# Status values the Python side names itself.
+_PSS_SALT_API = "NCryptGetProperty(PSS Salt Size)"
+_ROCA = 0x8029041F
+_SALT_NAMES = {0: "unknown", 1: "maximum only", 2: "hash size"}
 
 
 def native_available() -> bool:
@@ -194,6 +226,18 @@ def error_for_status(
     cls = CATEGORY_ERRORS.get(category, SigningError)
     system_message = _system_message(code)
     message = f"{api} failed with {format_hresult(code)} for {subject}"
+    if category == "pss_unsupported":
+        refused = api == _PSS_SALT_API
+        message = (
+            f"PS256 is not possible with the TPM key of {subject}: the TPM makes RSASSA-PSS signatures only with "
+            f"the maximum salt, PS256 needs a 32-byte salt ("
+            + (
+                "refused before signing: the provider's PSS Salt Size is not 'hash size'"
+                if refused
+                else f"{api} returned {format_hresult(code)}"
+            )
+            + ")"
+        )
     if category == "transient":
         message += f" after {attempts} attempt{'s' if attempts != 1 else ''}"
     if reacquires:
@@ -271,9 +315,19 @@ def _utc(seconds: int) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
 
 
+_NO_ATTESTATION = KeyAttestation(hardware=False, claim_problem="not read")
+
+
 @dataclass(frozen=True)
 class CngKeyInfo:
-    """Non-secret facts about a CNG key and its certificate."""
+    """Non-secret facts about a CNG key and its certificate.
+
+    ``exportable`` is False for every hardware key whatever the provider's
+    export policy reads (PCP has been seen reporting export bits for keys the
+    TPM can never export); ``export_policy`` keeps the raw value.
+    ``pss_salt_size`` is the TPM's "PSS Salt Size" (None for software keys).
+    ``attestation`` says what could be shown about the key living in the TPM.
+    """
 
     thumbprint: str
     store_location: StoreLocation
@@ -285,14 +339,22 @@ class CngKeyInfo:
     not_before: _dt.datetime
     not_after: _dt.datetime
     subject: str
+    export_policy: int = 0
+    pss_salt_size: str | None = None
+    attestation: KeyAttestation = _NO_ATTESTATION
 
 
 class CngSigner(Signer):
     """Signs with a CNG key found by certificate thumbprint; the key never enters this process.
 
     Thread-safe: concurrent :meth:`sign` calls run in parallel on the same
-    handle. :meth:`close` frees the handles; signing after it raises
-    :class:`~entraclaw.errors.SigningError`.
+    handle for software keys; for TPM keys the native core serializes them (the
+    TPM runs one command at a time). :meth:`close` frees the handles; signing
+    after it raises :class:`~entraclaw.errors.SigningError`.
+
+    PS256 with a TPM key is refused up front unless the TPM reports a PSS salt
+    of hash size, and every PS256 signature from a TPM key is verified against
+    the certificate before it is returned.
     """
 
     def __init__(
@@ -369,20 +431,55 @@ class CngSigner(Signer):
             )
         digest = hashlib.sha256(data).digest()
         try:
-            return self._key.sign_digest(digest, padding)
+            signature = self._key.sign_digest(digest, padding)
         except _cng.CngStatusError as exc:
             raise self._translate(exc) from exc
         except _cng.KeyClosedError as exc:
             raise self._closed_error() from exc
+        if algorithm == "PS256" and self._key.hardware:
+            self._check_pss(signature, data)
+        return signature
 
-    def info(self) -> CngKeyInfo:
-        """Provider, key length, hardware flag, exportability and validity dates."""
+    def _check_pss(self, signature: bytes, data: bytes) -> None:
+        # A max-salt-only TPM may hand back zeros or a max-salt signature; a
+        # verify costs ~0.1 ms next to a TPM operation of tens of ms, and a bad
+        # signature must never reach a token request.
+        key = self._cert.public_key()
+        pss = asym_padding.PSS(mgf=asym_padding.MGF1(hashes.SHA256()), salt_length=32)
+        try:
+            if not isinstance(key, rsa.RSAPublicKey):
+                raise InvalidSignature
+            key.verify(signature, data, pss, hashes.SHA256())
+        except InvalidSignature:
+            raise BadSignatureError(
+                f"The TPM key of {self._where} returned a PS256 signature that does not verify under the "
+                "certificate's public key (salt length not 32, or a zero-filled signature).",
+                thumbprint=self._thumbprint,
+                algorithm="PS256",
+            ) from None
+
+    def info(self, *, aik: str | None = None, aik_public_key: object | None = None) -> CngKeyInfo:
+        """Provider, key length, hardware flag, exportability, validity dates and attestation.
+
+        ``aik`` names an attestation identity key in the Platform Crypto
+        Provider (user or machine key set) to certify a TPM key with;
+        ``aik_public_key`` (DER SubjectPublicKeyInfo or a cryptography RSA
+        public key) lets the claim's signature be checked here.
+        """
         try:
             props = self._key.properties()
+            raw = self._key.attestation(aik or "")
         except _cng.CngStatusError as exc:
             raise self._translate(exc) from exc
         except _cng.KeyClosedError as exc:
             raise self._closed_error() from exc
+        attestation = build_attestation(
+            dict(raw),
+            public_key=self._cert.public_key(),
+            aik=aik,
+            aik_public_key=aik_public_key,
+            format_hresult=format_hresult,
+        )
         return CngKeyInfo(
             thumbprint=self._thumbprint,
             store_location=self._location,
@@ -394,6 +491,11 @@ class CngSigner(Signer):
             not_before=self._not_before,
             not_after=self._not_after,
             subject=self._subject,
+            export_policy=props["export_policy"],
+            pss_salt_size=_SALT_NAMES.get(props["pss_salt_size"], str(props["pss_salt_size"]))
+            if props["hardware"]
+            else None,
+            attestation=attestation,
         )
 
     @property
@@ -488,18 +590,38 @@ def _check_subject(common_name: str) -> str:
     return common_name
 
 
+def _fallback_reason(hresult: int, api: str, key_bits: int) -> str:
+    code = hresult & 0xFFFFFFFF
+    row = _row(code)
+    what = f"{api} failed with {format_hresult(code)}"
+    if code == _ROCA:
+        return (
+            f"the TPM is an Infineon TPM with the ROCA weakness (CVE-2017-15361), so Windows blocks RSA key "
+            f"creation in it ({what}); update its firmware (Microsoft advisory ADV170012) to use the TPM"
+        )
+    if key_bits > 2048 and (row is None or row.category in ("other", "unsupported")):
+        return (
+            f"the TPM cannot make RSA-{key_bits} keys ({what}); most TPMs make only RSA-2048, "
+            "so use key_bits=2048 to keep the key in the TPM"
+        )
+    return what
+
+
 def create_certificate(
     common_name: str,
     *,
     provider: ProviderChoice = "auto",
     days: int = 365,
     key_bits: int = 2048,
+    retry_policy: RetryPolicy | None = None,
 ) -> ProvisionedCertificate:
     """Create a non-exportable RSA key and a self-signed certificate for it in CurrentUser\\My.
 
     ``provider="auto"`` tries the TPM (Microsoft Platform Crypto Provider) and
     falls back to the Microsoft Software Key Storage Provider; the reason for a
-    fallback is in ``tpm_fallback_reason`` so setup can warn about it.
+    fallback is in ``tpm_fallback_reason`` so setup can warn about it. A
+    transient TPM status is retried under ``retry_policy`` and never falls
+    back; lockout and failed authorization raise their typed errors.
     """
     _require_native("create_certificate")
     _check_subject(common_name)
@@ -515,17 +637,24 @@ def create_certificate(
         )
     container = f"entraclaw-{uuid.uuid4()}"
     start = int(time.time()) - 300  # tolerate clock skew between this machine and Entra
+    policy = retry_policy or RetryPolicy()
     try:
-        result = _cng.provision_certificate(common_name, container, provider, key_bits, start, start + days * 86400)
+        result = _cng.provision_certificate(
+            common_name, container, provider, key_bits, start, start + days * 86400, *policy._native_args()
+        )
     except _cng.CngStatusError as exc:
-        hresult, api, _attempts, _reacquires = exc.args
+        hresult, api, attempts, _reacquires = exc.args
         raise error_for_status(
-            hresult, api, thumbprint=None, subject=f"new certificate CN={common_name} (key container {container})"
+            hresult,
+            api,
+            thumbprint=None,
+            subject=f"new certificate CN={common_name} (key container {container})",
+            attempts=attempts,
         ) from exc
     der = result["der"]
     fallback = None
     if result["tpm_hresult"]:
-        fallback = f"{result['tpm_api']} failed with {format_hresult(result['tpm_hresult'])}"
+        fallback = _fallback_reason(result["tpm_hresult"], result["tpm_api"], key_bits)
     return ProvisionedCertificate(
         thumbprint=compute_sha1_thumbprint(der),
         x5t_s256=compute_cert_thumbprint(der),
@@ -567,10 +696,19 @@ def delete_certificate(thumbprint: str, location: str = "CurrentUser", *, delete
     thumb = validate_sha1_thumbprint(thumbprint, source="certificate thumbprint to delete")
     where = _check_location(location)
     try:
-        return bool(_cng.delete_certificate(thumb, where, delete_key))
+        outcome = _cng.delete_certificate(thumb, where, delete_key)
     except _cng.CngStatusError as exc:
         hresult, api, _attempts, _reacquires = exc.args
         raise error_for_status(hresult, api, thumbprint=thumb, subject=f"certificate {thumb} in {where}\\My") from exc
+    if outcome["capi_provider"]:
+        raise UnsupportedKeyStorageError(
+            f"Not deleting certificate {thumb} in {where}\\My: its private key is not a CNG key but belongs to the "
+            f"legacy CryptoAPI provider {outcome['capi_provider']!r}, which entraclaw cannot delete; removing only "
+            "the certificate would leave the key behind. Nothing was deleted.",
+            thumbprint=thumb,
+            provider=outcome["capi_provider"],
+        )
+    return bool(outcome["key_deleted"])
 
 
 # --- DPAPI ------------------------------------------------------------------------------

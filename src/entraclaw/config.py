@@ -27,7 +27,6 @@ programs and would silently replace the trust anchors of the token endpoint.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     import requests
 
     from entraclaw.auth.signer import Signer
+    from entraclaw.keystore import KeyStore
 
 __all__ = [
     "DEFAULT_AUTHORITY_HOST",
@@ -572,10 +572,12 @@ def _file_layer(path: Path, explicit: bool, problems: list[ConfigProblem]) -> _L
         return None
     env_file, file_problems = parse_env_text(text, path)
     for problem in file_problems:
-        where, _sep, what = problem.partition(": ")
         problems.append(
             ConfigProblem(
-                ".env", where, what + ".", f"Edit {path}: one KEY=value per line, each key once, or a # comment."
+                problem.key or ".env",
+                f"{path} line {problem.line}",
+                problem.what + ".",
+                f"Edit {path}: one KEY=value per line, each key once, or a # comment.",
             )
         )
     if env_file.had_bom:
@@ -846,22 +848,27 @@ def make_session(source: AgentConfig | str | os.PathLike[str] | None = None) -> 
     return session
 
 
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+
+
 def _split_pem(pem: bytes) -> tuple[bytes, bytes | None]:
-    """The private key part and, when the PEM also holds one, the first certificate block."""
-    start = pem.find(b"-----BEGIN CERTIFICATE-----")
-    if start < 0:
-        return pem, None
-    end_marker = b"-----END CERTIFICATE-----"
-    end = pem.find(end_marker, start)
-    if end < 0:
-        return pem, None
-    return pem, pem[start : end + len(end_marker)]
+    """The private key block and, when the PEM also holds one, the first certificate block (either order)."""
+    key: bytes | None = None
+    cert: bytes | None = None
+    for match in _PEM_BLOCK.finditer(pem):
+        label = match.group(1)
+        if label.endswith(b"PRIVATE KEY") and key is None:
+            key = match.group(0)
+        elif label == b"CERTIFICATE" and cert is None:
+            cert = match.group(0)
+    # No key block found: hand the bytes on unchanged so PemSigner reports what is wrong with them.
+    return (key if key is not None else pem), cert
 
 
 def open_signer(
     config: AgentConfig,
     *,
-    keystore: Any = None,
+    keystore: KeyStore[str] | None = None,
     password: str | None = None,
 ) -> Signer:
     """The Blueprint's signer for ``config.key_ref``.
@@ -886,16 +893,10 @@ def open_signer(
         assert ref.entry is not None
         store = keystore
         if store is None:
-            try:
-                keystore_module = importlib.import_module("entraclaw.keystore")
-            except ModuleNotFoundError as exc:
-                raise ConfigurationError(
-                    f"{ENV_KEY_REF} ({origin}) names keystore entry {ref.entry}, but this entraclaw has no "
-                    "keystore module.",
-                    remedy="Install a release with entraclaw.keystore, or point ENTRACLAW_KEY_REF at file:<PEM>.",
-                    key=ENV_KEY_REF,
-                ) from exc
-            store = keystore_module.default_keystore()
+            # Imported here: the keystore pulls in keyring and the OS backends, which file: and cng: never need.
+            from entraclaw.keystore import default_keystore
+
+            store = default_keystore()
         pem_text = store.get(ref.entry)
         if pem_text is None:
             raise ConfigurationError(

@@ -17,11 +17,14 @@ from typing import Any
 
 __all__ = [
     "AccessDeniedError",
+    "AttestationError",
+    "BadSignatureError",
     "CertificateNotFoundError",
     "ClientAssertionError",
     "ConfigurationError",
     "EmulatorError",
     "EntraclawError",
+    "FilePermissionError",
     "GraphRequestError",
     "InvalidThumbprintError",
     "KeyMaterialError",
@@ -30,6 +33,7 @@ __all__ = [
     "KeystoreError",
     "NativeModuleUnavailableError",
     "NetworkError",
+    "PssSaltUnsupportedError",
     "SecretRefusedError",
     "SigningError",
     "ThumbprintMismatchError",
@@ -39,6 +43,7 @@ __all__ = [
     "TpmUnavailableError",
     "TransientSigningError",
     "UnsupportedKeyError",
+    "UnsupportedKeyStorageError",
     "UserInteractionRequiredError",
 ]
 
@@ -207,6 +212,46 @@ class TransientSigningError(SigningError):
     default_remedy = "The TPM was busy; retry later or raise the retry budget (RetryPolicy)."
 
 
+class PssSaltUnsupportedError(SigningError):
+    """The TPM makes RSASSA-PSS signatures only with the maximum salt, so PS256 (salt = hash length) is impossible."""
+
+    default_remedy = (
+        "Sign with RS256 (the default for client assertions) when the key is in this TPM, "
+        "or update the TPM firmware to TCG spec revision 1.16 or later."
+    )
+
+
+class BadSignatureError(SigningError):
+    """The key storage provider returned a signature that does not verify under the certificate's public key."""
+
+    default_remedy = (
+        "Sign with RS256 when the key is in a TPM; if RS256 signatures fail too, check the key and "
+        "certificate with `entraclaw doctor` and re-run scripts/deploy-windows.ps1."
+    )
+
+
+class UnsupportedKeyStorageError(SigningError):
+    """The certificate's key is held by a legacy CryptoAPI (CAPI) provider, which entraclaw does not manage."""
+
+    default_remedy = (
+        "Remove the key with the tool that created it (certutil -user -delkey <container>, or "
+        "certutil -user -delstore My <thumbprint> for both), or delete only the certificate with delete_key=False."
+    )
+
+
+class AttestationError(EntraclawError):
+    """A TPM key attestation claim is truncated, forged, or does not match the key.
+
+    ``reason`` is one of ``truncated``, ``magic``, ``type``, ``name``,
+    ``public_key``, ``signature``, ``format``.
+    """
+
+    default_remedy = (
+        "Do not treat this key as attested. Re-create the claim on the machine that holds the key "
+        "(`entraclaw doctor`) and compare the AIK public key with the one your relying party enrolled."
+    )
+
+
 # --- token exchange ------------------------------------------------------------
 
 
@@ -260,6 +305,15 @@ class SecretRefusedError(KeystoreError):
         "On Windows the Blueprint key stays in CNG (TPM or software KSP): record its certificate "
         "thumbprint (cng:CurrentUser/<SHA1>), not the key; keep a PEM in the keyring or DPAPI file store."
     )
+
+
+class FilePermissionError(EntraclawError):
+    """A file's permissions could not be read or restricted to the owner (Windows DACL, POSIX mode).
+
+    Carries ``path``, ``operation`` ("restrict to owner", "read DACL", ...), ``api`` (the Win32
+    function that failed), ``hresult`` (HRESULT_FROM_WIN32 of the error), ``win32_error``,
+    ``error_name`` (e.g. ``ERROR_ACCESS_DENIED``) and ``system_message`` when the OS has one.
+    """
 
 
 # --- emulator --------------------------------------------------------------------

@@ -114,7 +114,69 @@ PYBIND11_MODULE(_cng_standin, m) {
       },
       py::arg("kind") = py::none());
   m.def("invalid_frees", &standin_invalid_frees);
+  m.def(
+      "set_key_option",
+      [](const std::string& provider, const std::string& container, const std::string& option, std::int64_t value) {
+        if (standin_set_key_option(provider.c_str(), container.c_str(), option.c_str(), value) != 0) {
+          throw py::value_error("unknown key or option: " + option);
+        }
+      },
+      py::arg("provider"), py::arg("container"), py::arg("option"), py::arg("value"));
+  m.def(
+      "set_link",
+      [](const std::string& location, const py::bytes& sha1, std::uint32_t prov_type, std::uint32_t key_spec,
+         const py::object& provider) {
+        const std::string hash = sha1;
+        if (hash.size() != 20) throw py::value_error("sha1 must be 20 bytes");
+        const std::string name = provider.is_none() ? std::string() : provider.cast<std::string>();
+        if (standin_set_link(location_id(location), reinterpret_cast<const uint8_t*>(hash.data()), prov_type, key_spec,
+                             provider.is_none() ? nullptr : name.c_str()) != 0) {
+          throw py::value_error("no certificate with a key link has that SHA-1");
+        }
+      },
+      py::arg("location"), py::arg("sha1"), py::arg("prov_type"), py::arg("key_spec"), py::arg("provider") = py::none());
+  m.def(
+      "calls_without_silent",
+      [](const py::object& function) {
+        if (function.is_none()) return standin_calls_without_silent(nullptr);
+        const std::string f = function.cast<std::string>();
+        return standin_calls_without_silent(f.c_str());
+      },
+      py::arg("function") = py::none());
+  m.def("ui_prompts", &standin_ui_prompts);
+  m.def("max_sign_overlap", [](bool hardware) { return standin_max_sign_overlap(hardware ? 1 : 0); });
+  m.def("set_tpm_max_bits", &standin_set_tpm_max_bits);
+  m.def("create_aik", [](const std::string& container) {
+    if (standin_create_aik(container.c_str()) != 0) throw py::value_error("AIK creation failed");
+  });
+  m.def("key_public_der", [](const std::string& provider, const std::string& container) {
+    const std::int64_t len = standin_key_public_der(provider.c_str(), container.c_str(), nullptr, 0);
+    if (len < 0) throw py::value_error("no such key");
+    std::string out(static_cast<std::size_t>(len), '\0');
+    standin_key_public_der(provider.c_str(), container.c_str(), reinterpret_cast<uint8_t*>(out.data()), out.size());
+    return py::bytes(out);
+  });
+  m.def("set_ek_certificate", [](const py::bytes& der) {
+    const std::string data = der;
+    standin_set_ek_certificate(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  });
+  m.def("set_claim_tamper", &standin_set_claim_tamper);
   m.def("library_path", [] { return std::string(standin_library_path()); });
+  // advapi32 part (native/standin/src/advapi.cpp).
+  m.def(
+      "set_current_sid",
+      [](const py::object& sid, const py::object& name, const py::object& domain) {
+        const std::string s = sid.is_none() ? std::string() : sid.cast<std::string>();
+        const std::string n = name.is_none() ? std::string() : name.cast<std::string>();
+        const std::string d = domain.is_none() ? std::string() : domain.cast<std::string>();
+        if (standin_set_current_sid(sid.is_none() ? nullptr : s.c_str(), name.is_none() ? nullptr : n.c_str(),
+                                    domain.is_none() ? nullptr : d.c_str()) != 0) {
+          throw py::value_error("not a SID in S-1-... form: " + s);
+        }
+      },
+      py::arg("sid") = py::none(), py::arg("name") = py::none(), py::arg("domain") = py::none());
+  m.def("default_user_sid", [] { return std::string(standin_default_user_sid()); });
+  m.def("file_security_count", &standin_file_security_count);
   m.def("native_sign_ns", &native_sign_ns, py::arg("thumbprint"), py::arg("iterations"), py::arg("size_query"),
         py::call_guard<py::gil_scoped_release>());
 }

@@ -43,7 +43,9 @@ PCCERT_CONTEXT find_next(HCERTSTORE store, PCCERT_CONTEXT prev, Match match) {
     }
     return fail_null<const CERT_CONTEXT>(E_INVALIDARG);
   }
-  auto& entries = state().stores[s->location];
+  // CERT_STORE_CTRL_AUTO_RESYNC checks for changes only when a search starts
+  // (pPrevContext == NULL), so an enumeration in progress keeps its view.
+  auto& entries = prev == nullptr ? visible_entries(s) : s->snapshot;
   size_t start = 0;
   if (prev != nullptr) {
     CertObj* p = cert_obj(prev);
@@ -74,10 +76,27 @@ HCERTSTORE WINAPI CertOpenStore(LPCSTR provider, DWORD, HCRYPTPROV_LEGACY, DWORD
   if (std::wcscmp(static_cast<LPCWSTR>(para), L"My") != 0) {
     return fail_null<void>(0x80070002);  // HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND): only My exists here
   }
-  auto* s = new StoreObj{location, (flags & CERT_STORE_READONLY_FLAG) != 0};
+  auto* s = new StoreObj{location, (flags & CERT_STORE_READONLY_FLAG) != 0, false, {}};
   std::lock_guard<std::mutex> lock(state().mu);
+  s->snapshot = state().stores[location];
   track(s, Kind::Store);
   return s;
+}
+
+BOOL WINAPI CertControlStore(HCERTSTORE store, DWORD, DWORD ctrl_type, const void*) {
+  if (int32_t st = enter(Fn::CertControlStore)) return fail(st);
+  std::lock_guard<std::mutex> lock(state().mu);
+  StoreObj* s = store_obj(store);
+  if (s == nullptr) return fail(E_INVALIDARG);
+  if (ctrl_type == CERT_STORE_CTRL_AUTO_RESYNC) {
+    s->auto_resync = true;
+    return TRUE;
+  }
+  if (ctrl_type == CERT_STORE_CTRL_RESYNC) {
+    s->snapshot = state().stores[s->location];
+    return TRUE;
+  }
+  return fail(E_INVALIDARG);
 }
 
 BOOL WINAPI CertCloseStore(HCERTSTORE store, DWORD) {
@@ -131,11 +150,12 @@ BOOL WINAPI CertDeleteCertificateFromStore(PCCERT_CONTEXT ctx) {
   StoreObj* s = store_obj(obj->ctx.hCertStore);
   if (status == 0 && (s == nullptr || s->readonly)) status = E_ACCESSDENIED;
   if (status == 0) {
-    auto& entries = state().stores[obj->location];
-    for (auto it = entries.begin(); it != entries.end(); ++it) {
-      if (*it == obj->entry) {
-        entries.erase(it);
-        break;
+    for (auto* entries : {&state().stores[obj->location], &s->snapshot}) {
+      for (auto it = entries->begin(); it != entries->end(); ++it) {
+        if ((*it)->sha1 == obj->entry->sha1) {
+          entries->erase(it);
+          break;
+        }
       }
     }
   }
@@ -163,6 +183,15 @@ BOOL WINAPI CertAddCertificateContextToStore(HCERTSTORE store, PCCERT_CONTEXT ct
     }
   }
   if (!replaced) entries.push_back(copy);
+  // A handle sees its own writes at once.
+  bool in_snapshot = false;
+  for (auto& existing : s->snapshot) {
+    if (existing->sha1 == copy->sha1) {
+      existing = copy;
+      in_snapshot = true;
+    }
+  }
+  if (!in_snapshot) s->snapshot.push_back(copy);
   if (out != nullptr) *out = &new_cert_context(copy, s->location, store)->ctx;
   return TRUE;
 }
@@ -198,6 +227,7 @@ BOOL WINAPI CertGetCertificateContextProperty(PCCERT_CONTEXT ctx, DWORD prop, vo
   info->pwszProvName = provider;
   info->dwFlags = e.link.flags;
   info->dwKeySpec = e.link.key_spec;
+  info->dwProvType = e.link.prov_type;
   *size = needed;
   return TRUE;
 }
@@ -216,6 +246,7 @@ BOOL WINAPI CertSetCertificateContextProperty(PCCERT_CONTEXT ctx, DWORD prop, DW
   if (info->pwszProvName == nullptr || info->pwszContainerName == nullptr) return fail(E_INVALIDARG);
   if (info->dwProvType != 0) return fail(NTE_BAD_PROVIDER);  // the stand-in has no CAPI CSPs
   e.has_link = true;
+  e.link.prov_type = 0;
   e.link.provider = info->pwszProvName;
   e.link.container = info->pwszContainerName;
   e.link.flags = info->dwFlags;
@@ -350,6 +381,7 @@ BOOL WINAPI CryptAcquireCertificatePrivateKey(PCCERT_CONTEXT ctx, DWORD flags, v
                                               BOOL* caller_frees) {
   if (int32_t st = enter(Fn::CryptAcquireCertificatePrivateKey)) return fail(st);
   if (key == nullptr) return fail(E_INVALIDARG);
+  note_silent(Fn::CryptAcquireCertificatePrivateKey, (flags & CRYPT_ACQUIRE_SILENT_FLAG) != 0);
   // No CAPI in the stand-in: a caller that does not insist on NCrypt is a bug.
   if ((flags & CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG) == 0) return fail(NTE_BAD_FLAGS);
   std::lock_guard<std::mutex> lock(state().mu);
@@ -357,6 +389,7 @@ BOOL WINAPI CryptAcquireCertificatePrivateKey(PCCERT_CONTEXT ctx, DWORD flags, v
   CertObj* obj = cert_obj(ctx);
   const CertEntry& e = *obj->entry;
   if (!e.has_link) return fail(CRYPT_E_NO_KEY_PROPERTY);
+  if (e.link.prov_type != 0) return fail(NTE_BAD_PROVIDER);  // a CAPI CSP key: no NCrypt handle for it
   const std::string provider = utf8(e.link.provider);
   auto blocked = state().provider_status.find(provider);
   if (blocked != state().provider_status.end()) return fail(blocked->second);

@@ -58,15 +58,19 @@ SECURITY_STATUS WINAPI NCryptOpenStorageProvider(NCRYPT_PROV_HANDLE* out, LPCWST
   return 0;
 }
 
-SECURITY_STATUS WINAPI NCryptOpenKey(NCRYPT_PROV_HANDLE provider, NCRYPT_KEY_HANDLE* out, LPCWSTR name, DWORD,
-                                     DWORD) {
+SECURITY_STATUS WINAPI NCryptOpenKey(NCRYPT_PROV_HANDLE provider, NCRYPT_KEY_HANDLE* out, LPCWSTR name,
+                                     DWORD legacy_spec, DWORD flags) {
   if (int32_t st = enter(Fn::NCryptOpenKey)) return st;
+  note_silent(Fn::NCryptOpenKey, (flags & NCRYPT_SILENT_FLAG) != 0);
   if (out == nullptr || name == nullptr) return NTE_INVALID_PARAMETER;
   std::lock_guard<std::mutex> lock(state().mu);
   if (!is_live(provider, Kind::Provider)) return NTE_INVALID_HANDLE;
   auto* p = reinterpret_cast<ProviderObj*>(provider);
   auto it = state().keys.find(std::make_pair(p->name, std::wstring(name)));
   if (it == state().keys.end()) return NTE_BAD_KEYSET;
+  // A key that came from CAPI is found only under the dwLegacyKeySpec it was
+  // stored with (the certificate link's dwKeySpec).
+  if (it->second->legacy_spec != legacy_spec) return NTE_BAD_KEYSET;
   auto* k = new KeyObj{it->second};
   track(reinterpret_cast<std::uintptr_t>(k), Kind::Key);
   *out = reinterpret_cast<NCRYPT_KEY_HANDLE>(k);
@@ -97,8 +101,9 @@ SECURITY_STATUS WINAPI NCryptCreatePersistedKey(NCRYPT_PROV_HANDLE provider, NCR
   return 0;
 }
 
-SECURITY_STATUS WINAPI NCryptSetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBYTE input, DWORD size, DWORD) {
+SECURITY_STATUS WINAPI NCryptSetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBYTE input, DWORD size, DWORD flags) {
   if (int32_t st = enter(Fn::NCryptSetProperty)) return st;
+  note_silent(Fn::NCryptSetProperty, (flags & NCRYPT_SILENT_FLAG) != 0);
   if (name == nullptr || input == nullptr) return NTE_INVALID_PARAMETER;
   std::lock_guard<std::mutex> lock(state().mu);
   KeyRecord* r = record_of(handle);
@@ -121,8 +126,9 @@ SECURITY_STATUS WINAPI NCryptSetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBY
   return NTE_NOT_SUPPORTED;
 }
 
-SECURITY_STATUS WINAPI NCryptFinalizeKey(NCRYPT_KEY_HANDLE handle, DWORD) {
+SECURITY_STATUS WINAPI NCryptFinalizeKey(NCRYPT_KEY_HANDLE handle, DWORD flags) {
   if (int32_t st = enter(Fn::NCryptFinalizeKey)) return st;
+  note_silent(Fn::NCryptFinalizeKey, (flags & NCRYPT_SILENT_FLAG) != 0);
   std::shared_ptr<KeyRecord> record;
   {
     std::lock_guard<std::mutex> lock(state().mu);
@@ -130,6 +136,9 @@ SECURITY_STATUS WINAPI NCryptFinalizeKey(NCRYPT_KEY_HANDLE handle, DWORD) {
     record = reinterpret_cast<KeyObj*>(handle)->record;
     if (record->finalized) return NTE_BAD_KEY_STATE;
   }
+  // Most TPMs make RSA-2048 only. Where PCP reports a size the TPM lacks is
+  // not documented; the stand-in says NTE_NOT_SUPPORTED at finalize.
+  if (record->hardware && record->length_bits > state().tpm_max_bits.load()) return NTE_NOT_SUPPORTED;
   EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, nullptr);
   EVP_PKEY* pkey = nullptr;
   const bool ok = ctx != nullptr && EVP_PKEY_keygen_init(ctx) == 1 &&
@@ -147,11 +156,21 @@ SECURITY_STATUS WINAPI NCryptFinalizeKey(NCRYPT_KEY_HANDLE handle, DWORD) {
   return 0;
 }
 
-SECURITY_STATUS WINAPI NCryptDeleteKey(NCRYPT_KEY_HANDLE handle, DWORD) {
-  if (int32_t st = enter(Fn::NCryptDeleteKey)) return st;
+SECURITY_STATUS WINAPI NCryptDeleteKey(NCRYPT_KEY_HANDLE handle, DWORD flags) {
+  const int32_t injected = enter(Fn::NCryptDeleteKey);
+  note_silent(Fn::NCryptDeleteKey, (flags & NCRYPT_SILENT_FLAG) != 0);
   std::lock_guard<std::mutex> lock(state().mu);
   if (!is_live(handle, Kind::Key)) return NTE_INVALID_HANDLE;
   auto* k = reinterpret_cast<KeyObj*>(handle);
+  if (injected != 0) {
+    // The handle is gone even when the delete fails (reported for PCP and the
+    // software KSP; the documentation only says it is freed on success), so a
+    // caller that frees it again double-frees.
+    // https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptdeletekey
+    untrack(handle, Kind::Key);
+    delete k;
+    return injected;
+  }
   auto key = std::make_pair(k->record->provider, k->record->container);
   auto it = state().keys.find(key);
   if (it != state().keys.end() && it->second == k->record) state().keys.erase(it);
@@ -180,13 +199,21 @@ SECURITY_STATUS WINAPI NCryptFreeObject(NCRYPT_HANDLE handle) {
 }
 
 SECURITY_STATUS WINAPI NCryptGetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBYTE out, DWORD capacity,
-                                         DWORD* written, DWORD) {
+                                         DWORD* written, DWORD flags) {
   if (int32_t st = enter(Fn::NCryptGetProperty)) return st;
+  note_silent(Fn::NCryptGetProperty, (flags & NCRYPT_SILENT_FLAG) != 0);
   if (name == nullptr) return NTE_INVALID_PARAMETER;
   std::lock_guard<std::mutex> lock(state().mu);
   if (is_live(handle, Kind::Provider)) {
     auto* p = reinterpret_cast<ProviderObj*>(handle);
     if (std::wcscmp(name, NCRYPT_NAME_PROPERTY) == 0) return write_string(wide(p->name), out, capacity, written);
+    if (p->hardware && std::wcscmp(name, NCRYPT_PCP_PLATFORM_TYPE_PROPERTY) == 0) {
+      return write_string(wide(state().platform_type), out, capacity, written);
+    }
+    if (p->hardware && std::wcscmp(name, NCRYPT_PCP_EKCERT_PROPERTY) == 0) {
+      if (state().ek_cert.empty()) return NTE_NOT_FOUND;
+      return write_property(state().ek_cert.data(), static_cast<DWORD>(state().ek_cert.size()), out, capacity, written);
+    }
     if (std::wcscmp(name, NCRYPT_IMPL_TYPE_PROPERTY) == 0) {
       return write_dword(p->hardware ? NCRYPT_IMPL_HARDWARE_FLAG : NCRYPT_IMPL_SOFTWARE_FLAG, out, capacity, written);
     }
@@ -210,12 +237,18 @@ SECURITY_STATUS WINAPI NCryptGetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBY
   if (std::wcscmp(name, NCRYPT_IMPL_TYPE_PROPERTY) == 0) {
     return write_dword(r->hardware ? NCRYPT_IMPL_HARDWARE_FLAG : NCRYPT_IMPL_SOFTWARE_FLAG, out, capacity, written);
   }
+  // A PCP key property; the software KSP does not know it.
+  if (r->hardware && std::wcscmp(name, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY) == 0) {
+    return write_dword(r->pss_salt, out, capacity, written);
+  }
   return NTE_NOT_SUPPORTED;
 }
 
 SECURITY_STATUS WINAPI NCryptSignHash(NCRYPT_KEY_HANDLE handle, VOID* padding, PBYTE hash, DWORD hash_len,
                                       PBYTE signature, DWORD capacity, DWORD* written, DWORD flags) {
   if (int32_t st = enter(Fn::NCryptSignHash)) return st;
+  const bool silent = (flags & NCRYPT_SILENT_FLAG) != 0;
+  note_silent(Fn::NCryptSignHash, silent);
   if (written == nullptr || hash == nullptr || padding == nullptr) return NTE_INVALID_PARAMETER;
   std::shared_ptr<KeyRecord> record;
   {
@@ -235,10 +268,42 @@ SECURITY_STATUS WINAPI NCryptSignHash(NCRYPT_KEY_HANDLE handle, VOID* padding, P
   *written = size;
   if (signature == nullptr) return 0;  // size query: no device round trip
   if (capacity < size) return NTE_BUFFER_TOO_SMALL;
+  if (record->ui_policy) {
+    // The KSP would show a PIN/consent dialog; with NCRYPT_SILENT_FLAG it must
+    // fail with NTE_SILENT_CONTEXT instead (NCryptSignHash documentation).
+    // Without the flag a headless agent would hang: the stand-in counts the
+    // dialog and answers as if the user cancelled it.
+    if (silent) return NTE_SILENT_CONTEXT;
+    state().ui_prompts.fetch_add(1);
+    return NTE_USER_CANCELLED;
+  }
+  const ULONG salt = mode == NCRYPT_PAD_PSS_FLAG ? static_cast<BCRYPT_PSS_PADDING_INFO*>(padding)->cbSalt : 0;
+  const ULONG max_salt = size - 32 - 2;  // emLen - hLen - 2 (RFC 8017 9.1.1); 222 for RSA-2048/SHA-256
+  const bool max_salt_only = record->hardware && record->pss_salt == NCRYPT_TPM_PSS_SALT_SIZE_MAXIMUM;
+  if (mode == NCRYPT_PAD_PSS_FLAG && max_salt_only && salt != max_salt && !record->pss_zero_signature) {
+    return TPM_E_PCP_UNSUPPORTED_PSS_SALT;
+  }
+  // Overlap detector: how many signatures run on this key at once. Nothing
+  // documents concurrent NCryptSignHash on one PCP handle; the TPM executes
+  // one command at a time, so callers must serialize hardware keys.
+  struct Active {
+    KeyRecord& r;
+    explicit Active(KeyRecord& rec) : r(rec) {
+      const int now = r.active_signs.fetch_add(1) + 1;
+      auto& peak = r.hardware ? state().max_overlap_hardware : state().max_overlap_software;
+      int seen = peak.load();
+      while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+      }
+    }
+    ~Active() { r.active_signs.fetch_sub(1); }
+    Active(const Active&) = delete;
+    Active& operator=(const Active&) = delete;
+  } active(*record);
   if (const uint32_t us = state().latency_us.load(std::memory_order_relaxed)) {
     std::this_thread::sleep_for(std::chrono::microseconds(us));
   }
-  if (state().null_signature.load(std::memory_order_relaxed)) {
+  if (state().null_signature.load(std::memory_order_relaxed) ||
+      (mode == NCRYPT_PAD_PSS_FLAG && max_salt_only && salt != max_salt)) {
     std::memset(signature, 0, size);
     return 0;
   }
@@ -246,7 +311,6 @@ SECURITY_STATUS WINAPI NCryptSignHash(NCRYPT_KEY_HANDLE handle, VOID* padding, P
   size_t out_len = capacity;
   bool ok = ctx != nullptr && EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1;
   if (ok && mode == NCRYPT_PAD_PSS_FLAG) {
-    const ULONG salt = static_cast<BCRYPT_PSS_PADDING_INFO*>(padding)->cbSalt;
     ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
          EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, static_cast<int>(salt)) == 1 &&
          EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) == 1;

@@ -25,6 +25,7 @@ struct Fault {
 };
 
 std::array<std::atomic<uint64_t>, static_cast<size_t>(Fn::Count)> g_calls{};
+std::array<std::atomic<uint64_t>, static_cast<size_t>(Fn::Count)> g_unsilent{};
 std::atomic<bool> g_any_faults{false};
 std::mutex g_fault_mu;
 std::array<std::deque<Fault>, static_cast<size_t>(Fn::Count)> g_faults;
@@ -71,6 +72,15 @@ int32_t enter(Fn fn) {
   const int32_t status = f.status;
   if (f.remaining > 0 && --f.remaining == 0) queue.pop_front();
   return status;
+}
+
+void note_silent(Fn fn, bool silent) {
+  if (!silent) g_unsilent[static_cast<size_t>(fn)].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::vector<std::shared_ptr<CertEntry>>& visible_entries(StoreObj* store) {
+  if (store->auto_resync) store->snapshot = state().stores[store->location];
+  return store->snapshot;
 }
 
 void track(std::uintptr_t handle, Kind kind) { state().live[handle] = kind; }
@@ -202,10 +212,14 @@ void standin_reset(void) {
     state().stores.clear();
     state().keys.clear();
     state().provider_status.clear();
+    state().ek_cert.clear();
   }
+  state().tpm_max_bits = 2048;
+  state().claim_tamper = 0;
   state().latency_us = 0;
   state().null_signature = false;
   state().caller_frees_key = true;
+  advapi_reset();
   standin_clear_faults();
   standin_reset_counters();
 }
@@ -317,15 +331,118 @@ uint64_t standin_total_calls(void) {
 
 void standin_reset_counters(void) {
   for (auto& c : g_calls) c.store(0);
+  for (auto& c : g_unsilent) c.store(0);
   state().invalid_frees = 0;
+  state().max_overlap_hardware = 0;
+  state().max_overlap_software = 0;
+  state().ui_prompts = 0;
 }
+
+uint64_t standin_calls_without_silent(const char* function) {
+  if (function == nullptr) {
+    uint64_t total = 0;
+    for (auto& c : g_unsilent) total += c.load();
+    return total;
+  }
+  const int i = fn_index(function);
+  return i < 0 ? 0 : g_unsilent[static_cast<size_t>(i)].load();
+}
+
+uint64_t standin_ui_prompts(void) { return state().ui_prompts.load(); }
+
+int standin_max_sign_overlap(int hardware) {
+  return hardware ? state().max_overlap_hardware.load() : state().max_overlap_software.load();
+}
+
+int standin_set_key_option(const char* provider, const char* container, const char* option, int64_t value) {
+  if (provider == nullptr || container == nullptr || option == nullptr) return -1;
+  std::lock_guard<std::mutex> lock(state().mu);
+  auto it = state().keys.find(std::make_pair(std::string(provider), wide(container)));
+  if (it == state().keys.end()) return -1;
+  KeyRecord& r = *it->second;
+  const std::string name(option);
+  const auto v = static_cast<DWORD>(value);
+  if (name == "hardware") {
+    r.hardware = value != 0;
+  } else if (name == "pss_salt") {
+    r.pss_salt = v;
+  } else if (name == "pss_zero_signature") {
+    r.pss_zero_signature = value != 0;
+  } else if (name == "ui_policy") {
+    r.ui_policy = value != 0;
+  } else if (name == "export_policy") {
+    r.export_policy = v;
+  } else if (name == "legacy_spec") {
+    r.legacy_spec = v;
+  } else if (name == "tpma") {
+    r.tpma = v;
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
+int standin_set_link(int location, const uint8_t* sha1, uint32_t prov_type, uint32_t key_spec, const char* provider) {
+  if (sha1 == nullptr) return -1;
+  std::lock_guard<std::mutex> lock(state().mu);
+  for (auto& entry : state().stores[location]) {
+    if (std::memcmp(entry->sha1.data(), sha1, 20) != 0 || !entry->has_link) continue;
+    entry->link.prov_type = prov_type;
+    entry->link.key_spec = key_spec;
+    if (provider != nullptr) entry->link.provider = wide(provider);
+    return 0;
+  }
+  return -1;
+}
+
+int32_t standin_create_aik(const char* container) {
+  if (container == nullptr) return E_INVALIDARG;
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, nullptr);
+  EVP_PKEY* pkey = nullptr;
+  const bool ok = ctx != nullptr && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048) == 1 &&
+                  EVP_PKEY_keygen(ctx, &pkey) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) return NTE_FAIL;
+  auto record = std::make_shared<KeyRecord>();
+  record->provider = kPlatformProvider;
+  record->container = wide(container);
+  record->pkey.reset(pkey);
+  record->hardware = true;
+  record->finalized = true;
+  record->is_aik = true;
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().keys[std::make_pair(record->provider, record->container)] = record;
+  return 0;
+}
+
+int64_t standin_key_public_der(const char* provider, const char* container, uint8_t* out, size_t capacity) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  auto it = state().keys.find(std::make_pair(std::string(provider), wide(container)));
+  if (it == state().keys.end() || !it->second->pkey) return -1;
+  const int len = i2d_PUBKEY(it->second->pkey.get(), nullptr);
+  if (len <= 0) return -1;
+  if (out != nullptr && capacity >= static_cast<size_t>(len)) {
+    unsigned char* p = out;
+    i2d_PUBKEY(it->second->pkey.get(), &p);
+  }
+  return len;
+}
+
+void standin_set_ek_certificate(const uint8_t* der, size_t len) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().ek_cert.assign(der, der + (der == nullptr ? 0 : len));
+}
+
+void standin_set_tpm_max_bits(uint32_t bits) { state().tpm_max_bits = bits; }
+void standin_set_claim_tamper(int mode) { state().claim_tamper = mode; }
 
 int64_t standin_open_handles(const char* kind) {
   static const std::map<std::string, Kind> kinds = {{"store", Kind::Store},
                                                     {"certificate", Kind::Cert},
                                                     {"key", Kind::Key},
                                                     {"provider", Kind::Provider},
-                                                    {"local", Kind::Local}};
+                                                    {"local", Kind::Local},
+                                                    {"token", Kind::Token}};
   std::lock_guard<std::mutex> lock(state().mu);
   if (kind == nullptr) return static_cast<int64_t>(state().live.size());
   auto it = kinds.find(kind);

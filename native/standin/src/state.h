@@ -22,13 +22,20 @@ namespace standin {
 
 // Every exported Win32 function, for counters and fault injection.
 #define STANDIN_FUNCTIONS(X)                                                                                   \
-  X(CertOpenStore) X(CertCloseStore) X(CertFindCertificateInStore) X(CertEnumCertificatesInStore)             \
+  X(CertOpenStore) X(CertCloseStore) X(CertControlStore) X(CertFindCertificateInStore) X(CertEnumCertificatesInStore)             \
   X(CertDuplicateCertificateContext) X(CertFreeCertificateContext) X(CertDeleteCertificateFromStore)          \
   X(CertAddCertificateContextToStore) X(CertGetCertificateContextProperty) X(CertSetCertificateContextProperty) \
   X(CertGetNameStringW) X(CertStrToNameW) X(CertCreateSelfSignCertificate) X(CryptAcquireCertificatePrivateKey) \
   X(NCryptOpenStorageProvider) X(NCryptOpenKey) X(NCryptCreatePersistedKey) X(NCryptSetProperty)               \
   X(NCryptGetProperty) X(NCryptFinalizeKey) X(NCryptDeleteKey) X(NCryptFreeObject) X(NCryptSignHash)           \
-  X(CryptProtectData) X(CryptUnprotectData) X(LocalFree)
+  X(NCryptCreateClaim)                                                                                           \
+  X(CryptProtectData) X(CryptUnprotectData) X(LocalFree) STANDIN_ADVAPI_FUNCTIONS(X)
+
+// advapi32 (advapi.cpp): process token, SIDs, ACLs, named security info.
+#define STANDIN_ADVAPI_FUNCTIONS(X)                                                                            \
+  X(OpenProcessToken) X(GetTokenInformation) X(CloseHandle) X(IsValidSid) X(IsWellKnownSid)                  \
+  X(ConvertSidToStringSidW) X(LookupAccountSidW) X(InitializeAcl) X(AddAccessAllowedAceEx) X(IsValidAcl)     \
+  X(GetAce) X(GetSecurityDescriptorControl) X(SetNamedSecurityInfoW) X(GetNamedSecurityInfoW)
 
 enum class Fn {
 #define STANDIN_ENUM(name) name,
@@ -39,6 +46,10 @@ enum class Fn {
 
 // Count the call and return an injected status (0 = proceed normally).
 int32_t enter(Fn fn);
+// Record whether a call that accepts NCRYPT_SILENT_FLAG (or
+// CRYPT_ACQUIRE_SILENT_FLAG) got it: without it a key with a UI policy would
+// put up a dialog and block a headless agent.
+void note_silent(Fn fn, bool silent);
 int fn_index(const char* name);
 
 struct EvpKeyDeleter {
@@ -59,6 +70,16 @@ struct KeyRecord {
   bool hardware = false;
   bool finalized = false;
   std::atomic<bool> deleted{false};
+  // TPM behaviour (hardware keys): what "PSS Salt Size" reads, and what a
+  // max-salt-only TPM does with a hash-size salt (refuse with
+  // TPM_E_PCP_UNSUPPORTED_PSS_SALT, or hand back zeros).
+  DWORD pss_salt = NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE;
+  bool pss_zero_signature = false;
+  bool ui_policy = false;      // signing needs a dialog (PIN/consent)
+  DWORD legacy_spec = 0;       // dwLegacyKeySpec NCryptOpenKey must pass (AT_* for keys imported from CAPI)
+  bool is_aik = false;         // an attestation identity key (restricted signing key)
+  uint32_t tpma = 0;           // TPMA_OBJECT the claim reports (0 = derived from `hardware`)
+  std::atomic<int> active_signs{0};
 };
 
 struct KeyLink {
@@ -66,6 +87,7 @@ struct KeyLink {
   std::wstring container;
   DWORD flags = 0;
   DWORD key_spec = 0;
+  DWORD prov_type = 0;  // 0 = CNG key storage provider; PROV_RSA_FULL etc. = legacy CAPI CSP
 };
 
 struct CertEntry {
@@ -78,11 +100,18 @@ struct CertEntry {
   KeyLink link;
 };
 
-enum class Kind { Store, Cert, Key, Provider, Local };
+enum class Kind { Store, Cert, Key, Provider, Local, Token };
 
+// A system store handle caches what it saw when it was opened: changes made by
+// others (another process deleting or re-importing a certificate) stay
+// invisible until CertControlStore(CERT_STORE_CTRL_RESYNC) or, with
+// CERT_STORE_CTRL_AUTO_RESYNC, the next find/enumeration from the start.
+// https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/nf-wincrypt-certcontrolstore
 struct StoreObj {
   int location = 0;
   bool readonly = true;
+  bool auto_resync = false;
+  std::vector<std::shared_ptr<CertEntry>> snapshot;
 };
 
 struct CertObj {
@@ -112,6 +141,13 @@ struct State {
   std::atomic<bool> null_signature{false};
   std::atomic<bool> caller_frees_key{true};
   std::atomic<uint64_t> invalid_frees{0};
+  std::atomic<uint32_t> tpm_max_bits{2048};
+  std::atomic<int> max_overlap_hardware{0};
+  std::atomic<int> max_overlap_software{0};
+  std::atomic<uint64_t> ui_prompts{0};
+  std::atomic<int> claim_tamper{0};
+  std::vector<BYTE> ek_cert;      // what PCP_EKCERT reads (empty = not readable)
+  std::string platform_type = "TPM-Version:2.0 -Level:0-Revision:1.59-VendorId:0x53544e44-Firmware:0x1";
 };
 
 State& state();
@@ -121,6 +157,9 @@ void track(const void* handle, Kind kind);
 void track(std::uintptr_t handle, Kind kind);
 bool is_live(std::uintptr_t handle, Kind kind);
 bool untrack(std::uintptr_t handle, Kind kind);  // false (and counted) if it was not live
+
+// The entries a store handle sees (its snapshot, or the live store).
+std::vector<std::shared_ptr<CertEntry>>& visible_entries(StoreObj* store);
 
 // Certificate contexts (caller holds state().mu).
 CertObj* new_cert_context(const std::shared_ptr<CertEntry>& entry, int location, HCERTSTORE store);
@@ -140,5 +179,8 @@ FILETIME unix_to_filetime(int64_t seconds);
 
 // Allocations the caller releases with LocalFree (tracked as Kind::Local).
 void* local_alloc(size_t size);
+
+// advapi.cpp: forget file security descriptors and the configured account.
+void advapi_reset();
 
 }  // namespace standin

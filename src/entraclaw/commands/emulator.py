@@ -1,4 +1,11 @@
-"""``entraclaw emulator serve``: run the local Entra + Graph emulator until Ctrl-C or SIGTERM."""
+"""``entraclaw emulator serve``: run the local Entra + Graph emulator until Ctrl-C or SIGTERM.
+
+``serve`` prints ``key  value`` lines a second process reads: where the emulator is
+(authority, tenant_id, graph_url), what to trust (ca_bundle, stable at ``<state>.ca.pem``
+with ``--state``) and how to sign in as the admin (admin_app_id with admin_cert/admin_key,
+or the device-code flow of admin_user through admin_client_id). ``approve CODE`` approves
+(or ``--deny`` declines) a device code when ``serve`` runs without ``--auto-approve``.
+"""
 
 from __future__ import annotations
 
@@ -30,13 +37,39 @@ def register(sub: Any) -> None:
     serve.add_argument("--tenant-id", default=None, help="tenant GUID for a new state (default: random)")
     serve.add_argument("--ca-out", type=Path, default=None, help="also write the CA certificate (PEM) here")
     serve.add_argument("--token-lifetime", type=int, default=None, help="access token lifetime in seconds")
+    serve.add_argument(
+        "--auto-approve",
+        action="store_true",
+        help="approve device codes for the admin user as soon as they are issued",
+    )
+    serve.add_argument(
+        "--propagation-delay",
+        type=float,
+        default=0.0,
+        help="seconds before an object created over Graph can be used (models Entra's replication lag)",
+    )
     serve.set_defaults(handler=serve_command)
+    approve = actions.add_parser("approve", help="approve (or --deny) a device code shown by a client")
+    approve.add_argument("user_code", metavar="CODE", help="the user code the client printed")
+    approve.add_argument("--url", required=True, help="the emulator's base_url (printed by serve)")
+    approve.add_argument("--ca-bundle", required=True, type=Path, help="the emulator's ca_bundle (printed by serve)")
+    approve.add_argument("--username", default=None, help="sign in as this user (default: the admin)")
+    approve.add_argument("--deny", action="store_true", help="decline instead of approving")
+    approve.set_defaults(handler=approve_command)
     p.set_defaults(handler=lambda args: _usage(p))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
+
+
+def _how_to_authenticate(auto_approve: bool) -> str:
+    device = "auto-approved" if auto_approve else "approve it with `entraclaw emulator approve CODE`"
+    return (
+        "client credentials as admin_app_id with a certificate assertion signed by admin_key (admin_cert); "
+        f"or the device code flow as admin_user through admin_client_id ({device})"
+    )
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -56,14 +89,15 @@ def serve_command(args: argparse.Namespace) -> int:
         port=args.port,
         tenant_id=args.tenant_id,
         token_lifetime=args.token_lifetime,
+        propagation_delay=args.propagation_delay,
     )
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, _on_signal)
     emu.start()
+    previous = signal.signal(signal.SIGTERM, _on_signal)
     try:
         ca_path = emu.ca_bundle_path
         if args.ca_out is not None:
@@ -76,16 +110,32 @@ def serve_command(args: argparse.Namespace) -> int:
                     path=str(args.ca_out),
                 ) from exc
             ca_path = str(args.ca_out)
+        admin = emu.admin
+        emu.auto_approve = bool(args.auto_approve)
         if args.state is not None:
             emu.save_state()
-        print(f"base_url       {emu.base_url}")
-        print(f"tenant_id      {emu.tenant_id}")
-        print(f"ca_path        {ca_path}")
-        print(f"authority      {emu.authority}")
-        print(f"token_endpoint {emu.token_endpoint}")
-        print(f"graph_url      {emu.graph_url}")
+        lines = [
+            ("base_url", emu.base_url),
+            ("tenant_id", emu.tenant_id),
+            ("ca_path", ca_path),
+            ("ca_bundle", emu.ca_bundle_path),
+            ("authority", emu.authority),
+            ("token_endpoint", emu.token_endpoint),
+            ("graph_url", emu.graph_url),
+            ("admin_app_id", admin.app_id),
+            ("admin_cert", admin.cert_path),
+            ("admin_key", admin.key_path),
+            ("admin_user", admin.user_upn),
+            ("admin_user_id", admin.user_id),
+            ("admin_client_id", admin.client_id),
+            ("admin_auth", _how_to_authenticate(bool(args.auto_approve))),
+        ]
+        if args.propagation_delay:
+            lines.append(("propagation_delay", str(args.propagation_delay)))
         if args.state is not None:
-            print(f"state          {args.state}")
+            lines.append(("state", str(args.state)))
+        for key, value in lines:
+            print(f"{key:<17}{value}")
         print("ready (Ctrl-C or SIGTERM stops)", flush=True)
         try:
             while not stop.wait(0.5):
@@ -96,4 +146,41 @@ def serve_command(args: argparse.Namespace) -> int:
         emu.stop()
         signal.signal(signal.SIGTERM, previous)
     print("stopped", file=sys.stderr)
+    return 0
+
+
+def approve_command(args: argparse.Namespace) -> int:
+    import requests
+
+    try:
+        with requests.Session() as session:
+            # Trust exactly the emulator's CA: REQUESTS_CA_BUNDLE must not widen or replace it.
+            session.trust_env = False
+            response = session.post(
+                f"{args.url.rstrip('/')}/devicelogin",
+                data={
+                    "user_code": args.user_code,
+                    "action": "deny" if args.deny else "approve",
+                    **({"username": args.username} if args.username else {}),
+                },
+                verify=str(args.ca_bundle),
+                timeout=30,
+            )
+    except (requests.RequestException, OSError) as exc:
+        raise EmulatorError(
+            f"Cannot reach the emulator at {args.url}: {type(exc).__name__}.",
+            remedy="Check --url and --ca-bundle against what `entraclaw emulator serve` printed.",
+            url=args.url,
+        ) from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code != 200:
+        raise EmulatorError(
+            f"The emulator refused device code {args.user_code}: {body.get('error_description', response.status_code)}",
+            remedy="Start the sign-in again in the client and pass the new code to `entraclaw emulator approve`.",
+            user_code=args.user_code,
+        )
+    print(f"{'declined' if args.deny else 'approved'} {args.user_code}")
     return 0

@@ -105,19 +105,20 @@ def _credential(args: argparse.Namespace) -> Iterator[tuple[AgentUserCredential 
                 if demo.key.cleanup is not None:
                     demo.key.cleanup()
         return
-    overrides: dict[str, Any] = {"agent_user_upn": args.upn}
-    if args.key_file is not None:
-        overrides["key_ref"] = KeyReference.file(args.key_file.expanduser().absolute())
-    config = _load(overrides, TOKEN_REQUIRED if args.app_only else USER_TOKEN_REQUIRED)
+    config = _config(args)
     if args.app_only:
         yield AgentIdentityCredential.from_config(config, cache=cache, algorithm=args.algorithm), None
     else:
         yield AgentUserCredential.from_config(config, cache=cache, algorithm=args.algorithm), None
 
 
-def _load(overrides: dict[str, Any] | None, required: tuple[str, ...]) -> AgentConfig:
+def _config(args: argparse.Namespace) -> AgentConfig:
+    """The configuration with the command line's options on top; every problem in one error."""
+    overrides: dict[str, Any] = {"agent_user_upn": args.upn}
+    if args.key_file is not None:
+        overrides["key_ref"] = KeyReference.file(args.key_file.expanduser().absolute())
     try:
-        return load_config(overrides, required=required)
+        return load_config(overrides, required=TOKEN_REQUIRED if args.app_only else USER_TOKEN_REQUIRED)
     except ConfigurationError as exc:
         raise ConfigurationError(
             exc.message,
@@ -130,7 +131,7 @@ def _scopes(args: argparse.Namespace) -> list[str]:
     if args.scope:
         return list(args.scope)
     if not args.emulator:
-        config = _load(None, ())
+        config = _config(args)
         if config.scopes:
             return list(config.scopes)
     raise ConfigurationError(

@@ -1,4 +1,11 @@
-"""``Emulator``: the local Entra + Graph, started in-process (tests, demo) or by ``entraclaw emulator serve``."""
+"""``Emulator``: the local Entra + Graph, started in-process (tests, demo) or by ``entraclaw emulator serve``.
+
+With a ``state_file`` the emulator owns that file while it serves (an OS lock on
+``<state>.lock``), saves every Graph write to it before answering, keeps its CA
+certificate at the stable path ``<state>.ca.pem`` and, once ``admin`` is asked
+for, the provisioner app's key and certificate at ``<state>.admin-key.pem`` /
+``<state>.admin-cert.pem`` (owner-only).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +14,75 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate
 from entraclaw.emulator.faults import FaultInjector
 from entraclaw.emulator.graph import GraphService
 from entraclaw.emulator.issuer import TokenIssuer
 from entraclaw.emulator.server import EmulatorHTTPServer
-from entraclaw.emulator.state import load_state, save_state
+from entraclaw.emulator.state import StateLock, load_state, save_state, write_private
 from entraclaw.emulator.stats import Stats
-from entraclaw.emulator.tenant import Tenant
+from entraclaw.emulator.tenant import DEVICE_CODE_CLIENT_ID, GRAPH_RESOURCE, Application, KeyCredential, Tenant
 from entraclaw.emulator.tls import CertificateAuthority
 from entraclaw.emulator.token_service import Realm, TokenService
 from entraclaw.errors import EmulatorError
 
-__all__ = ["DEFAULT_TOKEN_LIFETIME", "Emulator"]
+__all__ = ["ADMIN_APP_ROLES", "ADMIN_SCOPES", "DEFAULT_TOKEN_LIFETIME", "AdminIdentity", "Emulator"]
 
 DEFAULT_TOKEN_LIFETIME = 3599
+
+#: What the provisioner app holds: the Agent ID creation permissions the docs list, plus the app,
+#: consent and role-assignment permissions setup needs. Not Directory.ReadWrite.All: Entra ignores
+#: Agent ID permissions next to it (a documented known issue).
+ADMIN_APP_ROLES = (
+    "AgentIdentityBlueprint.Create",
+    "AgentIdentityBlueprint.ReadWrite.All",
+    "AgentIdentityBlueprint.AddRemoveCreds.All",
+    "AgentIdentityBlueprintPrincipal.Create",
+    "AgentIdentityBlueprintPrincipal.ReadWrite.All",
+    "AgentIdentity.Create.All",
+    "AgentIdentity.ReadWrite.All",
+    "AgentIdUser.ReadWrite.All",
+    "Application.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "Domain.Read.All",
+    "User.Read.All",
+)
+#: Delegated scopes consented for the device-code client, so the admin's ``.default`` token carries them.
+ADMIN_SCOPES = (*(r for r in ADMIN_APP_ROLES), "User.Read")
+ADMIN_ROLES = ("Global Administrator", "Agent ID Administrator")
+
+
+@dataclass(frozen=True)
+class AdminIdentity:
+    """How a second process authenticates as the tenant's admin.
+
+    ``app_id`` + ``cert_path``/``key_path``: the provisioner app (client credentials with a
+    certificate assertion). ``user_upn`` + ``client_id``: the device-code flow of the seeded
+    admin user through a public client.
+    """
+
+    app_id: str
+    cert_path: str
+    key_path: str
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey
+    user_upn: str
+    user_id: str
+    client_id: str = DEVICE_CODE_CLIENT_ID
+
+    def __repr__(self) -> str:
+        return f"AdminIdentity(app_id={self.app_id!r}, cert_path={self.cert_path!r}, user_upn={self.user_upn!r})"
 
 
 def _tenant_guid(tenant_id: str) -> str:
@@ -59,8 +114,10 @@ class Emulator:
         tenant_id: str | None = None,
         *,
         token_lifetime: int | None = None,
+        propagation_delay: float = 0.0,
     ) -> None:
         self.state_file = Path(state_file) if state_file is not None else None
+        self._admin_info: dict[str, Any] | None = None
         if tenant_id is not None:
             tenant_id = _tenant_guid(tenant_id)
         self.host = host
@@ -100,13 +157,19 @@ class Emulator:
         self.faults = FaultInjector()
         self.stats = Stats()
         self.clock_offset = 0.0
+        self.tenant.clock = self.clock
+        self.propagation_delay = propagation_delay
         self.token_service = TokenService(self.tenant, self._issuer, self._realm, self.clock, self._token_lifetime)
-        self.graph_service = GraphService(self.tenant, self._issuer, self._realm, self.clock)
+        self.graph_service = GraphService(self.tenant, self._issuer, self._realm, self.clock, self._after_write)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: str | None = None
         self._ca_path: str | None = None
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._admin: AdminIdentity | None = None
+        self._admin_dir: str | None = None
+        self._state_lock = StateLock(self.state_file) if self.state_file is not None else None
 
     def _load(self, data: dict[str, Any]) -> None:
         self.tenant_id = str(uuid.UUID(data["tenant_id"])) if data.get("tenant_id") else str(uuid.uuid4())
@@ -123,6 +186,8 @@ class Emulator:
         )
         self.tenant = Tenant.from_dict(self.tenant_id, data["tenant"])
         self._token_lifetime = int(data.get("token_lifetime", DEFAULT_TOKEN_LIFETIME))
+        admin = data.get("admin")
+        self._admin_info = dict(admin) if isinstance(admin, dict) else None
 
     # --- time -------------------------------------------------------------------------
 
@@ -137,16 +202,43 @@ class Emulator:
     def token_lifetime(self) -> int:
         return self._token_lifetime
 
+    @property
+    def propagation_delay(self) -> float:
+        """Seconds (emulator clock) before an object created over Graph can be used or read."""
+        return self.tenant.propagation_delay
+
+    @propagation_delay.setter
+    def propagation_delay(self, seconds: float) -> None:
+        if not 0 <= seconds <= 3600:
+            raise EmulatorError(
+                f"propagation_delay {seconds} is outside 0..3600 seconds.",
+                remedy="Pass a delay in seconds between 0 and 3600 (0 turns it off).",
+            )
+        self.tenant.propagation_delay = float(seconds)
+
+    @property
+    def auto_approve(self) -> bool:
+        """True when device codes are approved for the admin user as soon as they are issued."""
+        return self.token_service.auto_approve_upn is not None
+
+    @auto_approve.setter
+    def auto_approve(self, value: bool) -> None:
+        self.token_service.auto_approve_upn = self.admin.user_upn if value else None
+
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> Emulator:
         with self._lock:
             if self._server is not None:
                 return self
+            if self._state_lock is not None:
+                self._state_lock.acquire()
             identity = self._ca.issue_server((self.host,))
             try:
                 server = EmulatorHTTPServer((self.host, self._requested_port), identity.ssl_context(), self)
             except OSError as exc:
+                if self._state_lock is not None:
+                    self._state_lock.release()
                 raise EmulatorError(
                     f"Cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}.",
                     remedy="Pick another --port (0 picks a free one) or stop what is using it.",
@@ -154,8 +246,24 @@ class Emulator:
                     port=self._requested_port,
                 ) from exc
             self._tmpdir = tempfile.mkdtemp(prefix="entraclaw-emulator-")
-            ca_path = Path(self._tmpdir) / "emulator-ca.pem"
-            ca_path.write_bytes(self._ca.cert_pem)
+            if self.state_file is not None:
+                # Stable across restarts (same CA, same path), so clients configure it once.
+                ca_path = self.state_file.with_name(self.state_file.name + ".ca.pem")
+                try:
+                    if not ca_path.exists() or ca_path.read_bytes() != self._ca.cert_pem:
+                        write_private(ca_path, self._ca.cert_pem)
+                except OSError as exc:
+                    server.server_close()
+                    if self._state_lock is not None:
+                        self._state_lock.release()
+                    raise EmulatorError(
+                        f"Cannot write the CA bundle {ca_path}: {exc.strerror or exc}.",
+                        remedy="Pass a --state path in a writable directory.",
+                        path=str(ca_path),
+                    ) from exc
+            else:
+                ca_path = Path(self._tmpdir) / "emulator-ca.pem"
+                ca_path.write_bytes(self._ca.cert_pem)
             self._ca_path = str(ca_path)
             self._server = server
             self._thread = server.serve_in_thread()
@@ -174,8 +282,16 @@ class Emulator:
             if self._tmpdir is not None:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
                 self._tmpdir = self._ca_path = None
+            if self._admin_dir is not None:
+                shutil.rmtree(self._admin_dir, ignore_errors=True)
+                self._admin_dir = None
+                self._admin = None
         if server is not None and self.state_file is not None:
-            self.save_state()
+            try:
+                self.save_state()
+            finally:
+                if self._state_lock is not None:
+                    self._state_lock.release()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -313,7 +429,89 @@ class Emulator:
             return None
         return self._issuer.jwks(self.issuer)
 
+    # --- the admin a second process signs in as ----------------------------------------
+
+    @property
+    def admin(self) -> AdminIdentity:
+        """The provisioner app (certificate files) and the device-code admin user, made on first use."""
+        made = False
+        with self._lock:
+            if self._admin is None:
+                self._admin = self._provision_admin()
+                self.token_service.admin_upn = self._admin.user_upn
+                made = True
+            admin = self._admin
+        if made and self.state_file is not None:
+            self.save_state()
+        return admin
+
+    def _admin_paths(self) -> tuple[Path, Path]:
+        if self.state_file is not None:
+            base = self.state_file
+            return base.with_name(base.name + ".admin-key.pem"), base.with_name(base.name + ".admin-cert.pem")
+        if self._admin_dir is None:
+            self._admin_dir = tempfile.mkdtemp(prefix="entraclaw-emulator-admin-")
+        return Path(self._admin_dir) / "admin-key.pem", Path(self._admin_dir) / "admin-cert.pem"
+
+    def _provision_admin(self) -> AdminIdentity:
+        tenant = self.tenant
+        info = self._admin_info or {}
+        app: Application | None = tenant.application(str(info.get("app_id", ""))) if info.get("app_id") else None
+        if app is None:
+            app = tenant.add_application("entraclaw emulator provisioner")
+            tenant.grant_app_roles(app.app_id, GRAPH_RESOURCE, ADMIN_APP_ROLES)
+        person = tenant.person(str(info.get("user_id", ""))) if info.get("user_id") else None
+        if person is None:
+            person = tenant.add_person(f"admin@{tenant.default_domain}", "Emulator Admin", roles=ADMIN_ROLES)
+        if tenant.application(DEVICE_CODE_CLIENT_ID) is None:
+            tenant.add_application(
+                "Microsoft Graph Command Line Tools", app_id=DEVICE_CODE_CLIENT_ID, public_client=True
+            )
+            tenant.grant_consent(DEVICE_CODE_CLIENT_ID, GRAPH_RESOURCE, ADMIN_SCOPES)
+        key_path, cert_path = self._admin_paths()
+        key, cert = self._load_admin_key(key_path, cert_path, app)
+        if key is None or cert is None:
+            key = generate_rsa_key()
+            cert = self_signed_certificate(key, "entraclaw emulator provisioner", days=3650)
+            tenant.set_key_credentials(app.object_id, [KeyCredential.from_certificate(cert)])
+            try:
+                write_private(key_path, private_key_to_pem(key))
+                write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+            except OSError as exc:
+                raise EmulatorError(
+                    f"Cannot write the admin key files {key_path} / {cert_path}: {exc.strerror or exc}.",
+                    remedy="Pass a --state path in a writable directory.",
+                    path=str(key_path),
+                ) from exc
+        self._admin_info = {"app_id": app.app_id, "user_id": person.object_id}
+        return AdminIdentity(app.app_id, str(cert_path), str(key_path), cert, key, person.upn, person.object_id)
+
+    def _load_admin_key(
+        self, key_path: Path, cert_path: Path, app: Application
+    ) -> tuple[rsa.RSAPrivateKey | None, x509.Certificate | None]:
+        """The saved admin key and certificate, if both exist, match and are still registered on the app."""
+        try:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except (OSError, ValueError, TypeError):
+            return None, None
+        public = cert.public_key()
+        if (
+            not isinstance(key, rsa.RSAPrivateKey)
+            or not isinstance(public, rsa.RSAPublicKey)
+            or key.public_key().public_numbers() != public.public_numbers()
+        ):
+            return None, None
+        registered = KeyCredential.from_certificate(cert)
+        if app.find_key(x5t_s256=registered.x5t_s256, x5t=None) is None:
+            return None, None
+        return key, cert
+
     # --- persistence ------------------------------------------------------------------
+
+    def _after_write(self) -> None:
+        if self.state_file is not None:
+            self.save_state()
 
     def save_state(self, path: str | Path | None = None) -> Path:
         target = Path(path) if path is not None else self.state_file
@@ -321,16 +519,18 @@ class Emulator:
             raise EmulatorError(
                 "No state file to save to.", remedy="Pass path= to save_state() or state_file= to Emulator()."
             )
-        save_state(
-            target,
-            {
-                "tenant_id": self.tenant_id,
-                "token_lifetime": self._token_lifetime,
-                "ca": {"cert_pem": self._ca.cert_pem.decode(), "key_pem": self._ca.key_pem.decode()},
-                "signing": {"cert_pem": self._issuer.cert_pem.decode(), "key_pem": self._issuer.key_pem.decode()},
-                "tenant": self.tenant.to_dict(),
-            },
-        )
+        document: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "token_lifetime": self._token_lifetime,
+            "ca": {"cert_pem": self._ca.cert_pem.decode(), "key_pem": self._ca.key_pem.decode()},
+            "signing": {"cert_pem": self._issuer.cert_pem.decode(), "key_pem": self._issuer.key_pem.decode()},
+            "tenant": self.tenant.to_dict(),
+        }
+        if self._admin_info is not None:
+            document["admin"] = dict(self._admin_info)
+        # Writers on several request threads: one save at a time, each a full snapshot.
+        with self._save_lock:
+            save_state(target, document)
         return target
 
     def __repr__(self) -> str:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from entraclaw.emulator.aadsts import StsError, error_body
 from entraclaw.emulator.faults import Fault, FaultInjector
-from entraclaw.emulator.graph import GraphService
+from entraclaw.emulator.graph import GraphError, GraphService
 from entraclaw.emulator.stats import Stats
 from entraclaw.emulator.token_service import TokenService
 
@@ -121,6 +121,9 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         now = routes.clock()
         correlation = self.headers.get("client-request-id")
+        if urlsplit(self.path).path.startswith("/v1.0/"):
+            self._graph_fault(fault, correlation)
+            return True
         if fault.kind == "429":
             err = StsError(
                 90055, "temporarily_unavailable", "TenantThrottlingError - There are too many incoming requests."
@@ -134,6 +137,20 @@ class _Handler(BaseHTTPRequestHandler):
             fault.status, error_body(err, correlation_id=correlation, now=now), {"Retry-After": str(fault.retry_after)}
         )
         return True
+
+    def _graph_fault(self, fault: Fault, client_request_id: str | None) -> None:
+        """Throttling and outages in Graph's shape: https://learn.microsoft.com/graph/throttling (429 with
+        Retry-After) and https://learn.microsoft.com/graph/errors (503 serviceNotAvailable; other 5xx
+        generalException)."""
+        if fault.kind == "429":
+            err = GraphError(429, "TooManyRequests", "Too many requests. Please try again later.")
+        elif fault.status == 503:
+            err = GraphError(503, "serviceNotAvailable", "The service is not available. Try again after a delay.")
+        else:
+            err = GraphError(fault.status, "generalException", "An unspecified error occurred.")
+        err.headers["Retry-After"] = str(fault.retry_after)
+        result = GraphService.error_response(err, str(uuid.uuid4()), client_request_id)
+        self._send_json(result.status, result.body, result.headers)
 
     # --- routing ----------------------------------------------------------------------
 
@@ -160,8 +177,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         is_token = path.endswith("/oauth2/v2.0/token")
+        is_form = is_token or path.endswith("/oauth2/v2.0/devicecode") or path == "/devicelogin"
         form: dict[str, str] = {}
-        if is_token and self.command == "POST":
+        if is_form and self.command == "POST":
             form = self._parse_form(body)
 
         fault = routes.faults.take(path)
@@ -199,6 +217,29 @@ class _Handler(BaseHTTPRequestHandler):
                 status=outcome.status,
             )
             self._send_json(outcome.status, outcome.body)
+            return
+        if path.endswith("/oauth2/v2.0/devicecode") and len(segments) == 4 and self.command == "POST":
+            outcome = routes.token_service.device_authorization(
+                segments[0], form, self.headers.get("client-request-id")
+            )
+            self._send_json(outcome.status, outcome.body)
+            return
+        if path == "/devicelogin" and self.command == "POST":
+            # Stands in for the sign-in page: approve or decline a user code (entraclaw emulator approve).
+            action = form.get("action", "approve")
+            if not form.get("user_code") or action not in ("approve", "deny"):
+                self._send_json(
+                    400,
+                    {"error": "invalid_request", "error_description": "Send user_code and action=approve|deny."},
+                )
+                return
+            problem = routes.token_service.decide_device_code(
+                form["user_code"], approve=action == "approve", username=form.get("username")
+            )
+            if problem is not None:
+                self._send_json(404, {"error": "invalid_request", "error_description": problem})
+                return
+            self._send_json(200, {"user_code": form["user_code"], "decision": action})
             return
         if self.command in ("GET", "HEAD"):
             document: dict[str, Any] | None = None

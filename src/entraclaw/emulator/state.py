@@ -1,21 +1,31 @@
 """The state file: one JSON document holding the tenant, the CA and the token signing key.
 
 It holds private keys (the emulator's own, never a client's), so it is written
-atomically with mode 0600. Loading validates the shape and reports the path
-and the part that is wrong.
+atomically with mode 0600 (temp file in the same directory, fsync, replace, fsync
+of the directory): a server killed mid-save leaves the old or the new file, never
+half of one. Loading validates the shape and reports the path and the part that
+is wrong.
+
+A serving emulator owns its state file: :class:`StateLock` holds an OS lock on
+``<state>.lock`` (fcntl.flock on POSIX, msvcrt.locking on Windows) for as long as
+it serves, so a second server on the same file is refused with the holder's pid.
+The OS drops the lock when the holder dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
-import tempfile
+import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from entraclaw.errors import EmulatorError
+from entraclaw.errors import ConfigurationError, EmulatorError
+from entraclaw.platform.files import atomic_write
 
-__all__ = ["STATE_VERSION", "load_state", "save_state"]
+__all__ = ["STATE_VERSION", "StateLock", "load_state", "save_state", "write_private"]
 
 STATE_VERSION = 1
 # A hand-written seed may hold only "tenant" (and "tenant_id"); CA and signing key are then generated.
@@ -27,21 +37,103 @@ def save_state(path: Path, data: dict[str, Any]) -> None:
     document = {"version": STATE_VERSION, **data}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            os.chmod(tmp, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(document, fh, indent=2, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private(path, json.dumps(document, indent=2, sort_keys=True).encode("utf-8"))
     except OSError as exc:
         raise EmulatorError(
             f"Cannot write emulator state file {path}: {exc.strerror or exc}.",
             remedy="Pass a --state path in a writable directory.",
             path=str(path),
         ) from exc
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``, owner-only from creation (raises OSError).
+
+    The project's one atomic writer (temp + fsync + replace + directory fsync; an owner-only
+    DACL on Windows) does the work; its ConfigurationError becomes an OSError here so the
+    emulator reports it as an EmulatorError with an emulator remedy.
+    """
+    try:
+        atomic_write(path, data, private=True)
+    except ConfigurationError as exc:
+        raise OSError(int(getattr(exc, "os_error", None) or errno.EIO), exc.message) from exc
+
+
+class StateLock:
+    """An exclusive OS lock on ``<state>.lock``, naming the holder's pid for whoever is refused."""
+
+    def __init__(self, state_file: Path) -> None:
+        self.state_file = Path(state_file)
+        self.path = self.state_file.with_name(self.state_file.name + ".lock")
+        self._fh: IO[bytes] | None = None
+
+    def acquire(self) -> None:
+        if self._fh is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+b")  # noqa: SIM115 - held open for as long as the lock
+        except OSError as exc:
+            raise EmulatorError(
+                f"Cannot open lock file {self.path}: {exc.strerror or exc}.",
+                remedy="Pass a --state path in a writable directory.",
+                path=str(self.path),
+            ) from exc
+        try:
+            _lock(fh)
+        except OSError:
+            holder = "unknown"
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                holder = fh.read(32).decode("ascii", "replace").strip() or "unknown"
+            fh.close()
+            raise EmulatorError(
+                f"Emulator state file {self.state_file} is in use by another emulator (pid {holder}); "
+                "a second server would overwrite its writes.",
+                remedy=f"Stop the emulator with pid {holder} (or use another --state file), then run "
+                "`entraclaw emulator serve` again.",
+                path=str(self.state_file),
+                pid=holder,
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()).encode("ascii"))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        with contextlib.suppress(OSError):
+            fh.seek(0)
+            fh.truncate()
+            _unlock(fh)
+        fh.close()
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    # Lock one byte far past the pid, so a refused process can still read who holds the file.
+    _WIN_LOCK_AT = 1 << 20
+
+    def _lock(fh: IO[bytes]) -> None:
+        fh.seek(_WIN_LOCK_AT)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock(fh: IO[bytes]) -> None:
+        fh.seek(_WIN_LOCK_AT)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock(fh: IO[bytes]) -> None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(fh: IO[bytes]) -> None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def load_state(path: Path) -> dict[str, Any]:

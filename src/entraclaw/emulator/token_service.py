@@ -17,6 +17,13 @@ Also: a registered app's plain ``client_credentials`` for
 ``https://graph.microsoft.com/.default`` gets an app-only Graph token whose
 ``roles`` are its app-role grants (used for Graph keyCredentials).
 Refresh tokens are not issued; every hop is a fresh exchange.
+
+The device authorization grant (:mod:`.device_code`) signs the seeded admin user in for a
+delegated Graph token. Objects created over Graph are found only once they have propagated
+(``Tenant.propagation_delay``): until then the app is "not found in the directory"
+(AADSTS700016), and an app whose service principal does not exist (yet) is refused with
+AADSTS7000229 ("The client application ... is missing service principal in the tenant"; the
+code is not in Microsoft's published table, its text is what Entra returns for it).
 """
 
 from __future__ import annotations
@@ -30,8 +37,16 @@ from entraclaw.auth._b64 import b64url_encode
 from entraclaw.emulator import jwt_codec
 from entraclaw.emulator.aadsts import CLIENT_ASSERTION_TYPE, StsError, error_body
 from entraclaw.emulator.client_assertion import ALLOWED_SKEW, ReplayCache, verify_certificate_assertion
+from entraclaw.emulator.device_code import DEVICE_CODE_GRANT, DeviceFlow, DeviceFlows
 from entraclaw.emulator.issuer import TOKEN_EXCHANGE_AUDIENCE, TOKEN_EXCHANGE_AUDIENCES, TokenIssuer
-from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, AgentIdentity, Application, Tenant
+from entraclaw.emulator.tenant import (
+    GRAPH_APP_ID,
+    GRAPH_DELEGATED_SCOPES,
+    GRAPH_RESOURCE,
+    AgentIdentity,
+    Application,
+    Tenant,
+)
 
 __all__ = ["Realm", "TokenResult", "TokenService"]
 
@@ -95,6 +110,11 @@ class TokenService:
         self._clock = clock
         self.token_lifetime = token_lifetime
         self.replay = ReplayCache()
+        self.device_flows = DeviceFlows()
+        #: UPN of the seeded user whose device codes are approved as soon as they are issued.
+        self.auto_approve_upn: str | None = None
+        #: Who approves a device code when the approval names no user (the seeded admin).
+        self.admin_upn: str | None = None
 
     # --- entry point ------------------------------------------------------------------
 
@@ -103,12 +123,7 @@ class TokenService:
         hop: int | None = None
         try:
             realm = self._realm()
-            if tenant_in_path.lower() not in (realm.tenant_id, "organizations", "common"):
-                raise StsError(
-                    90002,
-                    "invalid_request",
-                    f"Tenant '{tenant_in_path}' not found. Check to make sure you have the correct tenant ID.",
-                )
+            self._check_tenant(tenant_in_path, realm)
             hop, body = self._dispatch(form, realm, now)
         except StsError as err:
             return TokenResult(
@@ -118,6 +133,156 @@ class TokenService:
             )
         return TokenResult(hop, 200, body)
 
+    def _check_tenant(self, tenant_in_path: str, realm: Realm) -> None:
+        if tenant_in_path.lower() not in (realm.tenant_id, "organizations", "common"):
+            raise StsError(
+                90002,
+                "invalid_request",
+                f"Tenant '{tenant_in_path}' not found. Check to make sure you have the correct tenant ID.",
+            )
+
+    def device_authorization(
+        self, tenant_in_path: str, form: Mapping[str, str], correlation_id: str | None
+    ) -> TokenResult:
+        """``POST /{tenant}/oauth2/v2.0/devicecode``: start a device-code sign-in."""
+        now = self._clock()
+        try:
+            realm = self._realm()
+            self._check_tenant(tenant_in_path, realm)
+            client_id = form.get("client_id")
+            if not client_id:
+                raise _missing("client_id")
+            if not form.get("scope"):
+                raise _missing("scope")
+            app = self.tenant.application(client_id, include_hidden=False)
+            if app is None:
+                raise StsError(
+                    700016,
+                    "unauthorized_client",
+                    f"Application with identifier '{client_id}' was not found in the directory '{realm.tenant_id}'.",
+                )
+            if not app.public_client:
+                raise StsError(
+                    7000218,
+                    "invalid_client",
+                    f"The request body must contain the following parameter: 'client_assertion' or 'client_secret': "
+                    f"application {client_id} is not a public client, so it cannot use the device code flow.",
+                )
+            scopes = self._delegated_scopes(form["scope"], client_id)
+            flow = self.device_flows.start(client_id, scopes, now)
+            if self.auto_approve_upn:
+                person = self.tenant.person_by_upn(self.auto_approve_upn)
+                if person is not None:
+                    self.device_flows.decide(flow.user_code, approve=True, user_id=person.object_id, now=now)
+        except StsError as err:
+            return TokenResult(None, err.status, error_body(err, correlation_id=correlation_id, now=now))
+        uri = f"{realm.base_url}/devicelogin"
+        return TokenResult(
+            None,
+            200,
+            {
+                "user_code": flow.user_code,
+                "device_code": flow.device_code,
+                "verification_uri": uri,
+                "expires_in": int(flow.expires_at - now),
+                "interval": flow.interval,
+                "message": f"To sign in, use a web browser to open the page {uri} and enter the code "
+                f"{flow.user_code} to authenticate.",
+            },
+        )
+
+    def decide_device_code(self, user_code: str, *, approve: bool, username: str | None) -> str | None:
+        """Approve or decline a pending user code as ``username`` (default: the admin); None when done."""
+        now = self._clock()
+        upn = username or self.admin_upn
+        person = self.tenant.person_by_upn(upn) if upn else None
+        if approve and person is None:
+            return f"User {upn or '(none given)'} does not exist in tenant {self.tenant.tenant_id}."
+        flow = self.device_flows.decide(
+            user_code, approve=approve, user_id=person.object_id if person else None, now=now
+        )
+        if flow is None:
+            return f"No pending device code {user_code}: it is unknown, expired or already decided."
+        return None
+
+    def _delegated_scopes(self, scope: str, client_id: str) -> tuple[str, ...]:
+        out: list[str] = []
+        for item in scope.split():
+            if item in _OIDC_SCOPES:
+                out.append(item)
+                continue
+            resource, permission = _split_scope(item)
+            if resource not in _GRAPH_RESOURCES or (
+                permission != ".default" and permission not in GRAPH_DELEGATED_SCOPES
+            ):
+                raise StsError(
+                    70011,
+                    "invalid_scope",
+                    f"The provided value for the input parameter 'scope' is not valid for {client_id}. "
+                    f"The scope {item} is not valid: the emulator publishes Microsoft Graph's delegated "
+                    "permissions only.",
+                )
+            out.append(permission)
+        if not any(s not in _OIDC_SCOPES for s in out):
+            out.append("User.Read")
+        return tuple(out)
+
+    def _device_code_token(self, form: Mapping[str, str], client_id: str, realm: Realm, now: float) -> dict[str, Any]:
+        device_code = form.get("device_code")
+        if not device_code:
+            raise _missing("device_code")
+        flow: DeviceFlow = self.device_flows.poll(device_code, client_id, now)
+        person = self.tenant.person(flow.user_id or "")
+        if person is None:
+            raise StsError(
+                50034,
+                "invalid_grant",
+                f"The user account {flow.user_id} does not exist in the {realm.tenant_id} directory.",
+            )
+        named = {s for s in flow.scopes if s not in _OIDC_SCOPES}
+        if ".default" in named:
+            # .default: what the client was consented to; the admin approving consents to named scopes.
+            named = (named - {".default"}) | set(
+                self.tenant.consented_scopes(client_id, GRAPH_RESOURCE, person.object_id)
+            )
+        scp = sorted(named)
+        access = self.issuer.mint(
+            issuer=realm.issuer,
+            tenant_id=realm.tenant_id,
+            now=now,
+            lifetime=self.token_lifetime,
+            aud=GRAPH_RESOURCE,
+            sub=person.object_id,
+            oid=person.object_id,
+            upn=person.upn,
+            unique_name=person.upn,
+            name=person.display_name,
+            scp=" ".join(scp),
+            idtyp="user",
+            appid=client_id,
+            azp=client_id,
+            appidacr="0",
+        )
+        body = self._token_response(access)
+        oidc = [s for s in flow.scopes if s in _OIDC_SCOPES]
+        body["scope"] = " ".join([*scp, *oidc])
+        if "openid" in oidc:
+            body["id_token"] = self.issuer.mint(
+                issuer=realm.issuer,
+                tenant_id=realm.tenant_id,
+                now=now,
+                lifetime=self.token_lifetime,
+                aud=client_id,
+                sub=person.object_id,
+                oid=person.object_id,
+                preferred_username=person.upn,
+                name=person.display_name,
+            )
+        body["client_info"] = b64url_encode(
+            json.dumps({"uid": person.object_id, "utid": realm.tenant_id}, separators=(",", ":")).encode()
+        )
+        return body
+
     def _dispatch(self, form: Mapping[str, str], realm: Realm, now: float) -> tuple[int | None, dict[str, Any]]:
         grant_type = form.get("grant_type")
         if not grant_type:
@@ -125,6 +290,8 @@ class TokenService:
         client_id = form.get("client_id")
         if not client_id:
             raise _missing("client_id")
+        if grant_type == DEVICE_CODE_GRANT:
+            return None, self._device_code_token(form, client_id, realm, now)
         secret = form.get("client_secret")
         assertion = form.get("client_assertion")
         if secret and assertion:
@@ -141,13 +308,22 @@ class TokenService:
         if not form.get("scope"):
             raise _missing("scope")
 
-        app = self.tenant.application(client_id)
-        identity = self.tenant.agent_identity(client_id)
+        # Objects created over Graph are not found until they have propagated.
+        app = self.tenant.application(client_id, include_hidden=False)
+        identity = self.tenant.agent_identity(client_id, include_hidden=False)
         if app is None and identity is None:
             raise StsError(
                 700016,
                 "unauthorized_client",
                 f"Application with identifier '{client_id}' was not found in the directory '{realm.tenant_id}'.",
+            )
+        if app is not None and self.tenant.service_principal_by_app_id(client_id, include_hidden=False) is None:
+            raise StsError(
+                7000229,
+                "invalid_client",
+                f"The client application {client_id} is missing service principal in the tenant "
+                f"{realm.tenant_id}. Create it with POST /servicePrincipals (for a Blueprint: "
+                "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal).",
             )
         if secret:
             raise StsError(7000215, "invalid_client", f"Invalid client secret provided for app '{client_id}'.")
@@ -210,7 +386,7 @@ class TokenService:
                 f"The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid "
                 "with fmi_path: request 'api://AzureADTokenExchange/.default'.",
             )
-        identity = self.tenant.agent_identity(fmi_path)
+        identity = self.tenant.agent_identity(fmi_path, include_hidden=False)
         if app.kind != "blueprint" or identity is None or identity.blueprint_app_id != app.app_id:
             raise StsError(
                 70000,
@@ -222,7 +398,9 @@ class TokenService:
         )
 
     def _app_token(self, app: Application, scope: str, realm: Realm, now: float) -> dict[str, Any]:
-        return self._resource_token(app.app_id, app.object_id, scope, realm, now)
+        # An app-only token's oid is the app's service principal, not its application object.
+        sp = self.tenant.service_principal_by_app_id(app.app_id)
+        return self._resource_token(app.app_id, sp.object_id if sp else app.object_id, scope, realm, now)
 
     def _resource_token(self, app_id: str, object_id: str, scope: str, realm: Realm, now: float) -> dict[str, Any]:
         """An app-only token for a resource (Graph), carrying the app roles granted to ``app_id``."""
@@ -305,10 +483,10 @@ class TokenService:
                     f"There was an error issuing a token: user_id '{user_id}' is a UPN, but user_id takes the "
                     "user's object id; send a UPN as 'username'.",
                 )
-            user = self.tenant.user(user_id)
+            user = self.tenant.user(user_id, include_hidden=False)
             lookup = user_id
         else:
-            user = self.tenant.user_by_upn(str(username))
+            user = self.tenant.user_by_upn(str(username), include_hidden=False)
             lookup = str(username)
         if user is None:
             raise StsError(
@@ -325,7 +503,7 @@ class TokenService:
             )
 
         resource, wanted = self._user_scopes(form["scope"], identity)
-        granted = self.tenant.consented_scopes(identity.app_id, resource)
+        granted = self.tenant.consented_scopes(identity.app_id, resource, user.object_id)
         if not granted or not (wanted == {".default"} or wanted <= granted):
             missing = sorted(wanted - granted) if wanted != {".default"} else [".default"]
             raise StsError(

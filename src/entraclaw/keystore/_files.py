@@ -37,5 +37,9 @@ def entry_file_name(entry: str, suffix: str) -> str:
 
 
 def atomic_write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one step; owner-only from creation (the project's one writer)."""
+    """Replace ``path`` with ``data`` in one step; owner-only from creation (the project's one writer).
+
+    Raises OSError or ConfigurationError (from :func:`entraclaw.platform.files.atomic_write`); the
+    stores turn both into KeystoreError naming the entry and the file.
+    """
     atomic_write(path, data, private=True)

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from entraclaw.errors import KeystoreError, SecretRefusedError
+from entraclaw.errors import ConfigurationError, KeystoreError, SecretRefusedError
 from entraclaw.keystore._files import atomic_write_private, entry_file_name
 from entraclaw.keystore.base import EntryInfo, KeyStore, validate_entry
 from entraclaw.platform.paths import state_dir
@@ -79,14 +79,16 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
         location, sha1 = parsed
         try:
             atomic_write_private(path, (format_reference(sha1, location) + "\n").encode("ascii"))
-        except OSError as exc:
+        except (OSError, ConfigurationError) as exc:
+            why = f"{type(exc).__name__}: {exc.strerror}" if isinstance(exc, OSError) else exc.message
+            os_error = exc.errno if isinstance(exc, OSError) else exc.context.get("os_error")
             raise KeystoreError(
-                f"Cannot write {path} for entry {entry!r} ({type(exc).__name__}: {exc.strerror}).",
+                f"Cannot write {path} for entry {entry!r} ({why}).",
                 remedy=f"Make {self.directory} writable by this user, then record the reference again.",
                 backend=self.name,
                 entry=entry,
                 path=str(path),
-                os_error=exc.errno,
+                os_error=os_error,
             ) from None
 
     def reference(self, entry: str) -> str | None:

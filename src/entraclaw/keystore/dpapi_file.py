@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from entraclaw.errors import EntraclawError, KeystoreError
+from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError
 from entraclaw.keystore._files import atomic_write_private, entry_file_name
 from entraclaw.keystore.base import EntryInfo, KeyStore, validate_entry, validate_secret
 from entraclaw.platform.paths import state_dir
@@ -39,6 +39,12 @@ _DESCRIPTION = "entraclaw keystore"
 def entry_entropy(entry: str) -> bytes:
     """The DPAPI optional entropy for ``entry``: ties each blob to its entry name."""
     return _ENTROPY_PREFIX + entry.encode("utf-8")
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return str(getattr(exc, "message", exc))
 
 
 class DataProtector(Protocol):
@@ -95,12 +101,14 @@ class DpapiFileStore(KeyStore[str]):
         self, message: str, *, entry: str, path: Path, remedy: str, cause: BaseException | None = None
     ) -> KeystoreError:
         context: dict[str, object] = {}
-        if isinstance(cause, EntraclawError):
+        if isinstance(cause, EntraclawError) and not isinstance(cause, ConfigurationError):
             # DPAPI's own fields (hresult, api, system_message); never data.
             context.update({k: v for k, v in cause.context.items() if k in ("hresult", "hresult_name", "api")})
             context["os_error"] = cause.context.get("os_error")
         elif isinstance(cause, OSError):
             context["os_error"] = cause.errno
+        if isinstance(cause, ConfigurationError):
+            context["os_error"] = cause.context.get("os_error")
         return KeystoreError(message, remedy=remedy, backend=self.name, entry=entry, path=str(path), **context)
 
     def put(self, entry: str, secret: str) -> None:
@@ -118,9 +126,9 @@ class DpapiFileStore(KeyStore[str]):
             ) from None
         try:
             atomic_write_private(path, FILE_MAGIC + blob)
-        except OSError as exc:
+        except (OSError, ConfigurationError) as exc:
             raise self._error(
-                f"Cannot write {path} for entry {entry!r} ({type(exc).__name__}: {exc.strerror}).",
+                f"Cannot write {path} for entry {entry!r} ({_why(exc)}).",
                 entry=entry,
                 path=path,
                 remedy=f"Make {self.directory} writable by this user (and only this user), then store it again.",

@@ -17,22 +17,26 @@ The writer rewrites only the lines it must: an updated key keeps its line, its
 ``export`` prefix, its spacing and its inline comment; every other byte of the
 file -- unknown keys, comments, blank lines, line endings -- is kept as it was.
 Deleted keys lose their line; new keys are appended in the order given. The file
-is replaced atomically and is owner-only (:func:`entraclaw.platform.files.atomic_write`).
+is replaced atomically and is owner-only (:func:`entraclaw.platform.files.atomic_write`);
+read-modify-write cycles hold an inter-process lock on ``<file>.lock`` so that two writers
+cannot drop each other's keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from entraclaw.errors import ConfigurationError
-from entraclaw.platform.files import atomic_write
+from entraclaw.platform.files import atomic_write, ensure_private_dir
 
-__all__ = ["EnvFile", "format_value", "parse_env_text", "read_env_file", "update_env_file"]
+__all__ = ["EnvFile", "EnvProblem", "format_value", "parse_env_text", "read_env_file", "update_env_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LINE = re.compile(r"(?P<lead>[ \t]*(?:export[ \t]+)?)(?P<key>[^=\s]+)[ \t]*=[ \t]*")
 # Values with only these characters are written bare; anything else is quoted.
 _BARE_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./~^-]*")
+_LOCK_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,24 @@ class EnvFile:
         return {key: value for key, (value, _line) in self.entries.items()}
 
 
-def _problem(path: Path, line: int, what: str) -> str:
-    return f"{path} line {line}: {what}"
+class EnvProblem(str):
+    """One problem line (``"<path> line <n>: <what>"``) that also carries ``line``, ``key`` and ``what``."""
+
+    line: int
+    key: str | None
+    what: str
+
+    def __new__(cls, path: Path, line: int, what: str, key: str | None = None) -> EnvProblem:
+        self = super().__new__(cls, f"{path} line {line}: {what}")
+        self.line, self.key, self.what = line, key, what
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (str, (str(self),))
+
+
+def _problem(path: Path, line: int, what: str, key: str | None = None) -> EnvProblem:
+    return EnvProblem(path, line, what, key)
 
 
 def _parse_value(text: str, start: int) -> tuple[str, int, str | None]:
@@ -117,12 +138,12 @@ def _parse_value(text: str, start: int) -> tuple[str, int, str | None]:
     return value, end, None
 
 
-def parse_env_text(text: str, path: Path) -> tuple[EnvFile, list[str]]:
+def parse_env_text(text: str, path: Path) -> tuple[EnvFile, list[EnvProblem]]:
     """Parse ``.env`` text; return the file and every problem found (empty when it is valid)."""
     had_bom = text.startswith(_BOM)
     if had_bom:
         text = text[1:]
-    problems: list[str] = []
+    problems: list[EnvProblem] = []
     entries: dict[str, tuple[str, int]] = {}
     lines: list[_Line] = []
     # Split on LF only: str.splitlines() also breaks at U+2028, form feeds and the like,
@@ -153,7 +174,7 @@ def parse_env_text(text: str, path: Path) -> tuple[EnvFile, list[str]]:
             continue
         value, end, error = _parse_value(raw, match.end())
         if error is not None:
-            problems.append(_problem(path, number, f"{key}: {error}"))
+            problems.append(_problem(path, number, f"{key}: {error}", key))
             lines.append(_Line(raw))
             continue
         if key in entries:
@@ -162,6 +183,7 @@ def parse_env_text(text: str, path: Path) -> tuple[EnvFile, list[str]]:
                     path,
                     number,
                     f"{key} is set twice, on lines {entries[key][1]} and {number}; keep one of the two lines",
+                    key,
                 )
             )
         else:
@@ -241,12 +263,38 @@ def update_env_file(path: str | os.PathLike[str], updates: Mapping[str, str | No
                 key=key,
             )
     rendered = {key: format_value(key, value) for key, value in updates.items() if value is not None}
+    with _update_lock(target):
+        _update_locked(target, updates, rendered)
+
+
+@contextlib.contextmanager
+def _update_lock(target: Path) -> Iterator[None]:
+    """Serialise read-modify-write cycles on one .env across processes (two setups must not lose a key)."""
+    from entraclaw.auth.file_lock import InterProcessLock
+    from entraclaw.errors import KeystoreError
+
+    ensure_private_dir(target.parent)
+    lock = InterProcessLock(target.with_name(target.name + ".lock"), timeout=_LOCK_TIMEOUT)
+    try:
+        lock.acquire()
+    except KeystoreError as exc:
+        raise ConfigurationError(
+            f"Cannot lock {target} for an update: {exc.message}",
+            remedy=f"Another entraclaw process is updating {target}; let it finish (or end it), then retry.",
+            path=str(target),
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _update_locked(target: Path, updates: Mapping[str, str | None], rendered: Mapping[str, str]) -> None:
     if target.exists():
         env = read_env_file(target)
         lines = list(env._lines)
     else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        lines = []
+        lines = []  # atomic_write creates a missing directory, owner-only
     newline = "\n"
     for line in lines:
         if line.text.endswith("\r\n"):

@@ -152,7 +152,15 @@ def restrict_to_owner(path: str | os.PathLike[str]) -> None:
         import importlib
 
         # Imported here: the module and its native DACL code exist only where Windows needs them.
-        importlib.import_module("entraclaw.platform.winacl").set_owner_only(target)
+        try:
+            winacl = importlib.import_module("entraclaw.platform.winacl")
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"Cannot make {target} owner-only: entraclaw.platform.winacl is missing from this install.",
+                remedy="Reinstall entraclaw from its Windows wheel (pip install --force-reinstall entraclaw).",
+                path=str(target),
+            ) from exc
+        winacl.set_owner_only(target)
         return
     try:
         os.chmod(target, 0o700 if target.is_dir() else 0o600)

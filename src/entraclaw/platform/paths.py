@@ -330,6 +330,10 @@ def migrate_legacy_state(
             # Only ever made after the target holds a complete copy: nothing in it is needed.
             _remove_tree(tomb)
         crash_point("migrate:cleaned")
+        if old.is_symlink():
+            # The user put the state elsewhere on purpose; moving (and deleting through) the link is not ours.
+            logger.info("Legacy state directory %s is a symbolic link; it is left where it points.", old)
+            return MigrationResult("not-applicable", old, new)
         if not old.is_dir():
             return MigrationResult("no-legacy", old, new)
         if new.is_dir() and not any(new.iterdir()):

@@ -68,11 +68,49 @@ ENTRACLAW_STANDIN_CONTROL void standin_reset_counters(void);
 ENTRACLAW_STANDIN_CONTROL int64_t standin_open_handles(const char* kind);
 ENTRACLAW_STANDIN_CONTROL uint64_t standin_invalid_frees(void);
 
+/* ---- TPM behaviour ----
+ * Per-key options (the key must exist): "hardware" (NCRYPT_IMPL_TYPE_PROPERTY
+ * reads NCRYPT_IMPL_HARDWARE_FLAG), "pss_salt" (what "PSS Salt Size" reads:
+ * NCRYPT_TPM_PSS_SALT_SIZE_*; MAXIMUM makes the key sign PSS only with the
+ * maximum salt), "pss_zero_signature" (a max-salt TPM returns an all-zero
+ * signature instead of TPM_E_PCP_UNSUPPORTED_PSS_SALT), "ui_policy" (signing
+ * needs a dialog), "export_policy" (raw value NCRYPT_EXPORT_POLICY_PROPERTY
+ * reads, PCP quirk), "legacy_spec" (dwLegacyKeySpec NCryptOpenKey must pass),
+ * "tpma" (TPMA_OBJECT the key's claim reports). Returns 0 or -1. */
+ENTRACLAW_STANDIN_CONTROL int standin_set_key_option(const char* provider, const char* container, const char* option,
+                                                     int64_t value);
+/* Rewrite the key link of the certificate with SHA-1 `sha1` (20 bytes):
+ * dwProvType, dwKeySpec, and (when not NULL) the provider name. */
+ENTRACLAW_STANDIN_CONTROL int standin_set_link(int location, const uint8_t* sha1, uint32_t prov_type, uint32_t key_spec,
+                                               const char* provider);
+/* Calls to `function` (NULL = all) that accept a silent flag and did not pass
+ * it; dialogs a UI-policy key would have shown; the most NCryptSignHash calls
+ * that overlapped on one key, for hardware (1) or software (0) keys. */
+ENTRACLAW_STANDIN_CONTROL uint64_t standin_calls_without_silent(const char* function);
+ENTRACLAW_STANDIN_CONTROL uint64_t standin_ui_prompts(void);
+ENTRACLAW_STANDIN_CONTROL int standin_max_sign_overlap(int hardware);
+/* Largest RSA key the "TPM" makes (default 2048): larger ones fail in
+ * NCryptFinalizeKey with NTE_NOT_SUPPORTED. */
+ENTRACLAW_STANDIN_CONTROL void standin_set_tpm_max_bits(uint32_t bits);
+/* Attestation: an AIK (restricted signing key) in the Platform provider, its
+ * public key (DER SubjectPublicKeyInfo; returns the length, -1 if absent), the
+ * EK certificate PCP_EKCERT reads, and claim tampering for negative tests
+ * (0 none, 1 truncated, 2 wrong TPM_GENERATED magic, 3 attested name of
+ * another key, 4 signature byte flipped). */
+ENTRACLAW_STANDIN_CONTROL int32_t standin_create_aik(const char* container);
+ENTRACLAW_STANDIN_CONTROL int64_t standin_key_public_der(const char* provider, const char* container, uint8_t* out,
+                                                         size_t capacity);
+ENTRACLAW_STANDIN_CONTROL void standin_set_ek_certificate(const uint8_t* der, size_t len);
+ENTRACLAW_STANDIN_CONTROL void standin_set_claim_tamper(int mode);
+
 /* Filesystem path of the loaded stand-in library (for ctypes users). */
 ENTRACLAW_STANDIN_CONTROL const char* standin_library_path(void);
 
 #ifdef __cplusplus
 }
 #endif
+
+/* advapi32 part: configurable account, file security table. */
+#include "entraclaw_standin/advapi_control.h"
 
 #endif /* ENTRACLAW_STANDIN_CONTROL_H */

@@ -115,6 +115,21 @@ typedef struct _SYSTEMTIME {
 #define TBS_E_SERVICE_DISABLED ((HRESULT)0x80284010)
 #define TBS_E_ACCESS_DENIED ((HRESULT)0x80284012)
 #define TPM_E_PCP_BUFFER_TOO_SMALL ((HRESULT)0x80290406)
+#define TPM_20_E_AUTH_FAIL ((HRESULT)0x8028008E)
+#define TPM_20_E_BAD_AUTH ((HRESULT)0x802800A2)
+#define TPM_20_E_KEY_SIZE ((HRESULT)0x80280087)
+#define TPM_20_E_CANCELED ((HRESULT)0x80280909)
+#define TPM_20_E_NV_RATE ((HRESULT)0x80280920)
+#define TBS_E_COMMAND_CANCELED ((HRESULT)0x8028400D)
+#define TPM_E_PCP_DEVICE_NOT_READY ((HRESULT)0x80290401)
+#define TPM_E_PCP_AUTHENTICATION_FAILED ((HRESULT)0x80290408)
+#define TPM_E_PCP_AUTHENTICATION_IGNORED ((HRESULT)0x80290409)
+#define TPM_E_PCP_KEY_NOT_AIK ((HRESULT)0x80290419)
+#define TPM_E_LOCKED_OUT ((HRESULT)0x8029041B)
+#define TPM_E_PCP_IFX_RSA_KEY_CREATION_BLOCKED ((HRESULT)0x8029041F)
+#define TPM_E_PCP_KEY_HANDLE_INVALIDATED ((HRESULT)0x80290422)
+/* Informational severity: a *positive* HRESULT, so FAILED() would miss it. */
+#define TPM_E_PCP_UNSUPPORTED_PSS_SALT ((HRESULT)0x40290423)
 #define STATUS_UNSUCCESSFUL ((NTSTATUS)0xC0000001)
 
 /* ---- wincrypt.h ---- */
@@ -219,7 +234,11 @@ typedef struct _CRYPT_KEY_PROV_INFO {
 #define CERT_X500_NAME_STR 3
 #define CERT_CREATE_SELFSIGN_NO_KEY_INFO 2
 #define CERT_NCRYPT_KEY_SPEC 0xFFFFFFFF
+#define AT_KEYEXCHANGE 1
 #define AT_SIGNATURE 2
+#define PROV_RSA_FULL 1
+#define CERT_STORE_CTRL_RESYNC 1
+#define CERT_STORE_CTRL_AUTO_RESYNC 4
 #define CRYPT_MACHINE_KEYSET 0x00000020
 #define CERT_STORE_NO_CRYPT_RELEASE_FLAG 0x00000001
 #define CRYPT_ACQUIRE_CACHE_FLAG 0x00000001
@@ -270,6 +289,26 @@ typedef struct _BCRYPT_PSS_PADDING_INFO {
 #define NCRYPT_MACHINE_KEY_FLAG 0x00000020
 #define NCRYPT_OVERWRITE_KEY_FLAG 0x00000080
 #define NCRYPT_PERSIST_FLAG 0x80000000
+#define NCRYPT_PCP_PLATFORM_TYPE_PROPERTY L"PCP_PLATFORM_TYPE"
+#define NCRYPT_PCP_EKCERT_PROPERTY L"PCP_EKCERT"
+#define NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY L"PSS Salt Size"
+#define NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN 0x00000000
+#define NCRYPT_TPM_PSS_SALT_SIZE_MAXIMUM 0x00000001
+#define NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE 0x00000002
+#define NCRYPT_CLAIM_AUTHORITY_AND_SUBJECT 0x00000003
+#define NCRYPT_CLAIM_PLATFORM 0x00010000
+
+typedef struct _BCryptBuffer {
+  ULONG cbBuffer;
+  ULONG BufferType;
+  PVOID pvBuffer;
+} BCryptBuffer, NCryptBuffer;
+
+typedef struct _BCryptBufferDesc {
+  ULONG ulVersion;
+  ULONG cBuffers;
+  BCryptBuffer* pBuffers;
+} BCryptBufferDesc, NCryptBufferDesc;
 
 /* ---- functions (same signatures as the SDK) ---- */
 ENTRACLAW_STANDIN_API DWORD WINAPI GetLastError(void);
@@ -280,6 +319,8 @@ ENTRACLAW_STANDIN_API HCERTSTORE WINAPI CertOpenStore(LPCSTR lpszStoreProvider, 
                                                       HCRYPTPROV_LEGACY hCryptProv, DWORD dwFlags,
                                                       const void* pvPara);
 ENTRACLAW_STANDIN_API BOOL WINAPI CertCloseStore(HCERTSTORE hCertStore, DWORD dwFlags);
+ENTRACLAW_STANDIN_API BOOL WINAPI CertControlStore(HCERTSTORE hCertStore, DWORD dwFlags, DWORD dwCtrlType,
+                                                   const void* pvCtrlPara);
 ENTRACLAW_STANDIN_API PCCERT_CONTEXT WINAPI CertFindCertificateInStore(HCERTSTORE hCertStore,
                                                                        DWORD dwCertEncodingType,
                                                                        DWORD dwFindFlags, DWORD dwFindType,
@@ -331,6 +372,10 @@ ENTRACLAW_STANDIN_API SECURITY_STATUS WINAPI NCryptFreeObject(NCRYPT_HANDLE hObj
 ENTRACLAW_STANDIN_API SECURITY_STATUS WINAPI NCryptSignHash(NCRYPT_KEY_HANDLE hKey, VOID* pPaddingInfo,
                                                             PBYTE pbHashValue, DWORD cbHashValue, PBYTE pbSignature,
                                                             DWORD cbSignature, DWORD* pcbResult, DWORD dwFlags);
+ENTRACLAW_STANDIN_API SECURITY_STATUS WINAPI NCryptCreateClaim(NCRYPT_KEY_HANDLE hSubjectKey,
+                                                               NCRYPT_KEY_HANDLE hAuthorityKey, DWORD dwClaimType,
+                                                               NCryptBufferDesc* pParameterList, PBYTE pbClaimBlob,
+                                                               DWORD cbClaimBlob, DWORD* pcbResult, DWORD dwFlags);
 
 ENTRACLAW_STANDIN_API BOOL WINAPI CryptProtectData(DATA_BLOB* pDataIn, LPCWSTR szDataDescr,
                                                    DATA_BLOB* pOptionalEntropy, PVOID pvReserved,
@@ -344,5 +389,8 @@ ENTRACLAW_STANDIN_API BOOL WINAPI CryptUnprotectData(DATA_BLOB* pDataIn, LPWSTR*
 #ifdef __cplusplus
 }
 #endif
+
+/* advapi32 security surface (file DACLs, process token): its own header. */
+#include "entraclaw_standin/advapi_standin.h"
 
 #endif /* ENTRACLAW_STANDIN_WINDOWS_STANDIN_H */

@@ -1,0 +1,506 @@
+"""TPM key attestation: parse and check the claim the Platform Crypto Provider makes for a key.
+
+``NCryptCreateClaim(key, aik, NCRYPT_CLAIM_AUTHORITY_AND_SUBJECT)`` has the TPM
+certify the key (TPM2_Certify) with an attestation identity key (AIK). The
+claim carries three parts:
+
+* ``TPMS_ATTEST`` -- what the TPM signed: the magic ``TPM_GENERATED_VALUE``
+  (only the TPM itself signs data starting with it), the type
+  ``TPM_ST_ATTEST_CERTIFY``, the caller's nonce (``extraData``), clock and
+  firmware facts, and the *name* of the certified key (its name algorithm plus
+  the hash of its public area);
+* the AIK's signature over those bytes (``TPMT_SIGNATURE``);
+* the key blob holding the key's ``TPM2B_PUBLIC``: its RSA modulus and its
+  ``TPMA_OBJECT`` attributes (fixedTPM, fixedParent, sensitiveDataOrigin, sign,
+  decrypt, restricted, ...).
+
+Structures: TCG TPM 2.0 Library, Part 2 -- TPM_GENERATED 6.2, TPM_ST 6.9,
+TPMA_OBJECT 8.3, TPMS_CERTIFY_INFO 10.12.3, TPMS_ATTEST 10.12.12, TPMT_PUBLIC
+12.2.4, names 16 (Part 1). NCryptCreateClaim is documented at
+https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptcreateclaim
+but its blob layout is not. The outer header ('KADS', platform, header size,
+three lengths) is the key attestation statement of [MS-WCCE] 2.2.2.5; the key
+blob ('PCPM', PCP_KEY_BLOB_WIN8) and the signature format (the AIK's raw
+RSASSA-PKCS1-v1_5 signature) follow Microsoft's PCP sample code. A
+TPMT_SIGNATURE is accepted too. The parser is strict so that a real TPM run
+shows at once if the layout differs (see docs/attestation.md).
+
+A claim proves something only when its signature verifies under an AIK the
+relying party trusts (an AIK bound to the TPM's endorsement key by credential
+activation); without that, the attributes are what the provider reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from entraclaw.errors import AttestationError
+
+if TYPE_CHECKING:
+    from entraclaw.cng import CngKeyInfo
+
+__all__ = [
+    "TPMA_DECRYPT",
+    "TPMA_FIXED_PARENT",
+    "TPMA_FIXED_TPM",
+    "TPMA_RESTRICTED",
+    "TPMA_SENSITIVE_DATA_ORIGIN",
+    "TPMA_SIGN",
+    "TPM_GENERATED_VALUE",
+    "TPM_ST_ATTEST_CERTIFY",
+    "KeyAttestation",
+    "KeyClaim",
+    "TpmObjectAttributes",
+    "TpmPublic",
+    "TpmsAttest",
+    "attestation_summary",
+    "build_attestation",
+    "parse_key_claim",
+    "verify_key_claim",
+]
+
+TPM_GENERATED_VALUE = 0xFF544347
+TPM_ST_ATTEST_CERTIFY = 0x8017
+CLAIM_MAGIC = 0x5344414B  # 'KADS' little-endian: PCP key attestation blob
+KEY_BLOB_MAGIC = 0x4D504350  # 'PCPM' little-endian: PCP key blob
+CLAIM_HEADER_SIZE = 24
+
+# TPMA_OBJECT bits (Part 2, 8.3.2).
+TPMA_FIXED_TPM = 1 << 1
+TPMA_ST_CLEAR = 1 << 2
+TPMA_FIXED_PARENT = 1 << 4
+TPMA_SENSITIVE_DATA_ORIGIN = 1 << 5
+TPMA_USER_WITH_AUTH = 1 << 6
+TPMA_ADMIN_WITH_POLICY = 1 << 7
+TPMA_NO_DA = 1 << 10
+TPMA_ENCRYPTED_DUPLICATION = 1 << 11
+TPMA_RESTRICTED = 1 << 16
+TPMA_DECRYPT = 1 << 17
+TPMA_SIGN = 1 << 18
+
+ALG_RSA = 0x0001
+ALG_NULL = 0x0010
+ALG_RSASSA = 0x0014
+ALG_RSAES = 0x0015
+ALG_RSAPSS = 0x0016
+_HASHES: dict[int, tuple[str, type[hashes.HashAlgorithm]]] = {
+    0x0004: ("sha1", hashes.SHA1),
+    0x000B: ("sha256", hashes.SHA256),
+    0x000C: ("sha384", hashes.SHA384),
+    0x000D: ("sha512", hashes.SHA512),
+}
+
+
+def _fail(reason: str, message: str) -> AttestationError:
+    return AttestationError(message, reason=reason)
+
+
+class _Reader:
+    """Bounds-checked reads; running off the end is a truncated claim, never an IndexError."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data = data
+        self.pos = 0
+        self.what = what
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise _fail(
+                "truncated",
+                f"The key attestation claim is truncated: {self.what} needs {n} more bytes at offset "
+                f"{self.pos} of {len(self.data)}.",
+            )
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int(struct.unpack(">H", self.take(2))[0])
+
+    def u32(self) -> int:
+        return int(struct.unpack(">I", self.take(4))[0])
+
+    def u64(self) -> int:
+        return int(struct.unpack(">Q", self.take(8))[0])
+
+    def tpm2b(self) -> bytes:
+        return self.take(self.u16())
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise _fail(
+                "format", f"The key attestation claim has {len(self.data) - self.pos} stray bytes after {self.what}."
+            )
+
+
+@dataclass(frozen=True)
+class TpmObjectAttributes:
+    """TPMA_OBJECT of a key, decoded."""
+
+    raw: int
+
+    def _bit(self, mask: int) -> bool:
+        return bool(self.raw & mask)
+
+    @property
+    def fixed_tpm(self) -> bool:
+        return self._bit(TPMA_FIXED_TPM)
+
+    @property
+    def fixed_parent(self) -> bool:
+        return self._bit(TPMA_FIXED_PARENT)
+
+    @property
+    def sensitive_data_origin(self) -> bool:
+        return self._bit(TPMA_SENSITIVE_DATA_ORIGIN)
+
+    @property
+    def user_with_auth(self) -> bool:
+        return self._bit(TPMA_USER_WITH_AUTH)
+
+    @property
+    def no_da(self) -> bool:
+        return self._bit(TPMA_NO_DA)
+
+    @property
+    def restricted(self) -> bool:
+        return self._bit(TPMA_RESTRICTED)
+
+    @property
+    def decrypt(self) -> bool:
+        return self._bit(TPMA_DECRYPT)
+
+    @property
+    def sign(self) -> bool:
+        return self._bit(TPMA_SIGN)
+
+    @property
+    def sign_only(self) -> bool:
+        return self.sign and not self.decrypt
+
+    @property
+    def non_exportable(self) -> bool:
+        """Made inside this TPM and can never be duplicated out of it."""
+        return self.fixed_tpm and self.fixed_parent and self.sensitive_data_origin
+
+    def missing_for_non_exportable(self) -> list[str]:
+        names = [("fixedTPM", self.fixed_tpm), ("fixedParent", self.fixed_parent)]
+        names.append(("sensitiveDataOrigin", self.sensitive_data_origin))
+        return [name for name, present in names if not present]
+
+
+@dataclass(frozen=True)
+class TpmPublic:
+    """The parts of a TPMT_PUBLIC (RSA) the checks need; ``name`` is nameAlg || H(TPMT_PUBLIC)."""
+
+    name_alg: int
+    attributes: TpmObjectAttributes
+    key_bits: int
+    exponent: int
+    modulus: bytes
+    name: bytes
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class TpmsAttest:
+    """A TPMS_ATTEST of type TPM_ST_ATTEST_CERTIFY."""
+
+    magic: int
+    type: int
+    qualified_signer: bytes
+    extra_data: bytes
+    clock: int
+    reset_count: int
+    restart_count: int
+    safe: bool
+    firmware_version: int
+    attested_name: bytes
+    attested_qualified_name: bytes
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    attest: TpmsAttest
+    signature_alg: int
+    signature_hash: int | None  # None: a raw signature, which does not say its hash
+    signature: bytes
+    public: TpmPublic
+
+
+def _parse_public(data: bytes) -> TpmPublic:
+    outer = _Reader(data, "TPM2B_PUBLIC")
+    area = outer.tpm2b()
+    outer.done()
+    r = _Reader(area, "TPMT_PUBLIC")
+    key_type = r.u16()
+    if key_type != ALG_RSA:
+        raise _fail("format", f"The attested key is not an RSA key (TPMI_ALG_PUBLIC 0x{key_type:04X}).")
+    name_alg = r.u16()
+    attributes = r.u32()
+    r.tpm2b()  # authPolicy
+    if r.u16() != ALG_NULL:  # symmetric: keyBits + mode follow
+        r.u16()
+        r.u16()
+    scheme = r.u16()
+    if scheme not in (ALG_NULL, ALG_RSAES):
+        r.u16()  # the scheme's hash
+    key_bits = r.u16()
+    exponent = r.u32() or 65537
+    modulus = r.tpm2b()
+    r.done()
+    if name_alg not in _HASHES:
+        raise _fail("format", f"The attested key's name algorithm 0x{name_alg:04X} is not one this parser knows.")
+    digest = hashlib.new(_HASHES[name_alg][0], area).digest()
+    return TpmPublic(
+        name_alg=name_alg,
+        attributes=TpmObjectAttributes(attributes),
+        key_bits=key_bits,
+        exponent=exponent,
+        modulus=modulus,
+        name=struct.pack(">H", name_alg) + digest,
+        raw=area,
+    )
+
+
+def _parse_attest(data: bytes) -> TpmsAttest:
+    r = _Reader(data, "TPMS_ATTEST")
+    magic = r.u32()
+    if magic != TPM_GENERATED_VALUE:
+        raise _fail(
+            "magic",
+            f"The attestation does not start with TPM_GENERATED_VALUE 0x{TPM_GENERATED_VALUE:08X} "
+            f"(found 0x{magic:08X}): the TPM did not produce it.",
+        )
+    kind = r.u16()
+    if kind != TPM_ST_ATTEST_CERTIFY:
+        raise _fail("type", f"The attestation is of type 0x{kind:04X}, not TPM_ST_ATTEST_CERTIFY (0x8017).")
+    signer = r.tpm2b()
+    extra = r.tpm2b()
+    clock, reset_count, restart_count, safe = r.u64(), r.u32(), r.u32(), r.u8()
+    firmware = r.u64()
+    name = r.tpm2b()
+    qualified = r.tpm2b()
+    r.done()
+    return TpmsAttest(
+        magic, kind, signer, extra, clock, reset_count, restart_count, bool(safe), firmware, name, qualified, data
+    )
+
+
+def _parse_signature(data: bytes) -> tuple[int, int | None, bytes]:
+    if not data:
+        raise _fail("truncated", "The key attestation claim has no signature.")
+    # PCP writes the AIK's raw signature; a TPMT_SIGNATURE (alg, hash, TPM2B)
+    # is recognised by its exact self-described length.
+    if len(data) >= 6:
+        alg, hash_alg, size = struct.unpack_from(">HHH", data)
+        if alg in (ALG_RSASSA, ALG_RSAPSS) and 6 + size == len(data):
+            return alg, hash_alg, data[6:]
+    return ALG_RSASSA, None, data
+
+
+def _key_blob_public(blob: bytes) -> bytes:
+    if len(blob) >= 20 and struct.unpack_from("<I", blob)[0] == KEY_BLOB_MAGIC:
+        header_size, kind, _flags, public_size = struct.unpack_from("<IIII", blob, 4)
+        if kind != 2:
+            raise _fail("format", f"The key blob in the claim is for PCP type {kind}, not a TPM 2.0 key.")
+        if header_size < 20 or header_size + public_size > len(blob):
+            raise _fail("truncated", "The key blob in the claim is shorter than its header says.")
+        return blob[header_size : header_size + public_size]
+    return blob  # a bare TPM2B_PUBLIC
+
+
+def parse_key_claim(blob: bytes) -> KeyClaim:
+    """Parse a PCP key attestation claim; raises AttestationError (``reason``) if malformed."""
+    if len(blob) < CLAIM_HEADER_SIZE:
+        raise _fail("truncated", f"The key attestation claim is truncated: {len(blob)} bytes, less than its header.")
+    magic, platform, header_size, n_attest, n_sig, n_key = struct.unpack_from("<6I", blob)
+    if magic != CLAIM_MAGIC:
+        raise _fail(
+            "magic", f"The key attestation claim does not start with the PCP magic 'KADS' (found 0x{magic:08X})."
+        )
+    if platform != 2:
+        raise _fail("format", f"The key attestation claim is for TPM platform {platform}, not TPM 2.0.")
+    total = header_size + n_attest + n_sig + n_key
+    if header_size < CLAIM_HEADER_SIZE or total > len(blob):
+        raise _fail(
+            "truncated",
+            f"The key attestation claim is truncated: its header announces {total} bytes, it has {len(blob)}.",
+        )
+    if total != len(blob):
+        raise _fail(
+            "format", f"The key attestation claim has {len(blob) - total} bytes its header does not account for."
+        )
+    pos = header_size
+    attest = _parse_attest(blob[pos : pos + n_attest])
+    pos += n_attest
+    alg, hash_alg, sig = _parse_signature(blob[pos : pos + n_sig])
+    pos += n_sig
+    public = _parse_public(_key_blob_public(blob[pos : pos + n_key]))
+    return KeyClaim(attest, alg, hash_alg, sig, public)
+
+
+def verify_key_claim(
+    claim: KeyClaim,
+    *,
+    public_key: Any,
+    aik_public_key: Any | None = None,
+) -> None:
+    """Check that the claim is about ``public_key`` and, given the AIK, that the TPM signed it.
+
+    1. the attested name equals the name of the public area in the claim (the
+       public area was not swapped);
+    2. that public area is ``public_key`` (the certificate's key);
+    3. the signature over TPMS_ATTEST verifies under ``aik_public_key``.
+    Raises AttestationError with ``reason`` "name", "public_key" or "signature".
+    """
+    if claim.attest.attested_name != claim.public.name:
+        raise _fail(
+            "name",
+            "The attested name does not match the key's public area in the claim: the claim vouches for another key.",
+        )
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise _fail("public_key", "The certificate's key is not an RSA key; the claim is about an RSA key.")
+    numbers = public_key.public_numbers()
+    if int.from_bytes(claim.public.modulus, "big") != numbers.n or claim.public.exponent != numbers.e:
+        raise _fail("public_key", "The attested key is not the certificate's key (the RSA moduli differ).")
+    if aik_public_key is None:
+        return
+    if isinstance(aik_public_key, bytes):
+        aik_public_key = serialization.load_der_public_key(aik_public_key)
+    if not isinstance(aik_public_key, rsa.RSAPublicKey):
+        raise _fail("signature", "The AIK public key is not an RSA key.")
+    if claim.signature_hash is None:
+        # A raw signature does not name its hash: PCP AIKs sign SHA-1 digests;
+        # SHA-256 for AIKs made with an RSASSA-SHA256 scheme. A collision does
+        # not help a forger: the TPM hashes TPMS_ATTEST itself and never signs
+        # outside data that starts with TPM_GENERATED_VALUE.
+        candidates = [hashes.SHA1(), hashes.SHA256()]  # noqa: S303 - see above
+    elif claim.signature_hash in _HASHES:
+        candidates = [_HASHES[claim.signature_hash][1]()]
+    else:
+        raise _fail("signature", f"The claim's signature hash 0x{claim.signature_hash:04X} is unknown.")
+    for algorithm in candidates:
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15()
+            if claim.signature_alg == ALG_RSASSA
+            else padding.PSS(mgf=padding.MGF1(algorithm), salt_length=padding.PSS.AUTO)
+        )
+        try:
+            aik_public_key.verify(claim.signature, claim.attest.raw, pad, algorithm)
+            return
+        except InvalidSignature:
+            continue
+    raise _fail(
+        "signature", "The claim's signature does not verify under the AIK public key given: not signed by that TPM."
+    )
+
+
+# --- what CngKeyInfo carries --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyAttestation:
+    """What could be shown about where a CNG key lives. ``problems`` says what could not."""
+
+    hardware: bool
+    claim: bytes | None = None
+    parsed: KeyClaim | None = None
+    attributes: TpmObjectAttributes | None = None
+    signature_verified: bool = False
+    ek_certificate: x509.Certificate | None = None
+    platform_type: str | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+    claim_problem: str | None = None  # why there is no valid claim (first problem about it)
+
+
+def _status_text(status: tuple[int, str], format_hresult: Any) -> str:
+    code, api = status
+    return f"{api} returned {format_hresult(code)}"
+
+
+def build_attestation(
+    raw: dict[str, Any],
+    *,
+    public_key: Any,
+    aik: str | None,
+    aik_public_key: Any | None,
+    format_hresult: Any,
+) -> KeyAttestation:
+    """Turn the native module's attestation dict into a KeyAttestation (never raises for a bad claim)."""
+    if not raw["hardware"]:
+        return KeyAttestation(hardware=False, claim_problem="the key is not in a TPM")
+    problems: list[str] = []
+    ek: x509.Certificate | None = None
+    if raw["ek_certificate"] is not None:
+        try:
+            ek = x509.load_der_x509_certificate(raw["ek_certificate"])
+        except ValueError:
+            problems.append("the EK certificate the provider returned is not DER X.509")
+    else:
+        problems.append(f"no EK certificate readable ({_status_text(raw['ek_status'], format_hresult)})")
+    claim_problem: str | None = None
+    parsed: KeyClaim | None = None
+    verified = False
+    claim = raw["claim"]
+    if claim is None:
+        if not aik:
+            claim_problem = "no AIK was given to certify the key (pass aik=<AIK container>)"
+        else:
+            claim_problem = f"no claim from AIK {aik!r} ({_status_text(raw['claim_status'], format_hresult)})"
+    else:
+        try:
+            parsed = parse_key_claim(claim)
+            verify_key_claim(parsed, public_key=public_key, aik_public_key=aik_public_key)
+            if aik_public_key is None:
+                claim_problem = "no AIK public key was given to verify the claim's signature"
+            else:
+                verified = True
+        except AttestationError as exc:
+            # Nothing in a claim that fails a check is shown: its attributes may be another key's.
+            claim_problem = f"the claim is invalid ({exc.context.get('reason', 'format')}): {exc.message}"
+            parsed = None
+    if claim_problem:
+        problems.append(claim_problem)
+    return KeyAttestation(
+        hardware=True,
+        claim=claim,
+        parsed=parsed,
+        attributes=parsed.public.attributes if parsed is not None else None,
+        signature_verified=verified,
+        ek_certificate=ek,
+        platform_type=raw["platform_type"],
+        problems=tuple(problems),
+        claim_problem=claim_problem,
+    )
+
+
+def attestation_summary(info: CngKeyInfo) -> str:
+    """One line for `entraclaw doctor`: "TPM-backed, non-exportable, attested" or what could not be shown."""
+    att = info.attestation
+    if not att.hardware:
+        return f"not TPM-backed: the key is in {info.provider} (software), so it cannot be attested"
+    attrs = att.attributes
+    if attrs is not None and not attrs.non_exportable:
+        missing = ", ".join(attrs.missing_for_non_exportable())
+        verdict = "the claim's signature verifies" if att.signature_verified else f"not attested: {att.claim_problem}"
+        return (
+            f"TPM-backed, but the TPM attributes lack {missing}: the key was imported or can be duplicated; {verdict}"
+        )
+    if att.signature_verified:
+        return "TPM-backed, non-exportable, attested"
+    if attrs is not None:
+        return f"TPM-backed, non-exportable (TPM attributes, unverified), not attested: {att.claim_problem}"
+    return f"TPM-backed, non-exportable (reported by the provider), not attested: {att.claim_problem}"

@@ -1,0 +1,289 @@
+"""What every Graph resource family shares: the request, the caller, errors, permission checks, $filter, paging.
+
+Error body, as Graph documents it (https://learn.microsoft.com/graph/errors):
+``{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from entraclaw.emulator.tenant import DirectoryUser, Tenant
+
+if TYPE_CHECKING:
+    from entraclaw.emulator.graph import GraphService
+
+__all__ = [
+    "Caller",
+    "GraphError",
+    "GraphResponse",
+    "Request",
+    "agent_id_write_guard",
+    "bind_ids",
+    "denied",
+    "not_found",
+    "page",
+    "parse_filter",
+    "require",
+]
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_APPID_KEY = re.compile(r"^\(appId='([0-9a-fA-F-]{36})'\)$")
+DEFAULT_PAGE = 100
+MAX_PAGE = 999
+
+
+@dataclass
+class GraphResponse:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class GraphError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+
+def not_found(key: str) -> GraphError:
+    return GraphError(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{key}' does not exist or one of its queried reference-property objects are not present.",
+    )
+
+
+def denied(detail: str = "") -> GraphError:
+    # Graph's text for a missing permission; the emulator appends which permission it looked for.
+    message = "Insufficient privileges to complete the operation."
+    return GraphError(403, "Authorization_RequestDenied", f"{message} {detail}".strip())
+
+
+def bad_request(message: str, code: str = "Request_BadRequest") -> GraphError:
+    return GraphError(400, code, message)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a verified Graph access token speaks for."""
+
+    claims: dict[str, Any]
+    app_id: str
+    sp_id: str | None  # the calling client's service principal object id
+    user_id: str | None  # delegated tokens: the signed-in user's object id
+    roles: frozenset[str]
+    scopes: frozenset[str]
+    person: DirectoryUser | None
+
+    @property
+    def delegated(self) -> bool:
+        return self.user_id is not None
+
+    @property
+    def ids(self) -> frozenset[str]:
+        """The directory ids that make the caller an owner: the user, or the app (by app id and SP id)."""
+        if self.user_id is not None:
+            return frozenset({self.user_id})
+        return frozenset(i for i in (self.app_id, self.sp_id) if i)
+
+    def has(self, *permissions: str) -> bool:
+        held = self.scopes if self.delegated else self.roles
+        return bool(held & set(permissions))
+
+    def owns(self, owners: Iterable[str]) -> bool:
+        return bool(self.ids & set(owners))
+
+    @property
+    def admin(self) -> bool:
+        """A delegated caller holding a directory role (the seeded admin); agent users never do."""
+        return self.person is not None and bool(self.person.roles)
+
+
+def require(
+    caller: Caller,
+    *,
+    app: Sequence[str],
+    delegated: Sequence[str],
+    owners: Iterable[str] | None = None,
+    owned_app: Sequence[str] = (),
+    owned_delegated: Sequence[str] = (),
+) -> None:
+    """Pass when the caller holds one of the permissions the doc page lists for its token type.
+
+    Delegated callers also need a directory role (Graph combines the scope with the signed-in
+    user's role) unless they own the target. ``owned_*`` permissions count only when the caller
+    is among ``owners`` (Application.ReadWrite.OwnedBy and the like).
+    """
+    owner = owners is not None and caller.owns(owners)
+    if caller.delegated:
+        if caller.has(*delegated) and (caller.admin or owner):
+            return
+        if owner and caller.has(*owned_delegated):
+            return
+        wanted = delegated
+    else:
+        if caller.has(*app):
+            return
+        if owner and caller.has(*owned_app):
+            return
+        wanted = app
+    kind = "delegated scope" if caller.delegated else "application role"
+    raise denied(f"The call needs the {kind} {' or '.join(wanted)}" + (" (or ownership)." if owned_app else "."))
+
+
+def agent_id_write_guard(caller: Caller) -> None:
+    """Entra ignores Agent ID permissions next to Directory.AccessAsUser.All / Directory.ReadWrite.All.
+
+    Documented as a known issue on every Agent ID write page (rbac-agentid-apis-write include, e.g.
+    https://learn.microsoft.com/graph/api/agentidentityblueprint-post): "If the client is granted
+    either the Directory.AccessAsUser.All or Directory.ReadWrite.All permission, the client's
+    permissions to create, update, and delete Agent IDs are ignored, which can cause requests to
+    fail with 403 Forbidden error." The error code is not given (docs silent); Graph's generic
+    Authorization_RequestDenied is used.
+    """
+    held = caller.scopes | caller.roles
+    blocked = sorted(held & {"Directory.AccessAsUser.All", "Directory.ReadWrite.All"})
+    if blocked:
+        raise GraphError(
+            403,
+            "Authorization_RequestDenied",
+            f"Insufficient privileges to complete the operation. The token carries {', '.join(blocked)}, so Entra "
+            "ignores its Agent ID permissions: request a token without it.",
+        )
+
+
+@dataclass
+class Request:
+    method: str
+    segments: list[str]
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    graph_url: str
+    path: str
+
+    def json(self) -> dict[str, Any]:
+        if "json" not in self.headers.get("content-type", "").lower():
+            raise GraphError(415, "BadRequest", "Content-Type must be application/json.")
+        try:
+            payload = json.loads(self.body or b"null")
+        except ValueError as exc:
+            raise bad_request("Unable to read JSON request payload.", "BadRequest") from exc
+        if not isinstance(payload, dict):
+            raise bad_request("Unable to read JSON request payload: expected an object.", "BadRequest")
+        return payload
+
+    @property
+    def select(self) -> set[str]:
+        return {s.strip() for s in self.query.get("$select", "").split(",") if s.strip()}
+
+
+@dataclass
+class Context:
+    """What a family handler gets: the request, the caller, the tenant and the service."""
+
+    req: Request
+    caller: Caller
+    tenant: Tenant
+    service: GraphService
+    now: Callable[[], float]
+
+
+def split_key(segment: str, collection: str) -> tuple[str, str] | None:
+    """``applications(appId='x')`` -> ("appId", x); None for other segments."""
+    if not segment.startswith(collection):
+        return None
+    match = _APPID_KEY.match(segment[len(collection) :])
+    return ("appId", match.group(1).lower()) if match else None
+
+
+def parse_filter(text: str, allowed: Mapping[str, str], resource: str) -> list[tuple[str, str | None]]:
+    """``a eq 'x' and b eq 'y'`` -> [(a, x), (b, y)]; only ``eq`` on the listed properties.
+
+    ``allowed`` maps a Graph property name (matched case-insensitively) to the key the caller
+    compares. Graph answers other clauses with Request_UnsupportedQuery (400).
+    """
+    clauses: list[tuple[str, str | None]] = []
+    if not text.strip():
+        return clauses
+    by_lower = {k.lower(): v for k, v in allowed.items()}
+    for part in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        match = re.fullmatch(r"\s*([A-Za-z]+)\s+eq\s+(?:'((?:[^']|'')*)'|(null))\s*", part)
+        if match is None:
+            raise bad_request(f"Invalid filter clause: '{part.strip()}'.", "BadRequest")
+        prop = match.group(1)
+        key = by_lower.get(prop.lower())
+        if key is None:
+            raise bad_request(
+                f"Unsupported or invalid query filter clause specified for property '{prop}' of resource '{resource}'.",
+                "Request_UnsupportedQuery",
+            )
+        value = None if match.group(3) else match.group(2).replace("''", "'")
+        clauses.append((key, value))
+    return clauses
+
+
+def matches(item: Mapping[str, Any], clauses: Sequence[tuple[str, str | None]]) -> bool:
+    for key, value in clauses:
+        have = item.get(key)
+        if value is None:
+            if have is not None:
+                return False
+        elif not isinstance(have, str) or have.lower() != value.lower():
+            return False
+    return True
+
+
+def page(ctx: Context, items: list[dict[str, Any]], context_url: str) -> GraphResponse:
+    """One page of ``items``: honours ``$top`` and ``$skiptoken`` and links the next page like Graph."""
+    query = ctx.req.query
+    try:
+        top = int(query.get("$top", DEFAULT_PAGE))
+    except ValueError:
+        raise bad_request(f"Invalid $top value '{query.get('$top')}'.", "BadRequest") from None
+    if not 1 <= top <= MAX_PAGE:
+        raise bad_request(f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_PAGE} inclusive.")
+    offset = 0
+    token = query.get("$skiptoken")
+    if token:
+        try:
+            offset = int(base64.urlsafe_b64decode(token.encode() + b"==").decode().removeprefix("o:"))
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request("The $skiptoken is invalid: it was not issued by this service.", "BadRequest") from None
+    body: dict[str, Any] = {"@odata.context": context_url, "value": items[offset : offset + top]}
+    if offset + top < len(items):
+        # The token is opaque to clients, as Graph's is; the rest of the query travels in the link.
+        nxt = {k: v for k, v in query.items() if k != "$skiptoken"}
+        nxt["$skiptoken"] = base64.urlsafe_b64encode(f"o:{offset + top}".encode()).decode().rstrip("=")
+        body["@odata.nextLink"] = f"{ctx.req.graph_url}{ctx.req.path}?{urlencode(nxt)}"
+    return GraphResponse(200, body)
+
+
+def bind_ids(payload: Mapping[str, Any], name: str, kinds: Sequence[str]) -> list[str]:
+    """The object ids in ``name@odata.bind`` (URLs ending in /<kind>/<id>, or bare ids)."""
+    raw = payload.get(f"{name}@odata.bind")
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise bad_request(f"'{name}@odata.bind' must be an array of object URLs.")
+    ids: list[str] = []
+    for url in raw:
+        tail = url.rstrip("/").split("/")
+        oid = tail[-1]
+        if not GUID_RE.match(oid) or (len(tail) > 1 and tail[-2] not in kinds and tail[-2] != "directoryObjects"):
+            raise bad_request(f"'{name}@odata.bind' entry '{url}' is not a URL of one of: {', '.join(kinds)}.")
+        ids.append(oid.lower())
+    return ids
+
+
+def new_guid() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,168 @@
+"""``/oauth2PermissionGrants``: delegated consent, for all principals or for one user (the Agent User).
+
+Endpoints and the doc page each follows:
+
+- ``POST /oauth2PermissionGrants`` — https://learn.microsoft.com/graph/api/oauth2permissiongrant-post :
+  201 with the grant; body ``clientId`` (client service principal id: the Agent Identity),
+  ``consentType`` ("AllPrincipals" or "Principal"), ``principalId`` (the user, for "Principal"),
+  ``resourceId`` (the resource service principal: Microsoft Graph's), ``scope`` (space separated);
+  app roles DelegatedPermissionGrant.ReadWrite.All / Directory.ReadWrite.All, scp
+  DelegatedPermissionGrant.ReadWrite.All / Directory.ReadWrite.All / Directory.AccessAsUser.All.
+- ``GET /oauth2PermissionGrants`` (+ ``$filter`` clientId / resourceId / principalId / consentType
+  eq, ``$top``) and ``GET /oauth2PermissionGrants/{id}`` — oauth2permissiongrant-list / -get:
+  DelegatedPermissionGrant.Read.All, DelegatedPermissionGrant.ReadWrite.All, Directory.Read.All.
+- ``PATCH /oauth2PermissionGrants/{id}`` (``scope``, 204) and ``DELETE`` (204) —
+  oauth2permissiongrant-update, oauth2permissiongrant-delete.
+
+Hop 3 reads the same grants: an Agent Identity gets a user token for the scopes granted to it for
+all principals plus those granted for that Agent User.
+Docs silent: the answer to a second grant for the same client, consent type, principal and
+resource (400 Request_MultipleObjectsWithSameKeyValue here), and whether unknown scope names are
+refused (they are, 400).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from entraclaw.emulator.graph._core import (
+    Context,
+    GraphError,
+    GraphResponse,
+    bad_request,
+    matches,
+    not_found,
+    page,
+    parse_filter,
+    require,
+)
+from entraclaw.emulator.tenant import GRAPH_DELEGATED_SCOPES, PermissionGrant
+
+__all__ = ["handle"]
+
+_READ = (
+    "DelegatedPermissionGrant.Read.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+)
+_WRITE_APP = ("DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All")
+_WRITE_DELEGATED = (*_WRITE_APP, "Directory.AccessAsUser.All")
+
+
+def grant_json(grant: PermissionGrant) -> dict[str, Any]:
+    return {
+        "clientId": grant.client_id,
+        "consentType": grant.consent_type,
+        "id": grant.id,
+        "principalId": grant.principal_id,
+        "resourceId": grant.resource_id,
+        "scope": grant.scope,
+    }
+
+
+def handle(ctx: Context) -> GraphResponse:
+    seg = ctx.req.segments
+    method = ctx.req.method
+    if len(seg) == 1:
+        if method == "GET":
+            require(ctx.caller, app=_READ, delegated=_READ)
+            clauses = parse_filter(
+                ctx.req.query.get("$filter", ""),
+                {
+                    "clientId": "clientId",
+                    "resourceId": "resourceId",
+                    "principalId": "principalId",
+                    "consentType": "consentType",
+                },
+                "oAuth2PermissionGrant",
+            )
+            items = [body for body in (grant_json(g) for g in ctx.tenant.grants) if matches(body, clauses)]
+            return page(ctx, items, f"{ctx.req.graph_url}/$metadata#oauth2PermissionGrants")
+        if method == "POST":
+            return _create(ctx)
+        raise _method(method)
+    if len(seg) != 2:
+        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{seg[2]}'.")
+    grant = next((g for g in ctx.tenant.grants if g.id == seg[1]), None)
+    if grant is None:
+        raise not_found(seg[1])
+    if method == "GET":
+        require(ctx.caller, app=_READ, delegated=_READ)
+        body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#oauth2PermissionGrants/$entity", **grant_json(grant)}
+        return GraphResponse(200, body)
+    if method == "PATCH":
+        require(ctx.caller, app=_WRITE_APP, delegated=_WRITE_DELEGATED)
+        payload = ctx.req.json()
+        if set(payload) - {"scope"}:
+            raise bad_request(f"Property '{sorted(set(payload) - {'scope'})[0]}' cannot be updated; only 'scope' can.")
+        scopes = _scopes(payload.get("scope"))
+        ctx.tenant.put_grant(
+            PermissionGrant(
+                grant.id, grant.client_id, grant.consent_type, grant.principal_id, grant.resource_id, " ".join(scopes)
+            )
+        )
+        return GraphResponse(204, None)
+    if method == "DELETE":
+        require(ctx.caller, app=_WRITE_APP, delegated=_WRITE_DELEGATED)
+        ctx.tenant.delete_grant(grant.id)
+        return GraphResponse(204, None)
+    raise _method(method)
+
+
+def _method(method: str) -> GraphError:
+    return GraphError(405, "Request_BadRequest", f"Method {method} is not allowed on oauth2PermissionGrants.")
+
+
+def _scopes(value: Any) -> list[str]:
+    if not isinstance(value, str) or not value.split():
+        raise bad_request("Property 'scope' is required: a space-separated list of delegated permissions.")
+    scopes = value.split()
+    unknown = [s for s in scopes if s not in GRAPH_DELEGATED_SCOPES]
+    if unknown:
+        raise bad_request(f"Scope '{unknown[0]}' is not a delegated permission published by the resource.")
+    return scopes
+
+
+def _create(ctx: Context) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/oauth2permissiongrant-post (201)
+    require(ctx.caller, app=_WRITE_APP, delegated=_WRITE_DELEGATED)
+    payload = ctx.req.json()
+    client_id = str(payload.get("clientId", "")).lower()
+    resource_id = str(payload.get("resourceId", "")).lower()
+    consent_type = payload.get("consentType")
+    principal_id = payload.get("principalId")
+    tenant = ctx.tenant
+    if tenant.service_principal(client_id) is None and tenant.agent_identity_by_object_id(client_id) is None:
+        raise bad_request(f"clientId '{client_id}' is not a service principal in tenant {tenant.tenant_id}.")
+    if resource_id != tenant.graph_sp.object_id:
+        raise bad_request(
+            f"resourceId '{resource_id}' is not a resource the emulator publishes scopes for; use Microsoft Graph's "
+            f"service principal {tenant.graph_sp.object_id}."
+        )
+    if consent_type not in ("AllPrincipals", "Principal"):
+        raise bad_request("Property 'consentType' must be 'AllPrincipals' or 'Principal'.")
+    if consent_type == "Principal":
+        if not isinstance(principal_id, str) or (
+            tenant.user(principal_id.lower()) is None and tenant.person(principal_id.lower()) is None
+        ):
+            raise bad_request("consentType 'Principal' needs 'principalId', the object id of a user in the tenant.")
+        principal_id = principal_id.lower()
+    elif principal_id is not None:
+        raise bad_request("consentType 'AllPrincipals' must not name a principalId.")
+    scopes = _scopes(payload.get("scope"))
+    for grant in tenant.grants:
+        if (grant.client_id, grant.consent_type, grant.principal_id, grant.resource_id) == (
+            client_id,
+            consent_type,
+            principal_id,
+            resource_id,
+        ):
+            raise bad_request(
+                f"Permission entry already exists: grant {grant.id} covers this client, principal and resource; "
+                "PATCH its scope instead.",
+                "Request_MultipleObjectsWithSameKeyValue",
+            )
+    grant = tenant.upsert_grant(client_id, str(consent_type), principal_id, resource_id, set(scopes))
+    body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#oauth2PermissionGrants/$entity", **grant_json(grant)}
+    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/oauth2PermissionGrants/{grant.id}"})

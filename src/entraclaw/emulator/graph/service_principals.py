@@ -1,0 +1,528 @@
+"""``/servicePrincipals``: Blueprint principals, Agent Identities, the Graph resource principal, app roles.
+
+Endpoints and the doc page each follows:
+
+- ``POST /servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal`` (``appId``) —
+  https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-post?view=graph-rest-1.0 :
+  201; AgentIdentityBlueprintPrincipal.Create / .ReadWrite.All (app roles and scp); a non-Blueprint
+  appId is refused with AgentBlueprintPrincipal_requireAgentBlueprint
+  (https://learn.microsoft.com/entra/agent-id/identity-platform/error-codes).
+- ``POST /servicePrincipals/microsoft.graph.agentIdentity`` (``displayName``,
+  ``agentIdentityBlueprintId``, ``sponsors@odata.bind``) —
+  https://learn.microsoft.com/graph/api/agentidentity-post?view=graph-rest-1.0 : 201;
+  app roles AgentIdentity.CreateAsManager (a Blueprint creating its own) / AgentIdentity.Create.All,
+  scp AgentIdentity.Create.All; Agent ID error codes AgentIdentity_IncompatibleParentType,
+  AgentIdentity_AgentBlueprintPrincipalDoesNotExist, Error_AgentIdentitiesCreatingAgentIdentitiesNotAllowed,
+  Error_AgentIdentitySelfCreateRequired, Error_AgentBlueprintCannotCreateAssociatedIdentity.
+  "Owners can create agent identities" of a Blueprint they own (agentidentityblueprint-get).
+- ``POST /servicePrincipals`` (``appId`` of a plain app) —
+  https://learn.microsoft.com/graph/api/serviceprincipal-post-serviceprincipals : Application.ReadWrite.All.
+- ``GET /servicePrincipals`` (+ ``$filter`` appId / displayName / id / servicePrincipalType eq,
+  ``$top``), ``GET /servicePrincipals/microsoft.graph.agentIdentity`` and
+  ``.../microsoft.graph.agentIdentityBlueprintPrincipal``, ``GET|DELETE /servicePrincipals/{id}`` and
+  ``/servicePrincipals(appId='{appId}')`` — serviceprincipal-list / -get / -delete, agentidentity-list /
+  -get / -delete: Application.Read.All, Application.ReadWrite.All, Directory.Read.All,
+  AgentIdentity.Read.All / .ReadWrite.All; delete AgentIdentity.ReadWrite.All (Agent Identities),
+  AgentIdentityBlueprintPrincipal.ReadWrite.All (Blueprint principals), Application.ReadWrite.All.
+- ``GET|POST /servicePrincipals/{id}/appRoleAssignments``, ``DELETE .../appRoleAssignments/{id}``,
+  and ``GET|POST /servicePrincipals/{resource id}/appRoleAssignedTo`` —
+  https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignments (201;
+  AppRoleAssignment.ReadWrite.All), serviceprincipal-list-approleassignments
+  (Application.Read.All, AppRoleAssignment.ReadWrite.All, Directory.Read.All),
+  serviceprincipal-delete-approleassignments (204).
+
+The Microsoft Graph principal (appId 00000003-0000-0000-c000-000000000000) lists the app roles
+and delegated scopes the emulator knows, with ids of its own (see tenant.GRAPH_APP_ROLES).
+Docs silent: the status of a duplicate Blueprint principal (400
+Request_MultipleObjectsWithSameKeyValue here), of an unknown Blueprint app id (404 here), the
+status of the Agent ID error codes (403 for the caller-type errors, 400 for the others here),
+and whether an Agent Identity's appId equals its id (the emulator makes them equal).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from entraclaw.emulator.graph._core import (
+    GUID_RE,
+    Context,
+    GraphError,
+    GraphResponse,
+    agent_id_write_guard,
+    bad_request,
+    bind_ids,
+    denied,
+    matches,
+    not_found,
+    page,
+    parse_filter,
+    require,
+    split_key,
+)
+from entraclaw.emulator.tenant import (
+    GRAPH_APP_ROLES,
+    GRAPH_DELEGATED_SCOPES,
+    AgentIdentity,
+    AppRoleAssignment,
+    ServicePrincipal,
+    permission_id,
+)
+
+__all__ = ["handle"]
+
+BLUEPRINT_PRINCIPAL = "microsoft.graph.agentIdentityBlueprintPrincipal"
+AGENT_IDENTITY = "microsoft.graph.agentIdentity"
+_READ = (
+    "Application.Read.All",
+    "Application.ReadWrite.All",
+    "Directory.Read.All",
+    "AgentIdentity.Read.All",
+    "AgentIdentity.ReadWrite.All",
+    "AgentIdentityBlueprintPrincipal.Read.All",
+    "AgentIdentityBlueprintPrincipal.ReadWrite.All",
+)
+_READ_ASSIGNMENTS = (
+    "Application.Read.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "Directory.Read.All",
+    "Application.ReadWrite.All",
+)
+
+
+def _stamp(seconds: float) -> str:
+    return _dt.datetime.fromtimestamp(max(seconds, 0.0), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sp_json(ctx: Context, sp: ServicePrincipal) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": sp.object_id,
+        "accountEnabled": True,
+        "appId": sp.app_id,
+        "appRoleAssignmentRequired": False,
+        "createdByAppId": sp.created_by_app_id,
+        "createdDateTime": _stamp(sp.created_at),
+        "displayName": sp.display_name,
+        "servicePrincipalNames": [sp.app_id],
+        "signInAudience": "AzureADMyOrg",
+        "servicePrincipalType": "Application",
+        "tags": [],
+        "appRoles": [],
+        "oauth2PermissionScopes": [],
+    }
+    if sp.kind == "blueprintPrincipal":
+        body = {"@odata.type": f"#{BLUEPRINT_PRINCIPAL}", **body}
+    app = ctx.tenant.application(sp.app_id)
+    if app is not None:
+        body["displayName"] = app.display_name
+    if sp.kind == "resource":
+        body["appRoles"] = [
+            {
+                "allowedMemberTypes": ["Application"],
+                "description": f"Allows the app to use {role} without a signed-in user.",
+                "displayName": role,
+                "id": permission_id(role, "role"),
+                "isEnabled": True,
+                "origin": "Application",
+                "value": role,
+            }
+            for role in GRAPH_APP_ROLES
+        ]
+        body["oauth2PermissionScopes"] = [
+            {
+                "adminConsentDescription": f"Allows the app to use {scope} on behalf of the signed-in user.",
+                "adminConsentDisplayName": scope,
+                "id": permission_id(scope, "scope"),
+                "isEnabled": True,
+                "type": "Admin",
+                "value": scope,
+            }
+            for scope in GRAPH_DELEGATED_SCOPES
+        ]
+    return body
+
+
+def identity_json(ctx: Context, identity: AgentIdentity) -> dict[str, Any]:
+    return {
+        "@odata.type": f"#{AGENT_IDENTITY}",
+        "id": identity.object_id,
+        "appId": identity.app_id,
+        "accountEnabled": True,
+        "createdByAppId": identity.created_by_app_id,
+        "createdDateTime": _stamp(identity.created_at),
+        "displayName": identity.display_name,
+        "servicePrincipalType": "ServiceIdentity",
+        "tags": [],
+        "agentIdentityBlueprintId": identity.blueprint_app_id,
+    }
+
+
+def _flat(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": body["id"],
+        "appId": body.get("appId"),
+        "displayName": body.get("displayName"),
+        "servicePrincipalType": body.get("servicePrincipalType"),
+        "agentIdentityBlueprintId": body.get("agentIdentityBlueprintId"),
+    }
+
+
+def handle(ctx: Context) -> GraphResponse:
+    seg = ctx.req.segments
+    method = ctx.req.method
+    keyed = split_key(seg[0], "servicePrincipals")
+    if keyed is None and seg[0] != "servicePrincipals":
+        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{seg[0]}'.")
+    if keyed is None and len(seg) <= 2 and (len(seg) == 1 or seg[1] in (BLUEPRINT_PRINCIPAL, AGENT_IDENTITY)):
+        cast = seg[1] if len(seg) == 2 else None
+        if method == "GET":
+            return _list(ctx, cast)
+        if method == "POST":
+            if cast == AGENT_IDENTITY:
+                return _create_identity(ctx)
+            return _create_principal(ctx, typed=cast == BLUEPRINT_PRINCIPAL)
+        raise _method(method)
+    hidden_ok = method != "GET"
+    if keyed is not None:
+        key, rest = keyed[1], seg[1:]
+        target: Any = ctx.tenant.service_principal_by_app_id(
+            key, include_hidden=hidden_ok
+        ) or ctx.tenant.agent_identity(key, include_hidden=hidden_ok)
+    else:
+        key, rest = seg[1].lower(), seg[2:]
+        if not GUID_RE.match(key):
+            raise not_found(seg[1])
+        target = ctx.tenant.service_principal(key, include_hidden=hidden_ok) or ctx.tenant.agent_identity_by_object_id(
+            key, include_hidden=hidden_ok
+        )
+    if target is None:
+        raise not_found(key)
+    if rest and rest[0] in (BLUEPRINT_PRINCIPAL, AGENT_IDENTITY):
+        wanted_identity = rest[0] == AGENT_IDENTITY
+        if wanted_identity != isinstance(target, AgentIdentity) or (
+            not wanted_identity and target.kind != "blueprintPrincipal"
+        ):
+            raise not_found(key)
+        rest = rest[1:]
+    if not rest:
+        if method == "GET":
+            require(
+                ctx.caller,
+                app=_READ,
+                delegated=(*_READ, "User.Read"),
+                owners=target.owners,
+                owned_app=("Application.ReadWrite.OwnedBy", "AgentIdentityBlueprint.Create"),
+            )
+            body = identity_json(ctx, target) if isinstance(target, AgentIdentity) else sp_json(ctx, target)
+            return GraphResponse(
+                200, {"@odata.context": f"{ctx.req.graph_url}/$metadata#servicePrincipals/$entity", **body}
+            )
+        if method == "DELETE":
+            return _delete(ctx, target)
+        raise _method(method)
+    oid = target.object_id
+    if rest[0] == "appRoleAssignments":
+        if len(rest) == 1 and method == "GET":
+            return _list_assignments(ctx, lambda a: a.principal_id == oid)
+        if len(rest) == 1 and method == "POST":
+            return _assign(ctx, principal=oid, resource=None)
+        if len(rest) == 2 and method == "DELETE":
+            return _unassign(ctx, rest[1], lambda a: a.principal_id == oid)
+    if rest[0] == "appRoleAssignedTo":
+        if len(rest) == 1 and method == "GET":
+            return _list_assignments(ctx, lambda a: a.resource_id == oid)
+        if len(rest) == 1 and method == "POST":
+            return _assign(ctx, principal=None, resource=oid)
+        if len(rest) == 2 and method == "DELETE":
+            return _unassign(ctx, rest[1], lambda a: a.resource_id == oid)
+    raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[0]}'.")
+
+
+def _method(method: str) -> GraphError:
+    return GraphError(405, "Request_BadRequest", f"Method {method} is not allowed on servicePrincipals.")
+
+
+def _list(ctx: Context, cast: str | None) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-list
+    # https://learn.microsoft.com/graph/api/agentidentity-list
+    # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-list
+    require(ctx.caller, app=(*_READ, "Application.ReadWrite.OwnedBy", "AgentIdentityBlueprint.Create"), delegated=_READ)
+    clauses = parse_filter(
+        ctx.req.query.get("$filter", ""),
+        {
+            "appId": "appId",
+            "displayName": "displayName",
+            "id": "id",
+            "servicePrincipalType": "servicePrincipalType",
+            "agentIdentityBlueprintId": "agentIdentityBlueprintId",
+        },
+        "servicePrincipal",
+    )
+    items: list[dict[str, Any]] = []
+    if cast != AGENT_IDENTITY:
+        for sp in ctx.tenant.service_principals:
+            if not ctx.tenant.visible(sp) or (cast == BLUEPRINT_PRINCIPAL and sp.kind != "blueprintPrincipal"):
+                continue
+            body = sp_json(ctx, sp)
+            if matches(_flat(body), clauses):
+                items.append(body)
+    if cast in (None, AGENT_IDENTITY):
+        for identity in ctx.tenant.agent_identities:
+            if not ctx.tenant.visible(identity):
+                continue
+            body = identity_json(ctx, identity)
+            if matches(_flat(body), clauses):
+                items.append(body)
+    suffix = f"/{cast}" if cast else ""
+    return page(ctx, items, f"{ctx.req.graph_url}/$metadata#servicePrincipals{suffix}")
+
+
+def _create_principal(ctx: Context, *, typed: bool) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-post?view=graph-rest-1.0
+    # https://learn.microsoft.com/graph/api/serviceprincipal-post-serviceprincipals
+    payload = ctx.req.json()
+    app_id = str(payload.get("appId", "")).lower()
+    if not GUID_RE.match(app_id):
+        raise bad_request("Property 'appId' is required and must be a GUID.")
+    app = ctx.tenant.application(app_id)
+    if app is None:
+        raise not_found(app_id)  # docs silent on the status
+    caller = ctx.caller
+    if typed and app.kind != "blueprint":
+        raise bad_request(
+            "Agent identity blueprint principals can only be created for Agent Blueprints.",
+            "AgentBlueprintPrincipal_requireAgentBlueprint",
+        )
+    if app.kind == "blueprint":
+        agent_id_write_guard(caller)
+        require(
+            caller,
+            app=("AgentIdentityBlueprintPrincipal.Create", "AgentIdentityBlueprintPrincipal.ReadWrite.All"),
+            delegated=("AgentIdentityBlueprintPrincipal.Create", "AgentIdentityBlueprintPrincipal.ReadWrite.All"),
+            owners=app.owners,
+            owned_app=("AgentIdentityBlueprint.Create",),
+            owned_delegated=("AgentIdentityBlueprint.Create",),
+        )
+    else:
+        require(
+            caller,
+            app=("Application.ReadWrite.All",),
+            delegated=("Application.ReadWrite.All",),
+            owners=app.owners,
+            owned_app=("Application.ReadWrite.OwnedBy",),
+        )
+    if ctx.tenant.service_principal_by_app_id(app_id) is not None:
+        raise bad_request(
+            f"The service principal of application {app_id} already exists.", "Request_MultipleObjectsWithSameKeyValue"
+        )
+    creator = caller.user_id or caller.sp_id or caller.app_id
+    sp = ctx.tenant.add_service_principal(app_id, owners=[creator], created_by_app_id=caller.app_id, over_graph=True)
+    cast = f"/{BLUEPRINT_PRINCIPAL}" if sp.kind == "blueprintPrincipal" else ""
+    body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#servicePrincipals{cast}/$entity", **sp_json(ctx, sp)}
+    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/servicePrincipals/{sp.object_id}"})
+
+
+def _create_identity(ctx: Context) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/agentidentity-post?view=graph-rest-1.0
+    # errors: https://learn.microsoft.com/entra/agent-id/identity-platform/error-codes
+    payload = ctx.req.json()
+    caller = ctx.caller
+    agent_id_write_guard(caller)
+    if ctx.tenant.agent_identity(caller.app_id) is not None:
+        raise GraphError(
+            403,
+            "Error_AgentIdentitiesCreatingAgentIdentitiesNotAllowed",
+            "Agent identities can't create other agent identities.",
+        )
+    parent = str(payload.get("agentIdentityBlueprintId") or payload.get("agentIdentityBlueprintAppId") or "").lower()
+    name = payload.get("displayName")
+    if not isinstance(name, str) or not name.strip():
+        raise bad_request("Property 'displayName' is required and must be a non-empty string.")
+    if not GUID_RE.match(parent):
+        raise bad_request("Property 'agentIdentityBlueprintId' is required: the appId of the agent identity blueprint.")
+    blueprint = ctx.tenant.application(parent)
+    if blueprint is None:
+        raise not_found(parent)
+    if blueprint.kind != "blueprint":
+        raise bad_request(
+            f"The specified Application ({parent}) isn't an Agent Blueprint.", "AgentIdentity_IncompatibleParentType"
+        )
+    if ctx.tenant.service_principal_by_app_id(parent) is None:
+        raise bad_request(
+            f"The required agent identity blueprint principal doesn't exist for blueprint {parent}.",
+            "AgentIdentity_AgentBlueprintPrincipalDoesNotExist",
+        )
+    caller_app = ctx.tenant.application(caller.app_id)
+    if not caller.delegated and caller_app is not None and caller_app.kind == "blueprint" and caller.app_id != parent:
+        raise GraphError(
+            403,
+            "Error_AgentBlueprintCannotCreateAssociatedIdentity",
+            f"Agent identity blueprint {caller.app_id} can't create agent identities of blueprint {parent}.",
+        )
+    if (
+        not caller.delegated
+        and caller.has("AgentIdentity.CreateAsManager")
+        and not caller.has("AgentIdentity.Create.All")
+    ):
+        if caller.app_id != parent:
+            raise GraphError(
+                403,
+                "Error_AgentIdentitySelfCreateRequired",
+                "Applications can only create agent identities under themselves: agentIdentityBlueprintId "
+                f"{parent} is not the caller's appId {caller.app_id}.",
+            )
+    else:
+        principal = ctx.tenant.service_principal_by_app_id(parent)
+        owners = {*blueprint.owners, *(principal.owners if principal else ())}
+        require(
+            caller,
+            app=("AgentIdentity.Create.All",),
+            delegated=("AgentIdentity.Create.All",),
+            owners=owners,
+            owned_app=("AgentIdentityBlueprint.Create", "AgentIdentityBlueprintPrincipal.Create"),
+            owned_delegated=("AgentIdentityBlueprint.Create", "AgentIdentityBlueprintPrincipal.Create"),
+        )
+    sponsors = bind_ids(payload, "sponsors", ("users", "groups"))
+    if not sponsors:
+        raise bad_request(
+            "An agent identity needs at least one sponsor: set 'sponsors@odata.bind' to "
+            f"['{ctx.req.graph_url}/users/<user id>']."
+        )
+    for oid in sponsors:
+        if ctx.tenant.person(oid) is None and ctx.tenant.user(oid) is None:
+            raise bad_request(f"Sponsor '{oid}' is not a user in tenant {ctx.tenant.tenant_id}.")
+    creator = caller.user_id or caller.sp_id or caller.app_id
+    identity = ctx.tenant.add_agent_identity(
+        parent,
+        name.strip(),
+        owners=[creator],
+        sponsors=sponsors,
+        created_by_app_id=caller.app_id,
+        over_graph=True,
+    )
+    body = {
+        "@odata.context": f"{ctx.req.graph_url}/$metadata#servicePrincipals/$entity",
+        **identity_json(ctx, identity),
+    }
+    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/servicePrincipals/{identity.object_id}"})
+
+
+def _delete(ctx: Context, target: ServicePrincipal | AgentIdentity) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-delete
+    # https://learn.microsoft.com/graph/api/agentidentity-delete
+    # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-delete (204)
+    caller = ctx.caller
+    if isinstance(target, AgentIdentity):
+        agent_id_write_guard(caller)
+        if not (not caller.delegated and caller.app_id == target.blueprint_app_id):
+            require(
+                caller,
+                app=("AgentIdentity.ReadWrite.All",),
+                delegated=("AgentIdentity.ReadWrite.All",),
+                owners=target.owners,
+                owned_app=("AgentIdentity.Create.All", "AgentIdentityBlueprint.Create"),
+                owned_delegated=("AgentIdentity.Create.All", "AgentIdentityBlueprint.Create"),
+            )
+    elif target.kind == "resource":
+        raise denied("The Microsoft Graph service principal cannot be deleted.")
+    else:
+        perms: tuple[str, ...] = ("Application.ReadWrite.All",)
+        if target.kind == "blueprintPrincipal":
+            agent_id_write_guard(caller)
+            perms += ("AgentIdentityBlueprintPrincipal.ReadWrite.All",)
+        require(
+            caller,
+            app=perms,
+            delegated=perms,
+            owners=target.owners,
+            owned_app=(
+                "Application.ReadWrite.OwnedBy",
+                "AgentIdentityBlueprint.Create",
+                "AgentIdentityBlueprintPrincipal.Create",
+            ),
+            owned_delegated=("AgentIdentityBlueprint.Create", "AgentIdentityBlueprintPrincipal.Create"),
+        )
+    ctx.tenant.delete_service_principal(target.object_id)
+    return GraphResponse(204, None)
+
+
+# --- app role assignments --------------------------------------------------------------
+
+
+def assignment_json(ctx: Context, a: AppRoleAssignment) -> dict[str, Any]:
+    principal = ctx.tenant.service_principal(a.principal_id) or ctx.tenant.agent_identity_by_object_id(a.principal_id)
+    return {
+        "id": a.id,
+        "appRoleId": a.app_role_id,
+        "createdDateTime": _stamp(a.created_at),
+        "deletedDateTime": None,
+        "principalDisplayName": principal.display_name if principal is not None else None,
+        "principalId": a.principal_id,
+        "principalType": "ServicePrincipal",
+        "resourceDisplayName": ctx.tenant.graph_sp.display_name,
+        "resourceId": a.resource_id,
+    }
+
+
+def _list_assignments(ctx: Context, keep: Any) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-list-approleassignments
+    # https://learn.microsoft.com/graph/api/serviceprincipal-list-approleassignedto
+    require(ctx.caller, app=_READ_ASSIGNMENTS, delegated=_READ_ASSIGNMENTS)
+    items = [assignment_json(ctx, a) for a in ctx.tenant.assignments if keep(a)]
+    return page(
+        ctx, items, f"{ctx.req.graph_url}/$metadata#servicePrincipals('{ctx.req.segments[1]}')/appRoleAssignments"
+    )
+
+
+def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignments
+    # https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto (201)
+    require(ctx.caller, app=("AppRoleAssignment.ReadWrite.All",), delegated=("AppRoleAssignment.ReadWrite.All",))
+    payload = ctx.req.json()
+    principal_id = str(payload.get("principalId", "")).lower()
+    resource_id = str(payload.get("resourceId", "")).lower()
+    role_id = str(payload.get("appRoleId", "")).lower()
+    if principal is not None and principal_id != principal:
+        raise bad_request(f"principalId must be the service principal in the URL ({principal}).")
+    if resource is not None and resource_id != resource:
+        raise bad_request(f"resourceId must be the service principal in the URL ({resource}).")
+    if (
+        ctx.tenant.service_principal(principal_id) is None
+        and ctx.tenant.agent_identity_by_object_id(principal_id) is None
+    ):
+        raise bad_request(f"principalId '{principal_id}' is not a service principal in tenant {ctx.tenant.tenant_id}.")
+    if resource_id != ctx.tenant.graph_sp.object_id:
+        raise bad_request(
+            f"resourceId '{resource_id}' is not a resource the emulator publishes roles for; use Microsoft Graph's "
+            f"service principal {ctx.tenant.graph_sp.object_id}."
+        )
+    roles = {permission_id(r, "role"): r for r in GRAPH_APP_ROLES}
+    if role_id not in roles:
+        raise bad_request(
+            f"Permission being assigned was not found on application: appRoleId '{role_id}' is not an app role "
+            "of Microsoft Graph."
+        )
+    existing = next(
+        (a for a in ctx.tenant.assignments if (a.principal_id, a.app_role_id) == (principal_id, role_id)), None
+    )
+    if existing is not None:
+        # Graph refuses a second identical assignment; docs silent on the exact text.
+        raise bad_request(
+            "Permission being assigned already exists on the object.", "Request_MultipleObjectsWithSameKeyValue"
+        )
+    assignment = ctx.tenant.assign_app_role(principal_id, role_id, roles[role_id])
+    body = {
+        "@odata.context": f"{ctx.req.graph_url}/$metadata#appRoleAssignments/$entity",
+        **assignment_json(ctx, assignment),
+    }
+    return GraphResponse(201, body)
+
+
+def _unassign(ctx: Context, assignment_id: str, keep: Any) -> GraphResponse:
+    # https://learn.microsoft.com/graph/api/serviceprincipal-delete-approleassignments (204)
+    require(ctx.caller, app=("AppRoleAssignment.ReadWrite.All",), delegated=("AppRoleAssignment.ReadWrite.All",))
+    target = next((a for a in ctx.tenant.assignments if a.id == assignment_id and keep(a)), None)
+    if target is None:
+        raise not_found(assignment_id)
+    ctx.tenant.delete_assignment(assignment_id)
+    return GraphResponse(204, None)
