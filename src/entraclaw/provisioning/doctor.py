@@ -193,6 +193,7 @@ def run_doctor(
         registered: set[str] | None = None
         if key is not None:
             _key_checks(report, key, config, clock, days_warn)
+            _attestation_check(report, key)
         if admin_graph is not None:
             registered = _registration_check(report, admin_graph, config, key)
         _clock_check(report, endpoints, clock)
@@ -202,15 +203,21 @@ def run_doctor(
     finally:
         if key is not None:
             key.close()
-    attestation = optional_attr("entraclaw.attestation", "summary") or optional_attr(
-        "entraclaw.attestation", "attestation_summary"
-    )
-    if attestation is not None and key is not None:
-        try:
-            report.add("attestation", "ok", str(attestation(config["ENTRACLAW_KEY_REF"])))
-        except Exception as exc:  # an optional module from another stream: never break doctor
-            report.add("attestation", "unknown", f"{type(exc).__name__}: {getattr(exc, 'message', exc)}")
     return report
+
+
+def _attestation_check(report: DoctorReport, key: DeviceKey) -> None:
+    """The tpm stream's one-line attestation verdict for a CNG key (TPM or software KSP)."""
+    summary = optional_attr("entraclaw.attestation", "attestation_summary")
+    info = getattr(key.signer, "info", None)
+    if summary is None or not callable(info):
+        return  # a PEM key has nothing a TPM could attest
+    try:
+        line = str(summary(info()))
+    except EntraclawError as exc:
+        report.add("attestation", "unknown", exc.message, exc.remedy)
+        return
+    report.add("attestation", "ok" if "not TPM-backed" not in line else "warn", line)
 
 
 def _key_checks(report: DoctorReport, key: DeviceKey, config: dict[str, str], clock: Callable[[], float],
