@@ -1,0 +1,81 @@
+"""Setup and rotate with the other key storages: CNG (the native stand-in: TPM, and the software-KSP
+fallback with its warning) and the keystore (the in-memory backend standing in for the OS keystore;
+the Secret Service run is ``scripts/with_secret_service.sh``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cng_helpers import HR, PLATFORM, Standin, standin_fixture  # noqa: F401  (fixture)
+from entraclaw import cng
+from entraclaw.keystore.memory import MemoryStore
+from entraclaw.provisioning.doctor import run_doctor
+from entraclaw.provisioning.keys import open_device_key
+from entraclaw.provisioning.rotate import Rotate
+from entraclaw.provisioning.setup import Setup
+from entraclaw.provisioning.state import read_device_config
+from provisioning_helpers import Tenant, emulator_tenant
+
+
+@pytest.fixture
+def tenant() -> Iterator[Tenant]:
+    yield from emulator_tenant()
+
+
+@pytest.mark.standin
+def test_setup_and_rotate_with_a_tpm_key(standin: Standin, tenant: Tenant, tmp_path: Path) -> None:
+    home = tmp_path / "d"
+    result = tenant.setup(home, key_storage="cng").run()
+    assert result.completed and not result.warnings
+    config = read_device_config(home / ".env", environ={})
+    assert config["ENTRACLAW_KEY_PROVIDER"] == "tpm"
+    assert config["ENTRACLAW_KEY_REF"] == f"cng:CurrentUser/{config['ENTRACLAW_BLUEPRINT_CERT_SHA1']}"
+    report = run_doctor(state_dir=home, admin_graph=tenant.graph())
+    assert report.exit_code == 0, report.text()
+    provider = next(c for c in report.checks if c.name == "key provider")
+    assert provider.detail.startswith("TPM") and "non-exportable" in provider.detail
+    old = config["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    Rotate(tenant.graph(), state_dir=home, force=True, echo=lambda _l: None).run()
+    new = read_device_config(home / ".env", environ={})["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    listed = {c.thumbprint for c in cng.list_certificates("entraclaw-blueprint-")}
+    assert new in listed and old not in listed
+
+
+@pytest.mark.standin
+def test_tpm_unavailable_falls_back_to_software_ksp_with_a_warning(
+    standin: Standin, tenant: Tenant, tmp_path: Path
+) -> None:
+    standin.set_provider_status(PLATFORM, HR["TBS_E_TPM_NOT_FOUND"])
+    lines: list[str] = []
+    home = tmp_path / "d"
+    result = tenant.setup(home, key_storage="cng", echo=lines.append).run()
+    assert result.completed
+    assert any("TBS_E_TPM_NOT_FOUND" in w and "Software Key Storage Provider" in w for w in result.warnings)
+    assert any(line.startswith("warning:") for line in lines)
+    config = read_device_config(home / ".env", environ={})
+    assert config["ENTRACLAW_KEY_PROVIDER"] == "software_ksp"
+    report = run_doctor(state_dir=home, smoke=False)
+    provider = next(c for c in report.checks if c.name == "key provider")
+    assert provider.status == "warn" and "non-exportable" in provider.detail and "entraclaw rotate" in provider.remedy
+
+
+def test_setup_and_rotate_with_the_keystore(tenant: Tenant, tmp_path: Path) -> None:
+    store = MemoryStore()
+    home = tmp_path / "d"
+    options = tenant.options(home, key_storage="keystore")
+    assert Setup(options, tenant.graph(), echo=lambda _l: None, keystore=store).run().completed
+    config = read_device_config(home / ".env", environ={})
+    entry = config["ENTRACLAW_KEY_REF"].removeprefix("keystore:")
+    assert entry == f"blueprint-key-{config['ENTRACLAW_BLUEPRINT_APP_ID']}-{config['ENTRACLAW_BLUEPRINT_CERT_SHA1']}"
+    assert store.get(entry) is not None
+    assert not (home / "keys").exists()  # nothing secret on disk
+    key = open_device_key(config["ENTRACLAW_KEY_REF"], keystore=store)
+    assert key.sha1 == config["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    key.close()
+    Rotate(tenant.graph(), state_dir=home, force=True, echo=lambda _l: None, keystore=store).run()
+    after = read_device_config(home / ".env", environ={})
+    assert store.get(entry) is None  # the old entry is deleted, the new one written under its own name
+    assert store.get(after["ENTRACLAW_KEY_REF"].removeprefix("keystore:")) is not None
