@@ -46,7 +46,13 @@ def _serve(state: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     return proc, info
 
 
-def test_serve_setup_token_doctor_rotate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["file", "keystore"])
+def test_serve_setup_token_doctor_rotate(tmp_path: Path, storage: str) -> None:
+    if storage == "keystore":
+        # The key in the real OS keystore (Secret Service), as `--key-storage auto` picks on Linux.
+        from keystore_helpers import require_secret_service
+
+        require_secret_service()
     proc, info = _serve(tmp_path / "s.json")
     try:
         for key in ("authority", "tenant_id", "graph_url", "ca_bundle", "admin_app_id", "admin_cert", "admin_key"):
@@ -62,9 +68,13 @@ def test_serve_setup_token_doctor_rotate(tmp_path: Path) -> None:
             "--admin-cert", info["admin_cert"],
             "--admin-key", info["admin_key"],
         ]
-        setup = run_cli("setup", *admin, "--sponsor", info["admin_user"], "--key-storage", "file", env=env)
+        storage_args = ["--key-storage", "file"] if storage == "file" else []
+        setup = run_cli("setup", *admin, "--sponsor", info["admin_user"], *storage_args, env=env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         assert "OK: setup complete" in setup.stdout
+        lines = (home / ".env").read_text().splitlines()
+        key_ref = next(line for line in lines if line.startswith("ENTRACLAW_KEY_REF"))
+        assert key_ref.split("=", 1)[1].strip('"').startswith(f"{storage}:")
         assert "eyJ" not in setup.stdout + setup.stderr  # no token printed
 
         token = run_cli("token", "--scope", "https://graph.microsoft.com/.default", "--json", env=env)
