@@ -184,3 +184,33 @@ def test_rollback_refuses_a_completed_setup_without_force(tenant: Tenant, tmp_pa
     with pytest.raises(ConfigurationError) as info:
         tenant.setup(home).rollback()
     assert "--force" in info.value.remedy
+
+
+def test_rotate_drops_cached_tokens_of_the_old_key(tenant: Tenant, tmp_path: Path) -> None:
+    from entraclaw.auth.credential import AgentUserCredential
+    from entraclaw.auth.persisted_cache import PersistedTokenStore
+
+    home = tmp_path / "d"
+    tenant.setup(home).run()
+    config = read_device_config(home / ".env", environ={})
+    cache_path = tmp_path / "tokens.bin"
+    store = PersistedTokenStore(cache_path, allow_plaintext=True)
+    key = open_device_key(config["ENTRACLAW_KEY_REF"])
+    credential = AgentUserCredential(
+        tenant=tenant.endpoints.authority,
+        blueprint_app_id=config["ENTRACLAW_BLUEPRINT_APP_ID"],
+        agent_identity_app_id=config["ENTRACLAW_AGENT_IDENTITY_ID"],
+        agent_user_id=config["ENTRACLAW_AGENT_USER_ID"],
+        signer=key.signer,
+        session=tenant.endpoints.session(),
+        cache=store,
+    )
+    credential.get_token("https://graph.microsoft.com/.default")
+    key.close()
+    with store.lock():
+        assert len(store.load()) == 3  # T1, T2, T3
+    lines: list[str] = []
+    Rotate(tenant.graph(), state_dir=home, force=True, echo=lines.append, token_cache=cache_path).run()
+    with store.lock():
+        assert store.load() == {}
+    assert any("3 cached token(s)" in line for line in lines), lines
