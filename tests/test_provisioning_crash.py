@@ -28,6 +28,8 @@ SETUP_KILL_POINTS = (
     *SETUP_STEPS,
     "blueprint:sent",
     "blueprint_principal:sent",
+    "key:created",
+    "certificate:sent",
     "agent_identity:sent",
     "agent_user:sent",
     "consent:sent",
@@ -60,6 +62,9 @@ def test_setup_killed_at_each_step_converges_without_duplicates(tenant: Tenant, 
     # Exactly this device's certificate is registered, and only its key file is on disk.
     creds = tenant.graph().key_credentials(config["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
     assert [c.sha1 for c in creds] == [config["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+    assert [p.name for p in (home / "keys").glob("*.pem")] == [
+        Path(config["ENTRACLAW_KEY_REF"].removeprefix("file:")).name
+    ]
     again = run_cli(*_setup_argv(tenant, home), "--json")
     assert again.returncode == 0, again.stderr
     assert '"graph_writes": 0' in again.stdout
@@ -79,7 +84,10 @@ def test_rollback_after_a_crash_deletes_what_was_created(tenant: Tenant, tmp_pat
     assert counts["blueprints"] == 0 and counts["agent_identities"] == 0 and counts["principals"] == 0
 
 
-@pytest.mark.parametrize("point", ROTATE_STEPS)
+ROTATE_KILL_POINTS = (*ROTATE_STEPS, "new_key:created", "add_key:sent", "remove_key:sent")
+
+
+@pytest.mark.parametrize("point", ROTATE_KILL_POINTS)
 def test_rotate_killed_at_each_step_never_loses_authentication(tenant: Tenant, tmp_path: Path, point: str) -> None:
     home = tmp_path / "device"
     tenant.setup(home).run()

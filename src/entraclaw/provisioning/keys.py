@@ -44,6 +44,7 @@ __all__ = [
     "key_exists",
     "local_key_refs",
     "open_device_key",
+    "unclaimed_key_refs",
 ]
 
 KeyStorage = Literal["auto", "cng", "keystore", "file"]
@@ -241,6 +242,25 @@ def delete_device_key(key_ref: str, *, keystore: object | None = None) -> bool:
         return True
     store = keystore if keystore is not None else _default_keystore()
     return bool(store.delete(rest))  # type: ignore[attr-defined]
+
+
+def unclaimed_key_refs(blueprint_app_id: str, *, state_dir: Path, exclude: set[str]) -> list[str]:
+    """Local keys of this Blueprint not in ``exclude``, newest certificate first.
+
+    A run killed between making a key and journalling it leaves such a key; the
+    next run adopts the newest instead of making another.
+    """
+    found: list[tuple[float, str]] = []
+    for ref in local_key_refs(blueprint_app_id, state_dir=state_dir):
+        if ref in exclude:
+            continue
+        try:
+            key = open_device_key(ref)
+        except EntraclawError:
+            continue
+        found.append((key.certificate.not_valid_before_utc.timestamp(), ref))
+        key.close()
+    return [ref for _when, ref in sorted(found, reverse=True)]
 
 
 def local_key_refs(blueprint_app_id: str, *, state_dir: Path) -> list[str]:

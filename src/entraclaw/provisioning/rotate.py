@@ -30,7 +30,14 @@ from typing import Any
 from entraclaw.errors import ConfigurationError, EntraclawError
 from entraclaw.provisioning.context import Endpoints, PropagationWait
 from entraclaw.provisioning.graph import BlueprintInfo, GraphClient
-from entraclaw.provisioning.keys import DeviceKey, KeyStorage, create_device_key, delete_device_key, open_device_key
+from entraclaw.provisioning.keys import (
+    DeviceKey,
+    KeyStorage,
+    create_device_key,
+    delete_device_key,
+    open_device_key,
+    unclaimed_key_refs,
+)
 from entraclaw.provisioning.proofs import build_proof
 from entraclaw.provisioning.setup import PlanStep, key_credential_body, patch_keeping_others
 from entraclaw.provisioning.smoke import prove_hop1
@@ -319,12 +326,23 @@ class Rotate:
             if key is not None:
                 self._plan("new_key", "exists", f"{key.key_ref} (SHA-1 {key.sha1})")
                 return key
-        key = create_device_key(
-            blueprint_app_id, _storage_of(old_ref), state_dir=self.state_dir, keystore=self.keystore
-        )
+        adopted = None
+        if self.journal.data.get("new_key_pending") and not recorded:
+            # Killed between making the key and journalling it: adopt that key, do not make another.
+            refs = unclaimed_key_refs(blueprint_app_id, state_dir=self.state_dir, exclude={old_ref})
+            adopted = open_device_key(refs[0], keystore=self.keystore) if refs else None
+        if adopted is not None:
+            key = adopted
+        else:
+            self.journal.data["new_key_pending"] = True
+            self.journal.save()
+            key = create_device_key(
+                blueprint_app_id, _storage_of(old_ref), state_dir=self.state_dir, keystore=self.keystore
+            )
+            checkpoint("new_key:created")
         if key.warning:
             self.echo(key.warning)
-        self.journal.data.pop("done", None)
+        self.journal.data.pop("new_key_pending", None)
         self.journal.data["done"] = ["new_key"]
         self.journal.data["new_key_ref"] = key.key_ref
         self.journal.data["new_sha1"] = key.sha1
@@ -345,6 +363,7 @@ class Rotate:
         self.journal.save()
         for key_id in key_ids:
             self.graph.remove_key(blueprint_oid, key_id, build_proof(new.signer, blueprint_oid, now=self.clock()))
+            checkpoint("remove_key:sent")
         return bool(key_ids)
 
     def _add_key(self, blueprint_oid: str, old_ref: str, new: DeviceKey) -> None:
@@ -383,6 +402,7 @@ class Rotate:
                 )
             proof = build_proof(old.signer, blueprint_oid, now=now)
             self.graph.add_key(blueprint_oid, key_credential_body(new), proof)
+            checkpoint("add_key:sent")
         finally:
             old.close()
         self._plan("add_key", "done", f"{new.sha1} added with addKey (proof signed by {old.sha1})")

@@ -47,6 +47,7 @@ from entraclaw.provisioning.keys import (
     delete_device_key,
     local_key_refs,
     open_device_key,
+    unclaimed_key_refs,
 )
 from entraclaw.provisioning.proofs import build_proof
 from entraclaw.provisioning.smoke import run_chain
@@ -448,10 +449,23 @@ class Setup:
         if not self._act:
             self._plan("key", "create", f"new device key ({self.options.key_storage})")
             return None
+        if self.journal.data.get("key_pending"):
+            exclude = set(self._candidate_refs(blueprint, config))
+            for ref in unclaimed_key_refs(blueprint.app_id, state_dir=self.state_dir, exclude=exclude):
+                key = open_device_key(ref, keystore=self.keystore)
+                self.key = key
+                self.journal.data.pop("key_pending", None)
+                self._record("key", self._key_record(key, blueprint, created=True))
+                self._plan("key", "exists", f"{ref} (made by the interrupted run; SHA-1 {key.sha1})")
+                return key
+        self.journal.data["key_pending"] = True
+        self.journal.save()
         key = create_device_key(
             blueprint.app_id, self.options.key_storage, state_dir=self.state_dir, keystore=self.keystore
         )
+        checkpoint("key:created")
         self.key = key
+        self.journal.data.pop("key_pending", None)
         self._record("key", self._key_record(key, blueprint, created=True))
         if key.warning:
             self.echo(key.warning)
@@ -513,6 +527,7 @@ class Setup:
             self._plan("certificate", "register (PATCH)", f"SHA-1 {key.sha1}; the Blueprint has no valid certificate")
             if self._act:
                 self.graph.patch_key_credentials(blueprint.object_id, [body])
+                checkpoint("certificate:sent")
         else:
             prover = self._device_registered_key(blueprint, valid, key.key_ref, config)
             if prover is not None:
@@ -523,6 +538,7 @@ class Setup:
                     try:
                         proof = build_proof(prover.signer, blueprint.object_id, now=now)
                         self.graph.add_key(blueprint.object_id, body, proof)
+                        checkpoint("certificate:sent")
                     finally:
                         prover.close()
             elif self.options.patch_key_credentials:
