@@ -753,7 +753,10 @@ class Setup:
         else:
             self._plan("config", "write", str(self.env_file))
             if self._act:
-                write_device_config(self.env_file, values)
+                from entraclaw.config import load_config, save_config
+
+                # The runtime's own validator checks every value before the one atomic write.
+                save_config(load_config(values, environ={}, env_file=False), self.env_file)
         return values
 
     def _smoke(
