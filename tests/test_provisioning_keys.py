@@ -79,3 +79,27 @@ def test_setup_and_rotate_with_the_keystore(tenant: Tenant, tmp_path: Path) -> N
     after = read_device_config(home / ".env", environ={})
     assert store.get(entry) is None  # the old entry is deleted, the new one written under its own name
     assert store.get(after["ENTRACLAW_KEY_REF"].removeprefix("keystore:")) is not None
+
+
+@pytest.mark.standin
+def test_provisioner_signs_in_with_a_cng_key(standin: Standin, tenant: Tenant, tmp_path: Path) -> None:
+    from entraclaw.emulator.tenant import KeyCredential
+    from entraclaw.provisioning.auth import ClientCertificateAuth
+    from entraclaw.provisioning.graph import GraphClient
+
+    made = cng.create_certificate("entraclaw-provisioner-test")
+    app = tenant.emu.tenant.application(tenant.admin.app_id)
+    assert app is not None
+    tenant.emu.tenant.set_key_credentials(
+        app.object_id, [*app.key_credentials, KeyCredential.from_certificate(made.certificate)]
+    )
+    auth = ClientCertificateAuth(
+        authority=tenant.endpoints.authority,
+        client_id=tenant.admin.app_id,
+        signer=cng.CngKeyHandle(made.thumbprint),
+        session=tenant.endpoints.session(),
+    )
+    graph = GraphClient(tenant.endpoints.graph_url, auth, session=tenant.endpoints.session())
+    assert graph.default_domain()
+    assert standin.calls("NCryptSignHash") >= 1
+    cng.delete_certificate(made.thumbprint)
