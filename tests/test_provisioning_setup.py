@@ -214,3 +214,30 @@ def test_rotate_drops_cached_tokens_of_the_old_key(tenant: Tenant, tmp_path: Pat
     with store.lock():
         assert store.load() == {}
     assert any("3 cached token(s)" in line for line in lines), lines
+
+
+def test_no_secret_in_output_journal_config_or_reprs(tenant: Tenant, tmp_path: Path) -> None:
+    import re
+
+    jwt_like = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.")
+    home = tmp_path / "d"
+    lines: list[str] = []
+    graph = tenant.graph()
+    from entraclaw.provisioning.setup import Setup
+
+    setup = Setup(tenant.options(home), graph, echo=lines.append)
+    result = setup.run()
+    Rotate(tenant.graph(), state_dir=home, force=True, echo=lines.append).run()
+    token = graph.auth.token()
+    texts = [
+        "\n".join(lines),
+        (home / ".env").read_text(),
+        (home / "setup-journal.json").read_text(),
+        repr(graph.auth),
+        repr(setup.key),
+        repr(result),
+    ]
+    for text in texts:
+        assert "PRIVATE KEY" not in text
+        assert not jwt_like.search(text)
+        assert token not in text
