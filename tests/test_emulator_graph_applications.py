@@ -317,3 +317,18 @@ def test_tokens_for_another_audience_or_tampered_are_refused(emu):
     head, payload, sig = admin_token(emu).split(".")
     forged = f"{head}.{payload}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}"
     assert_graph_error(graph_call(emu, "GET", "/applications", forged), 401, "InvalidAuthenticationToken")
+
+
+def test_concurrent_graph_writes_are_all_on_disk_before_the_answers(tmp_path):
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    state = tmp_path / "s.json"
+    with Emulator(state_file=state) as emu:
+        token = admin_token(emu)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: _create(emu, token, name=f"bp-{i}"), range(8)))
+        assert all(r.status_code == 201 for r in answers)
+        # Read while the server still runs: every answered write is already saved.
+        saved = {a["appId"] for a in json.loads(state.read_text())["tenant"]["applications"]}
+        assert {r.json()["appId"] for r in answers} <= saved

@@ -75,6 +75,22 @@ code       OAuth error               when
 90055      temporarily_unavailable   injected 429 fault (documented "TenantThrottlingError")
 90033      temporarily_unavailable   injected 5xx fault (documented transient error)
 65001      invalid_grant             no consent for the requested scope (documented)
+7000229    invalid_client            the app has no service principal (yet) in the tenant, e.g. a
+                                     Blueprint made over Graph without its Blueprint principal
+                                     (Entra's text "is missing service principal in the tenant";
+                                     not in the published table)
+700016     unauthorized_client       also: an object made over Graph that has not propagated yet
+                                     (``propagation_delay``)
+7000218    invalid_client            device code asked for by a confidential (non-public) client
+                                     (documented "request body must contain ... client_assertion
+                                     or client_secret")
+70016      authorization_pending     device code not approved yet (documented AuthorizationPending)
+70016 *    slow_down                 polled sooner than ``interval`` (RFC 8628; no Entra code)
+70018      bad_verification_code     unknown, foreign or already redeemed device code (documented
+                                     BadVerificationCode)
+70019      expired_token             device code past ``expires_in`` (documented CodeExpired)
+65004 *    authorization_declined    the user declined the device code (Entra's error name is
+                                     documented; its code is not)
 =========  ========================  ==========================================================
 """
 

@@ -519,17 +519,18 @@ class Emulator:
             raise EmulatorError(
                 "No state file to save to.", remedy="Pass path= to save_state() or state_file= to Emulator()."
             )
-        document: dict[str, Any] = {
-            "tenant_id": self.tenant_id,
-            "token_lifetime": self._token_lifetime,
-            "ca": {"cert_pem": self._ca.cert_pem.decode(), "key_pem": self._ca.key_pem.decode()},
-            "signing": {"cert_pem": self._issuer.cert_pem.decode(), "key_pem": self._issuer.key_pem.decode()},
-            "tenant": self.tenant.to_dict(),
-        }
-        if self._admin_info is not None:
-            document["admin"] = dict(self._admin_info)
-        # Writers on several request threads: one save at a time, each a full snapshot.
+        # Writers on several request threads: one save at a time, and the snapshot is taken inside
+        # the lock, so a slower save can never put an older tenant on disk after a newer one.
         with self._save_lock:
+            document: dict[str, Any] = {
+                "tenant_id": self.tenant_id,
+                "token_lifetime": self._token_lifetime,
+                "ca": {"cert_pem": self._ca.cert_pem.decode(), "key_pem": self._ca.key_pem.decode()},
+                "signing": {"cert_pem": self._issuer.cert_pem.decode(), "key_pem": self._issuer.key_pem.decode()},
+                "tenant": self.tenant.to_dict(),
+            }
+            if self._admin_info is not None:
+                document["admin"] = dict(self._admin_info)
             save_state(target, document)
         return target
 
