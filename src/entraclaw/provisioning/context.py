@@ -11,21 +11,18 @@ from typing import Any, TypeVar
 import requests
 
 from entraclaw.auth.exchange import normalize_authority
+from entraclaw.config import DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_URL
+from entraclaw.config import make_session as config_make_session
 from entraclaw.errors import GraphRequestError, TokenExchangeError
 
 __all__ = ["DEFAULT_AUTHORITY_HOST", "DEFAULT_GRAPH_URL", "Endpoints", "PropagationWait", "make_session"]
 
-DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
-DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 T = TypeVar("T")
 
 
 def make_session(ca_bundle: str | None) -> requests.Session:
-    """A session that trusts ENTRACLAW_CA_BUNDLE (or the default store) and ignores REQUESTS_CA_BUNDLE."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = ca_bundle if ca_bundle else True
-    return session
+    """The config's one trust rule: ENTRACLAW_CA_BUNDLE (or certifi), REQUESTS_CA_BUNDLE ignored."""
+    return config_make_session(ca_bundle or None)
 
 
 @dataclass(frozen=True)

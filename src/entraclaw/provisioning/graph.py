@@ -215,7 +215,7 @@ class GraphClient:
         base_url: str,
         auth: GraphAuth,
         *,
-        verify: str | bool = True,
+        verify: str | bool = True,  # a CA bundle path (ENTRACLAW_CA_BUNDLE), or True for the default store
         session: requests.Session | None = None,
         retry_policy: TokenRetryPolicy = GRAPH_RETRY_POLICY,
         timeout: float = 30.0,
@@ -224,9 +224,9 @@ class GraphClient:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         if session is None:
-            session = requests.Session()
-            session.trust_env = False
-            session.verify = verify
+            from entraclaw.config import make_session
+
+            session = make_session(verify if isinstance(verify, str) else None)
         self.session = session
         self.retry_policy = retry_policy
         self.timeout = timeout
