@@ -198,7 +198,9 @@ class DemoTenant:
 
 _STEP_TITLES = {
     "blueprint": "Blueprint application (Graph POST /v1.0/applications/microsoft.graph.agentIdentityBlueprint)",
-    "blueprint_principal": "Blueprint principal (Graph POST /v1.0/servicePrincipals/<Blueprint principal type>)",
+    "blueprint_principal": (
+        "Blueprint principal (Graph POST /v1.0/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal)"
+    ),
     "certificate": "Certificate registered on the Blueprint via Graph PATCH /v1.0/applications/{id}",
     "agent_identity": "Agent Identity (Graph POST /v1.0/servicePrincipals/microsoft.graph.agentIdentity)",
     "agent_user": "Agent User (Graph POST /v1.0/users/microsoft.graph.agentUser)",
