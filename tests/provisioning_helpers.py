@@ -138,7 +138,7 @@ def directory_counts(emu: Emulator, *, blueprint_name: str = "entraclaw Agent Bl
     blueprints = graph.find_blueprints(display_name=blueprint_name)
     identities = graph.find_agent_identities("entraclaw Agent Identity")
     principals = [graph.find_service_principal(b.app_id) for b in blueprints]
-    agent_users = [u for u in (graph.find_user(f"entraclaw-agent@{graph.default_domain()}"),) if u is not None]
+    agent_users = [u for u in (graph.find_agent_user(f"entraclaw-agent@{graph.default_domain()}"),) if u is not None]
     grants = [g for i in identities for g in graph.find_permission_grants(i.object_id)]
     return {
         "blueprints": len(blueprints),

@@ -477,20 +477,16 @@ class GraphClient:
     # --- users --------------------------------------------------------------------------------
 
     def find_user(self, upn: str) -> AgentUserInfo | None:
-        rows = self._filter("users", f"userPrincipalName eq {_odata_literal(upn)}", what="find Agent User")
-        if not rows:
-            return None
-        user = AgentUserInfo.from_json(rows[0])
-        if not user.identity_parent_id:
-            # identityParentId is not in every default projection; ask for it by name.
-            body = self.request(
-                "GET",
-                f"users/{quote(user.object_id)}",
-                what="get Agent User",
-                params={"$select": "id,userPrincipalName,displayName,identityParentId"},
-            )
-            user = AgentUserInfo.from_json(body)
-        return user
+        """Any user (a person, an Agent User) by UPN."""
+        rows = self._filter("users", f"userPrincipalName eq {_odata_literal(upn)}", what="find user")
+        return AgentUserInfo.from_json(rows[0]) if rows else None
+
+    def find_agent_user(self, upn: str) -> AgentUserInfo | None:
+        """An Agent User by UPN, through the agentUser cast so that ``identityParentId`` is in the answer."""
+        rows = self._filter(
+            "users/microsoft.graph.agentUser", f"userPrincipalName eq {_odata_literal(upn)}", what="find Agent User"
+        )
+        return AgentUserInfo.from_json(rows[0]) if rows else None
 
     def create_agent_user(
         self, upn: str, display_name: str, identity_parent_id: str, *, mail_nickname: str | None = None

@@ -645,12 +645,14 @@ class Setup:
             self._plan("agent_user", "create", opts.agent_user_upn or f"{opts.agent_user_nickname}@<default domain>")
             return None
         upn = self._upn()
-        found = self._await_pending("agent_user", lambda: self.graph.find_user(upn))
-        if found is not None and found.identity_parent_id and found.identity_parent_id != identity.object_id:
+        found = self._await_pending("agent_user", lambda: self.graph.find_agent_user(upn))
+        # A person already holding the UPN is not an Agent User: Graph refuses the create below and
+        # says why, which costs no extra read on every fresh setup.
+        if found is not None and found.identity_parent_id.lower() != identity.object_id.lower():
             raise ConfigurationError(
-                f"The UPN {upn} is taken by user {found.object_id}, which is not an Agent User of Agent Identity "
+                f"The UPN {upn} is taken by Agent User {found.object_id}, which belongs to another Agent Identity, not "
                 f"{identity.app_id}.",
-                remedy="Pass --upn with another name for this Agent User.",
+                remedy="Pass --upn with another name for this Agent User (or --agent-identity-name for that one).",
             )
         if found is not None:
             self._adopted("agent_user", found.object_id, found.upn)
