@@ -203,6 +203,9 @@ class Setup:
         self.result = SetupResult()
         self._act = True
         self._sponsor_ids: tuple[str, ...] | None = None
+        # Kinds this process created: nothing can hang below an object made moments ago by this
+        # process, so the lookups under it are skipped (fewer requests, no propagation waits).
+        self._fresh: set[str] = set()
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -279,7 +282,9 @@ class Setup:
         self.journal.data["pending"] = kind
         self.journal.save()
 
-    def _created(self, kind: str, object_id: str, name: str) -> None:
+    def _created(self, kind: str, object_id: str, name: str, *, by_this_process: bool = True) -> None:
+        if by_this_process:
+            self._fresh.add(kind)
         created = list(self.journal.data.get("created", []))
         if not any(item.get("id") == object_id for item in created):
             created.append({"kind": kind, "id": object_id, "name": name})
@@ -289,7 +294,7 @@ class Setup:
 
     def _adopted(self, kind: str, object_id: str, name: str) -> None:
         if self.journal.data.get("pending") == kind:
-            self._created(kind, object_id, name)
+            self._created(kind, object_id, name, by_this_process=False)
 
     # --- run -----------------------------------------------------------------------------
 
@@ -400,9 +405,11 @@ class Setup:
             self._plan("blueprint_principal", "create", "service principal of the new Blueprint")
             return None
         bp_app_id = blueprint.app_id
-        principal = self._await_pending(
-            "blueprint_principal", lambda: self.graph.find_service_principal(bp_app_id)
-        )
+        principal = None
+        if "blueprint" not in self._fresh:
+            principal = self._await_pending(
+                "blueprint_principal", lambda: self.graph.find_service_principal(bp_app_id)
+            )
         if principal is not None:
             self._adopted("blueprint_principal", principal.object_id, principal.display_name)
             self._plan("blueprint_principal", "exists", f"object id {principal.object_id}")
@@ -512,9 +519,11 @@ class Setup:
         if blueprint is None or key is None:
             self._plan("certificate", "register", "the new certificate (PATCH: a new Blueprint has none)")
             return
-        credentials = self.wait.run(
-            f"Blueprint {blueprint.app_id}", lambda: self.graph.key_credentials(blueprint.object_id)
-        )
+        credentials: list[KeyCredentialInfo] = []
+        if "blueprint" not in self._fresh:
+            credentials = self.wait.run(
+                f"Blueprint {blueprint.app_id}", lambda: self.graph.key_credentials(blueprint.object_id)
+            )
         if any(c.sha1 == key.sha1 for c in credentials):
             self._plan("certificate", "exists", f"SHA-1 {key.sha1} is registered on the Blueprint")
             if self._act:
@@ -575,9 +584,11 @@ class Setup:
             return None
         recorded = self.journal.data.get("agent_identity")
         found: AgentIdentityInfo | None = None
-        if isinstance(recorded, dict) and recorded.get("object_id"):
+        if isinstance(recorded, dict) and recorded.get("object_id") and "blueprint" not in self._fresh:
             found = self.graph.get_agent_identity(str(recorded["object_id"]))
-        if found is None:
+            if found is not None and found.blueprint_app_id.lower() != blueprint.app_id.lower():
+                found = None  # the journal's identity belongs to a Blueprint this run replaced
+        if found is None and "blueprint" not in self._fresh:
             rows = self._await_pending(
                 "agent_identity",
                 lambda: [
@@ -645,7 +656,9 @@ class Setup:
             self._plan("agent_user", "create", opts.agent_user_upn or f"{opts.agent_user_nickname}@<default domain>")
             return None
         upn = self._upn()
-        found = self._await_pending("agent_user", lambda: self.graph.find_agent_user(upn))
+        found = None
+        if "agent_identity" not in self._fresh:
+            found = self._await_pending("agent_user", lambda: self.graph.find_agent_user(upn))
         # A person already holding the UPN is not an Agent User: Graph refuses the create below and
         # says why, which costs no extra read on every fresh setup.
         if found is not None and found.identity_parent_id.lower() != identity.object_id.lower():
@@ -689,9 +702,10 @@ class Setup:
                 request_id=None,
                 url=f"{self.graph.base_url}/servicePrincipals",
             )
+        existing = [] if "agent_identity" in self._fresh else self.graph.find_permission_grants(identity.object_id)
         grants = [
             g
-            for g in self.graph.find_permission_grants(identity.object_id)
+            for g in existing
             if g.resource_id == graph_sp.object_id
             and (g.consent_type == "AllPrincipals" or (g.principal_id or "").lower() == user.object_id.lower())
         ]
