@@ -130,11 +130,12 @@ _CATEGORY_REMEDIES: dict[str, str] = {
     "auth_failed": (
         "The TPM rejected the key's authorization. entraclaw does not retry: every failed attempt counts toward "
         "the TPM's dictionary-attack lockout. Check `Get-Tpm` (LockoutCount) and re-run "
-        "scripts/deploy-windows.ps1 to create a key without a PIN."
+        "scripts/deploy-windows.ps1 -Force (`entraclaw rotate --force`) to create a key without a PIN."
     ),
     "tpm_vulnerable": (
         "This Infineon TPM has the ROCA weakness (CVE-2017-15361) and Windows blocks RSA keys in it. Update the "
-        "TPM firmware (Microsoft advisory ADV170012), clear the TPM, and re-run scripts/deploy-windows.ps1."
+        "TPM firmware (Microsoft advisory ADV170012), clear the TPM, "
+        "and run `entraclaw rotate --force` (scripts/deploy-windows.ps1 -Force)."
     ),
     "out_of_memory": (
         "The key storage provider ran out of memory. Close programs that use the TPM heavily or restart the "

@@ -143,7 +143,7 @@ class CertificateNotFoundError(SigningError):
     """No certificate with the thumbprint exists in the store searched."""
 
     default_remedy = (
-        "Run `entraclaw doctor` (it compares ENTRACLAW_BLUEPRINT_CERT_SHA1 with the store), or "
+        "Compare ENTRACLAW_BLUEPRINT_CERT_SHA1 with `certutil -user -store My` (or run `entraclaw doctor`), or "
         "`entraclaw rotate --force` with admin credentials (scripts/deploy-windows.ps1 -Force wraps it) "
         "to mint and register a new certificate."
     )
@@ -226,7 +226,7 @@ class BadSignatureError(SigningError):
 
     default_remedy = (
         "Sign with RS256 when the key is in a TPM; if RS256 signatures fail too, check the key and "
-        "certificate with `entraclaw doctor` and re-run scripts/deploy-windows.ps1."
+        "certificate with `entraclaw doctor` and run `entraclaw rotate --force` (scripts/deploy-windows.ps1 -Force)."
     )
 
 
