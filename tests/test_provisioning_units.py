@@ -233,3 +233,25 @@ def test_device_code_admin_runs_setup_with_itself_as_sponsor(tenant: Tenant, tmp
     assert shown and "code" in shown[0].lower()
     result = Setup(tenant.options(tmp_path / "d", sponsor_ids=()), graph, echo=lambda _l: None).run()
     assert result.completed
+
+
+# --- hints name what exists -------------------------------------------------------------------
+
+
+def test_every_command_and_script_named_in_src_exists() -> None:
+    import re
+
+    from entraclaw.cli import build_parser
+
+    src = Path(__file__).resolve().parent.parent / "src" / "entraclaw"
+    text = "\n".join(p.read_text(encoding="utf-8") for p in src.rglob("*.py"))
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    commands = sub.choices  # type: ignore[attr-defined]
+    for name, flag in set(re.findall(r"`entraclaw ([a-z]+)((?: --[a-z-]+)*)", text)):
+        assert name in commands, f"`entraclaw {name}` is named in src/ but is not a command"
+        known = {opt for action in commands[name]._actions for opt in action.option_strings}
+        for option in flag.split():
+            assert option in known, f"`entraclaw {name} {option}` is named in src/ but {name} has no {option}"
+    for script in set(re.findall(r"scripts/([A-Za-z0-9_-]+\.(?:ps1|sh))", text)):
+        assert (SCRIPTS / script).exists(), f"scripts/{script} is named in src/ but does not exist"
