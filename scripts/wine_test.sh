@@ -31,5 +31,5 @@ export ENTRACLAW_WINE_PROBE="$exe"
 # Outside the checkout: a prefix is ~700 MB, and the sdist build walks the tree.
 export ENTRACLAW_WINEPREFIX=${ENTRACLAW_WINEPREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/entraclaw/wine-prefix}
 t1=$(date +%s)
-python -m pytest tests/test_wine_sign.py tests/test_wine_acl.py -p no:cacheprovider "$@"
+python -m pytest tests/test_wine_sign.py tests/test_wine_acl.py tests/test_keystore_wine.py -p no:cacheprovider "$@"
 echo "wine tests: $(( $(date +%s) - t1 ))s (prefix $ENTRACLAW_WINEPREFIX)"

@@ -36,7 +36,9 @@ cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -m 700 "$work/runtime" "$work/data"
 # gnome-keyring puts its control socket in XDG_RUNTIME_DIR and its keyrings in
-# XDG_DATA_HOME/keyrings: both private to this run.
+# XDG_DATA_HOME/keyrings: both private to this run. CMD gets the caller's values
+# back (clients reach the daemon over the session bus).
+saved_runtime=${XDG_RUNTIME_DIR-__unset__} saved_data=${XDG_DATA_HOME-__unset__}
 export XDG_RUNTIME_DIR="$work/runtime" XDG_DATA_HOME="$work/data"
 
 password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
@@ -55,5 +57,8 @@ while IFS= read -r line; do
     esac
 done <<<"$unlock_env
 $start_env"
+restore() { if [ "$2" = __unset__ ]; then unset "$1"; else export "$1=$2"; fi; }
+restore XDG_RUNTIME_DIR "$saved_runtime"
+restore XDG_DATA_HOME "$saved_data"
 
 "$@"

@@ -6,7 +6,6 @@ collection, as scripts/with_secret_service.sh provides (and .ci/run requires).
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import uuid
@@ -21,9 +20,23 @@ from capabilities import require
 SECRET_SERVICE_HINT = "run the tests under scripts/with_secret_service.sh (needs gnome-keyring, dbus-daemon)"
 
 
-@functools.lru_cache(maxsize=1)
+_READY = False
+
+
 def secret_service_problem() -> str | None:
-    """None when a real, unlocked Secret Service answers on the session bus; else why not."""
+    """None when a real, unlocked Secret Service answers on the session bus; else why not.
+
+    Only success is remembered: a failure is checked again by the next test, so one bad moment
+    cannot turn into a whole run of failures, and each failure says what it saw."""
+    global _READY
+    if _READY:
+        return None
+    problem = _probe_secret_service()
+    _READY = problem is None
+    return problem
+
+
+def _probe_secret_service() -> str | None:
     if not sys.platform.startswith("linux"):
         return f"the Secret Service is a Linux desktop service (this is {sys.platform})"
     if os.environ.get("ENTRACLAW_PRIVATE_SECRET_SERVICE") != "1":

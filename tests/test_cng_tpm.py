@@ -324,6 +324,7 @@ def test_roca_blocked_tpm_falls_back_and_says_so(standin: Standin) -> None:
     assert "Infineon" in reason
     assert "ROCA" in reason
     assert "TPM_E_PCP_IFX_RSA_KEY_CREATION_BLOCKED" in reason
+    assert made.tpm_fallback_hresult == 0x8029041F
 
 
 # --- item 8: export policy ------------------------------------------------------------
@@ -425,3 +426,16 @@ def test_win_arm64_test_install_uses_binary_wheels_only() -> None:
     assert env.get("PIP_ONLY_BINARY") == "cryptography"
     # The override replaces the Windows table's test-environment, so it must keep its variables.
     assert env.get("ENTRACLAW_REQUIRE") == config["windows"]["test-environment"]["ENTRACLAW_REQUIRE"]
+
+
+def test_cibuildwheel_resolves_the_arm64_test_environment() -> None:
+    # What cibuildwheel (pinned 4.3.5 in the dev extra) itself makes of pyproject.toml.
+    options = pytest.importorskip("cibuildwheel.options")
+    reader = options.OptionsReader(ROOT / "pyproject.toml", platform="windows", env={})
+    resolved = {}
+    for ident in ("cp312-win_arm64", "cp312-win_amd64"):
+        with reader.identifier(ident):
+            resolved[ident] = reader.get("test-environment", option_format=options.EnvironmentFormat())
+    assert 'PIP_ONLY_BINARY="cryptography"' in resolved["cp312-win_arm64"]
+    assert 'ENTRACLAW_REQUIRE="windows"' in resolved["cp312-win_arm64"]
+    assert "PIP_ONLY_BINARY" not in resolved["cp312-win_amd64"]

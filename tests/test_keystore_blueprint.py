@@ -99,9 +99,12 @@ def test_pem_from_the_secret_service_signs_an_assertion_verified_against_the_cer
     )
     assert entry == blueprint_key_entry(APP_ID, keypair.sha1)
     # Read back through a separate store object talking to the service directly, not a cache.
-    pem = load_blueprint_pem(entry, KeyringStore(backend=secret_service_backend()))
-    assert pem == keypair.pem.decode("ascii")
-    signer = PemSigner.from_pem(pem.encode("ascii"), certificate=keypair.cert)
+    stored = load_blueprint_pem(entry, KeyringStore(backend=secret_service_backend()))
+    key_part, _, cert_part = stored.partition("-----BEGIN CERTIFICATE-----")
+    assert key_part == keypair.pem.decode("ascii")  # the key, then its certificate
+    assert keypair.cert.public_bytes(serialization.Encoding.PEM).decode("ascii").endswith(cert_part)
+    signer = PemSigner.from_pem(key_part.encode("ascii"), certificate=("-----BEGIN CERTIFICATE-----" + cert_part))
+    assert signer.x5t_s256 == keypair.x5t_s256
     assertion = build_client_assertion(
         private_key_pem=signer,
         cert_thumbprint=keypair.x5t_s256,

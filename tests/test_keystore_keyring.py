@@ -32,6 +32,40 @@ class TestSecretServiceConformance(KeyStoreConformance):
         return KeyringStore(secret_service_name, backend=secret_service_backend())
 
 
+class TestCaseInsensitiveNamingConformance(KeyStoreConformance):
+    """The naming used on Credential Manager (case-insensitive target names), run on the real Secret
+    Service: Key/key/KEY stay three entries whatever the backend compares."""
+
+    @pytest.fixture
+    def store(self, secret_service_name: str) -> KeyringStore:
+        return KeyringStore(secret_service_name, backend=secret_service_backend(), case_insensitive=True)
+
+
+def test_case_insensitive_naming_keeps_lower_case_names_and_maps_the_rest(secret_service_name: str) -> None:
+    store = KeyringStore(secret_service_name, backend=secret_service_backend(), case_insensitive=True)
+    assert store.username_for("blueprint-key-abc") == "blueprint-key-abc"
+    mapped = {store.username_for(name) for name in ("Key", "key", "KEY", "key~x")}
+    assert len(mapped) == 4
+    assert "key" in mapped
+    assert all(name == "key" or "~" in name for name in mapped)
+    # Mapped names differ even when compared without case.
+    assert len({name.lower() for name in mapped}) == 4
+    store.put("Key", "upper")
+    usernames = {attributes["username"] for attributes, _ in _items(secret_service_name)}
+    assert usernames == {store.username_for("Key")}
+    assert "(stored as key~" in store.describe("Key").location
+
+
+def test_windows_backend_defaults_to_case_insensitive_naming() -> None:
+    class WinVaultKeyring:
+        def get_password(self, service: str, username: str) -> None:
+            return None
+
+    WinVaultKeyring.__module__ = "keyring.backends.Windows"
+    assert KeyringStore(backend=WinVaultKeyring()).case_insensitive is True
+    assert KeyringStore(backend=_LockedBackend()).case_insensitive is False
+
+
 def _items(service: str) -> list[Any]:
     import secretstorage
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cng_helpers import Standin, standin_fixture  # noqa: F401  (fixture)
 from entraclaw.errors import NativeModuleUnavailableError
 from entraclaw.platform import files, paths
 from entraclaw.platform.paths import (
@@ -301,3 +302,16 @@ def test_a_symlinked_legacy_directory_is_left_alone(tmp_path):
     legacy.symlink_to(real)
     result = migrate_legacy_state(legacy=legacy, target=target_for(tmp_path))
     assert result.status == "not-applicable" and legacy.is_symlink() and tree(real) == expected
+
+
+@pytest.mark.parametrize(("sid", "kind"), [("S-1-5-19", "LocalService"), ("S-1-5-18", "LocalSystem")])
+def test_describe_with_the_real_winacl_on_the_standin(standin: Standin, monkeypatch, sid, kind):
+    # The real entraclaw.platform.winacl over the stand-in token: a service SID is named as such.
+    monkeypatch.setattr(paths, "_windows_local_appdata", lambda: Path("C:/Windows/ServiceProfiles/x/entraclaw"))
+    standin.set_current_sid(sid)
+    info = describe_state_dir(environ={}, platform="win32")
+    assert info.account_sid == sid and info.account_kind == kind and info.service_account
+    assert kind in (info.note or "")
+    standin.reset()
+    user = describe_state_dir(environ={}, platform="win32")
+    assert user.account_kind == "user" and not user.service_account

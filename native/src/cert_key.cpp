@@ -85,8 +85,8 @@ Status read_key_properties(NCRYPT_KEY_HANDLE key, KeyProperties& out) {
   if (Status s = get_string_property(key, NCRYPT_NAME_PROPERTY, out.container); !s.ok()) return s;
   if (Status s = get_dword_property(key, NCRYPT_LENGTH_PROPERTY, out.length_bits); !s.ok()) return s;
   if (out.hardware()) {
-    DWORD salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
-    if (get_dword_property(key, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY, salt).ok()) out.pss_salt = salt;
+    bool hardware = true;
+    if (!read_key_traits(key, hardware, out.pss_salt).ok()) out.pss_salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
   }
   return get_dword_property(key, NCRYPT_EXPORT_POLICY_PROPERTY, out.export_policy);
 }
@@ -110,11 +110,23 @@ Status read_key_traits(NCRYPT_KEY_HANDLE key, bool& hardware, DWORD& pss_salt) {
   hardware = (impl & NCRYPT_IMPL_HARDWARE_FLAG) != 0;
   pss_salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
   if (hardware) {
-    // Windows 10 1809+ PCP reports whether the TPM makes PSS signatures with
-    // salt = hash length (spec 1.16+) or only the maximum salt. Absent = not
-    // known = PS256 refused (cheaper than a bad signature).
+    // PCP reports whether the TPM makes PSS signatures with salt = hash
+    // length (TPM spec 1.16+) or only the maximum salt. Absent = not known =
+    // PS256 refused (cheaper than a bad signature). The documentation does not
+    // say whether it is a key or a provider property: ask the key, then the
+    // provider.
     DWORD salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
-    if (get_dword_property(key, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY, salt).ok()) pss_salt = salt;
+    if (get_dword_property(key, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY, salt).ok()) {
+      pss_salt = salt;
+    } else {
+      NCRYPT_PROV_HANDLE provider = 0;
+      DWORD written = 0;
+      if (NCryptGetProperty(key, NCRYPT_PROVIDER_HANDLE_PROPERTY, reinterpret_cast<PBYTE>(&provider),
+                            sizeof(provider), &written, kSilent) == 0) {
+        if (get_dword_property(provider, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY, salt).ok()) pss_salt = salt;
+        NCryptFreeObject(provider);
+      }
+    }
   }
   return ok_status();
 }

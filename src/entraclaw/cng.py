@@ -568,6 +568,7 @@ class ProvisionedCertificate:
     hardware: bool
     container: str
     tpm_fallback_reason: str | None  # why the TPM was not used, when provider="auto" fell back
+    tpm_fallback_hresult: int | None = None  # the status behind tpm_fallback_reason
 
 
 @dataclass(frozen=True)
@@ -664,6 +665,7 @@ def create_certificate(
         hardware=result["hardware"],
         container=container,
         tpm_fallback_reason=fallback,
+        tpm_fallback_hresult=(result["tpm_hresult"] & 0xFFFFFFFF) or None,
     )
 
 

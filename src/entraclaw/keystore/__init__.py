@@ -80,12 +80,16 @@ def store_blueprint_pem(
     blueprint_app_id: str,
     certificate: bytes | str | x509.Certificate,
     store: KeyStore[str] | None = None,
+    include_certificate: bool = True,
 ) -> str:
     """Put the Blueprint's PEM key into ``store`` (default: :func:`default_keystore`); returns the entry name.
 
     The entry name comes from the certificate's SHA-1, and the key must be the
     certificate's: a mismatch is refused before anything is written, so an
-    entry never names a certificate its key cannot sign for.
+    entry never names a certificate its key cannot sign for. With
+    ``include_certificate`` (default) the certificate PEM follows the key in the
+    entry, so the signer built from it (``entraclaw.config.open_signer``) knows
+    its certificate and checks the configured thumbprint against it.
     """
     from cryptography.hazmat.primitives import serialization
 
@@ -114,8 +118,11 @@ def store_blueprint_pem(
             service=SERVICE,
             entry=entry,
         )
+    value = pem_text if pem_text.endswith("\n") else pem_text + "\n"
+    if include_certificate:
+        value += cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
     target = store if store is not None else default_keystore()
-    target.put(entry, pem_text)
+    target.put(entry, value)
     return entry
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from entraclaw.errors import ConfigurationError, KeystoreError, SecretRefusedError
 from entraclaw.keystore._files import atomic_write_private, entry_file_name
-from entraclaw.keystore.base import EntryInfo, KeyStore, validate_entry
+from entraclaw.keystore.base import SERVICE, EntryInfo, KeyStore, validate_entry
 from entraclaw.platform.paths import state_dir
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
             raise SecretRefusedError(
                 f"The CNG sentinel store refuses {what} for entry {entry!r}: it records only "
                 "'cng:CurrentUser/<SHA1>', 'cng:LocalMachine/<SHA1>' or a bare SHA-1 thumbprint.",
+                service=SERVICE,
                 backend=self.name,
                 entry=entry,
                 path=str(path),
@@ -85,6 +86,7 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
             raise KeystoreError(
                 f"Cannot write {path} for entry {entry!r} ({why}).",
                 remedy=f"Make {self.directory} writable by this user, then record the reference again.",
+                service=SERVICE,
                 backend=self.name,
                 entry=entry,
                 path=str(path),
@@ -102,6 +104,7 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
             raise KeystoreError(
                 f"Cannot read the CNG reference {path} for entry {entry!r} ({type(exc).__name__}).",
                 remedy=f"Delete {path} and record the reference again (the certificate thumbprint).",
+                service=SERVICE,
                 backend=self.name,
                 entry=entry,
                 path=str(path),
@@ -112,6 +115,7 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
             raise KeystoreError(
                 f"{path} (entry {entry!r}) does not hold a CNG certificate reference.",
                 remedy=f"Delete {path} and record the reference again (cng:CurrentUser/<SHA1>).",
+                service=SERVICE,
                 backend=self.name,
                 entry=entry,
                 path=str(path),
@@ -139,6 +143,7 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
             raise KeystoreError(
                 f"Cannot delete {path} for entry {entry!r} ({type(exc).__name__}: {exc.strerror}).",
                 remedy=f"Delete {path} by hand.",
+                service=SERVICE,
                 backend=self.name,
                 entry=entry,
                 path=str(path),

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError
 from entraclaw.keystore._files import atomic_write_private, entry_file_name
-from entraclaw.keystore.base import EntryInfo, KeyStore, validate_entry, validate_secret
+from entraclaw.keystore.base import SERVICE, EntryInfo, KeyStore, validate_entry, validate_secret
 from entraclaw.platform.paths import state_dir
 
 __all__ = ["DPAPI_SUFFIX", "FILE_MAGIC", "DataProtector", "DpapiFileStore", "NativeDpapi", "entry_entropy"]
@@ -100,7 +100,7 @@ class DpapiFileStore(KeyStore[str]):
     def _error(
         self, message: str, *, entry: str, path: Path, remedy: str, cause: BaseException | None = None
     ) -> KeystoreError:
-        context: dict[str, object] = {}
+        context: dict[str, object] = {"os_error": None}
         if isinstance(cause, EntraclawError) and not isinstance(cause, ConfigurationError):
             # DPAPI's own fields (hresult, api, system_message); never data.
             context.update({k: v for k, v in cause.context.items() if k in ("hresult", "hresult_name", "api")})
@@ -109,7 +109,9 @@ class DpapiFileStore(KeyStore[str]):
             context["os_error"] = cause.errno
         if isinstance(cause, ConfigurationError):
             context["os_error"] = cause.context.get("os_error")
-        return KeystoreError(message, remedy=remedy, backend=self.name, entry=entry, path=str(path), **context)
+        return KeystoreError(
+            message, remedy=remedy, service=SERVICE, backend=self.name, entry=entry, path=str(path), **context
+        )
 
     def put(self, entry: str, secret: str) -> None:
         path = self.path_for(entry)

@@ -20,6 +20,13 @@ UTF-16-LE, two bytes per BMP character and four per astral one. With
 mingw-w64 wincred.h still says 512 (the pre-Vista value); the Windows SDK
 header and the page above say 5 * 512.
 
+Credential Manager compares target names without regard to case, and keyring's
+Windows backend builds them from the entry (``<entry>@<service>``), so ``Key`` and
+``key`` would be one credential. On such a backend (``case_insensitive``, default:
+keyring's Windows backend) an entry with an upper-case letter or a ``~`` is stored
+under ``<entry in lower case>~<SHA-256 prefix of the entry>``; other entries keep
+their name. The mapping is one-to-one: only mapped names contain ``~``.
+
 Where a value is stored in two places after an interrupted ``put`` (process
 killed between writing one place and removing the other), ``get`` reads the
 keyring first. ``put`` orders its steps so that the keyring copy is always
@@ -31,6 +38,7 @@ then removes the keyring copy. Nothing is lost at any point, and the next
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -132,6 +140,7 @@ class KeyringStore(KeyStore[str]):
         backend: Any = None,
         size_limit: int | None = None,
         overflow: KeyStore[str] | None = None,
+        case_insensitive: bool | None = None,
     ) -> None:
         if (size_limit is None) != (overflow is None):
             raise KeystoreError(
@@ -145,10 +154,19 @@ class KeyringStore(KeyStore[str]):
         self.size_limit = size_limit
         self.overflow = overflow
         self.name = backend_label(self._backend)
+        if case_insensitive is None:
+            case_insensitive = type(self._backend).__module__ == "keyring.backends.Windows"
+        self.case_insensitive = case_insensitive
 
     @property
     def backend(self) -> Any:
         return self._backend
+
+    def username_for(self, entry: str) -> str:
+        """The keyring username ``entry`` is stored under (see the module docstring on case)."""
+        if self.case_insensitive and (entry != entry.lower() or "~" in entry):
+            return f"{entry.lower()}~{hashlib.sha256(entry.encode('utf-8')).hexdigest()[:16]}"
+        return entry
 
     def _error(self, action: str, entry: str, exc: BaseException, secret: str | None = None) -> KeystoreError:
         os_error = getattr(exc, "winerror", None) or getattr(exc, "errno", None)
@@ -167,7 +185,7 @@ class KeyringStore(KeyStore[str]):
 
     def _keyring_get(self, entry: str) -> str | None:
         try:
-            value = self._backend.get_password(self.service, entry)
+            value = self._backend.get_password(self.service, self.username_for(entry))
         except Exception as exc:
             raise self._error("read", entry, exc) from None
         return None if value is None else str(value)
@@ -176,7 +194,7 @@ class KeyringStore(KeyStore[str]):
         from keyring.errors import PasswordDeleteError
 
         try:
-            self._backend.delete_password(self.service, entry)
+            self._backend.delete_password(self.service, self.username_for(entry))
         except PasswordDeleteError:
             return False  # not there: delete is idempotent
         except Exception as exc:
@@ -204,7 +222,7 @@ class KeyringStore(KeyStore[str]):
             self._keyring_delete(entry)
             return
         try:
-            self._backend.set_password(self.service, entry, secret)
+            self._backend.set_password(self.service, self.username_for(entry), secret)
         except Exception as exc:
             raise self._error("write", entry, exc, secret) from None
         if self.overflow is not None:
@@ -234,7 +252,9 @@ class KeyringStore(KeyStore[str]):
         size = None
         if value is not None:
             size = credential_manager_size(value) if self.size_limit is not None else len(value.encode("utf-8"))
-        where = f"service={self.service} entry={entry} in {self.name}"
+        username = self.username_for(entry)
+        stored_as = f" (stored as {username})" if username != entry else ""
+        where = f"service={self.service} entry={entry}{stored_as} in {self.name}"
         return EntryInfo(self.name, entry, value is not None, where, size)
 
     def __repr__(self) -> str:
