@@ -107,3 +107,19 @@ def test_rotate_killed_at_each_step_never_loses_authentication(tenant: Tenant, t
     assert not (home / "rotate-journal.json").exists()
     key_files = sorted(p.name for p in (home / "keys").glob("*.pem"))
     assert key_files == [Path(after["ENTRACLAW_KEY_REF"].removeprefix("file:")).name]
+
+
+@pytest.mark.parametrize("point", ["add_key:sent", "prove", "switch_config", "remove_key:sent"])
+def test_rotate_as_the_blueprint_killed_converges(tenant: Tenant, tmp_path: Path, point: str) -> None:
+    home = tmp_path / "device"
+    tenant.setup(home).run()
+    argv = ["rotate", "--state-dir", str(home), "--as-blueprint", "--force", "--propagation-timeout", "20"]
+    crashed = run_cli(*argv, env={CRASH_ENV: point})
+    assert crashed.returncode in CRASH_RETURN_CODES, crashed.stdout + crashed.stderr
+    assert chain_from_config(home).me_id
+    finished = run_cli(*argv[:-3])
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    after = read_device_config(home / ".env", environ={})
+    creds = tenant.graph().key_credentials(after["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
+    assert [c.sha1 for c in creds] == [after["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+    assert chain_from_config(home).me_id == after["ENTRACLAW_AGENT_USER_ID"]

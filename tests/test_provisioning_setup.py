@@ -241,3 +241,23 @@ def test_no_secret_in_output_journal_config_or_reprs(tenant: Tenant, tmp_path: P
         assert "PRIVATE KEY" not in text
         assert not jwt_like.search(text)
         assert token not in text
+
+
+def test_rotate_as_the_blueprint_itself(tenant: Tenant, tmp_path: Path) -> None:
+    """addKey/removeKey with the Blueprint's own app token: "an application does not need any specific
+    permission to roll its own keys" (application-addkey)."""
+    from provisioning_helpers import run_cli
+
+    home = tmp_path / "d"
+    tenant.setup(home).run()
+    before = read_device_config(home / ".env", environ={})
+    for _ in range(2):
+        out = run_cli("rotate", "--state-dir", str(home), "--as-blueprint", "--force")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "warning" not in out.stdout
+    after = read_device_config(home / ".env", environ={})
+    assert after["ENTRACLAW_BLUEPRINT_CERT_SHA1"] != before["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    assert chain_from_config(home).me_id == after["ENTRACLAW_AGENT_USER_ID"]
+    # The old certificates were found by their derived keyIds: only the current one is left.
+    creds = tenant.graph().key_credentials(after["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
+    assert [c.sha1 for c in creds] == [after["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         echo=echo,
         propagation_timeout=args.propagation_timeout,
+        read_key_list=not args.as_blueprint,
     )
     result = rotation.run(dry_run=args.dry_run)
     if args.json:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from entraclaw.errors import ConfigurationError, EntraclawError
+from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestError
 from entraclaw.provisioning.context import Endpoints, PropagationWait
 from entraclaw.provisioning.graph import BlueprintInfo, GraphClient
 from entraclaw.provisioning.keys import (
@@ -39,7 +39,7 @@ from entraclaw.provisioning.keys import (
     unclaimed_key_refs,
 )
 from entraclaw.provisioning.proofs import build_proof
-from entraclaw.provisioning.setup import PlanStep, key_credential_body, patch_keeping_others
+from entraclaw.provisioning.setup import PlanStep, key_credential_body, key_id_for, patch_keeping_others
 from entraclaw.provisioning.smoke import prove_hop1
 from entraclaw.provisioning.state import Journal, checkpoint, read_device_config, resolve_state_dir, write_device_config
 
@@ -147,10 +147,13 @@ class Rotate:
         keystore: object | None = None,
         token_cache: Path | None = None,
         propagation_timeout: float = 180.0,
+        read_key_list: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.graph = graph
+        # False when Graph is called as the Blueprint itself: it may roll its keys, not read them.
+        self.read_key_list = read_key_list
         self.state_dir = resolve_state_dir(state_dir)
         self.env_file = self.state_dir / ".env"
         self.journal = Journal(self.state_dir / JOURNAL_NAME)
@@ -353,21 +356,67 @@ class Rotate:
     def _remove_old(self, blueprint_oid: str, old_sha1: str, new: DeviceKey) -> bool:
         """removeKey of the old certificate (proof by the new key); False when it was already gone.
 
-        The keyId comes from the GET that addKey made (kept in the journal), so a rotation
-        reads the list once; after a crash the list is read again.
+        With the list readable, the keyId comes from the GET addKey made (kept in the
+        journal), read again after a crash. Rolling its own key, the Blueprint cannot read
+        the list: it removes the keyId entraclaw registered the old certificate under.
         """
-        key_ids = [str(k) for k in self.journal.data.get("old_key_ids", [])]
-        if not key_ids or self.journal.data.get("remove_attempted"):
-            key_ids = [c.key_id for c in self.graph.key_credentials(blueprint_oid) if c.sha1 == old_sha1]
+        attempted = bool(self.journal.data.get("remove_attempted"))
+        if self.read_key_list:
+            key_ids = [str(k) for k in self.journal.data.get("old_key_ids", [])]
+            if not key_ids or attempted:
+                key_ids = [c.key_id for c in self.graph.key_credentials(blueprint_oid) if c.sha1 == old_sha1]
+        else:
+            key_ids = [key_id_for(old_sha1)]
         self.journal.data["remove_attempted"] = True
         self.journal.save()
+        removed = False
         for key_id in key_ids:
-            self.graph.remove_key(blueprint_oid, key_id, build_proof(new.signer, blueprint_oid, now=self.clock()))
+            try:
+                self.graph.remove_key(blueprint_oid, key_id, build_proof(new.signer, blueprint_oid, now=self.clock()))
+            except GraphRequestError as exc:
+                if self.read_key_list or getattr(exc, "http_status", None) != 404:
+                    raise
+                if not attempted:
+                    self.echo(
+                        f"warning: Blueprint {blueprint_oid} has no keyId {key_id} for the old certificate {old_sha1} "
+                        "(it was registered outside entraclaw); remove it with `entraclaw rotate --force` as an "
+                        "admin, or let it expire."
+                    )
+                continue
+            removed = True
             checkpoint("remove_key:sent")
-        return bool(key_ids)
+        return removed
+
+    def _add_key_blind(self, blueprint_oid: str, old_ref: str, new: DeviceKey) -> None:
+        """addKey as the Blueprint itself, which may not read its key list.
+
+        A 400 on a second attempt (the first was sent when the run was killed) means the
+        certificate is there already; the Hop 1 of the next step proves it either way.
+        """
+        attempted = bool(self.journal.data.get("add_attempted"))
+        self.journal.data["add_attempted"] = True
+        self.journal.save()
+        old = open_device_key(old_ref, keystore=self.keystore)
+        try:
+            self.graph.add_key(
+                blueprint_oid, key_credential_body(new), build_proof(old.signer, blueprint_oid, now=self.clock())
+            )
+        except GraphRequestError as exc:
+            if not (attempted and getattr(exc, "http_status", None) == 400):
+                raise
+            self._plan("add_key", "exists", f"{new.sha1} (sent before the interruption; Hop 1 will prove it)")
+        else:
+            checkpoint("add_key:sent")
+            self._plan("add_key", "done", f"{new.sha1} added with addKey as the Blueprint (proof by {old.sha1})")
+        finally:
+            old.close()
+        self._done("add_key")
 
     def _add_key(self, blueprint_oid: str, old_ref: str, new: DeviceKey) -> None:
         if self._is_done("add_key"):
+            return
+        if not self.read_key_list:
+            self._add_key_blind(blueprint_oid, old_ref, new)
             return
         credentials = self.graph.key_credentials(blueprint_oid)
         old_sha1 = str(self.journal.data.get("old_sha1") or "")

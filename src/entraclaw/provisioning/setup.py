@@ -67,6 +67,7 @@ __all__ = [
     "SetupOptions",
     "SetupResult",
     "key_credential_body",
+    "key_id_for",
     "patch_keeping_others",
 ]
 
@@ -94,12 +95,24 @@ _COLLECTION = {
 }
 
 
+# keyIds are the caller's to choose (keyCredential.keyId is writable): deriving them from the
+# certificate lets a device name its own registered key for removeKey without reading the list,
+# which an app rolling its own keys has no permission to read.
+_KEY_ID_NAMESPACE = uuid.UUID("6f1d3c2a-5e8b-4c7d-9a0e-0e1f2a3b4c5d")
+
+
+def key_id_for(sha1: str) -> str:
+    """The keyId entraclaw registers a device certificate under: a UUIDv5 of its SHA-1 thumbprint."""
+    return str(uuid.uuid5(_KEY_ID_NAMESPACE, sha1.upper()))
+
+
 def key_credential_body(key: DeviceKey) -> dict[str, Any]:
     """A keyCredential for the device certificate (public part only), as addKey / PATCH take it."""
     return {
         "type": "AsymmetricX509Cert",
         "usage": "Verify",
         "key": base64.b64encode(key.der).decode("ascii"),
+        "keyId": key_id_for(key.sha1),
         "displayName": f"CN={key.certificate.subject.rfc4514_string().removeprefix('CN=')}",
     }
 
