@@ -18,7 +18,10 @@ each run next to it. Floors (why):
   hang below it yet. The sponsor is passed as an object id (a UPN costs 1 read).
 - re-run: 0 writes; 7 reads to confirm each object (Blueprint, principal,
   keyCredentials, Agent Identity, Agent User, Graph's principal, grants) = 7.
-- rotate: addKey + removeKey = 2 writes, + 1 read for the old key's keyId = 3.
+- rotate (admin): addKey + removeKey = 2 writes, + 1 read of the key list (is the
+  new one there, is the old one valid, which keyIds) = 3.
+- rotate as the Blueprint itself (``--as-blueprint``): it may roll its keys but not
+  read them; keyIds derived from the certificates name the old one = 2.
 
 Run: python bench/bench_provisioning.py
 """
@@ -37,7 +40,7 @@ from entraclaw.provisioning.graph import WRITE_METHODS, GraphClient
 from entraclaw.provisioning.rotate import Rotate
 from entraclaw.provisioning.setup import Setup, SetupOptions
 
-FLOORS = {"fresh setup": (9, 6), "re-run setup": (7, 0), "rotate --force": (3, 2)}
+FLOORS = {"fresh setup": (9, 6), "re-run setup": (7, 0), "rotate --force": (3, 2), "rotate as BP": (2, 2)}
 
 
 def _graph(emu: Emulator, endpoints: Endpoints) -> GraphClient:
@@ -67,6 +70,24 @@ def main() -> None:
         before = emu.stats.count()
         Rotate(graph, state_dir=Path(home), force=True, echo=lambda _line: None).run()
         rows.append(("rotate --force", Counter(graph.counts), emu.stats.count() - before))
+        from entraclaw.provisioning.keys import open_device_key
+        from entraclaw.provisioning.state import read_device_config
+
+        config = read_device_config(Path(home) / ".env", environ={})
+        current = open_device_key(config["ENTRACLAW_KEY_REF"])
+        as_blueprint = GraphClient(
+            endpoints.graph_url,
+            ClientCertificateAuth(
+                authority=endpoints.authority,
+                client_id=config["ENTRACLAW_BLUEPRINT_APP_ID"],
+                signer=current.signer,
+                session=endpoints.session(),
+            ),
+            session=endpoints.session(),
+        )
+        before = emu.stats.count()
+        Rotate(as_blueprint, state_dir=Path(home), force=True, echo=lambda _line: None, read_key_list=False).run()
+        rows.append(("rotate as BP", Counter(as_blueprint.counts), emu.stats.count() - before))
 
     header = (
         f"{'run':<16}{'GET':>5}{'POST':>6}{'PATCH':>7}{'DELETE':>8}{'total':>7}{'writes':>8}"
