@@ -103,3 +103,20 @@ def test_provisioner_signs_in_with_a_cng_key(standin: Standin, tenant: Tenant, t
     assert graph.default_domain()
     assert standin.calls("NCryptSignHash") >= 1
     cng.delete_certificate(made.thumbprint)
+
+
+@pytest.mark.standin
+def test_doctor_clean_stale_removes_unregistered_cng_certificates(
+    standin: Standin, tenant: Tenant, tmp_path: Path
+) -> None:
+    home = tmp_path / "d"
+    tenant.setup(home, key_storage="cng").run()
+    config = read_device_config(home / ".env", environ={})
+    stray = cng.create_certificate(f"entraclaw-blueprint-{config['ENTRACLAW_BLUEPRINT_APP_ID']}")
+    listed = run_doctor(state_dir=home, admin_graph=tenant.graph(), smoke=False)
+    stale = next(c for c in listed.checks if c.name == "stale certificates")
+    assert stale.status == "warn" and stray.thumbprint in stale.detail
+    run_doctor(state_dir=home, admin_graph=tenant.graph(), smoke=False, clean_stale=True)
+    remaining = {c.thumbprint for c in cng.list_certificates("entraclaw-blueprint-")}
+    assert stray.thumbprint not in remaining
+    assert config["ENTRACLAW_BLUEPRINT_CERT_SHA1"] in remaining

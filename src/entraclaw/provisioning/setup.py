@@ -306,7 +306,7 @@ class Setup:
         self.journal.save()
 
     def _adopted(self, kind: str, object_id: str, name: str) -> None:
-        if self.journal.data.get("pending") == kind:
+        if self._act and self.journal.data.get("pending") == kind:
             self._created(kind, object_id, name, by_this_process=False)
 
     # --- run -----------------------------------------------------------------------------
