@@ -22,9 +22,10 @@ the next run and adopted (and remembered as created by this run, for
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -295,6 +296,19 @@ class Setup:
         self.journal.data["pending"] = kind
         self.journal.save()
 
+    @contextlib.contextmanager
+    def _creating(self, kind: str) -> Iterator[None]:
+        """Around a create request: marks it pending; a 4xx answer means nothing was made."""
+        self._pending(kind)
+        try:
+            yield
+        except GraphRequestError as exc:
+            status = getattr(exc, "http_status", None)
+            if isinstance(status, int) and 400 <= status < 500:
+                self.journal.data.pop("pending", None)
+                self.journal.save()
+            raise
+
     def _created(self, kind: str, object_id: str, name: str, *, by_this_process: bool = True) -> None:
         if by_this_process:
             self._fresh.add(kind)
@@ -405,8 +419,8 @@ class Setup:
             if not self._act:
                 return None
             sponsors = self._sponsors()
-            self._pending("blueprint")
-            found = self.graph.create_blueprint(opts.blueprint_name, sponsor_ids=sponsors)
+            with self._creating("blueprint"):
+                found = self.graph.create_blueprint(opts.blueprint_name, sponsor_ids=sponsors)
             checkpoint("blueprint:sent")
             self._created("blueprint", found.object_id, found.display_name)
         if self._act:
@@ -430,10 +444,10 @@ class Setup:
             self._plan("blueprint_principal", "create", f"for app id {blueprint.app_id}")
             if not self._act:
                 return None
-            self._pending("blueprint_principal")
-            principal = self.wait.run(
-                f"Blueprint {bp_app_id}", lambda: self.graph.create_blueprint_principal(bp_app_id)
-            )
+            with self._creating("blueprint_principal"):
+                principal = self.wait.run(
+                    f"Blueprint {bp_app_id}", lambda: self.graph.create_blueprint_principal(bp_app_id)
+                )
             checkpoint("blueprint_principal:sent")
             self._created("blueprint_principal", principal.object_id, principal.display_name)
         if self._act:
@@ -627,13 +641,13 @@ class Setup:
             if not self._act:
                 return None
             sponsors = self._sponsors()
-            self._pending("agent_identity")
-            found = self.wait.run(
-                f"the principal of Blueprint {blueprint.app_id}",
-                lambda: self.graph.create_agent_identity(
-                    opts.agent_identity_name, blueprint.app_id, sponsor_ids=sponsors
-                ),
-            )
+            with self._creating("agent_identity"):
+                found = self.wait.run(
+                    f"the principal of Blueprint {blueprint.app_id}",
+                    lambda: self.graph.create_agent_identity(
+                        opts.agent_identity_name, blueprint.app_id, sponsor_ids=sponsors
+                    ),
+                )
             checkpoint("agent_identity:sent")
             self._created("agent_identity", found.object_id, found.display_name)
         if self._act:
@@ -687,13 +701,13 @@ class Setup:
             self._plan("agent_user", "create", f"{upn} under Agent Identity {identity.app_id}")
             if not self._act:
                 return None
-            self._pending("agent_user")
-            found = self.wait.run(
-                f"Agent Identity {identity.app_id}",
-                lambda: self.graph.create_agent_user(
-                    upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
-                ),
-            )
+            with self._creating("agent_user"):
+                found = self.wait.run(
+                    f"Agent Identity {identity.app_id}",
+                    lambda: self.graph.create_agent_user(
+                        upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
+                    ),
+                )
             checkpoint("agent_user:sent")
             self._created("agent_user", found.object_id, found.upn)
         if self._act:
@@ -735,16 +749,16 @@ class Setup:
             return
         self._plan("consent", "create", f"{' '.join(scopes)} on Microsoft Graph for {user.upn}")
         if self._act:
-            self._pending("consent")
-            grant = self.wait.run(
-                f"Agent User {user.object_id}",
-                lambda: self.graph.create_permission_grant(
-                    client_id=identity.object_id,
-                    resource_id=graph_sp.object_id,
-                    scopes=list(scopes),
-                    principal_id=user.object_id,
-                ),
-            )
+            with self._creating("consent"):
+                grant = self.wait.run(
+                    f"Agent User {user.object_id}",
+                    lambda: self.graph.create_permission_grant(
+                        client_id=identity.object_id,
+                        resource_id=graph_sp.object_id,
+                        scopes=list(scopes),
+                        principal_id=user.object_id,
+                    ),
+                )
             checkpoint("consent:sent")
             self._created("consent", grant.grant_id, f"{identity.app_id} -> Graph for {user.upn}")
 
