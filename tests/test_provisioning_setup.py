@@ -261,3 +261,15 @@ def test_rotate_as_the_blueprint_itself(tenant: Tenant, tmp_path: Path) -> None:
     # The old certificates were found by their derived keyIds: only the current one is left.
     creds = tenant.graph().key_credentials(after["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
     assert [c.sha1 for c in creds] == [after["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+
+
+def test_a_refused_create_leaves_nothing_pending(tenant: Tenant, tmp_path: Path) -> None:
+    home = tmp_path / "d"
+    bad = tenant.setup(home, sponsor_ids=("00000000-0000-0000-0000-00000000beef",))
+    with pytest.raises(GraphRequestError) as info:
+        bad.run()
+    assert info.value.http_status == 400  # type: ignore[attr-defined]
+    assert "pending" not in bad.journal.load()
+    lines: list[str] = []
+    assert tenant.setup(home, echo=lines.append).run().completed
+    assert not any("waiting for" in line for line in lines), lines
