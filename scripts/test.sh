@@ -29,10 +29,11 @@ PY=${PYTHON:-python3}
 if [ "$(uname -s)" = Linux ]; then
     # Secret Service (keyring store, encrypted token cache) and what PyGObject builds against.
     command -v gnome-keyring-daemon >/dev/null || need_pkgs+=(gnome-keyring)
-    command -v dbus-run-session >/dev/null || need_pkgs+=(dbus-daemon dbus-bin)
+    command -v dbus-run-session >/dev/null || need_pkgs+=(dbus-daemon)
+    command -v dbus-send >/dev/null || need_pkgs+=(dbus-bin)
     ls /usr/lib/*/girepository-1.0/Secret-1.typelib >/dev/null 2>&1 || need_pkgs+=(libsecret-1-0 gir1.2-secret-1)
     command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
-    pkg-config --exists girepository-1.0 2>/dev/null || need_pkgs+=(libgirepository1.0-dev)
+    pkg-config --exists gobject-introspection-1.0 2>/dev/null || need_pkgs+=(libgirepository1.0-dev)
     pkg-config --exists cairo 2>/dev/null || need_pkgs+=(libcairo2-dev)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -47,7 +48,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 if [ "$(uname -s)" = Linux ] && [ -z "${ENTRACLAW_PRIVATE_SECRET_SERVICE:-}" ] \
-    && command -v dbus-run-session >/dev/null && command -v gnome-keyring-daemon >/dev/null; then
+    && command -v dbus-run-session >/dev/null && command -v dbus-send >/dev/null \
+    && command -v gnome-keyring-daemon >/dev/null; then
     # The keystore and token-cache tests need a Secret Service, and must never write to the
     # user's own keyring: run everything in a private, throwaway one.
     exec bash scripts/with_secret_service.sh bash scripts/test.sh "$@"
@@ -78,7 +80,7 @@ if [ "$(uname -s)" = Linux ]; then
     # here, not in the `test` extra: it compiles against system headers (girepository, cairo),
     # which `pip install .[test]` cannot bring. <3.51: 3.51+ needs girepository-2.0 (GLib 2.80),
     # Debian 12 has GLib 2.74.
-    if pkg-config --exists girepository-1.0 cairo 2>/dev/null; then
+    if pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null; then
         python -m pip install -q "PyGObject>=3.42,<3.51"
     else
         echo "note: libgirepository1.0-dev/libcairo2-dev missing; encrypted token cache tests will be skipped." >&2

@@ -11,7 +11,7 @@
 # command; handy on any headless Linux (servers, containers) to try entraclaw's
 # keyring store and the encrypted token cache.
 #
-# Needs: dbus-run-session (Debian: dbus-daemon/dbus-bin), gnome-keyring-daemon (gnome-keyring).
+# Needs: dbus-run-session (Debian: dbus-daemon), dbus-send (dbus-bin), gnome-keyring-daemon (gnome-keyring).
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
@@ -21,7 +21,8 @@ fi
 
 if [ "${_ENTRACLAW_IN_SECRET_SESSION:-}" != 1 ]; then
     missing=()
-    command -v dbus-run-session >/dev/null || missing+=("dbus-run-session (apt-get install dbus-daemon dbus-bin)")
+    command -v dbus-run-session >/dev/null || missing+=("dbus-run-session (apt-get install dbus-daemon)")
+    command -v dbus-send >/dev/null || missing+=("dbus-send (apt-get install dbus-bin)")
     command -v gnome-keyring-daemon >/dev/null || missing+=("gnome-keyring-daemon (apt-get install gnome-keyring)")
     if [ ${#missing[@]} -gt 0 ]; then
         printf '%s: missing %s\n' "$0" "${missing[*]}" >&2
@@ -51,12 +52,29 @@ unset password
 # Tells the tests this Secret Service is a throwaway one they may write to (they refuse to touch
 # a user's own keyring) and tells scripts/test.sh not to start another.
 export ENTRACLAW_PRIVATE_SECRET_SERVICE=1
+# Where the throwaway keyring file is, so tests can show it holds no secret in the clear.
+export ENTRACLAW_SECRET_SERVICE_DATA="$work/data"
 while IFS= read -r line; do
     case "$line" in
         *=*) export "${line?}" ;;
     esac
 done <<<"$unlock_env
 $start_env"
+# The daemonized keyring may still be registering on the bus when --unlock returns (seen on a
+# loaded machine: every first test failed). Wait, bounded, until org.freedesktop.secrets has an owner.
+ready=0
+for _ in $(seq 1 150); do
+    if dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q "boolean true"; then
+        ready=1
+        break
+    fi
+    sleep 0.1
+done
+if [ "$ready" != 1 ]; then
+    echo "$0: gnome-keyring-daemon did not register org.freedesktop.secrets within 15 s" >&2
+    exit 1
+fi
 restore() { if [ "$2" = __unset__ ]; then unset "$1"; else export "$1=$2"; fi; }
 restore XDG_RUNTIME_DIR "$saved_runtime"
 restore XDG_DATA_HOME "$saved_data"

@@ -93,6 +93,26 @@ def test_value_is_an_item_of_the_real_secret_service(secret_service_name: str) -
     assert info.size == len(secret)
 
 
+def test_secret_is_encrypted_at_rest_in_the_keyring_file(secret_service_name: str) -> None:
+    import os
+
+    data = Path(os.environ.get("ENTRACLAW_SECRET_SERVICE_DATA", "/nonexistent")) / "keyrings"
+    assert data.is_dir(), "scripts/with_secret_service.sh exports ENTRACLAW_SECRET_SERVICE_DATA"
+    keyring_file = data / "login.keyring"
+    before = keyring_file.stat().st_size
+    store = KeyringStore(secret_service_name, backend=secret_service_backend())
+    secret = "-----BEGIN PRIVATE KEY-----\n" + uuid.uuid4().hex * 20 + "\n-----END PRIVATE KEY-----\n"
+    store.put("at-rest", secret)
+    # gnome-keyring rewrites the keyring file while answering the call: the item is on disk now,
+    # encrypted with the keyring password; no piece of the secret is readable in any file.
+    assert keyring_file.stat().st_size > before + len(secret) // 2
+    for file in data.iterdir():
+        content = file.read_bytes()
+        assert secret.encode() not in content
+        assert secret[28:60].encode() not in content  # a 32-character piece of the body
+        assert b"PRIVATE KEY" not in content
+
+
 def test_second_process_reads_what_the_first_stored(secret_service_name: str, tmp_path: Path) -> None:
     store = KeyringStore(secret_service_name, backend=secret_service_backend())
     secret = "cross-process " + uuid.uuid4().hex
