@@ -120,3 +120,15 @@ def test_doctor_clean_stale_removes_unregistered_cng_certificates(
     remaining = {c.thumbprint for c in cng.list_certificates("entraclaw-blueprint-")}
     assert stray.thumbprint not in remaining
     assert config["ENTRACLAW_BLUEPRINT_CERT_SHA1"] in remaining
+
+
+def test_no_usable_keystore_fails_before_any_graph_write(
+    tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entraclaw.errors import KeystoreError
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    setup = tenant.setup(tmp_path / "d", key_storage="keystore")
+    with pytest.raises(KeystoreError):
+        setup.run()
+    assert setup.graph.writes_made == 0

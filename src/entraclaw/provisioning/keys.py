@@ -44,6 +44,7 @@ __all__ = [
     "key_exists",
     "local_key_refs",
     "open_device_key",
+    "resolve_storage",
     "unclaimed_key_refs",
 ]
 

@@ -48,6 +48,7 @@ from entraclaw.provisioning.keys import (
     delete_device_key,
     local_key_refs,
     open_device_key,
+    resolve_storage,
     unclaimed_key_refs,
 )
 from entraclaw.provisioning.proofs import build_proof
@@ -347,6 +348,12 @@ class Setup:
             self.journal.data = {"version": 1, "tenant_id": endpoints.tenant_id, "run_id": str(uuid.uuid4())}
             self.journal.save()
         config = read_device_config(self.env_file)
+        if self._act and self.keystore is None and resolve_storage(self.options.key_storage) == "keystore":
+            # Before any Graph write: a machine without a usable OS keystore fails here, not after
+            # the Blueprint exists.
+            from entraclaw.keystore import default_keystore
+
+            self.keystore = default_keystore()
 
         blueprint = self._blueprint(config)
         checkpoint("blueprint")
