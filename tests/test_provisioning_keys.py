@@ -125,9 +125,15 @@ def test_doctor_clean_stale_removes_unregistered_cng_certificates(
 def test_no_usable_keystore_fails_before_any_graph_write(
     tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import entraclaw.keystore
     from entraclaw.errors import KeystoreError
 
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    def no_keystore() -> None:
+        # What KeyringStore raises on a machine whose keyring has only the fail/null backend
+        # (keyring caches its backend per process, so the environment cannot switch it here).
+        raise KeystoreError("No usable keyring backend (test).", remedy="Install a Secret Service.")
+
+    monkeypatch.setattr(entraclaw.keystore, "default_keystore", no_keystore)
     setup = tenant.setup(tmp_path / "d", key_storage="keystore")
     with pytest.raises(KeystoreError):
         setup.run()
