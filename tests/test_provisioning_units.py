@@ -255,3 +255,15 @@ def test_every_command_and_script_named_in_src_exists() -> None:
             assert option in known, f"`entraclaw {name} {option}` is named in src/ but {name} has no {option}"
     for script in set(re.findall(r"scripts/([A-Za-z0-9_-]+\.(?:ps1|sh))", text)):
         assert (SCRIPTS / script).exists(), f"scripts/{script} is named in src/ but does not exist"
+
+
+def test_cli_dry_run_prints_the_plan_and_writes_nothing(tenant: Tenant, tmp_path: Path) -> None:
+    from provisioning_helpers import run_cli
+
+    home = tmp_path / "d"
+    out = run_cli("setup", *tenant.cli_args(home), "--sponsor", tenant.admin.user_upn, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "[blueprint] would create: entraclaw Agent Blueprint" in out.stdout
+    assert "[smoke] would run" in out.stdout
+    assert "no writes" in out.stdout
+    assert not (home / ".env").exists() and not (home / "setup-journal.json").exists()
