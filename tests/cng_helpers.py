@@ -80,6 +80,8 @@ HR = {
     "TPM_20_E_CANCELED": 0x80280909,
     "TBS_E_COMMAND_CANCELED": 0x8028400D,
     "TPM_20_E_KEY_SIZE": 0x80280087,
+    "NTE_NOT_SUPPORTED": 0x80090029,
+    "NTE_INVALID_PARAMETER": 0x80090027,
 }
 
 FAST = cng.RetryPolicy(attempts=2, initial_delay=0.0)

@@ -8,7 +8,12 @@ against ``emu.signing_public_key``.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -90,8 +95,7 @@ class Seeded:
     # --- requests ----------------------------------------------------------------------
 
     def post_token(self, data: dict[str, str], headers: dict[str, str] | None = None) -> requests.Response:
-        with self.emu.session() as s:
-            return s.post(self.emu.token_endpoint, data=data, headers=headers or {}, timeout=10)
+        return post_token(self.emu, data, headers)
 
     def assertion(self, client_id: str | None = None, cert: Cert | None = None, **kw: Any) -> str:
         return make_assertion(
@@ -99,14 +103,7 @@ class Seeded:
         )
 
     def hop1_form(self, assertion: str | None = None, **extra: str) -> dict[str, str]:
-        form = {
-            "client_id": self.bp.app_id,
-            "grant_type": "client_credentials",
-            "scope": EXCHANGE_SCOPE,
-            "client_assertion_type": JWT_BEARER,
-            "client_assertion": assertion if assertion is not None else self.assertion(),
-            "fmi_path": self.ai.app_id,
-        }
+        form = hop1_form(self.bp.app_id, assertion if assertion is not None else self.assertion(), self.ai.app_id)
         form.update(extra)
         return form
 
@@ -118,13 +115,7 @@ class Seeded:
         return str(r.json()["access_token"])
 
     def hop2_form(self, t1: str, ai: AgentIdentity | None = None, **extra: str) -> dict[str, str]:
-        form = {
-            "client_id": (ai or self.ai).app_id,
-            "grant_type": "client_credentials",
-            "scope": EXCHANGE_SCOPE,
-            "client_assertion_type": JWT_BEARER,
-            "client_assertion": t1,
-        }
+        form = hop2_form((ai or self.ai).app_id, t1)
         form.update(extra)
         return form
 
@@ -153,16 +144,59 @@ class Seeded:
         return form
 
     def graph_app_token(self, app: Application, cert: Cert) -> str:
-        form = {
-            "client_id": app.app_id,
-            "grant_type": "client_credentials",
-            "scope": f"{GRAPH}/.default",
-            "client_assertion_type": JWT_BEARER,
-            "client_assertion": make_assertion(cert, app.app_id, self.emu.token_endpoint, now=self.emu.clock()),
-        }
-        r = self.post_token(form)
-        assert r.status_code == 200, r.text
-        return str(r.json()["access_token"])
+        return app_token(self.emu, app.app_id, cert)
+
+
+# --- token requests ------------------------------------------------------------------------------
+
+
+def post_token(emu: Emulator, data: dict[str, str], headers: dict[str, str] | None = None) -> requests.Response:
+    with emu.session() as s:
+        return s.post(emu.token_endpoint, data=data, headers=headers or {}, timeout=10)
+
+
+def hop1_form(bp_app_id: str, assertion: str, fmi_path: str) -> dict[str, str]:
+    """Hop 1: the Blueprint's certificate assertion, asking for T1 for the Agent Identity ``fmi_path``."""
+    return {
+        "client_id": bp_app_id,
+        "grant_type": "client_credentials",
+        "scope": EXCHANGE_SCOPE,
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": assertion,
+        "fmi_path": fmi_path,
+    }
+
+
+def hop2_form(identity_app_id: str, t1: str) -> dict[str, str]:
+    """Hop 2: the Agent Identity presents T1, asking for T2."""
+    return {
+        "client_id": identity_app_id,
+        "grant_type": "client_credentials",
+        "scope": EXCHANGE_SCOPE,
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": t1,
+    }
+
+
+def hop1(emu: Emulator, bp_app_id: str, cert: Cert, fmi_path: str) -> requests.Response:
+    assertion = make_assertion(cert, bp_app_id, emu.token_endpoint, now=emu.clock())
+    return post_token(emu, hop1_form(bp_app_id, assertion, fmi_path))
+
+
+def hop2(emu: Emulator, identity_app_id: str, t1: str) -> requests.Response:
+    return post_token(emu, hop2_form(identity_app_id, t1))
+
+
+def client_credentials(emu: Emulator, app_id: str, cert: Cert) -> requests.Response:
+    """An app-only Graph token request for ``app_id`` (client credentials with a certificate assertion)."""
+    form = {
+        "client_id": app_id,
+        "grant_type": "client_credentials",
+        "scope": f"{GRAPH}/.default",
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": make_assertion(cert, app_id, emu.token_endpoint, now=emu.clock()),
+    }
+    return post_token(emu, form)
 
 
 def make_assertion(
@@ -201,6 +235,13 @@ def make_assertion(
         head["x5t"] = cert.x5t
     head.update(headers or {})
     return jwt.encode(body, signing_key or cert.key, algorithm=alg, headers=head)
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """A running, empty emulator of the test's own."""
+    with Emulator() as e:
+        yield e
 
 
 def seed(emu: Emulator) -> Seeded:
@@ -287,15 +328,7 @@ def admin_cert(emu: Emulator) -> Cert:
 
 def app_token(emu: Emulator, app_id: str, cert: Cert) -> str:
     """An app-only Graph token for ``app_id`` (client credentials with a certificate assertion)."""
-    form = {
-        "client_id": app_id,
-        "grant_type": "client_credentials",
-        "scope": f"{GRAPH}/.default",
-        "client_assertion_type": JWT_BEARER,
-        "client_assertion": make_assertion(cert, app_id, emu.token_endpoint, now=emu.clock()),
-    }
-    with emu.session() as s:
-        r = s.post(emu.token_endpoint, data=form, timeout=10)
+    r = client_credentials(emu, app_id, cert)
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
 
@@ -379,3 +412,88 @@ def key_item(cert: Cert) -> dict[str, Any]:
     import base64
 
     return {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(cert.der).decode()}
+
+
+BLUEPRINTS = "/applications/microsoft.graph.agentIdentityBlueprint"
+PRINCIPALS = "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal"
+IDENTITIES = "/servicePrincipals/microsoft.graph.agentIdentity"
+
+
+def graph_blueprint(
+    emu: Emulator, token: str, *, name: str = "bp", cert: Cert | None = None, principal: bool = True
+) -> dict[str, Any]:
+    """A Blueprint made over Graph, with ``cert`` as its key and its Blueprint principal (under "principal")."""
+    r = graph_call(emu, "POST", BLUEPRINTS, token, json={"displayName": name, "sponsors@odata.bind": sponsor_bind(emu)})
+    assert r.status_code == 201, r.text
+    bp = dict(r.json())
+    if cert is not None:
+        r = graph_call(emu, "PATCH", f"/applications/{bp['id']}", token, json={"keyCredentials": [key_item(cert)]})
+        assert r.status_code == 204, r.text
+    if principal:
+        r = graph_call(emu, "POST", PRINCIPALS, token, json={"appId": bp["appId"]})
+        assert r.status_code == 201, r.text
+        bp["principal"] = r.json()
+    return bp
+
+
+def graph_identity(emu: Emulator, token: str, bp: dict[str, Any], name: str = "agent") -> requests.Response:
+    """POST an Agent Identity of ``bp`` over Graph (the test checks the answer)."""
+    body = {"displayName": name, "agentIdentityBlueprintId": bp["appId"], "sponsors@odata.bind": sponsor_bind(emu)}
+    return graph_call(emu, "POST", IDENTITIES, token, json=body)
+
+
+# --- `entraclaw emulator` as a subprocess ---------------------------------------------------------
+
+
+def cli_env() -> dict[str, str]:
+    """The environment without the CA overrides, which would win over the bundle the emulator printed."""
+    env = dict(os.environ)
+    env.pop("REQUESTS_CA_BUNDLE", None)
+    env.pop("CURL_CA_BUNDLE", None)
+    return env
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``entraclaw emulator <args>`` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "entraclaw", "emulator", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
+
+
+def serve(*args: str, expect: str = "base_url") -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start ``entraclaw emulator serve <args>``; the ``key value`` lines it prints before ``ready``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "entraclaw", "emulator", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    info: dict[str, str] = {}
+    timer = threading.Timer(60, proc.kill)  # a hung child must not hang the suite
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("ready"):
+                break
+            key, _, value = line.strip().partition(" ")
+            info[key] = value.strip()
+    finally:
+        timer.cancel()
+    assert expect in info, proc.stderr.read() if proc.stderr else ""
+    return proc, info
+
+
+def stop_serve(proc: subprocess.Popen[str]) -> int:
+    """SIGTERM a served emulator and wait for its exit code (killed if it hangs)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -62,6 +62,42 @@ def test_sign_only_key_is_reported(standin: Standin, keypair: KeyPair) -> None:
     signer.close()
 
 
+def test_created_key_is_attested_sign_only(standin: Standin) -> None:
+    made = cng.create_certificate("entraclaw-blueprint-attest-usage", provider="tpm")
+    standin.create_aik(AIK)
+    signer = cng.CngSigner(made.thumbprint)
+    info = signer.info(aik=AIK, aik_public_key=standin.key_public_der(PLATFORM, AIK))
+    attrs = info.attestation.attributes
+    assert attrs is not None
+    assert (attrs.sign, attrs.decrypt, attrs.sign_only) == (True, False, True)
+    assert info.sign_only is True
+    assert attestation.attestation_summary(info) == "TPM-backed, non-exportable, sign-only, attested"
+    signer.close()
+
+
+def test_sign_only_from_the_provider_when_there_is_no_claim(standin: Standin) -> None:
+    made = cng.create_certificate("entraclaw-blueprint-usage-noclaim", provider="tpm")
+    signer = cng.CngSigner(made.thumbprint)
+    summary = attestation.attestation_summary(signer.info())
+    assert summary.startswith(
+        "TPM-backed, non-exportable (reported by the provider), sign-only (reported by the provider), not attested:"
+    )
+    signer.close()
+
+
+def test_claim_wins_over_the_providers_usage(standin: Standin, keypair: KeyPair) -> None:
+    # The provider says sign-only, the TPM's own attributes allow decryption: the TPM is believed.
+    signer, aik = _setup(
+        standin, keypair, key_usage=2, tpma=(1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 17) | (1 << 18)
+    )
+    info = signer.info(aik=AIK, aik_public_key=aik)
+    assert info.sign_only is True
+    summary = attestation.attestation_summary(info)
+    assert summary.startswith("TPM-backed, non-exportable, not sign-only")
+    assert "decryption" in summary
+    signer.close()
+
+
 def test_without_an_aik_the_summary_says_what_is_missing(standin: Standin, keypair: KeyPair) -> None:
     signer, _aik = _setup(standin, keypair)
     info = signer.info()

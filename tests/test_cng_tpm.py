@@ -97,6 +97,49 @@ def test_all_zero_pss_signature_from_hardware_is_an_error_not_a_token(standin: S
     signer.close()
 
 
+# --- follow-up: "PSS Salt Size" from the provider when the key does not answer ------------
+
+
+@pytest.mark.parametrize(
+    ("provider_salt", "accepted", "reported"),
+    [
+        (SALT_HASHSIZE, True, "hash size"),
+        (SALT_MAXIMUM, False, "maximum only"),
+        (SALT_UNKNOWN, False, "unknown"),
+        (None, False, "unknown"),  # neither key nor provider answers
+    ],
+)
+def test_pss_salt_size_from_the_provider_decides_ps256(
+    standin: Standin, keypair, provider_salt: int | None, accepted: bool, reported: str
+) -> None:
+    # The TPM behind this key could make hash-size salts; only the provider's
+    # answer says so, because the key handle does not answer the property.
+    installed = _hardware(standin, keypair, pss_salt_on_key=0)
+    if provider_salt is not None:
+        standin.set_provider_pss_salt(provider_salt)
+    signer = cng.CngSigner(installed.thumbprint)
+    standin.reset_counters()
+    if accepted:
+        verify(keypair, signer.sign(DATA, "PS256"), DATA, "PS256")
+        assert standin.calls("NCryptSignHash") >= 1
+    else:
+        with pytest.raises(errors.PssSaltUnsupportedError):
+            signer.sign(DATA, "PS256")
+        assert standin.calls("NCryptSignHash") == 0  # refused before the TPM saw anything
+    assert signer.info().pss_salt_size == reported
+    signer.close()
+    assert standin.open_handles("provider") == 0  # the fallback frees the provider handle it opened
+
+
+def test_pss_salt_size_on_the_key_wins_over_the_provider(standin: Standin, keypair) -> None:
+    installed = _hardware(standin, keypair, pss_salt=SALT_HASHSIZE)
+    standin.set_provider_pss_salt(SALT_MAXIMUM)
+    signer = cng.CngSigner(installed.thumbprint)
+    verify(keypair, signer.sign(DATA, "PS256"), DATA, "PS256")
+    assert signer.info().pss_salt_size == "hash size"
+    signer.close()
+
+
 # --- item 2 and 3: the status table -------------------------------------------------
 
 
@@ -337,6 +380,72 @@ def test_hardware_key_is_non_exportable_whatever_the_property_reads(standin: Sta
     assert info.hardware is True
     assert info.exportable is False
     assert info.export_policy == 3  # the raw value stays visible
+    signer.close()
+
+
+# --- follow-up: keys are created sign-only -------------------------------------------
+
+NCRYPT_ALLOW_DECRYPT_FLAG, NCRYPT_ALLOW_SIGNING_FLAG, NCRYPT_ALLOW_ALL_USAGES = 0x1, 0x2, 0x00FFFFFF
+
+
+@pytest.mark.parametrize("provider", ["tpm", "software"])
+def test_created_key_is_sign_only(standin: Standin, provider: str) -> None:
+    made = cng.create_certificate(f"entraclaw-blueprint-usage-{provider}", provider=provider)  # type: ignore[arg-type]
+    assert made.hardware is (provider == "tpm")
+    signer = cng.CngSigner(made.thumbprint)
+    info = signer.info()
+    assert info.key_usage == NCRYPT_ALLOW_SIGNING_FLAG
+    assert info.sign_only is True
+    assert (made.sign_only, made.key_usage_problem) == (True, None)
+    verify(made.certificate, signer.sign(DATA), DATA)  # signing is what it is allowed
+    signer.close()
+    assert standin.calls_without_silent("NCryptSetProperty") == 0
+
+
+@pytest.mark.parametrize("status", ["NTE_NOT_SUPPORTED", "NTE_INVALID_PARAMETER"])
+def test_provider_that_refuses_the_usage_property_still_makes_a_tpm_key(standin: Standin, status: str) -> None:
+    # NCryptSetProperty order in key creation: Length, Export Policy, Key Usage.
+    # A TPM key that can also decrypt beats a software key: no fallback, but it is said.
+    standin.fail("NCryptSetProperty", HR[status], 1, skip=2)
+    made = cng.create_certificate("entraclaw-blueprint-usage-refused")
+    assert made.hardware is True
+    assert made.tpm_fallback_reason is None
+    assert made.sign_only is False
+    assert "Key Usage" in (made.key_usage_problem or "")
+    assert status in (made.key_usage_problem or "")
+    signer = cng.CngSigner(made.thumbprint)
+    info = signer.info()
+    assert info.key_usage == NCRYPT_ALLOW_ALL_USAGES
+    assert info.sign_only is False
+    signer.close()
+    assert standin.open_handles() == 0
+
+
+def test_other_usage_property_failure_leaves_nothing_behind(standin: Standin) -> None:
+    standin.fail("NCryptSetProperty", HR["NTE_PERM"], 1, skip=2)
+    with pytest.raises(errors.AccessDeniedError) as info:
+        cng.create_certificate("entraclaw-blueprint-usage-denied", provider="tpm")
+    assert info.value.api == "NCryptSetProperty"
+    assert standin.calls("NCryptFinalizeKey") == 0
+    assert standin.certificate_count("CurrentUser") == 0
+    assert standin.open_handles() == 0
+
+
+def test_key_with_the_providers_default_usage_is_not_sign_only(standin: Standin, keypair) -> None:
+    signer = cng.CngSigner(_hardware(standin, keypair).thumbprint)
+    info = signer.info()
+    assert info.key_usage == NCRYPT_ALLOW_ALL_USAGES
+    assert info.sign_only is False
+    signer.close()
+
+
+def test_unreadable_key_usage_is_unknown_not_sign_only(standin: Standin, keypair) -> None:
+    installed = _hardware(standin, keypair)
+    standin.set_key_option(installed.provider, installed.container, "key_usage_readable", 0)
+    signer = cng.CngSigner(installed.thumbprint)
+    info = signer.info()
+    assert info.key_usage is None
+    assert info.sign_only is None
     signer.close()
 
 

@@ -19,6 +19,7 @@ import pytest
 from capabilities import require
 from cng_helpers import verify
 from entraclaw import cng, errors
+from entraclaw.attestation import attestation_summary
 from entraclaw.auth import build_client_assertion
 
 DATA = b"windows.signing-input"
@@ -60,6 +61,7 @@ def test_software_ksp_sign_verify_and_cleanup(prefix: str) -> None:
     assert info.hardware is False
     assert info.exportable is False
     assert info.key_length == 2048
+    assert info.key_usage == cng.NCRYPT_ALLOW_SIGNING_FLAG
     for alg in ("RS256", "PS256"):
         verify(made.certificate, signer.sign(DATA, alg), DATA, alg)  # type: ignore[arg-type]
     endpoint = "https://login.microsoftonline.com/t/oauth2/v2.0/token"
@@ -154,8 +156,6 @@ def test_tpm_reports_pss_salt_size(prefix: str) -> None:
 
 @pytest.mark.windows_tpm
 def test_tpm_attestation_is_readable(prefix: str) -> None:
-    from entraclaw.attestation import attestation_summary
-
     made = create_tpm_certificate_or_skip(prefix)
     signer = cng.CngSigner(made.thumbprint)
     aik = os.environ.get("ENTRACLAW_TEST_AIK")  # an AIK container in PCP, when the runner has one
@@ -170,7 +170,24 @@ def test_tpm_attestation_is_readable(prefix: str) -> None:
         assert att.attributes is not None, att.problems
         assert att.attributes.non_exportable
         assert att.attributes.sign
+        assert att.attributes.sign_only  # the usage set at creation reached the TPM object
     signer.close()
+
+
+@pytest.mark.windows_tpm
+def test_tpm_key_is_created_sign_only(prefix: str) -> None:
+    made = create_tpm_certificate_or_skip(prefix)
+    signer = cng.CngSigner(made.thumbprint)
+    info = signer.info()
+    # PCP must accept NCRYPT_KEY_USAGE_PROPERTY before finalize and report it
+    # back; None (not reported) or any other bit is a failure, not a skip.
+    assert info.key_usage == cng.NCRYPT_ALLOW_SIGNING_FLAG, info.key_usage
+    assert info.sign_only is True
+    assert info.key_usages == ("sign",)
+    verify(made.certificate, signer.sign(DATA, "RS256"), DATA, "RS256")
+    assert "sign-only" in attestation_summary(info)
+    signer.close()
+    assert cng.delete_certificate(made.thumbprint) is True
 
 
 @pytest.mark.windows_tpm

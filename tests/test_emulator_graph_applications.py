@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from emulator_helpers import (
+    BLUEPRINTS,
     GRAPH_APP,
     admin_cert,
     admin_token,
     app_token,
     assert_graph_error,
     assert_sts_error,
+    client_credentials,
     device_token,
+    graph_blueprint,
     graph_call,
     key_item,
     make_assertion,
@@ -22,14 +25,6 @@ from emulator_helpers import (
 from entraclaw.emulator import Emulator
 
 pytest_plugins = ["emulator_helpers"]
-
-BLUEPRINTS = "/applications/microsoft.graph.agentIdentityBlueprint"
-
-
-@pytest.fixture
-def emu():
-    with Emulator() as e:
-        yield e
 
 
 def _create(emu, token, name="Blueprint", path=BLUEPRINTS, **extra):
@@ -149,42 +144,13 @@ def test_patch_and_delete(emu):
 def keyed(emu):
     """A Graph-made Blueprint with principal and one certificate, and the admin's token."""
     token = admin_token(emu)
-    bp = _create(emu, token).json()
-    assert (
-        graph_call(
-            emu,
-            "POST",
-            "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal",
-            token,
-            json={"appId": bp["appId"]},
-        ).status_code
-        == 201
-    )
     old = make_cert(8)
-    assert (
-        graph_call(
-            emu, "PATCH", f"/applications/{bp['id']}", token, json={"keyCredentials": [key_item(old)]}
-        ).status_code
-        == 204
-    )
-    return emu, token, bp, old
+    return emu, token, graph_blueprint(emu, token, name="Blueprint", cert=old), old
 
 
 def _add(emu, token, bp, new, proof, path="addKey"):
     body = {"keyCredential": key_item(new), "passwordCredential": None, "proof": proof}
     return graph_call(emu, "POST", f"/applications/{bp['id']}/{path}", token, json=body)
-
-
-def _hop_client_credentials(emu, app_id, cert):
-    form = {
-        "client_id": app_id,
-        "grant_type": "client_credentials",
-        "scope": "https://graph.microsoft.com/.default",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": make_assertion(cert, app_id, emu.token_endpoint, now=emu.clock()),
-    }
-    with emu.session() as s:
-        return s.post(emu.token_endpoint, data=form, timeout=10)
 
 
 @pytest.mark.parametrize("path", ["addKey", "microsoft.graph.agentIdentityBlueprint/addKey"])
@@ -197,14 +163,14 @@ def test_add_key_keeps_other_keys_and_remove_key(keyed, path):
     assert cred["@odata.context"].endswith("$metadata#microsoft.graph.keyCredential")
     assert cred["type"] == "AsymmetricX509Cert" and cred["usage"] == "Verify" and cred["key"] is None
     # Both certificates now sign client assertions for the Blueprint.
-    assert _hop_client_credentials(emu, bp["appId"], old).status_code == 200
-    assert _hop_client_credentials(emu, bp["appId"], new).status_code == 200
+    assert client_credentials(emu, bp["appId"], old).status_code == 200
+    assert client_credentials(emu, bp["appId"], new).status_code == 200
     old_id = next(c.key_id for c in emu.tenant.application(bp["appId"]).key_credentials if c.x5t_s256 == old.x5t_s256)
     proof = make_proof(new, bp["id"], now=emu.clock(), aud=GRAPH_APP, thumbprint="S256")
     r = graph_call(emu, "POST", f"/applications/{bp['id']}/removeKey", token, json={"keyId": old_id, "proof": proof})
     assert r.status_code == 204, r.text
-    assert_sts_error(_hop_client_credentials(emu, bp["appId"], old), 700027, "invalid_client")
-    assert _hop_client_credentials(emu, bp["appId"], new).status_code == 200
+    assert_sts_error(client_credentials(emu, bp["appId"], old), 700027, "invalid_client")
+    assert client_credentials(emu, bp["appId"], new).status_code == 200
     r = graph_call(emu, "POST", f"/applications/{bp['id']}/removeKey", token, json={"keyId": old_id, "proof": proof})
     assert_graph_error(r, 404, "Request_ResourceNotFound")
 

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import jwt
 import msal
-import pytest
-import requests
 
 from emulator_helpers import DEVICE_GRANT, assert_graph_error, assert_sts_error, graph_call
-from entraclaw.emulator import Emulator
 
 pytest_plugins = ["emulator_helpers"]
-
-
-@pytest.fixture
-def emu():
-    with Emulator() as e:
-        yield e
-
-
-def _session(emu):
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = emu.ca_bundle_path
-    return session
 
 
 def test_msal_device_flow_with_auto_approve(emu):
@@ -33,7 +17,7 @@ def test_msal_device_flow_with_auto_approve(emu):
         authority=emu.authority,
         instance_discovery=False,
         validate_authority=False,
-        http_client=_session(emu),
+        http_client=emu.session(),
     )
     flow = app.initiate_device_flow(scopes=["https://graph.microsoft.com/.default"])
     assert "user_code" in flow, flow
@@ -64,7 +48,7 @@ def _poll(s, emu, device_code, client_id=None):
 
 
 def test_pending_slow_down_approve(emu):
-    with _session(emu) as s:
+    with emu.session() as s:
         flow = _start(s, emu).json()
         assert_sts_error(_poll(s, emu, flow["device_code"]), 70016, "authorization_pending")
         assert_sts_error(_poll(s, emu, flow["device_code"]), 70016, "slow_down")  # sooner than interval
@@ -81,7 +65,7 @@ def test_pending_slow_down_approve(emu):
 
 def test_declined_expired_unknown(emu):
     emu.admin  # noqa: B018 - seeds the admin and the public client
-    with _session(emu) as s:
+    with emu.session() as s:
         flow = _start(s, emu).json()
         assert (
             s.post(f"{emu.base_url}/devicelogin", data={"user_code": flow["user_code"], "action": "deny"}).status_code
@@ -96,7 +80,7 @@ def test_declined_expired_unknown(emu):
 
 
 def test_device_code_refusals(emu):
-    with _session(emu) as s:
+    with emu.session() as s:
         assert_sts_error(_start(s, emu, client_id=emu.admin.app_id), 7000218, "invalid_client")  # confidential app
         assert_sts_error(
             _start(s, emu, client_id="44444444-4444-4444-4444-444444444444"), 700016, "unauthorized_client"

@@ -10,9 +10,10 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
+
+from emulator_helpers import cli_env, run_cli, serve, stop_serve
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals (SIGKILL)")
 
@@ -59,37 +60,6 @@ _CLIENT = textwrap.dedent(
 )
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("REQUESTS_CA_BUNDLE", None)
-    env.pop("CURL_CA_BUNDLE", None)
-    return env
-
-
-def _serve(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "entraclaw", "emulator", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    info: dict[str, str] = {}
-    timer = threading.Timer(60, proc.kill)  # a hung child must not hang the suite
-    timer.start()
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("ready"):
-                break
-            key, _, value = line.strip().partition(" ")
-            info[key] = value.strip()
-    finally:
-        timer.cancel()
-    assert "admin_app_id" in info, proc.stderr.read() if proc.stderr else ""
-    return proc, info
-
-
 def _kill(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -97,7 +67,7 @@ def _kill(proc: subprocess.Popen[str]) -> None:
 
 def test_second_process_writes_survive_sigkill_and_the_lock_refuses_a_second_server(tmp_path):
     state = tmp_path / "s.json"
-    proc, info = _serve("--state", str(state), "--auto-approve")
+    proc, info = serve("--state", str(state), "--auto-approve", expect="admin_app_id")
     try:
         assert info["ca_bundle"] == str(tmp_path / "s.json.ca.pem")
         assert info["admin_cert"] == str(tmp_path / "s.json.admin-cert.pem")
@@ -106,26 +76,20 @@ def test_second_process_writes_survive_sigkill_and_the_lock_refuses_a_second_ser
         for name in ("admin_key", "admin_cert"):
             assert stat.S_IMODE(os.stat(info[name]).st_mode) == 0o600
         client = subprocess.run(
-            [sys.executable, "-c", _CLIENT, json.dumps(info)], capture_output=True, text=True, env=_env(), timeout=60
+            [sys.executable, "-c", _CLIENT, json.dumps(info)], capture_output=True, text=True, env=cli_env(), timeout=60
         )
         assert client.returncode == 0, client.stderr
         made = json.loads(client.stdout)
 
         # The server owns the state file: a second serve on it is refused, naming the file and the pid.
-        second = subprocess.run(
-            [sys.executable, "-m", "entraclaw", "emulator", "serve", "--state", str(state)],
-            capture_output=True,
-            text=True,
-            env=_env(),
-            timeout=60,
-        )
+        second = run_cli("serve", "--state", str(state))
         assert second.returncode == 1
         assert str(state) in second.stderr and f"pid {proc.pid}" in second.stderr and "Fix:" in second.stderr
     finally:
         _kill(proc)  # no chance to save at exit: the write must already be on disk
 
     ca_before = (tmp_path / "s.json.ca.pem").read_bytes()
-    proc2, info2 = _serve("--state", str(state))
+    proc2, info2 = serve("--state", str(state), expect="admin_app_id")
     try:
         assert info2["tenant_id"] == info["tenant_id"] and info2["admin_app_id"] == info["admin_app_id"]
         assert info2["ca_bundle"] == info["ca_bundle"] and (tmp_path / "s.json.ca.pem").read_bytes() == ca_before
@@ -136,20 +100,19 @@ def test_second_process_writes_survive_sigkill_and_the_lock_refuses_a_second_ser
             [sys.executable, "-c", _CLIENT, json.dumps(info2), made["appId"]],
             capture_output=True,
             text=True,
-            env=_env(),
+            env=cli_env(),
             timeout=60,
         )
         assert found.returncode == 0, found.stderr
         assert [a["id"] for a in json.loads(found.stdout)] == [made["id"]]
     finally:
-        proc2.send_signal(signal.SIGTERM)
-        assert proc2.wait(timeout=30) == 0
+        assert stop_serve(proc2) == 0
 
 
 def test_device_code_approved_from_another_process(tmp_path):
     import requests
 
-    proc, info = _serve("--state", str(tmp_path / "s.json"))
+    proc, info = serve("--state", str(tmp_path / "s.json"), expect="admin_app_id")
     try:
         assert "approve" in info["admin_auth"]
         with requests.Session() as s:
@@ -165,47 +128,12 @@ def test_device_code_approved_from_another_process(tmp_path):
                 "device_code": flow["device_code"],
             }
             assert s.post(info["token_endpoint"], data=poll).json()["error"] == "authorization_pending"
-            approve = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "entraclaw",
-                    "emulator",
-                    "approve",
-                    flow["user_code"],
-                    "--url",
-                    info["base_url"],
-                    "--ca-bundle",
-                    info["ca_bundle"],
-                ],
-                capture_output=True,
-                text=True,
-                env=_env(),
-                timeout=60,
-            )
+            approve = run_cli("approve", flow["user_code"], "--url", info["base_url"], "--ca-bundle", info["ca_bundle"])
             assert approve.returncode == 0, approve.stderr
             token = s.post(info["token_endpoint"], data=poll)
             assert token.status_code == 200, token.text
             assert "id_token" in token.json()
-            again = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "entraclaw",
-                    "emulator",
-                    "approve",
-                    flow["user_code"],
-                    "--url",
-                    info["base_url"],
-                    "--ca-bundle",
-                    info["ca_bundle"],
-                ],
-                capture_output=True,
-                text=True,
-                env=_env(),
-                timeout=60,
-            )
+            again = run_cli("approve", flow["user_code"], "--url", info["base_url"], "--ca-bundle", info["ca_bundle"])
             assert again.returncode == 1 and flow["user_code"] in again.stderr and "Fix:" in again.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_serve(proc) == 0

@@ -6,98 +6,44 @@ as Hop 1's fmi_path and as Hop 2's client; a Blueprint without a principal is re
 
 from __future__ import annotations
 
-import pytest
-
 from emulator_helpers import (
-    EXCHANGE_SCOPE,
-    JWT_BEARER,
+    IDENTITIES,
+    PRINCIPALS,
     admin_token,
     app_token,
     assert_graph_error,
     assert_sts_error,
+    graph_blueprint,
     graph_call,
-    key_item,
-    make_assertion,
+    graph_identity,
+    hop1,
+    hop2,
     make_cert,
-    sponsor_bind,
 )
-from entraclaw.emulator import Emulator
 from entraclaw.emulator.tenant import permission_id
 
 pytest_plugins = ["emulator_helpers"]
-
-PRINCIPALS = "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal"
-IDENTITIES = "/servicePrincipals/microsoft.graph.agentIdentity"
-
-
-@pytest.fixture
-def emu():
-    with Emulator() as e:
-        yield e
-
-
-def _blueprint(emu, token, cert=None, principal=True):
-    body = {"displayName": "bp", "sponsors@odata.bind": sponsor_bind(emu)}
-    bp = graph_call(emu, "POST", "/applications/microsoft.graph.agentIdentityBlueprint", token, json=body).json()
-    if cert is not None:
-        r = graph_call(emu, "PATCH", f"/applications/{bp['id']}", token, json={"keyCredentials": [key_item(cert)]})
-        assert r.status_code == 204
-    if principal:
-        r = graph_call(emu, "POST", PRINCIPALS, token, json={"appId": bp["appId"]})
-        assert r.status_code == 201, r.text
-        bp["principal"] = r.json()
-    return bp
-
-
-def _identity(emu, token, bp, name="agent"):
-    body = {"displayName": name, "agentIdentityBlueprintId": bp["appId"], "sponsors@odata.bind": sponsor_bind(emu)}
-    return graph_call(emu, "POST", IDENTITIES, token, json=body)
-
-
-def _hop1(emu, bp_app_id, cert, fmi_path):
-    form = {
-        "client_id": bp_app_id,
-        "grant_type": "client_credentials",
-        "scope": EXCHANGE_SCOPE,
-        "client_assertion_type": JWT_BEARER,
-        "client_assertion": make_assertion(cert, bp_app_id, emu.token_endpoint, now=emu.clock()),
-        "fmi_path": fmi_path,
-    }
-    with emu.session() as s:
-        return s.post(emu.token_endpoint, data=form, timeout=10)
-
-
-def _hop2(emu, identity_app_id, t1):
-    form = {
-        "client_id": identity_app_id,
-        "grant_type": "client_credentials",
-        "scope": EXCHANGE_SCOPE,
-        "client_assertion_type": JWT_BEARER,
-        "client_assertion": t1,
-    }
-    with emu.session() as s:
-        return s.post(emu.token_endpoint, data=form, timeout=10)
 
 
 def test_blueprint_principal_and_identity_work_in_hops_1_and_2(emu):
     token = admin_token(emu)
     cert = make_cert(12)
-    bp = _blueprint(emu, token, cert)
+    bp = graph_blueprint(emu, token, cert=cert)
     sp = bp["principal"]
     assert sp["@odata.type"] == "#microsoft.graph.agentIdentityBlueprintPrincipal"
     assert sp["@odata.context"].endswith(
         "$metadata#servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal/$entity"
     )
     assert sp["appId"] == bp["appId"] and sp["servicePrincipalNames"] == [bp["appId"]]
-    r = _identity(emu, token, bp)
+    r = graph_identity(emu, token, bp)
     assert r.status_code == 201, r.text
     ai = r.json()
     assert ai["@odata.type"] == "#microsoft.graph.agentIdentity"
     assert ai["servicePrincipalType"] == "ServiceIdentity"
     assert ai["agentIdentityBlueprintId"] == bp["appId"] and ai["createdByAppId"] == emu.admin.app_id
-    t1 = _hop1(emu, bp["appId"], cert, ai["appId"])
+    t1 = hop1(emu, bp["appId"], cert, ai["appId"])
     assert t1.status_code == 200, t1.text
-    t2 = _hop2(emu, ai["appId"], t1.json()["access_token"])
+    t2 = hop2(emu, ai["appId"], t1.json()["access_token"])
     assert t2.status_code == 200, t2.text
     got = graph_call(emu, "GET", f"/servicePrincipals/{ai['id']}", token)
     assert got.status_code == 200 and got.json()["agentIdentityBlueprintId"] == bp["appId"]
@@ -106,11 +52,11 @@ def test_blueprint_principal_and_identity_work_in_hops_1_and_2(emu):
 def test_blueprint_without_principal_is_refused_by_the_token_service(emu):
     token = admin_token(emu)
     cert = make_cert(12)
-    bp = _blueprint(emu, token, cert, principal=False)
-    r = _hop1(emu, bp["appId"], cert, "00000000-0000-0000-0000-000000000001")
+    bp = graph_blueprint(emu, token, cert=cert, principal=False)
+    r = hop1(emu, bp["appId"], cert, "00000000-0000-0000-0000-000000000001")
     body = assert_sts_error(r, 7000229, "invalid_client")
     assert "missing service principal" in body["error_description"]
-    r = _identity(emu, token, bp)
+    r = graph_identity(emu, token, bp)
     assert_graph_error(r, 400, "AgentIdentity_AgentBlueprintPrincipalDoesNotExist")
 
 
@@ -119,9 +65,9 @@ def test_principal_and_identity_refusals(emu):
     plain = graph_call(emu, "POST", "/applications", token, json={"displayName": "plain"}).json()
     r = graph_call(emu, "POST", PRINCIPALS, token, json={"appId": plain["appId"]})
     assert_graph_error(r, 400, "AgentBlueprintPrincipal_requireAgentBlueprint")
-    r = _identity(emu, token, {"appId": plain["appId"]})
+    r = graph_identity(emu, token, {"appId": plain["appId"]})
     assert_graph_error(r, 400, "AgentIdentity_IncompatibleParentType")
-    bp = _blueprint(emu, token)
+    bp = graph_blueprint(emu, token)
     r = graph_call(emu, "POST", PRINCIPALS, token, json={"appId": bp["appId"]})
     assert_graph_error(r, 400, "Request_MultipleObjectsWithSameKeyValue")
     r = graph_call(emu, "POST", PRINCIPALS, token, json={"appId": "44444444-4444-4444-4444-444444444444"})
@@ -129,30 +75,32 @@ def test_principal_and_identity_refusals(emu):
     r = graph_call(emu, "POST", IDENTITIES, token, json={"displayName": "x", "agentIdentityBlueprintId": bp["appId"]})
     assert "sponsor" in assert_graph_error(r, 400, "Request_BadRequest")["message"]
     assert_graph_error(graph_call(emu, "GET", "/servicePrincipals/not-a-guid", token), 404, "Request_ResourceNotFound")
-    assert_graph_error(_identity(emu, None, bp), 401, "InvalidAuthenticationToken")
+    assert_graph_error(graph_identity(emu, None, bp), 401, "InvalidAuthenticationToken")
 
 
 def test_identity_creation_rules_for_blueprints_and_identities(emu):
     token = admin_token(emu)
     cert, other_cert = make_cert(12), make_cert(13)
-    bp = _blueprint(emu, token, cert)
-    other = _blueprint(emu, token, other_cert)
+    bp = graph_blueprint(emu, token, cert=cert)
+    other = graph_blueprint(emu, token, cert=other_cert)
     for app in (bp, other):
         emu.tenant.grant_app_roles(app["appId"], roles=["AgentIdentity.CreateAsManager"])
     own = app_token(emu, bp["appId"], cert)
-    assert _identity(emu, own, bp).status_code == 201  # a Blueprint creates its own
-    r = _identity(emu, own, other)
+    assert graph_identity(emu, own, bp).status_code == 201  # a Blueprint creates its own
+    r = graph_identity(emu, own, other)
     assert_graph_error(r, 403, "Error_AgentBlueprintCannotCreateAssociatedIdentity")
     # Without the role, a Blueprint that is not an owner is refused.
     weak_cert = make_cert(14)
     weak = emu.tenant.add_application("weak", [weak_cert.cert])
-    assert_graph_error(_identity(emu, app_token(emu, weak.app_id, weak_cert), bp), 403, "Authorization_RequestDenied")
+    assert_graph_error(
+        graph_identity(emu, app_token(emu, weak.app_id, weak_cert), bp), 403, "Authorization_RequestDenied"
+    )
 
 
 def test_list_filter_and_graph_resource_principal(emu):
     token = admin_token(emu)
-    bp = _blueprint(emu, token)
-    made = [_identity(emu, token, bp, name=f"ai-{i}").json() for i in range(3)]
+    bp = graph_blueprint(emu, token)
+    made = [graph_identity(emu, token, bp, name=f"ai-{i}").json() for i in range(3)]
     r = graph_call(
         emu, "GET", IDENTITIES, token, params={"$filter": f"agentIdentityBlueprintId eq '{bp['appId']}'", "$top": "2"}
     )
@@ -175,7 +123,7 @@ def test_list_filter_and_graph_resource_principal(emu):
 def test_app_role_assignment_reaches_the_token(emu):
     token = admin_token(emu)
     cert = make_cert(12)
-    bp = _blueprint(emu, token, cert)
+    bp = graph_blueprint(emu, token, cert=cert)
     graph_sp = emu.tenant.graph_sp.object_id
     sp_id = bp["principal"]["id"]
     body = {
@@ -212,26 +160,26 @@ def test_app_role_assignment_reaches_the_token(emu):
 def test_delete_identity_and_principal(emu):
     token = admin_token(emu)
     cert = make_cert(12)
-    bp = _blueprint(emu, token, cert)
-    ai = _identity(emu, token, bp).json()
+    bp = graph_blueprint(emu, token, cert=cert)
+    ai = graph_identity(emu, token, bp).json()
     assert graph_call(emu, "DELETE", f"/servicePrincipals/{ai['id']}", token).status_code == 204
-    assert_sts_error(_hop1(emu, bp["appId"], cert, ai["appId"]), 70000, "invalid_grant")
+    assert_sts_error(hop1(emu, bp["appId"], cert, ai["appId"]), 70000, "invalid_grant")
     assert graph_call(emu, "DELETE", f"/servicePrincipals/{bp['principal']['id']}", token).status_code == 204
-    assert_sts_error(_hop1(emu, bp["appId"], cert, ai["appId"]), 7000229, "invalid_client")
+    assert_sts_error(hop1(emu, bp["appId"], cert, ai["appId"]), 7000229, "invalid_client")
 
 
 def test_new_principals_propagate_after_the_delay(emu):
     token = admin_token(emu)
     cert = make_cert(12)
     emu.propagation_delay = 30
-    bp = _blueprint(emu, token, cert)
-    ai = _identity(emu, token, bp).json()
+    bp = graph_blueprint(emu, token, cert=cert)
+    ai = graph_identity(emu, token, bp).json()
     # Not yet replicated: the Blueprint is unknown to the token service, reads by id 404.
-    assert_sts_error(_hop1(emu, bp["appId"], cert, ai["appId"]), 700016, "unauthorized_client")
+    assert_sts_error(hop1(emu, bp["appId"], cert, ai["appId"]), 700016, "unauthorized_client")
     assert_graph_error(graph_call(emu, "GET", f"/servicePrincipals/{ai['id']}", token), 404, "Request_ResourceNotFound")
     assert_graph_error(graph_call(emu, "GET", f"/applications/{bp['id']}", token), 404, "Request_ResourceNotFound")
     emu.advance_clock(31)
-    t1 = _hop1(emu, bp["appId"], cert, ai["appId"])
+    t1 = hop1(emu, bp["appId"], cert, ai["appId"])
     assert t1.status_code == 200, t1.text
-    assert _hop2(emu, ai["appId"], t1.json()["access_token"]).status_code == 200
+    assert hop2(emu, ai["appId"], t1.json()["access_token"]).status_code == 200
     assert graph_call(emu, "GET", f"/servicePrincipals/{ai['id']}", admin_token(emu)).status_code == 200

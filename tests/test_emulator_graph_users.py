@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from emulator_helpers import (
-    EXCHANGE_SCOPE,
     GRAPH,
     JWT_BEARER,
     admin_token,
@@ -13,11 +12,13 @@ from emulator_helpers import (
     assert_graph_error,
     assert_sts_error,
     device_token,
+    graph_blueprint,
     graph_call,
-    key_item,
-    make_assertion,
+    graph_identity,
+    hop1,
+    hop2,
     make_cert,
-    sponsor_bind,
+    post_token,
 )
 from entraclaw.emulator import Emulator
 
@@ -32,32 +33,8 @@ def world():
     with Emulator() as emu:
         token = admin_token(emu)
         cert = make_cert(15)
-        bp = graph_call(
-            emu,
-            "POST",
-            "/applications/microsoft.graph.agentIdentityBlueprint",
-            token,
-            json={"displayName": "bp", "sponsors@odata.bind": sponsor_bind(emu)},
-        ).json()
-        graph_call(emu, "PATCH", f"/applications/{bp['id']}", token, json={"keyCredentials": [key_item(cert)]})
-        graph_call(
-            emu,
-            "POST",
-            "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal",
-            token,
-            json={"appId": bp["appId"]},
-        )
-        ai = graph_call(
-            emu,
-            "POST",
-            "/servicePrincipals/microsoft.graph.agentIdentity",
-            token,
-            json={
-                "displayName": "ai",
-                "agentIdentityBlueprintId": bp["appId"],
-                "sponsors@odata.bind": sponsor_bind(emu),
-            },
-        ).json()
+        bp = graph_blueprint(emu, token, cert=cert)
+        ai = graph_identity(emu, token, bp, "ai").json()
         yield emu, token, cert, bp, ai
 
 
@@ -72,45 +49,21 @@ def _user_body(emu, ai, name="agent"):
 
 
 def _t1_t2(emu, bp, cert, ai):
-    with emu.session() as s:
-        t1 = s.post(
-            emu.token_endpoint,
-            data={
-                "client_id": bp["appId"],
-                "grant_type": "client_credentials",
-                "scope": EXCHANGE_SCOPE,
-                "client_assertion_type": JWT_BEARER,
-                "client_assertion": make_assertion(cert, bp["appId"], emu.token_endpoint, now=emu.clock()),
-                "fmi_path": ai["appId"],
-            },
-        ).json()["access_token"]
-        t2 = s.post(
-            emu.token_endpoint,
-            data={
-                "client_id": ai["appId"],
-                "grant_type": "client_credentials",
-                "scope": EXCHANGE_SCOPE,
-                "client_assertion_type": JWT_BEARER,
-                "client_assertion": t1,
-            },
-        ).json()["access_token"]
-    return t1, t2
+    t1 = hop1(emu, bp["appId"], cert, ai["appId"]).json()["access_token"]
+    return t1, hop2(emu, ai["appId"], t1).json()["access_token"]
 
 
 def _hop3(emu, ai, t1, t2, user_id):
-    with emu.session() as s:
-        return s.post(
-            emu.token_endpoint,
-            data={
-                "client_id": ai["appId"],
-                "grant_type": "user_fic",
-                "client_assertion_type": JWT_BEARER,
-                "client_assertion": t1,
-                "user_federated_identity_credential": t2,
-                "scope": f"{GRAPH}/.default",
-                "user_id": user_id,
-            },
-        )
+    form = {
+        "client_id": ai["appId"],
+        "grant_type": "user_fic",
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": t1,
+        "user_federated_identity_credential": t2,
+        "scope": f"{GRAPH}/.default",
+        "user_id": user_id,
+    }
+    return post_token(emu, form)
 
 
 def test_agent_user_made_over_graph_runs_hop3_and_me(world):

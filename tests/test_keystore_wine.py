@@ -8,7 +8,6 @@ wrote is decrypted by native code reading it from disk, and the other way round.
 
 from __future__ import annotations
 
-import os
 import select
 import shutil
 import subprocess
@@ -18,7 +17,6 @@ from pathlib import Path
 import pytest
 
 import wine_helpers as wh
-from capabilities import require
 from entraclaw.errors import KeystoreError
 from entraclaw.keystore import DpapiFileStore
 from entraclaw.keystore.dpapi_file import FILE_MAGIC, entry_entropy
@@ -96,24 +94,12 @@ class WineDpapi:
 
 @pytest.fixture(scope="module")
 def dpapi_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    prebuilt = os.environ.get("ENTRACLAW_WINE_PROBE")
-    if prebuilt:
-        require("wine", not wh.missing_tools(need_compiler=False), ", ".join(wh.missing_tools(need_compiler=False)))
-        path = Path(prebuilt).with_name(DPAPI_PROBE_NAME)
-        assert path.is_file(), f"{path} does not exist; run scripts/wine_test.sh --build-only"
-        return path
-    missing = wh.missing_tools(need_compiler=True)
-    require("wine", not missing, "missing " + ", ".join(missing))
-    return wh.build_probe(tmp_path_factory.mktemp("wine-dpapi-build")).with_name(DPAPI_PROBE_NAME)
+    return wh.probe_exe(tmp_path_factory, DPAPI_PROBE_NAME)
 
 
 @pytest.fixture(scope="module")
 def wine_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    shared = os.environ.get("ENTRACLAW_WINEPREFIX")
-    if shared:
-        Path(shared).mkdir(parents=True, exist_ok=True)
-        return Path(shared)
-    return tmp_path_factory.mktemp("wine-prefix")
+    return wh.session_prefix(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

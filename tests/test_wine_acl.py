@@ -41,7 +41,6 @@ from pathlib import Path
 import pytest
 
 import wine_helpers as wh
-from capabilities import require
 from entraclaw import errors
 from entraclaw.platform import winacl
 
@@ -94,15 +93,7 @@ def parse(stdout: str) -> AclRun:
 
 @pytest.fixture(scope="module")
 def acl_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    prebuilt = os.environ.get("ENTRACLAW_WINE_PROBE")
-    if prebuilt:
-        require("wine", not wh.missing_tools(need_compiler=False), ", ".join(wh.missing_tools(need_compiler=False)))
-        path = Path(prebuilt).with_name(ACL_PROBE_NAME)
-        assert path.is_file(), f"{path} does not exist; run scripts/wine_test.sh --build-only"
-        return path
-    missing = wh.missing_tools(need_compiler=True)
-    require("wine", not missing, "missing " + ", ".join(missing))
-    return wh.session_build_dir(tmp_path_factory) / ACL_PROBE_NAME
+    return wh.probe_exe(tmp_path_factory, ACL_PROBE_NAME)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 import wine_helpers as wh
-from capabilities import require
 from entraclaw.auth import build_client_assertion
 from entraclaw.auth._b64 import b64url_encode
 from entraclaw.auth.signer import Algorithm, Signer
@@ -75,15 +74,7 @@ class ProbeRun:
 
 @pytest.fixture(scope="session")
 def probe_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    prebuilt = os.environ.get("ENTRACLAW_WINE_PROBE")
-    if prebuilt:
-        path = Path(prebuilt)
-        assert path.is_file(), f"ENTRACLAW_WINE_PROBE={prebuilt} does not exist; run scripts/wine_test.sh --build-only"
-        require("wine", not wh.missing_tools(need_compiler=False), ", ".join(wh.missing_tools(need_compiler=False)))
-        return path
-    missing = wh.missing_tools(need_compiler=True)
-    require("wine", not missing, "missing " + ", ".join(missing))
-    return wh.session_build_dir(tmp_path_factory) / wh.PROBE_NAME
+    return wh.probe_exe(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

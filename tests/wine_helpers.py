@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from capabilities import require
+
 REPO = Path(__file__).resolve().parent.parent
 TOOLCHAIN = REPO / "cmake" / "mingw-w64-x86_64.cmake"
 WINE_SOURCE = REPO / "native" / "wine"
@@ -104,6 +106,21 @@ def session_prefix(factory: pytest.TempPathFactory) -> Path:
     if _session_prefix is None:
         _session_prefix = factory.mktemp("wine-prefix")
     return _session_prefix
+
+
+def probe_exe(factory: pytest.TempPathFactory, name: str = PROBE_NAME) -> Path:
+    """The native/wine exe ``name``: next to ENTRACLAW_WINE_PROBE (scripts/wine_test.sh builds them all), else
+    from the session build. Skips, or fails under ENTRACLAW_REQUIRE=wine, when Wine or the compiler is missing."""
+    prebuilt = os.environ.get("ENTRACLAW_WINE_PROBE")
+    if prebuilt:
+        missing = missing_tools(need_compiler=False)
+        require("wine", not missing, ", ".join(missing))
+        path = Path(prebuilt).with_name(name)
+        assert path.is_file(), f"{path} does not exist; run scripts/wine_test.sh --build-only"
+        return path
+    missing = missing_tools(need_compiler=True)
+    require("wine", not missing, "missing " + ", ".join(missing))
+    return session_build_dir(factory) / name
 
 
 def wine_env(prefix: Path) -> dict[str, str]:

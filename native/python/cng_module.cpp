@@ -230,6 +230,7 @@ PYBIND11_MODULE(_cng, m) {
              d["export_policy"] = props.export_policy;
              d["exportable"] = props.exportable();
              d["pss_salt_size"] = props.pss_salt;
+             d["key_usage"] = props.key_usage_known ? py::object(py::int_(props.key_usage)) : py::object(py::none());
              return d;
            })
       .def(
@@ -325,6 +326,8 @@ PYBIND11_MODULE(_cng, m) {
         d["tpm_hresult"] = result.tpm_failure.code();
         d["tpm_api"] = std::string(result.tpm_failure.api);
         d["tpm_attempts"] = result.tpm_attempts;
+        d["usage_hresult"] = result.key_usage_status.code();
+        d["usage_api"] = std::string(result.key_usage_status.api);
         return d;
       },
       py::arg("common_name"), py::arg("container"), py::arg("provider"), py::arg("key_bits"), py::arg("not_before"),

@@ -88,6 +88,10 @@ Status read_key_properties(NCRYPT_KEY_HANDLE key, KeyProperties& out) {
     bool hardware = true;
     if (!read_key_traits(key, hardware, out.pss_salt).ok()) out.pss_salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;
   }
+  // A provider that does not report the usage leaves it unknown rather than
+  // failing the whole read: the other facts still hold.
+  out.key_usage_known = get_dword_property(key, NCRYPT_KEY_USAGE_PROPERTY, out.key_usage).ok();
+  if (!out.key_usage_known) out.key_usage = 0;
   return get_dword_property(key, NCRYPT_EXPORT_POLICY_PROPERTY, out.export_policy);
 }
 

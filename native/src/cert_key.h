@@ -36,6 +36,8 @@ struct KeyProperties {
   DWORD impl_type = 0;      // NCRYPT_IMPL_TYPE_PROPERTY of the provider
   DWORD export_policy = 0;  // NCRYPT_EXPORT_POLICY_PROPERTY, as read
   DWORD pss_salt = NCRYPT_TPM_PSS_SALT_SIZE_UNKNOWN;  // "PSS Salt Size" (hardware keys)
+  DWORD key_usage = 0;      // NCRYPT_KEY_USAGE_PROPERTY (NCRYPT_ALLOW_* bits), valid when key_usage_known
+  bool key_usage_known = false;
   bool hardware() const { return (impl_type & NCRYPT_IMPL_HARDWARE_FLAG) != 0; }
   // A TPM key cannot leave the TPM whatever the property says: PCP has been
   // reported to read back a policy with the export bits set for keys it can

@@ -131,12 +131,16 @@ Status sid_to_string(const void* sid, std::string& out) {
   return ok_status();
 }
 
+Status current_user_sid(std::vector<std::uint8_t>& sid, std::string& text) {
+  Status st = current_user_sid(sid);
+  if (!st.ok()) return st;
+  return sid_to_string(sid.data(), text);
+}
+
 Status set_owner_only_dacl(const std::string& utf8_path, bool directory, OwnerOnlyResult& result) {
   result = OwnerOnlyResult{};
   std::vector<std::uint8_t> sid;
-  Status st = current_user_sid(sid);
-  if (!st.ok()) return st;
-  st = sid_to_string(sid.data(), result.sid);
+  Status st = current_user_sid(sid, result.sid);
   if (!st.ok()) return st;
   std::vector<std::uint8_t> acl;
   st = build_owner_only_acl(sid, directory, acl);
@@ -211,9 +215,7 @@ Status read_dacl(const std::string& utf8_path, DaclInfo& out) {
 Status current_account(AccountInfo& out) {
   out = AccountInfo{};
   std::vector<std::uint8_t> sid;
-  Status st = current_user_sid(sid);
-  if (!st.ok()) return st;
-  st = sid_to_string(sid.data(), out.sid);
+  Status st = current_user_sid(sid, out.sid);
   if (!st.ok()) return st;
   PSID psid = sid.data();
   if (IsWellKnownSid(psid, WinLocalSystemSid)) {

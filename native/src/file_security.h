@@ -52,6 +52,8 @@ struct OwnerOnlyResult {
 
 // The token user's SID (binary) from the process token.
 Status current_user_sid(std::vector<std::uint8_t>& sid);
+// The same SID, binary and as S-1-... text (every caller that reports the SID needs both).
+Status current_user_sid(std::vector<std::uint8_t>& sid, std::string& text);
 
 // A DACL with exactly one ACCESS_ALLOWED ACE: FILE_ALL_ACCESS for `sid`.
 // `inherit` adds OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE (for directories,

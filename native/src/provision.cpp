@@ -46,9 +46,16 @@ struct CertContext {
   }
 };
 
-// A persisted, non-exportable RSA key, finalized silently. On failure nothing
-// is left behind: an unfinalized key is never persisted.
-Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bits, KeyHandle& key) {
+// Statuses with which a provider says it does not know a property or value.
+bool property_unsupported(SECURITY_STATUS st) {
+  return st == static_cast<SECURITY_STATUS>(NTE_NOT_SUPPORTED) ||
+         st == static_cast<SECURITY_STATUS>(NTE_INVALID_PARAMETER) || st == static_cast<SECURITY_STATUS>(NTE_BAD_FLAGS);
+}
+
+// A persisted, non-exportable, sign-only RSA key, finalized silently. On
+// failure nothing is left behind: an unfinalized key is never persisted.
+// `usage` is why the key could not be made sign-only (ok when it is).
+Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bits, KeyHandle& key, Status& usage) {
   ProviderHandle provider;
   SECURITY_STATUS st = NCryptOpenStorageProvider(&provider.h, provider_name, 0);
   if (st != 0) return Status{st, "NCryptOpenStorageProvider"};
@@ -63,6 +70,20 @@ Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bi
   st = NCryptSetProperty(key.h, NCRYPT_EXPORT_POLICY_PROPERTY, reinterpret_cast<PBYTE>(&export_policy),
                          sizeof(export_policy), NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptSetProperty"};
+  // The Blueprint key only ever signs. Both providers default RSA keys to
+  // every usage, and PCP turns the usage into the TPM object's sign/decrypt
+  // attributes, so without this the key could also decrypt and its
+  // attestation would not say sign-only. Settable only before finalize.
+  // NCRYPT_KEY_USAGE_PROPERTY / NCRYPT_ALLOW_SIGNING_FLAG:
+  // https://learn.microsoft.com/en-us/windows/win32/seccng/key-storage-property-identifiers
+  // A provider that does not take the property still makes the key with its
+  // default usage: a TPM key that could also decrypt beats a software key, and
+  // the caller reports it (documentation is silent on providers refusing it).
+  DWORD allowed = NCRYPT_ALLOW_SIGNING_FLAG;
+  st = NCryptSetProperty(key.h, NCRYPT_KEY_USAGE_PROPERTY, reinterpret_cast<PBYTE>(&allowed), sizeof(allowed),
+                         NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
+  usage = Status{st, "NCryptSetProperty(Key Usage)"};
+  if (st != 0 && !property_unsupported(st)) return Status{st, "NCryptSetProperty"};
   st = NCryptFinalizeKey(key.h, NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptFinalizeKey"};
   return ok_status();
@@ -142,7 +163,7 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
   if (request.provider != ProviderChoice::Software) {
     for (;;) {
       ++result.tpm_attempts;
-      Status st = create_key(MS_PLATFORM_CRYPTO_PROVIDER, container, request.key_bits, key);
+      Status st = create_key(MS_PLATFORM_CRYPTO_PROVIDER, container, request.key_bits, key, result.key_usage_status);
       if (st.ok()) {
         in_tpm = true;
         break;
@@ -162,7 +183,8 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
     }
   }
   if (!in_tpm) {
-    if (Status st = create_key(MS_KEY_STORAGE_PROVIDER, container, request.key_bits, key); !st.ok()) return st;
+    Status st = create_key(MS_KEY_STORAGE_PROVIDER, container, request.key_bits, key, result.key_usage_status);
+    if (!st.ok()) return st;
   }
 
   // From here on a failure must not leave a persisted key without a

@@ -36,6 +36,10 @@ struct ProvisionResult {
   bool hardware = false;
   Status tpm_failure;             // why the TPM was skipped (Auto fell back), else ok
   int tpm_attempts = 0;           // TPM creation tries (transient statuses retried)
+  // Why the key is not sign-only: the provider refused NCRYPT_KEY_USAGE_PROPERTY
+  // (NTE_NOT_SUPPORTED / NTE_INVALID_PARAMETER / NTE_BAD_FLAGS) and kept its
+  // default usage. ok when the key allows signing only.
+  Status key_usage_status;
   std::vector<std::uint8_t> der;  // the stored certificate
 };
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <cstdlib>
+#include <functional>
 #include <unistd.h>
 #include <string>
 #include <thread>
@@ -255,28 +256,38 @@ void test_cert_key() {
   expect_clean();
 }
 
+// Sign `each` digests on each of `threads` threads at once (PSS and PKCS#1
+// alternating when `mix_pss`); `while_running` runs after the threads start.
+// Returns how many signatures verified under the certificate `der`.
+int sign_concurrently(cng::CertKey& key, const std::vector<std::uint8_t>& der, int threads, int each, bool mix_pss,
+                      const std::function<void()>& while_running = nullptr) {
+  std::atomic<int> good{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < each; ++i) {
+        const auto digest = sha256(std::to_string(t) + ":" + std::to_string(i));
+        const cng::Padding pad = mix_pss && (t + i) % 2 ? cng::Padding::Pss : cng::Padding::Pkcs1;
+        std::vector<std::uint8_t> sig;
+        cng::SignReport report;
+        if (key.sign(digest.data(), digest.size(), pad, sig, report).ok() && verify(der, digest, sig, pad)) ++good;
+      }
+    });
+  }
+  if (while_running) while_running();
+  for (auto& th : pool) th.join();
+  return good.load();
+}
+
 void test_threads() {
   standin_reset();
   Provisioned p = provision("entraclaw-core-threads", cng::ProviderChoice::Software);
   cng::CertKey key;
   CHECK_OK(key.open(p.thumbprint, cng::StoreLocation::CurrentUser, cng::RetryPolicy{}, nullptr));
   standin_set_sign_latency_us(2000);
-  std::atomic<int> good{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 6; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 10; ++i) {
-        const auto digest = sha256(std::to_string(t) + ":" + std::to_string(i));
-        const cng::Padding pad = (t + i) % 2 ? cng::Padding::Pss : cng::Padding::Pkcs1;
-        std::vector<std::uint8_t> sig;
-        cng::SignReport report;
-        if (key.sign(digest.data(), digest.size(), pad, sig, report).ok() && verify(p.der, digest, sig, pad)) ++good;
-      }
-    });
-  }
   // A stale-handle storm in the middle: one re-acquire serves every thread.
-  standin_fail("NCryptSignHash", NTE_INVALID_HANDLE, 3, 5);
-  for (auto& th : threads) th.join();
+  const int good = sign_concurrently(key, p.der, 6, 10, true,
+                                     [] { standin_fail("NCryptSignHash", NTE_INVALID_HANDLE, 3, 5); });
   CHECK(good == 60);
   key.close();
   standin_set_sign_latency_us(0);
@@ -339,20 +350,11 @@ void test_tpm_behaviour() {
     cng::CertKey key;
     CHECK_OK(key.open(p.thumbprint, cng::StoreLocation::CurrentUser, cng::RetryPolicy{}, nullptr));
     CHECK(key.hardware() && key.pss_salt() == NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    cng::KeyProperties props;
+    CHECK_OK(key.properties(props));
+    CHECK(props.key_usage_known && props.key_usage == NCRYPT_ALLOW_SIGNING_FLAG);
     standin_set_sign_latency_us(3000);
-    std::atomic<int> good{0};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-      threads.emplace_back([&, t] {
-        for (int i = 0; i < 4; ++i) {
-          const auto digest = sha256(std::to_string(t) + "/" + std::to_string(i));
-          std::vector<std::uint8_t> sig;
-          cng::SignReport report;
-          if (key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report).ok()) ++good;
-        }
-      });
-    }
-    for (auto& th : threads) th.join();
+    const int good = sign_concurrently(key, p.der, 4, 4, false);
     standin_set_sign_latency_us(0);
     CHECK(good == 16);
     CHECK(standin_max_sign_overlap(1) == 1);
@@ -369,6 +371,16 @@ void test_tpm_behaviour() {
     CHECK(st.code() == 0x40290423u && st.api == cng::kPssSaltApi);
     CHECK(standin_call_count("NCryptSignHash") == 0);
     CHECK(standin_calls_without_silent(nullptr) == 0);
+
+    // "PSS Salt Size" answered only by the provider handle: its answer decides.
+    standin_set_key_option(kPlatform, p.container.c_str(), "pss_salt", NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    standin_set_key_option(kPlatform, p.container.c_str(), "pss_salt_on_key", 0);
+    standin_set_provider_pss_salt(NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    standin_fail("NCryptSignHash", NTE_INVALID_HANDLE, 1, 0);
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report));
+    CHECK(key.pss_salt() == NCRYPT_TPM_PSS_SALT_SIZE_HASHSIZE);
+    CHECK_OK(key.sign(digest.data(), digest.size(), cng::Padding::Pss, sig, report));
+    CHECK(standin_open_handles("provider") == 0);  // the fallback frees the provider handle it asked
 
     // Attestation claim through an AIK, and with tampering (the parser lives in Python).
     CHECK(standin_create_aik("core-aik") == 0);
@@ -399,6 +411,12 @@ void test_tpm_behaviour() {
   cng::ProvisionResult retried;
   provision("entraclaw-core-retry", cng::ProviderChoice::Auto, &retried);
   CHECK(retried.hardware && retried.tpm_attempts == 2);
+  CHECK(retried.key_usage_status.ok());
+  // A provider that refuses the Key Usage property still makes the TPM key (default usage), and says so.
+  standin_fail("NCryptSetProperty", NTE_NOT_SUPPORTED, 1, 2);
+  cng::ProvisionResult generic;
+  provision("entraclaw-core-generic", cng::ProviderChoice::Auto, &generic);
+  CHECK(generic.hardware && generic.key_usage_status.hr == NTE_NOT_SUPPORTED);
   standin_fail("NCryptFinalizeKey", TPM_20_E_LOCKOUT, 1, 0);
   cng::ProvisionRequest request;
   request.common_name = "entraclaw-core-locked";
@@ -507,9 +525,8 @@ void test_owner_only_dacl_on_a_file() {
   close(fd);
 
   std::vector<std::uint8_t> me;
-  CHECK_OK(cng::current_user_sid(me));
   std::string me_text;
-  CHECK_OK(cng::sid_to_string(me.data(), me_text));
+  CHECK_OK(cng::current_user_sid(me, me_text));
   CHECK(me_text == standin_default_user_sid());
 
   cng::DaclInfo before;

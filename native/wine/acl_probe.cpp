@@ -67,8 +67,7 @@ void print_inherit(const std::string& path) {
   std::vector<std::uint8_t> sid;
   std::vector<std::uint8_t> acl;
   std::string sid_text;
-  cng::Status st = cng::current_user_sid(sid);
-  if (st.ok()) st = cng::sid_to_string(sid.data(), sid_text);
+  cng::Status st = cng::current_user_sid(sid, sid_text);
   if (st.ok()) st = cng::build_owner_only_acl(sid, false, acl);
   if (st.ok()) {
     std::vector<WCHAR> wide(path.begin(), path.end());  // ASCII paths only in the probe

@@ -31,6 +31,7 @@ class KeyPropertiesDict(TypedDict):
     export_policy: int
     exportable: bool
     pss_salt_size: int
+    key_usage: int | None  # NCRYPT_KEY_USAGE_PROPERTY; None when the provider does not report it
 
 class AttestationDict(TypedDict):
     hardware: bool
@@ -52,6 +53,8 @@ class ProvisionedDict(TypedDict):
     tpm_hresult: int
     tpm_api: str
     tpm_attempts: int
+    usage_hresult: int
+    usage_api: str
 
 class OwnerOnlyDict(TypedDict):
     sid: str

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -144,46 +144,34 @@ class _Reader:
             )
 
 
+class _Bit:
+    """A read-only bool attribute: whether one TPMA_OBJECT bit is set in ``raw``."""
+
+    def __init__(self, mask: int) -> None:
+        self.mask = mask
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Bit: ...
+    @overload
+    def __get__(self, obj: TpmObjectAttributes, owner: type | None = None) -> bool: ...
+    def __get__(self, obj: TpmObjectAttributes | None, owner: type | None = None) -> bool | _Bit:
+        return self if obj is None else bool(obj.raw & self.mask)
+
+
 @dataclass(frozen=True)
 class TpmObjectAttributes:
     """TPMA_OBJECT of a key, decoded."""
 
     raw: int
 
-    def _bit(self, mask: int) -> bool:
-        return bool(self.raw & mask)
-
-    @property
-    def fixed_tpm(self) -> bool:
-        return self._bit(TPMA_FIXED_TPM)
-
-    @property
-    def fixed_parent(self) -> bool:
-        return self._bit(TPMA_FIXED_PARENT)
-
-    @property
-    def sensitive_data_origin(self) -> bool:
-        return self._bit(TPMA_SENSITIVE_DATA_ORIGIN)
-
-    @property
-    def user_with_auth(self) -> bool:
-        return self._bit(TPMA_USER_WITH_AUTH)
-
-    @property
-    def no_da(self) -> bool:
-        return self._bit(TPMA_NO_DA)
-
-    @property
-    def restricted(self) -> bool:
-        return self._bit(TPMA_RESTRICTED)
-
-    @property
-    def decrypt(self) -> bool:
-        return self._bit(TPMA_DECRYPT)
-
-    @property
-    def sign(self) -> bool:
-        return self._bit(TPMA_SIGN)
+    fixed_tpm = _Bit(TPMA_FIXED_TPM)
+    fixed_parent = _Bit(TPMA_FIXED_PARENT)
+    sensitive_data_origin = _Bit(TPMA_SENSITIVE_DATA_ORIGIN)
+    user_with_auth = _Bit(TPMA_USER_WITH_AUTH)
+    no_da = _Bit(TPMA_NO_DA)
+    restricted = _Bit(TPMA_RESTRICTED)
+    decrypt = _Bit(TPMA_DECRYPT)
+    sign = _Bit(TPMA_SIGN)
 
     @property
     def sign_only(self) -> bool:
@@ -487,8 +475,24 @@ def build_attestation(
     )
 
 
+def _usage_phrase(info: CngKeyInfo, attrs: TpmObjectAttributes | None) -> str:
+    # The TPM's own attributes, when the claim parsed, win over the provider's property.
+    if attrs is not None:
+        if attrs.sign_only:
+            return ", sign-only"
+        if info.sign_only and attrs.decrypt:
+            return ", not sign-only (the TPM attributes allow decryption although the provider reports signing only)"
+        return ""
+    return ", sign-only (reported by the provider)" if info.sign_only else ""
+
+
 def attestation_summary(info: CngKeyInfo) -> str:
-    """One line for `entraclaw doctor`: "TPM-backed, non-exportable, attested" or what could not be shown."""
+    """One line for `entraclaw doctor`: "TPM-backed, non-exportable, sign-only, attested" or what could not be shown.
+
+    "sign-only" appears when the key may only sign: from the claim's TPM
+    attributes (sign set, decrypt clear) when there is a claim, else from the
+    provider's key usage property, marked as such.
+    """
     att = info.attestation
     if not att.hardware:
         return f"not TPM-backed: the key is in {info.provider} (software), so it cannot be attested"
@@ -499,8 +503,8 @@ def attestation_summary(info: CngKeyInfo) -> str:
         return (
             f"TPM-backed, but the TPM attributes lack {missing}: the key was imported or can be duplicated; {verdict}"
         )
+    usage = _usage_phrase(info, attrs)
     if att.signature_verified:
-        return "TPM-backed, non-exportable, attested"
-    if attrs is not None:
-        return f"TPM-backed, non-exportable (TPM attributes, unverified), not attested: {att.claim_problem}"
-    return f"TPM-backed, non-exportable (reported by the provider), not attested: {att.claim_problem}"
+        return f"TPM-backed, non-exportable{usage}, attested"
+    source = "TPM attributes, unverified" if attrs is not None else "reported by the provider"
+    return f"TPM-backed, non-exportable ({source}){usage}, not attested: {att.claim_problem}"

@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
-import sys
 import threading
 import time
 import uuid
@@ -41,6 +40,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from entraclaw import _native
+from entraclaw._native import IMPORT_ERROR as _IMPORT_ERROR
+from entraclaw._native import cng_module as _cng
 from entraclaw.attestation import KeyAttestation, build_attestation
 from entraclaw.auth.signer import Algorithm, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint, validate_sha1_thumbprint
@@ -52,7 +54,6 @@ from entraclaw.errors import (
     KeyNotFoundError,
     KeySlotsExhaustedError,
     KeystoreError,
-    NativeModuleUnavailableError,
     PssSaltUnsupportedError,
     SigningError,
     TpmLockedOutError,
@@ -62,14 +63,6 @@ from entraclaw.errors import (
     UnsupportedKeyStorageError,
     UserInteractionRequiredError,
 )
-
-try:
-    from entraclaw import _cng
-except ImportError as _exc:  # pure-Python wheel, or a native build that failed to load
-    _cng = None  # type: ignore[assignment]
-    _IMPORT_ERROR: str | None = str(_exc)
-else:
-    _IMPORT_ERROR = None
 
 __all__ = [
     "CATEGORY_ERRORS",
@@ -149,6 +142,20 @@ _PSS_SALT_API = "NCryptGetProperty(PSS Salt Size)"
 _ROCA = 0x8029041F
 _SALT_NAMES = {0: "unknown", 1: "maximum only", 2: "hash size"}
 
+# NCRYPT_KEY_USAGE_PROPERTY bits (ncrypt.h;
+# https://learn.microsoft.com/en-us/windows/win32/seccng/key-storage-property-identifiers).
+NCRYPT_ALLOW_DECRYPT_FLAG = 0x1
+NCRYPT_ALLOW_SIGNING_FLAG = 0x2
+NCRYPT_ALLOW_KEY_AGREEMENT_FLAG = 0x4
+NCRYPT_ALLOW_KEY_IMPORT_FLAG = 0x8
+NCRYPT_ALLOW_ALL_USAGES = 0x00FFFFFF
+_USAGE_NAMES = (
+    (NCRYPT_ALLOW_DECRYPT_FLAG, "decrypt"),
+    (NCRYPT_ALLOW_SIGNING_FLAG, "sign"),
+    (NCRYPT_ALLOW_KEY_AGREEMENT_FLAG, "key agreement"),
+    (NCRYPT_ALLOW_KEY_IMPORT_FLAG, "key import"),
+)
+
 
 def native_available() -> bool:
     """True when the compiled ``entraclaw._cng`` module loaded."""
@@ -161,12 +168,7 @@ def backend() -> str | None:
 
 
 def _require_native(what: str) -> None:
-    if _cng is None:
-        detail = f" ({_IMPORT_ERROR})" if _IMPORT_ERROR else ""
-        raise NativeModuleUnavailableError(
-            f"{what} needs the compiled module entraclaw._cng, which is not available on {sys.platform}{detail}.",
-            platform=sys.platform,
-        )
+    _native.require(_cng, _IMPORT_ERROR, f"{what} needs")
 
 
 # --- the status table --------------------------------------------------------------
@@ -327,6 +329,9 @@ class CngKeyInfo:
     export policy reads (PCP has been seen reporting export bits for keys the
     TPM can never export); ``export_policy`` keeps the raw value.
     ``pss_salt_size`` is the TPM's "PSS Salt Size" (None for software keys).
+    ``key_usage`` is the provider's ``NCRYPT_KEY_USAGE_PROPERTY`` (``NCRYPT_ALLOW_*``
+    bits; None when the provider does not report it): keys made by
+    :func:`create_certificate` allow signing only.
     ``attestation`` says what could be shown about the key living in the TPM.
     """
 
@@ -343,6 +348,21 @@ class CngKeyInfo:
     export_policy: int = 0
     pss_salt_size: str | None = None
     attestation: KeyAttestation = _NO_ATTESTATION
+    key_usage: int | None = None
+
+    @property
+    def key_usages(self) -> tuple[str, ...] | None:
+        """Names of the usages ``key_usage`` allows ("sign", "decrypt", ...), None if not reported."""
+        if self.key_usage is None:
+            return None
+        return tuple(name for bit, name in _USAGE_NAMES if self.key_usage & bit)
+
+    @property
+    def sign_only(self) -> bool | None:
+        """What the provider reports: the key may sign and do nothing else (None if not reported)."""
+        if self.key_usage is None:
+            return None
+        return self.key_usage & NCRYPT_ALLOW_ALL_USAGES == NCRYPT_ALLOW_SIGNING_FLAG
 
 
 class CngSigner(Signer):
@@ -497,6 +517,7 @@ class CngSigner(Signer):
             if props["hardware"]
             else None,
             attestation=attestation,
+            key_usage=props["key_usage"],
         )
 
     @property
@@ -569,6 +590,10 @@ class ProvisionedCertificate:
     container: str
     tpm_fallback_reason: str | None  # why the TPM was not used, when provider="auto" fell back
     tpm_fallback_hresult: int | None = None  # the status behind tpm_fallback_reason
+    # Keys are made sign-only (NCRYPT_ALLOW_SIGNING_FLAG); a provider that refuses
+    # the Key Usage property keeps its default usage and the reason is here.
+    sign_only: bool = True
+    key_usage_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -623,7 +648,9 @@ def create_certificate(
     falls back to the Microsoft Software Key Storage Provider; the reason for a
     fallback is in ``tpm_fallback_reason`` so setup can warn about it. A
     transient TPM status is retried under ``retry_policy`` and never falls
-    back; lockout and failed authorization raise their typed errors.
+    back; lockout and failed authorization raise their typed errors. The key
+    may only sign; a provider that refuses that keeps its default usage, and
+    ``key_usage_problem`` says so (``sign_only`` False).
     """
     _require_native("create_certificate")
     _check_subject(common_name)
@@ -654,6 +681,12 @@ def create_certificate(
             attempts=attempts,
         ) from exc
     der = result["der"]
+    usage_problem = None
+    if result["usage_hresult"]:
+        usage_problem = (
+            f"the key allows more than signing: {result['usage_api']} failed with "
+            f"{format_hresult(result['usage_hresult'])}, so {result['provider']} kept its default key usage"
+        )
     fallback = None
     if result["tpm_hresult"]:
         fallback = _fallback_reason(result["tpm_hresult"], result["tpm_api"], key_bits)
@@ -666,6 +699,8 @@ def create_certificate(
         container=container,
         tpm_fallback_reason=fallback,
         tpm_fallback_hresult=(result["tpm_hresult"] & 0xFFFFFFFF) or None,
+        sign_only=usage_problem is None,
+        key_usage_problem=usage_problem,
     )
 
 

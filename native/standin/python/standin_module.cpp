@@ -19,6 +19,18 @@ int location_id(const std::string& location) {
   throw py::value_error("location must be 'CurrentUser' or 'LocalMachine'");
 }
 
+// A Python str or None as the control API's optional `const char*` (NULL = "all" / "unchanged").
+class OptionalText {
+ public:
+  explicit OptionalText(const py::object& value)
+      : present_(!value.is_none()), text_(present_ ? value.cast<std::string>() : std::string()) {}
+  const char* get() const { return present_ ? text_.c_str() : nullptr; }
+
+ private:
+  bool present_;
+  std::string text_;
+};
+
 std::string bytes_of(const py::object& data) {
   if (data.is_none()) return std::string();
   return data.cast<std::string>();
@@ -107,11 +119,7 @@ PYBIND11_MODULE(_cng_standin, m) {
   m.def("reset_counters", &standin_reset_counters);
   m.def(
       "open_handles",
-      [](const py::object& kind) {
-        if (kind.is_none()) return standin_open_handles(nullptr);
-        const std::string k = kind.cast<std::string>();
-        return standin_open_handles(k.c_str());
-      },
+      [](const py::object& kind) { return standin_open_handles(OptionalText(kind).get()); },
       py::arg("kind") = py::none());
   m.def("invalid_frees", &standin_invalid_frees);
   m.def(
@@ -128,24 +136,21 @@ PYBIND11_MODULE(_cng_standin, m) {
          const py::object& provider) {
         const std::string hash = sha1;
         if (hash.size() != 20) throw py::value_error("sha1 must be 20 bytes");
-        const std::string name = provider.is_none() ? std::string() : provider.cast<std::string>();
+        const OptionalText name(provider);
         if (standin_set_link(location_id(location), reinterpret_cast<const uint8_t*>(hash.data()), prov_type, key_spec,
-                             provider.is_none() ? nullptr : name.c_str()) != 0) {
+                             name.get()) != 0) {
           throw py::value_error("no certificate with a key link has that SHA-1");
         }
       },
       py::arg("location"), py::arg("sha1"), py::arg("prov_type"), py::arg("key_spec"), py::arg("provider") = py::none());
   m.def(
       "calls_without_silent",
-      [](const py::object& function) {
-        if (function.is_none()) return standin_calls_without_silent(nullptr);
-        const std::string f = function.cast<std::string>();
-        return standin_calls_without_silent(f.c_str());
-      },
+      [](const py::object& function) { return standin_calls_without_silent(OptionalText(function).get()); },
       py::arg("function") = py::none());
   m.def("ui_prompts", &standin_ui_prompts);
   m.def("max_sign_overlap", [](bool hardware) { return standin_max_sign_overlap(hardware ? 1 : 0); });
   m.def("set_tpm_max_bits", &standin_set_tpm_max_bits);
+  m.def("set_provider_pss_salt", &standin_set_provider_pss_salt, py::arg("value"));
   m.def("create_aik", [](const std::string& container) {
     if (standin_create_aik(container.c_str()) != 0) throw py::value_error("AIK creation failed");
   });
@@ -166,12 +171,9 @@ PYBIND11_MODULE(_cng_standin, m) {
   m.def(
       "set_current_sid",
       [](const py::object& sid, const py::object& name, const py::object& domain) {
-        const std::string s = sid.is_none() ? std::string() : sid.cast<std::string>();
-        const std::string n = name.is_none() ? std::string() : name.cast<std::string>();
-        const std::string d = domain.is_none() ? std::string() : domain.cast<std::string>();
-        if (standin_set_current_sid(sid.is_none() ? nullptr : s.c_str(), name.is_none() ? nullptr : n.c_str(),
-                                    domain.is_none() ? nullptr : d.c_str()) != 0) {
-          throw py::value_error("not a SID in S-1-... form: " + s);
+        const OptionalText s(sid);
+        if (standin_set_current_sid(s.get(), OptionalText(name).get(), OptionalText(domain).get()) != 0) {
+          throw py::value_error("not a SID in S-1-... form: " + std::string(s.get() != nullptr ? s.get() : ""));
         }
       },
       py::arg("sid") = py::none(), py::arg("name") = py::none(), py::arg("domain") = py::none());

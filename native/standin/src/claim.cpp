@@ -108,8 +108,13 @@ Bytes name_of(const Bytes& public_area) {
 uint32_t attributes_of(const KeyRecord& r) {
   if (r.tpma != 0) return r.tpma;
   if (r.is_aik) return kFixedTpm | kFixedParent | kSensitiveDataOrigin | kUserWithAuth | kRestricted | kSign;
-  // PCP's default key usage is generic (sign and decrypt).
-  return kFixedTpm | kFixedParent | kSensitiveDataOrigin | kUserWithAuth | kSign | kDecrypt;
+  // PCP makes the TPM object from the key usage set before NCryptFinalizeKey:
+  // signing -> sign, decrypt or key agreement -> decrypt. Its default usage is
+  // generic (both). Only a real TPM's claim can confirm the mapping.
+  uint32_t usage = 0;
+  if ((r.key_usage & NCRYPT_ALLOW_SIGNING_FLAG) != 0) usage |= kSign;
+  if ((r.key_usage & (NCRYPT_ALLOW_DECRYPT_FLAG | NCRYPT_ALLOW_KEY_AGREEMENT_FLAG)) != 0) usage |= kDecrypt;
+  return kFixedTpm | kFixedParent | kSensitiveDataOrigin | kUserWithAuth | usage;
 }
 
 bool rsa_sign_sha1(EVP_PKEY* key, const Bytes& data, Bytes& sig) {

@@ -123,6 +123,14 @@ SECURITY_STATUS WINAPI NCryptSetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBY
     r->export_policy = value;
     return 0;
   }
+  if (std::wcscmp(name, NCRYPT_KEY_USAGE_PROPERTY) == 0) {
+    // NCRYPT_ALLOW_* bits only, at least one. PCP turns the usage into the
+    // TPM object's sign/decrypt attributes when the key is made (see claim.cpp).
+    // https://learn.microsoft.com/en-us/windows/win32/seccng/key-storage-property-identifiers
+    if (value == 0 || (value & ~static_cast<DWORD>(NCRYPT_ALLOW_ALL_USAGES)) != 0) return NTE_INVALID_PARAMETER;
+    r->key_usage = value;
+    return 0;
+  }
   return NTE_NOT_SUPPORTED;
 }
 
@@ -217,6 +225,12 @@ SECURITY_STATUS WINAPI NCryptGetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBY
     if (std::wcscmp(name, NCRYPT_IMPL_TYPE_PROPERTY) == 0) {
       return write_dword(p->hardware ? NCRYPT_IMPL_HARDWARE_FLAG : NCRYPT_IMPL_SOFTWARE_FLAG, out, capacity, written);
     }
+    // "PSS Salt Size" describes the TPM, so PCP may answer it on the provider
+    // handle; whether key or provider answers is not documented.
+    const int64_t provider_salt = state().provider_pss_salt.load();
+    if (p->hardware && provider_salt >= 0 && std::wcscmp(name, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY) == 0) {
+      return write_dword(static_cast<DWORD>(provider_salt), out, capacity, written);
+    }
     return NTE_NOT_SUPPORTED;
   }
   KeyRecord* r = record_of(handle);
@@ -234,11 +248,14 @@ SECURITY_STATUS WINAPI NCryptGetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBY
   if (std::wcscmp(name, NCRYPT_NAME_PROPERTY) == 0) return write_string(r->container, out, capacity, written);
   if (std::wcscmp(name, NCRYPT_LENGTH_PROPERTY) == 0) return write_dword(r->length_bits, out, capacity, written);
   if (std::wcscmp(name, NCRYPT_EXPORT_POLICY_PROPERTY) == 0) return write_dword(r->export_policy, out, capacity, written);
+  if (r->key_usage_readable && std::wcscmp(name, NCRYPT_KEY_USAGE_PROPERTY) == 0) {
+    return write_dword(r->key_usage, out, capacity, written);
+  }
   if (std::wcscmp(name, NCRYPT_IMPL_TYPE_PROPERTY) == 0) {
     return write_dword(r->hardware ? NCRYPT_IMPL_HARDWARE_FLAG : NCRYPT_IMPL_SOFTWARE_FLAG, out, capacity, written);
   }
   // A PCP key property; the software KSP does not know it.
-  if (r->hardware && std::wcscmp(name, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY) == 0) {
+  if (r->hardware && r->pss_salt_on_key && std::wcscmp(name, NCRYPT_PCP_PSS_SALT_SIZE_PROPERTY) == 0) {
     return write_dword(r->pss_salt, out, capacity, written);
   }
   return NTE_NOT_SUPPORTED;

@@ -216,6 +216,7 @@ void standin_reset(void) {
   }
   state().tpm_max_bits = 2048;
   state().claim_tamper = 0;
+  state().provider_pss_salt = -1;
   state().latency_us = 0;
   state().null_signature = false;
   state().caller_frees_key = true;
@@ -376,6 +377,12 @@ int standin_set_key_option(const char* provider, const char* container, const ch
     r.legacy_spec = v;
   } else if (name == "tpma") {
     r.tpma = v;
+  } else if (name == "key_usage") {
+    r.key_usage = v;
+  } else if (name == "key_usage_readable") {
+    r.key_usage_readable = value != 0;
+  } else if (name == "pss_salt_on_key") {
+    r.pss_salt_on_key = value != 0;
   } else {
     return -1;
   }
@@ -434,6 +441,8 @@ void standin_set_ek_certificate(const uint8_t* der, size_t len) {
 }
 
 void standin_set_tpm_max_bits(uint32_t bits) { state().tpm_max_bits = bits; }
+
+void standin_set_provider_pss_salt(int64_t value) { state().provider_pss_salt = value; }
 void standin_set_claim_tamper(int mode) { state().claim_tamper = mode; }
 
 int64_t standin_open_handles(const char* kind) {

@@ -78,7 +78,14 @@ struct KeyRecord {
   bool ui_policy = false;      // signing needs a dialog (PIN/consent)
   DWORD legacy_spec = 0;       // dwLegacyKeySpec NCryptOpenKey must pass (AT_* for keys imported from CAPI)
   bool is_aik = false;         // an attestation identity key (restricted signing key)
-  uint32_t tpma = 0;           // TPMA_OBJECT the claim reports (0 = derived from `hardware`)
+  uint32_t tpma = 0;           // TPMA_OBJECT the claim reports (0 = derived from `key_usage`)
+  // NCRYPT_KEY_USAGE_PROPERTY: both providers default to every usage for RSA
+  // keys; a caller narrows it before NCryptFinalizeKey. `key_usage_readable`
+  // false: the key handle refuses to report it (a provider that does not).
+  DWORD key_usage = NCRYPT_ALLOW_ALL_USAGES;
+  bool key_usage_readable = true;
+  // false: the key handle does not answer "PSS Salt Size" (only the provider may).
+  bool pss_salt_on_key = true;
   std::atomic<int> active_signs{0};
 };
 
@@ -146,6 +153,7 @@ struct State {
   std::atomic<int> max_overlap_software{0};
   std::atomic<uint64_t> ui_prompts{0};
   std::atomic<int> claim_tamper{0};
+  std::atomic<int64_t> provider_pss_salt{-1};  // "PSS Salt Size" on a PCP provider handle (-1 = not answered)
   std::vector<BYTE> ek_cert;      // what PCP_EKCERT reads (empty = not readable)
   std::string platform_type = "TPM-Version:2.0 -Level:0-Revision:1.59-VendorId:0x53544e44-Firmware:0x1";
 };

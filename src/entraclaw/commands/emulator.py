@@ -74,6 +74,7 @@ def _how_to_authenticate(auto_approve: bool) -> str:
 
 def serve_command(args: argparse.Namespace) -> int:
     from entraclaw.emulator import Emulator
+    from entraclaw.emulator.state import file_error
 
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         raise EmulatorError(
@@ -104,10 +105,8 @@ def serve_command(args: argparse.Namespace) -> int:
             try:
                 args.ca_out.write_bytes(emu.ca_cert_pem)
             except OSError as exc:
-                raise EmulatorError(
-                    f"Cannot write the CA certificate to {args.ca_out}: {exc.strerror}.",
-                    remedy="Pass a writable --ca-out path.",
-                    path=str(args.ca_out),
+                raise file_error(
+                    "write the CA certificate to", args.ca_out, exc, "Pass a writable --ca-out path."
                 ) from exc
             ca_path = str(args.ca_out)
         admin = emu.admin

@@ -29,12 +29,13 @@ from entraclaw.emulator.faults import FaultInjector
 from entraclaw.emulator.graph import GraphService
 from entraclaw.emulator.issuer import TokenIssuer
 from entraclaw.emulator.server import EmulatorHTTPServer
-from entraclaw.emulator.state import StateLock, load_state, save_state, write_private
+from entraclaw.emulator.state import StateLock, file_error, load_state, save_state
 from entraclaw.emulator.stats import Stats
 from entraclaw.emulator.tenant import DEVICE_CODE_CLIENT_ID, GRAPH_RESOURCE, Application, KeyCredential, Tenant
 from entraclaw.emulator.tls import CertificateAuthority
 from entraclaw.emulator.token_service import Realm, TokenService
-from entraclaw.errors import EmulatorError
+from entraclaw.errors import ConfigurationError, EmulatorError
+from entraclaw.platform.files import atomic_write
 
 __all__ = ["ADMIN_APP_ROLES", "ADMIN_SCOPES", "DEFAULT_TOKEN_LIFETIME", "AdminIdentity", "Emulator"]
 
@@ -251,16 +252,12 @@ class Emulator:
                 ca_path = self.state_file.with_name(self.state_file.name + ".ca.pem")
                 try:
                     if not ca_path.exists() or ca_path.read_bytes() != self._ca.cert_pem:
-                        write_private(ca_path, self._ca.cert_pem)
-                except OSError as exc:
+                        atomic_write(ca_path, self._ca.cert_pem, private=True)
+                except (OSError, ConfigurationError) as exc:
                     server.server_close()
                     if self._state_lock is not None:
                         self._state_lock.release()
-                    raise EmulatorError(
-                        f"Cannot write the CA bundle {ca_path}: {exc.strerror or exc}.",
-                        remedy="Pass a --state path in a writable directory.",
-                        path=str(ca_path),
-                    ) from exc
+                    raise file_error("write the CA bundle", ca_path, exc) from exc
             else:
                 ca_path = Path(self._tmpdir) / "emulator-ca.pem"
                 ca_path.write_bytes(self._ca.cert_pem)
@@ -475,14 +472,10 @@ class Emulator:
             cert = self_signed_certificate(key, "entraclaw emulator provisioner", days=3650)
             tenant.set_key_credentials(app.object_id, [KeyCredential.from_certificate(cert)])
             try:
-                write_private(key_path, private_key_to_pem(key))
-                write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-            except OSError as exc:
-                raise EmulatorError(
-                    f"Cannot write the admin key files {key_path} / {cert_path}: {exc.strerror or exc}.",
-                    remedy="Pass a --state path in a writable directory.",
-                    path=str(key_path),
-                ) from exc
+                atomic_write(key_path, private_key_to_pem(key), private=True)
+                atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=True)
+            except (OSError, ConfigurationError) as exc:
+                raise file_error("write the admin key files", key_path, exc, shown=f"{key_path} / {cert_path}") from exc
         self._admin_info = {"app_id": app.app_id, "user_id": person.object_id}
         return AdminIdentity(app.app_id, str(cert_path), str(key_path), cert, key, person.upn, person.object_id)
 

@@ -15,7 +15,6 @@ The OS drops the lock when the holder dies, even by SIGKILL.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import sys
@@ -25,9 +24,10 @@ from typing import IO, Any
 from entraclaw.errors import ConfigurationError, EmulatorError
 from entraclaw.platform.files import atomic_write
 
-__all__ = ["STATE_VERSION", "StateLock", "load_state", "save_state", "write_private"]
+__all__ = ["STATE_VERSION", "StateLock", "file_error", "load_state", "save_state"]
 
 STATE_VERSION = 1
+WRITABLE_STATE = "Pass a --state path in a writable directory."
 # A hand-written seed may hold only "tenant" (and "tenant_id"); CA and signing key are then generated.
 _REQUIRED = ("tenant",)
 
@@ -37,26 +37,26 @@ def save_state(path: Path, data: dict[str, Any]) -> None:
     document = {"version": STATE_VERSION, **data}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_private(path, json.dumps(document, indent=2, sort_keys=True).encode("utf-8"))
-    except OSError as exc:
-        raise EmulatorError(
-            f"Cannot write emulator state file {path}: {exc.strerror or exc}.",
-            remedy="Pass a --state path in a writable directory.",
-            path=str(path),
-        ) from exc
+        atomic_write(path, json.dumps(document, indent=2, sort_keys=True).encode("utf-8"), private=True)
+    except (OSError, ConfigurationError) as exc:
+        raise file_error("write emulator state file", path, exc) from exc
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``, owner-only from creation (raises OSError).
+def file_error(
+    action: str,
+    path: Path,
+    exc: OSError | ConfigurationError,
+    remedy: str = WRITABLE_STATE,
+    *,
+    shown: str | None = None,
+) -> EmulatorError:
+    """An emulator file could not be opened, read or written: name the file, the reason and the emulator's remedy.
 
-    The project's one atomic writer (temp + fsync + replace + directory fsync; an owner-only
-    DACL on Windows) does the work; its ConfigurationError becomes an OSError here so the
-    emulator reports it as an EmulatorError with an emulator remedy.
+    A ConfigurationError comes from the project's one atomic writer (its remedy speaks of
+    ENTRACLAW_HOME, which does not apply to emulator files), so only its message is kept.
     """
-    try:
-        atomic_write(path, data, private=True)
-    except ConfigurationError as exc:
-        raise OSError(int(getattr(exc, "os_error", None) or errno.EIO), exc.message) from exc
+    reason = exc.message if isinstance(exc, ConfigurationError) else exc.strerror or exc
+    return EmulatorError(f"Cannot {action} {shown or path}: {reason}.", remedy=remedy, path=str(path))
 
 
 class StateLock:
@@ -74,11 +74,7 @@ class StateLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fh = open(self.path, "a+b")  # noqa: SIM115 - held open for as long as the lock
         except OSError as exc:
-            raise EmulatorError(
-                f"Cannot open lock file {self.path}: {exc.strerror or exc}.",
-                remedy="Pass a --state path in a writable directory.",
-                path=str(self.path),
-            ) from exc
+            raise file_error("open lock file", self.path, exc) from exc
         try:
             _lock(fh)
         except OSError:
@@ -141,10 +137,8 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise EmulatorError(
-            f"Cannot read emulator state file {path}: {exc.strerror or exc}.",
-            remedy="Check the path, or delete the file to start a fresh tenant.",
-            path=str(path),
+        raise file_error(
+            "read emulator state file", path, exc, "Check the path, or delete the file to start a fresh tenant."
         ) from exc
     try:
         data = json.loads(text)

@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -73,6 +73,9 @@ _RESOURCE_ALIASES = {GRAPH_APP_ID: GRAPH_RESOURCE, GRAPH_RESOURCE + "/": GRAPH_R
 
 def normalize_resource(resource: str) -> str:
     return _RESOURCE_ALIASES.get(resource.lower(), resource.rstrip("/"))
+
+
+_T = TypeVar("_T")
 
 
 def _new_id() -> str:
@@ -380,6 +383,25 @@ def _guid(value: str | None, what: str) -> str:
         raise EmulatorError(f"{what} {value!r} is not a GUID.", remedy="Pass a GUID or leave it out.") from exc
 
 
+def _drop(store: dict[str, _T], doomed: Callable[[_T], bool]) -> None:
+    for key in [k for k, v in store.items() if doomed(v)]:
+        del store[key]
+
+
+def _stamps_json(obj: Application | ServicePrincipal | AgentIdentity | AgentUser) -> dict[str, float]:
+    return {"createdAt": obj.created_at, "visibleAt": obj.visible_at}
+
+
+class _Stamps(TypedDict):
+    created_at: float
+    visible_at: float
+
+
+def _stamps_from_json(item: dict[str, Any]) -> _Stamps:
+    # State files written before propagation was modelled have neither: visible from the start.
+    return {"created_at": float(item.get("createdAt", 0.0)), "visible_at": float(item.get("visibleAt", 0.0))}
+
+
 #: Microsoft Graph Command Line Tools, a public client every real tenant knows; the emulator
 #: registers it so device-code clients can use the same client id against both.
 DEVICE_CODE_CLIENT_ID = "14d82eec-204b-4c2f-b7e8-296a70dab67e"
@@ -423,6 +445,16 @@ class Tenant:
         return bool(self.clock() >= getattr(obj, "visible_at", 0.0))
 
     # --- seeding ----------------------------------------------------------------------
+
+    def _refuse_taken_app_id(self, app_id: str) -> None:
+        # An Agent Identity's app id lives in the same namespace as the applications'.
+        if app_id in self._apps or app_id in self._identities:
+            raise EmulatorError(f"Application {app_id} already exists in tenant {self.tenant_id}.")
+
+    def _refuse_taken_upn(self, upn: str) -> None:
+        # Agent Users and people share one UPN namespace, as users do in Entra.
+        if self.user_by_upn(upn, include_hidden=True) is not None or self.person_by_upn(upn) is not None:
+            raise EmulatorError(f"A user with UPN {upn} already exists in tenant {self.tenant_id}.")
 
     def add_blueprint(
         self,
@@ -478,8 +510,7 @@ class Tenant:
             **extra,
         )
         with self._lock:
-            if app.app_id in self._apps or app.app_id in self._identities:
-                raise EmulatorError(f"Application {app.app_id} already exists in tenant {self.tenant_id}.")
+            self._refuse_taken_app_id(app.app_id)
             if self._object(app.object_id) is not None:
                 raise EmulatorError(f"Object {app.object_id} already exists in tenant {self.tenant_id}.")
             self._apps[app.app_id] = app
@@ -591,8 +622,7 @@ class Tenant:
                 created_at=created,
                 visible_at=visible,
             )
-            if identity.app_id in self._apps or identity.app_id in self._identities:
-                raise EmulatorError(f"Application {identity.app_id} already exists in tenant {self.tenant_id}.")
+            self._refuse_taken_app_id(identity.app_id)
             self._identities[identity.app_id] = identity
         return identity
 
@@ -618,8 +648,7 @@ class Tenant:
                 )
             if "@" not in upn:
                 raise EmulatorError(f"UPN {upn!r} has no '@domain'.", remedy="Use name@domain as the UPN.")
-            if self.user_by_upn(upn, include_hidden=True) is not None or self.person_by_upn(upn) is not None:
-                raise EmulatorError(f"A user with UPN {upn} already exists in tenant {self.tenant_id}.")
+            self._refuse_taken_upn(upn)
             user = AgentUser(
                 object_id=_guid(object_id, "object id"),
                 upn=upn,
@@ -639,8 +668,7 @@ class Tenant:
     ) -> DirectoryUser:
         """A human user; ``roles`` are directory role names (checked for delegated Graph writes)."""
         with self._lock:
-            if self.user_by_upn(upn, include_hidden=True) is not None or self.person_by_upn(upn) is not None:
-                raise EmulatorError(f"A user with UPN {upn} already exists in tenant {self.tenant_id}.")
+            self._refuse_taken_upn(upn)
             person = DirectoryUser(_guid(object_id, "object id"), upn, display_name, tuple(roles))
             self._people[person.object_id] = person
         return person
@@ -665,21 +693,26 @@ class Tenant:
             sp = self.service_principal_by_app_id(client_app_id, include_hidden=True)
             return sp.object_id if sp is not None else None
 
-    def grant_consent(self, client_app_id: str, resource: str = GRAPH_RESOURCE, scopes: Iterable[str] = ()) -> None:
-        """Delegated permission grant (oauth2PermissionGrant, AllPrincipals) for ``client_app_id`` on ``resource``."""
+    def _graph_client(self, client_app_id: str, resource: str) -> str:
+        """The principal a seeded grant on ``resource`` is for; the seeding API grants on Graph only."""
         if normalize_resource(resource) != GRAPH_RESOURCE:
             raise EmulatorError(
                 f"Resource {resource} is not in tenant {self.tenant_id}; the emulator knows Microsoft Graph only.",
                 remedy=f"Use {GRAPH_RESOURCE}.",
             )
+        client = self.client_sp_id(client_app_id)
+        if client is None:
+            raise EmulatorError(
+                f"Client {client_app_id} has no service principal in tenant {self.tenant_id}.",
+                remedy="Seed the application (or Agent Identity) first.",
+                client_id=client_app_id,
+            )
+        return client
+
+    def grant_consent(self, client_app_id: str, resource: str = GRAPH_RESOURCE, scopes: Iterable[str] = ()) -> None:
+        """Delegated permission grant (oauth2PermissionGrant, AllPrincipals) for ``client_app_id`` on ``resource``."""
         with self._lock:
-            client = self.client_sp_id(client_app_id)
-            if client is None:
-                raise EmulatorError(
-                    f"Client {client_app_id} has no service principal in tenant {self.tenant_id}.",
-                    remedy="Seed the application (or Agent Identity) first.",
-                    client_id=client_app_id,
-                )
+            client = self._graph_client(client_app_id, resource)
             self.upsert_grant(client, "AllPrincipals", None, self.graph_sp.object_id, set(scopes))
 
     def upsert_grant(
@@ -713,25 +746,12 @@ class Tenant:
     def revoke_consent(self, client_app_id: str, resource: str = GRAPH_RESOURCE) -> None:
         with self._lock:
             client = self.client_sp_id(client_app_id)
-            for grant in list(self._grants.values()):
-                if grant.client_id == client and grant.resource_id == self.graph_sp.object_id:
-                    del self._grants[grant.id]
+            _drop(self._grants, lambda g: g.client_id == client and g.resource_id == self.graph_sp.object_id)
 
     def grant_app_roles(self, client_app_id: str, resource: str = GRAPH_RESOURCE, roles: Iterable[str] = ()) -> None:
         """Application permission (appRoleAssignment) for ``client_app_id`` on ``resource``."""
-        if normalize_resource(resource) != GRAPH_RESOURCE:
-            raise EmulatorError(
-                f"Resource {resource} is not in tenant {self.tenant_id}; the emulator knows Microsoft Graph only.",
-                remedy=f"Use {GRAPH_RESOURCE}.",
-            )
         with self._lock:
-            client = self.client_sp_id(client_app_id)
-            if client is None:
-                raise EmulatorError(
-                    f"Client {client_app_id} has no service principal in tenant {self.tenant_id}.",
-                    remedy="Seed the application (or Agent Identity) first.",
-                    client_id=client_app_id,
-                )
+            client = self._graph_client(client_app_id, resource)
             for role in roles:
                 self.assign_app_role(client, permission_id(role, "role"), role)
 
@@ -772,39 +792,44 @@ class Tenant:
             if sp is not None and sp.kind != "resource":
                 del self._sps[object_id]
             else:
-                identity = next((i for i in self._identities.values() if i.object_id == object_id), None)
+                identity = self.agent_identity_by_object_id(object_id)
                 if identity is None:
                     return False
                 del self._identities[identity.app_id]
-            for grant in [g for g in self._grants.values() if g.client_id == object_id]:
-                del self._grants[grant.id]
-            for assignment in [a for a in self._assignments.values() if a.principal_id == object_id]:
-                del self._assignments[assignment.id]
+            _drop(self._grants, lambda g: g.client_id == object_id)
+            _drop(self._assignments, lambda a: a.principal_id == object_id)
             return True
 
     def delete_user(self, object_id: str) -> bool:
         with self._lock:
             if self._users.pop(object_id, None) is None:
                 return False
-            for grant in [g for g in self._grants.values() if g.principal_id == object_id]:
-                del self._grants[grant.id]
+            _drop(self._grants, lambda g: g.principal_id == object_id)
             return True
 
     # --- lookups ----------------------------------------------------------------------
 
-    def _shown(self, obj: Any, include_hidden: bool) -> Any:
+    def _shown(self, obj: _T | None, include_hidden: bool) -> _T | None:
         return obj if obj is not None and (include_hidden or self.visible(obj)) else None
+
+    def _first(self, items: Iterable[_T], match: Callable[[_T], bool], include_hidden: bool) -> _T | None:
+        """The first of ``items`` that ``match`` picks, if it is shown; a hidden first match hides the lookup."""
+        with self._lock:
+            for item in items:
+                if match(item):
+                    return self._shown(item, include_hidden)
+        return None
+
+    def _snapshot(self, items: Iterable[_T]) -> list[_T]:
+        with self._lock:
+            return list(items)
 
     def application(self, app_id: str, *, include_hidden: bool = True) -> Application | None:
         with self._lock:
-            return self._shown(self._apps.get(app_id), include_hidden)  # type: ignore[no-any-return]
+            return self._shown(self._apps.get(app_id), include_hidden)
 
     def application_by_object_id(self, object_id: str, *, include_hidden: bool = True) -> Application | None:
-        with self._lock:
-            for app in self._apps.values():
-                if app.object_id == object_id:
-                    return self._shown(app, include_hidden)  # type: ignore[no-any-return]
-        return None
+        return self._first(self._apps.values(), lambda a: a.object_id == object_id, include_hidden)
 
     def _require_object(self, object_id: str) -> Application:
         app = self.application_by_object_id(object_id)
@@ -819,53 +844,37 @@ class Tenant:
         with self._lock:
             if object_id in self._sps or object_id in self._users or object_id in self._people:
                 return True
-            if any(i.object_id == object_id for i in self._identities.values()):
+            if self.agent_identity_by_object_id(object_id) is not None:
                 return True
             return self.application_by_object_id(object_id)
 
     def service_principal(self, object_id: str, *, include_hidden: bool = True) -> ServicePrincipal | None:
         with self._lock:
-            return self._shown(self._sps.get(object_id), include_hidden)  # type: ignore[no-any-return]
+            return self._shown(self._sps.get(object_id), include_hidden)
 
     def service_principal_by_app_id(self, app_id: str, *, include_hidden: bool = True) -> ServicePrincipal | None:
-        with self._lock:
-            for sp in self._sps.values():
-                if sp.app_id == app_id:
-                    return self._shown(sp, include_hidden)  # type: ignore[no-any-return]
-        return None
+        return self._first(self._sps.values(), lambda sp: sp.app_id == app_id, include_hidden)
 
     def agent_identity(self, app_id: str, *, include_hidden: bool = True) -> AgentIdentity | None:
         with self._lock:
-            return self._shown(self._identities.get(app_id), include_hidden)  # type: ignore[no-any-return]
+            return self._shown(self._identities.get(app_id), include_hidden)
 
     def agent_identity_by_object_id(self, object_id: str, *, include_hidden: bool = True) -> AgentIdentity | None:
-        with self._lock:
-            for identity in self._identities.values():
-                if identity.object_id == object_id:
-                    return self._shown(identity, include_hidden)  # type: ignore[no-any-return]
-        return None
+        return self._first(self._identities.values(), lambda i: i.object_id == object_id, include_hidden)
 
     def user(self, object_id: str, *, include_hidden: bool = True) -> AgentUser | None:
         with self._lock:
-            return self._shown(self._users.get(object_id.lower()), include_hidden)  # type: ignore[no-any-return]
+            return self._shown(self._users.get(object_id.lower()), include_hidden)
 
     def user_by_upn(self, upn: str, *, include_hidden: bool = True) -> AgentUser | None:
-        with self._lock:
-            for user in self._users.values():
-                if user.upn.lower() == upn.lower():
-                    return self._shown(user, include_hidden)  # type: ignore[no-any-return]
-        return None
+        return self._first(self._users.values(), lambda u: u.upn.lower() == upn.lower(), include_hidden)
 
     def person(self, object_id: str) -> DirectoryUser | None:
         with self._lock:
             return self._people.get(object_id.lower())
 
     def person_by_upn(self, upn: str) -> DirectoryUser | None:
-        with self._lock:
-            for person in self._people.values():
-                if person.upn.lower() == upn.lower():
-                    return person
-        return None
+        return self._first(self._people.values(), lambda p: p.upn.lower() == upn.lower(), include_hidden=True)
 
     def consented_scopes(self, client_app_id: str, resource: str, principal_id: str | None = None) -> frozenset[str]:
         """Scopes granted to the client for all principals, plus those granted for ``principal_id`` alone."""
@@ -896,43 +905,35 @@ class Tenant:
 
     @property
     def applications(self) -> list[Application]:
-        with self._lock:
-            return list(self._apps.values())
+        return self._snapshot(self._apps.values())
 
     @property
     def service_principals(self) -> list[ServicePrincipal]:
-        with self._lock:
-            return list(self._sps.values())
+        return self._snapshot(self._sps.values())
 
     @property
     def agent_identities(self) -> list[AgentIdentity]:
-        with self._lock:
-            return list(self._identities.values())
+        return self._snapshot(self._identities.values())
 
     @property
     def agent_users(self) -> list[AgentUser]:
-        with self._lock:
-            return list(self._users.values())
+        return self._snapshot(self._users.values())
 
     @property
     def people(self) -> list[DirectoryUser]:
-        with self._lock:
-            return list(self._people.values())
+        return self._snapshot(self._people.values())
 
     @property
     def grants(self) -> list[PermissionGrant]:
-        with self._lock:
-            return list(self._grants.values())
+        return self._snapshot(self._grants.values())
 
     @property
     def assignments(self) -> list[AppRoleAssignment]:
-        with self._lock:
-            return list(self._assignments.values())
+        return self._snapshot(self._assignments.values())
 
     @property
     def domains(self) -> list[Domain]:
-        with self._lock:
-            return list(self._domains)
+        return self._snapshot(self._domains)
 
     @property
     def default_domain(self) -> str:
@@ -953,8 +954,7 @@ class Tenant:
                         "owners": list(a.owners),
                         "sponsors": list(a.sponsors),
                         "createdByAppId": a.created_by_app_id,
-                        "createdAt": a.created_at,
-                        "visibleAt": a.visible_at,
+                        **_stamps_json(a),
                         "publicClient": a.public_client,
                         "keyCredentials": [c.to_graph(include_key=True) for c in a.key_credentials],
                     }
@@ -966,8 +966,7 @@ class Tenant:
                         "appId": p.app_id,
                         "owners": list(p.owners),
                         "createdByAppId": p.created_by_app_id,
-                        "createdAt": p.created_at,
-                        "visibleAt": p.visible_at,
+                        **_stamps_json(p),
                     }
                     for p in self._sps.values()
                     if p.kind != "resource"
@@ -982,8 +981,7 @@ class Tenant:
                         "owners": list(i.owners),
                         "sponsors": list(i.sponsors),
                         "createdByAppId": i.created_by_app_id,
-                        "createdAt": i.created_at,
-                        "visibleAt": i.visible_at,
+                        **_stamps_json(i),
                     }
                     for i in self._identities.values()
                 ],
@@ -995,8 +993,7 @@ class Tenant:
                         "agentIdentityAppId": u.agent_identity_app_id,
                         "mailNickname": u.mail_nickname,
                         "accountEnabled": u.account_enabled,
-                        "createdAt": u.created_at,
-                        "visibleAt": u.visible_at,
+                        **_stamps_json(u),
                     }
                     for u in self._users.values()
                 ],
@@ -1055,8 +1052,7 @@ class Tenant:
                 a.get("owners", []),
                 sponsors=tuple(a.get("sponsors", [])),
                 created_by_app_id=a.get("createdByAppId"),
-                created_at=float(a.get("createdAt", 0.0)),
-                visible_at=float(a.get("visibleAt", 0.0)),
+                **_stamps_from_json(a),
                 public_client=bool(a.get("publicClient", False)),
             )
         if "servicePrincipals" in data:
@@ -1064,7 +1060,7 @@ class Tenant:
                 sp = tenant.add_service_principal(
                     p["appId"], owners=p.get("owners", []), created_by_app_id=p.get("createdByAppId"), object_id=p["id"]
                 )
-                sp.created_at, sp.visible_at = float(p.get("createdAt", 0.0)), float(p.get("visibleAt", 0.0))
+                tenant._sps[sp.object_id] = replace(sp, **_stamps_from_json(p))
         else:  # a state written before service principals were modelled: every app had one implicitly
             for app in tenant.applications:
                 tenant.add_service_principal(app.app_id)
@@ -1078,9 +1074,7 @@ class Tenant:
                 sponsors=i.get("sponsors", []),
                 created_by_app_id=i.get("createdByAppId"),
             )
-            tenant._identities[identity.app_id] = replace(
-                identity, created_at=float(i.get("createdAt", 0.0)), visible_at=float(i.get("visibleAt", 0.0))
-            )
+            tenant._identities[identity.app_id] = replace(identity, **_stamps_from_json(i))
         for p in data.get("people", []):
             tenant.add_person(p["userPrincipalName"], p["displayName"], roles=p.get("roles", []), object_id=p["id"])
         for u in data.get("agentUsers", []):
@@ -1092,9 +1086,7 @@ class Tenant:
                 mail_nickname=u.get("mailNickname"),
                 account_enabled=bool(u.get("accountEnabled", True)),
             )
-            tenant._users[user.object_id] = replace(
-                user, created_at=float(u.get("createdAt", 0.0)), visible_at=float(u.get("visibleAt", 0.0))
-            )
+            tenant._users[user.object_id] = replace(user, **_stamps_from_json(u))
         for g in data.get("oauth2PermissionGrants", []):
             tenant.put_grant(
                 PermissionGrant(

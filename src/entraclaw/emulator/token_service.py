@@ -44,7 +44,9 @@ from entraclaw.emulator.tenant import (
     GRAPH_DELEGATED_SCOPES,
     GRAPH_RESOURCE,
     AgentIdentity,
+    AgentUser,
     Application,
+    DirectoryUser,
     Tenant,
 )
 
@@ -85,6 +87,26 @@ class TokenResult:
 
 def _missing(name: str) -> StsError:
     return StsError(900144, "invalid_request", f"The request body must contain the following parameter: '{name}'.")
+
+
+def _app_not_found(client_id: str, tenant_id: str) -> StsError:
+    return StsError(
+        700016,
+        "unauthorized_client",
+        f"Application with identifier '{client_id}' was not found in the directory '{tenant_id}'.",
+    )
+
+
+def _resource_not_found(resource: str, tenant_id: str) -> StsError:
+    return StsError(
+        500011,
+        "invalid_resource",
+        f"The resource principal named {resource} was not found in the tenant named {tenant_id}.",
+    )
+
+
+def _user_not_found(user: str, tenant_id: str) -> StsError:
+    return StsError(50034, "invalid_grant", f"The user account {user} does not exist in the {tenant_id} directory.")
 
 
 def _split_scope(scope: str) -> tuple[str, str]:
@@ -156,11 +178,7 @@ class TokenService:
                 raise _missing("scope")
             app = self.tenant.application(client_id, include_hidden=False)
             if app is None:
-                raise StsError(
-                    700016,
-                    "unauthorized_client",
-                    f"Application with identifier '{client_id}' was not found in the directory '{realm.tenant_id}'.",
-                )
+                raise _app_not_found(client_id, realm.tenant_id)
             if not app.public_client:
                 raise StsError(
                     7000218,
@@ -234,52 +252,68 @@ class TokenService:
         flow: DeviceFlow = self.device_flows.poll(device_code, client_id, now)
         person = self.tenant.person(flow.user_id or "")
         if person is None:
-            raise StsError(
-                50034,
-                "invalid_grant",
-                f"The user account {flow.user_id} does not exist in the {realm.tenant_id} directory.",
-            )
+            raise _user_not_found(str(flow.user_id), realm.tenant_id)
         named = {s for s in flow.scopes if s not in _OIDC_SCOPES}
         if ".default" in named:
             # .default: what the client was consented to; the admin approving consents to named scopes.
             named = (named - {".default"}) | set(
                 self.tenant.consented_scopes(client_id, GRAPH_RESOURCE, person.object_id)
             )
-        scp = sorted(named)
-        access = self.issuer.mint(
-            issuer=realm.issuer,
-            tenant_id=realm.tenant_id,
-            now=now,
-            lifetime=self.token_lifetime,
+        oidc = [s for s in flow.scopes if s in _OIDC_SCOPES]
+        # The device flow answers with an id_token only when it was asked for openid (OIDC).
+        return self._user_token(
+            realm,
+            now,
+            person,
+            client_id=client_id,
+            appidacr="0",
+            scp=sorted(named),
+            oidc=oidc,
+            id_token="openid" in oidc,
+        )
+
+    def _user_token(
+        self,
+        realm: Realm,
+        now: float,
+        user: AgentUser | DirectoryUser,
+        *,
+        client_id: str,
+        appidacr: str,
+        scp: list[str],
+        oidc: list[str],
+        id_token: bool,
+    ) -> dict[str, Any]:
+        """A delegated Graph token for ``user`` (T3 or a device-code token), with what MSAL builds its account from."""
+        access = self._mint(
+            realm,
+            now,
             aud=GRAPH_RESOURCE,
-            sub=person.object_id,
-            oid=person.object_id,
-            upn=person.upn,
-            unique_name=person.upn,
-            name=person.display_name,
+            sub=user.object_id,
+            oid=user.object_id,
+            upn=user.upn,
+            unique_name=user.upn,
+            name=user.display_name,
             scp=" ".join(scp),
             idtyp="user",
             appid=client_id,
             azp=client_id,
-            appidacr="0",
+            appidacr=appidacr,
         )
         body = self._token_response(access)
-        oidc = [s for s in flow.scopes if s in _OIDC_SCOPES]
         body["scope"] = " ".join([*scp, *oidc])
-        if "openid" in oidc:
-            body["id_token"] = self.issuer.mint(
-                issuer=realm.issuer,
-                tenant_id=realm.tenant_id,
-                now=now,
-                lifetime=self.token_lifetime,
+        if id_token:
+            body["id_token"] = self._mint(
+                realm,
+                now,
                 aud=client_id,
-                sub=person.object_id,
-                oid=person.object_id,
-                preferred_username=person.upn,
-                name=person.display_name,
+                sub=user.object_id,
+                oid=user.object_id,
+                preferred_username=user.upn,
+                name=user.display_name,
             )
         body["client_info"] = b64url_encode(
-            json.dumps({"uid": person.object_id, "utid": realm.tenant_id}, separators=(",", ":")).encode()
+            json.dumps({"uid": user.object_id, "utid": realm.tenant_id}, separators=(",", ":")).encode()
         )
         return body
 
@@ -312,11 +346,7 @@ class TokenService:
         app = self.tenant.application(client_id, include_hidden=False)
         identity = self.tenant.agent_identity(client_id, include_hidden=False)
         if app is None and identity is None:
-            raise StsError(
-                700016,
-                "unauthorized_client",
-                f"Application with identifier '{client_id}' was not found in the directory '{realm.tenant_id}'.",
-            )
+            raise _app_not_found(client_id, realm.tenant_id)
         if app is not None and self.tenant.service_principal_by_app_id(client_id, include_hidden=False) is None:
             raise StsError(
                 7000229,
@@ -406,11 +436,7 @@ class TokenService:
         """An app-only token for a resource (Graph), carrying the app roles granted to ``app_id``."""
         resource = self._single_default_scope(scope, app_id)
         if resource not in _GRAPH_RESOURCES:
-            raise StsError(
-                500011,
-                "invalid_resource",
-                f"The resource principal named {resource} was not found in the tenant named {realm.tenant_id}.",
-            )
+            raise _resource_not_found(resource, realm.tenant_id)
         extra: dict[str, Any] = {}
         roles = sorted(self.tenant.app_roles(app_id, GRAPH_RESOURCE))
         if roles:
@@ -436,13 +462,17 @@ class TokenService:
             )
         )
 
+    def _mint(self, realm: Realm, now: float, **claims: Any) -> str:
+        """A token of this tenant's issuer, valid for the service's token lifetime from ``now``."""
+        return self.issuer.mint(
+            issuer=realm.issuer, tenant_id=realm.tenant_id, now=now, lifetime=self.token_lifetime, **claims
+        )
+
     def _mint_app(self, realm: Realm, now: float, *, aud: str, sub: str, appid: str, oid: str, **extra: Any) -> str:
         """An app-only token (T1, T2 or a resource token): ``idtyp=app``, certificate-authenticated client."""
-        return self.issuer.mint(
-            issuer=realm.issuer,
-            tenant_id=realm.tenant_id,
-            now=now,
-            lifetime=self.token_lifetime,
+        return self._mint(
+            realm,
+            now,
             aud=aud,
             sub=sub,
             appid=appid,
@@ -489,11 +519,7 @@ class TokenService:
             user = self.tenant.user_by_upn(str(username), include_hidden=False)
             lookup = str(username)
         if user is None:
-            raise StsError(
-                50034,
-                "invalid_grant",
-                f"The user account {lookup} does not exist in the {realm.tenant_id} directory.",
-            )
+            raise _user_not_found(lookup, realm.tenant_id)
         if user.identity_parent_id != identity.object_id:
             raise StsError(
                 70000,
@@ -512,45 +538,16 @@ class TokenService:
                 f"The user or administrator has not consented to use the application with ID '{identity.app_id}' "
                 f"named '{identity.display_name}'. Missing consent for {resource}: {', '.join(missing)}.",
             )
-        scp = sorted(granted if wanted == {".default"} else wanted)
-        access = self.issuer.mint(
-            issuer=realm.issuer,
-            tenant_id=realm.tenant_id,
-            now=now,
-            lifetime=self.token_lifetime,
-            aud=GRAPH_RESOURCE,
-            sub=user.object_id,
-            oid=user.object_id,
-            upn=user.upn,
-            unique_name=user.upn,
-            name=user.display_name,
-            scp=" ".join(scp),
-            idtyp="user",
-            appid=identity.app_id,
-            azp=identity.app_id,
+        return self._user_token(
+            realm,
+            now,
+            user,
+            client_id=identity.app_id,
             appidacr="2",
+            scp=sorted(granted if wanted == {".default"} else wanted),
+            oidc=[s for s in form["scope"].split() if s in _OIDC_SCOPES],
+            id_token=True,
         )
-        id_token = self.issuer.mint(
-            issuer=realm.issuer,
-            tenant_id=realm.tenant_id,
-            now=now,
-            lifetime=self.token_lifetime,
-            aud=identity.app_id,
-            sub=user.object_id,
-            oid=user.object_id,
-            preferred_username=user.upn,
-            name=user.display_name,
-        )
-        oidc = [s for s in form["scope"].split() if s in _OIDC_SCOPES]
-        body = self._token_response(access)
-        body.update(
-            scope=" ".join([*scp, *oidc]),
-            id_token=id_token,
-            client_info=b64url_encode(
-                json.dumps({"uid": user.object_id, "utid": realm.tenant_id}, separators=(",", ":")).encode()
-            ),
-        )
-        return body
 
     def _user_scopes(self, scope: str, identity: AgentIdentity) -> tuple[str, set[str]]:
         resources: set[str] = set()
@@ -577,11 +574,7 @@ class TokenService:
             )
         resource = resources.pop()
         if resource != GRAPH_RESOURCE:
-            raise StsError(
-                500011,
-                "invalid_resource",
-                f"The resource principal named {resource} was not found in the tenant named {self.tenant.tenant_id}.",
-            )
+            raise _resource_not_found(resource, self.tenant.tenant_id)
         return resource, wanted
 
     # --- token checks -----------------------------------------------------------------

@@ -25,20 +25,14 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from entraclaw.errors import FilePermissionError, NativeModuleUnavailableError
-
-try:
-    from entraclaw import _cng
-except ImportError as _exc:  # pure-Python wheel (Linux/macOS), or a native build that failed to load
-    _cng = None  # type: ignore[assignment]
-    _IMPORT_ERROR: str | None = str(_exc)
-else:
-    _IMPORT_ERROR = None
+from entraclaw import _native
+from entraclaw._native import IMPORT_ERROR as _IMPORT_ERROR
+from entraclaw._native import cng_module as _cng
+from entraclaw.errors import FilePermissionError
 
 __all__ = [
     "FILE_ALL_ACCESS",
@@ -181,17 +175,15 @@ class DaclInfo:
 
 
 def _require_native(what: str) -> None:
-    if _cng is None:
-        detail = f" ({_IMPORT_ERROR})" if _IMPORT_ERROR else ""
-        raise NativeModuleUnavailableError(
-            f"{what} sets Windows DACLs through the compiled module entraclaw._cng, which is not available on "
-            f"{sys.platform}{detail}.",
-            remedy=(
-                "On Windows install the Windows wheel (`pip install entraclaw`), which ships entraclaw._cng; "
-                "on Linux and macOS owner-only files come from POSIX permissions (chmod 0600) instead."
-            ),
-            platform=sys.platform,
-        )
+    _native.require(
+        _cng,
+        _IMPORT_ERROR,
+        f"{what} sets Windows DACLs through",
+        remedy=(
+            "On Windows install the Windows wheel (`pip install entraclaw`), which ships entraclaw._cng; "
+            "on Linux and macOS owner-only files come from POSIX permissions (chmod 0600) instead."
+        ),
+    )
 
 
 def _win32_code(hresult: int) -> int | None:

@@ -76,7 +76,11 @@ ENTRACLAW_STANDIN_CONTROL uint64_t standin_invalid_frees(void);
  * signature instead of TPM_E_PCP_UNSUPPORTED_PSS_SALT), "ui_policy" (signing
  * needs a dialog), "export_policy" (raw value NCRYPT_EXPORT_POLICY_PROPERTY
  * reads, PCP quirk), "legacy_spec" (dwLegacyKeySpec NCryptOpenKey must pass),
- * "tpma" (TPMA_OBJECT the key's claim reports). Returns 0 or -1. */
+ * "tpma" (TPMA_OBJECT the key's claim reports; 0 = derived from the key
+ * usage), "key_usage" (NCRYPT_KEY_USAGE_PROPERTY, default
+ * NCRYPT_ALLOW_ALL_USAGES), "key_usage_readable" (0: the key refuses to
+ * report its usage), "pss_salt_on_key" (0: the key handle does not answer
+ * "PSS Salt Size"; see standin_set_provider_pss_salt). Returns 0 or -1. */
 ENTRACLAW_STANDIN_CONTROL int standin_set_key_option(const char* provider, const char* container, const char* option,
                                                      int64_t value);
 /* Rewrite the key link of the certificate with SHA-1 `sha1` (20 bytes):
@@ -92,6 +96,9 @@ ENTRACLAW_STANDIN_CONTROL int standin_max_sign_overlap(int hardware);
 /* Largest RSA key the "TPM" makes (default 2048): larger ones fail in
  * NCryptFinalizeKey with NTE_NOT_SUPPORTED. */
 ENTRACLAW_STANDIN_CONTROL void standin_set_tpm_max_bits(uint32_t bits);
+/* What "PSS Salt Size" reads on a Platform provider handle
+ * (NCRYPT_TPM_PSS_SALT_SIZE_*); -1 (the default): the provider does not answer. */
+ENTRACLAW_STANDIN_CONTROL void standin_set_provider_pss_salt(int64_t value);
 /* Attestation: an AIK (restricted signing key) in the Platform provider, its
  * public key (DER SubjectPublicKeyInfo; returns the length, -1 if absent), the
  * EK certificate PCP_EKCERT reads, and claim tampering for negative tests

@@ -25,7 +25,7 @@ from typing import Any
 
 from entraclaw.emulator import jwt_codec
 from entraclaw.emulator.graph import applications, domains, grants, service_principals, users
-from entraclaw.emulator.graph._core import Caller, Context, GraphError, GraphResponse, Request
+from entraclaw.emulator.graph._core import Caller, Context, GraphError, GraphResponse, Request, no_segment
 from entraclaw.emulator.issuer import TokenIssuer
 from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, Tenant
 from entraclaw.emulator.token_service import Realm
@@ -111,8 +111,7 @@ class GraphService:
             head = segments[0].split("(", 1)[0]
             family = _FAMILIES.get(head)
         if family is None:
-            name = segments[0] if segments else ""
-            raise GraphError(400, "BadRequest", f"Resource not found for the segment '{name}'.")
+            raise no_segment(segments[0] if segments else "")
         caller = self._bearer(headers)
         req = Request(method, segments, query, headers, body, graph_url, rest)
         return family(Context(req, caller, self.tenant, self, self._clock))

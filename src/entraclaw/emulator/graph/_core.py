@@ -7,12 +7,13 @@ Error body, as Graph documents it (https://learn.microsoft.com/graph/errors):
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from entraclaw.emulator.tenant import DirectoryUser, Tenant
@@ -25,13 +26,25 @@ __all__ = [
     "GraphError",
     "GraphResponse",
     "Request",
+    "addressed",
     "agent_id_write_guard",
+    "bad_request",
     "bind_ids",
+    "bind_sponsors",
+    "created",
     "denied",
+    "entity",
+    "method_not_allowed",
+    "no_segment",
     "not_found",
     "page",
     "parse_filter",
+    "query_filter",
     "require",
+    "require_display_name",
+    "require_graph_resource",
+    "require_principal",
+    "stamp",
 ]
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -72,6 +85,19 @@ def bad_request(message: str, code: str = "Request_BadRequest") -> GraphError:
     return GraphError(400, code, message)
 
 
+def no_segment(segment: str) -> GraphError:
+    return GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
+
+
+def method_not_allowed(method: str, where: str) -> GraphError:
+    return GraphError(405, "Request_BadRequest", f"Method {method} is not allowed on {where}.")
+
+
+def stamp(seconds: float) -> str:
+    """Graph's ``createdDateTime`` form for a tenant clock reading."""
+    return _dt.datetime.fromtimestamp(max(seconds, 0.0), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who a verified Graph access token speaks for."""
@@ -101,6 +127,11 @@ class Caller:
 
     def owns(self, owners: Iterable[str]) -> bool:
         return bool(self.ids & set(owners))
+
+    @property
+    def creator(self) -> str:
+        """The owner Graph records for what this caller creates: the signed-in user, else the app's principal."""
+        return self.user_id or self.sp_id or self.app_id
 
     @property
     def admin(self) -> bool:
@@ -198,6 +229,82 @@ class Context:
     now: Callable[[], float]
 
 
+def entity(ctx: Context, context_path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as one entity of ``context_path`` (``users``, ``servicePrincipals``...), led by its @odata.context."""
+    return {"@odata.context": f"{ctx.req.graph_url}/$metadata#{context_path}/$entity", **body}
+
+
+def created(ctx: Context, collection: str, object_id: str, body: dict[str, Any]) -> GraphResponse:
+    """201 with the new object and the Location Graph sends for it."""
+    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/{collection}/{object_id}"})
+
+
+def require_display_name(payload: Mapping[str, Any]) -> str:
+    name = payload.get("displayName")
+    if not isinstance(name, str) or not name.strip():
+        raise bad_request("Property 'displayName' is required and must be a non-empty string.")
+    return name.strip()
+
+
+def bind_sponsors(ctx: Context, payload: Mapping[str, Any], *, required_by: str | None) -> list[str]:
+    """The ``sponsors@odata.bind`` user ids, each a user of the tenant; at least one when ``required_by`` names who."""
+    sponsors = bind_ids(payload, "sponsors", ("users", "groups"))
+    if required_by is not None and not sponsors:
+        raise bad_request(
+            f"{required_by} needs at least one sponsor: set 'sponsors@odata.bind' to "
+            f"['{ctx.req.graph_url}/users/<user id>']."
+        )
+    for oid in sponsors:
+        if ctx.tenant.person(oid) is None and ctx.tenant.user(oid) is None:
+            raise bad_request(f"Sponsor '{oid}' is not a user in tenant {ctx.tenant.tenant_id}.")
+    return sponsors
+
+
+def require_principal(ctx: Context, object_id: str, prop: str) -> None:
+    """``object_id`` (the payload's ``prop``) is a service principal or an Agent Identity of the tenant."""
+    tenant = ctx.tenant
+    if tenant.service_principal(object_id) is None and tenant.agent_identity_by_object_id(object_id) is None:
+        raise bad_request(f"{prop} '{object_id}' is not a service principal in tenant {tenant.tenant_id}.")
+
+
+def require_graph_resource(ctx: Context, resource_id: str, published: str) -> None:
+    """Microsoft Graph's principal is the only resource the emulator publishes ``published`` (roles, scopes) for."""
+    graph_sp_id = ctx.tenant.graph_sp.object_id
+    if resource_id != graph_sp_id:
+        raise bad_request(
+            f"resourceId '{resource_id}' is not a resource the emulator publishes {published} for; use Microsoft "
+            f"Graph's service principal {graph_sp_id}."
+        )
+
+
+_T = TypeVar("_T")
+
+
+def addressed(
+    ctx: Context,
+    keyed: tuple[str, str] | None,
+    by_app_id: Callable[[str, bool], _T | None],
+    by_id: Callable[[str, bool], _T | None],
+) -> tuple[str, _T, list[str]]:
+    """The object ``/<collection>/{id}`` or ``/<collection>(appId='..')`` names, its key and the segments after it.
+
+    Writes may address an object that has not propagated yet (the caller just made it); reads 404
+    until it has. A malformed id is a 404 naming the segment, as Graph answers.
+    """
+    seg = ctx.req.segments
+    include_hidden = ctx.req.method != "GET"
+    if keyed is not None:
+        key, rest, target = keyed[1], seg[1:], by_app_id(keyed[1], include_hidden)
+    else:
+        key, rest = seg[1].lower(), seg[2:]
+        if not GUID_RE.match(key):
+            raise not_found(seg[1])
+        target = by_id(key, include_hidden)
+    if target is None:
+        raise not_found(key)
+    return key, target, rest
+
+
 def split_key(segment: str, collection: str) -> tuple[str, str] | None:
     """``applications(appId='x')`` -> ("appId", x); None for other segments."""
     if not segment.startswith(collection):
@@ -230,6 +337,11 @@ def parse_filter(text: str, allowed: Mapping[str, str], resource: str) -> list[t
         value = None if match.group(3) else match.group(2).replace("''", "'")
         clauses.append((key, value))
     return clauses
+
+
+def query_filter(ctx: Context, resource: str, *properties: str) -> list[tuple[str, str | None]]:
+    """The request's ``$filter`` over ``properties``, each compared under its own Graph name."""
+    return parse_filter(ctx.req.query.get("$filter", ""), {name: name for name in properties}, resource)
 
 
 def matches(item: Mapping[str, Any], clauses: Sequence[tuple[str, str | None]]) -> bool:

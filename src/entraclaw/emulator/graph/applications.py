@@ -44,7 +44,6 @@ owner rights of an app holding only AgentIdentityBlueprint.Create over the Bluep
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Any
 
 from entraclaw.emulator import jwt_codec
@@ -53,16 +52,23 @@ from entraclaw.emulator.graph._core import (
     Context,
     GraphError,
     GraphResponse,
+    addressed,
     agent_id_write_guard,
     bad_request,
     bind_ids,
+    bind_sponsors,
+    created,
     denied,
     matches,
+    method_not_allowed,
+    no_segment,
     not_found,
     page,
-    parse_filter,
+    query_filter,
     require,
+    require_display_name,
     split_key,
+    stamp,
 )
 from entraclaw.emulator.tenant import Application, KeyCredential
 
@@ -97,17 +103,13 @@ def _is_blueprint_type(value: Any) -> bool:
     return isinstance(value, str) and value.lstrip("#").lower() == BLUEPRINT_TYPE.lower()
 
 
-def _stamp(seconds: float) -> str:
-    return _dt.datetime.fromtimestamp(max(seconds, 0.0), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def application_json(ctx: Context, app: Application, *, entity: bool = True) -> dict[str, Any]:
     select = ctx.req.select
     full: dict[str, Any] = {
         "id": app.object_id,
         "appId": app.app_id,
         "displayName": app.display_name,
-        "createdDateTime": _stamp(app.created_at),
+        "createdDateTime": stamp(app.created_at),
         "identifierUris": [],
         "publisherDomain": ctx.tenant.default_domain,
         "signInAudience": "AzureADMyOrg",
@@ -133,7 +135,7 @@ def handle(ctx: Context) -> GraphResponse:
     method = ctx.req.method
     keyed = split_key(seg[0], "applications")
     if keyed is None and seg[0] != "applications":
-        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{seg[0]}'.")
+        raise no_segment(seg[0])
     if keyed is None and len(seg) == 1:
         if method == "GET":
             return _list(ctx, blueprints_only=False)
@@ -146,18 +148,12 @@ def handle(ctx: Context) -> GraphResponse:
         if method == "POST":
             return _create(ctx, typed=True)
         raise _method(method)
-    if keyed is not None:
-        app = ctx.tenant.application(keyed[1], include_hidden=method != "GET")
-        rest = seg[1:]
-        key = keyed[1]
-    else:
-        key = seg[1].lower()
-        if not GUID_RE.match(key):
-            raise not_found(seg[1])
-        app = ctx.tenant.application_by_object_id(key, include_hidden=method != "GET")
-        rest = seg[2:]
-    if app is None:
-        raise not_found(key)
+    key, app, rest = addressed(
+        ctx,
+        keyed,
+        lambda app_id, hidden: ctx.tenant.application(app_id, include_hidden=hidden),
+        lambda oid, hidden: ctx.tenant.application_by_object_id(oid, include_hidden=hidden),
+    )
     if rest and rest[0] == BLUEPRINT_TYPE:
         if app.kind != "blueprint":
             raise not_found(key)
@@ -176,11 +172,11 @@ def handle(ctx: Context) -> GraphResponse:
         if method != "POST":
             raise _method(method)
         return _add_key(ctx, app) if action == "addKey" else _remove_key(ctx, app)
-    raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[0]}'.")
+    raise no_segment(rest[0])
 
 
 def _method(method: str) -> GraphError:
-    return GraphError(405, "Request_BadRequest", f"Method {method} is not allowed on applications.")
+    return method_not_allowed(method, "applications")
 
 
 # --- read ------------------------------------------------------------------------------
@@ -212,9 +208,7 @@ def _list(ctx: Context, *, blueprints_only: bool) -> GraphResponse:
     if not (see_apps or see_blueprints or owned):
         kind = "delegated scope" if caller.delegated else "application role"
         raise denied(f"The call needs the {kind} Application.Read.All or AgentIdentityBlueprint.Read.All.")
-    clauses = parse_filter(
-        ctx.req.query.get("$filter", ""), {"appId": "appId", "displayName": "displayName", "id": "id"}, "application"
-    )
+    clauses = query_filter(ctx, "application", "appId", "displayName", "id")
     items = []
     for app in ctx.tenant.applications:
         if not ctx.tenant.visible(app) or (blueprints_only and app.kind != "blueprint"):
@@ -230,12 +224,6 @@ def _list(ctx: Context, *, blueprints_only: bool) -> GraphResponse:
 
 
 # --- create ----------------------------------------------------------------------------
-
-
-def _check_sponsors(ctx: Context, ids: list[str]) -> None:
-    for oid in ids:
-        if ctx.tenant.person(oid) is None and ctx.tenant.user(oid) is None:
-            raise bad_request(f"Sponsor '{oid}' is not a user in tenant {ctx.tenant.tenant_id}.")
 
 
 def _create(ctx: Context, *, typed: bool) -> GraphResponse:
@@ -269,35 +257,25 @@ def _create(ctx: Context, *, typed: bool) -> GraphResponse:
     unknown = sorted(set(payload) - _CREATABLE - _BLUEPRINT_INCOMPATIBLE)
     if unknown:
         raise bad_request(f"Property '{unknown[0]}' does not exist on type 'microsoft.graph.application'.")
-    name = payload.get("displayName")
-    if not isinstance(name, str) or not name.strip():
-        raise bad_request("Property 'displayName' is required and must be a non-empty string.")
-    sponsors = bind_ids(payload, "sponsors", ("users", "groups"))
-    if blueprint and not sponsors:
-        raise bad_request(
-            "An agent identity blueprint needs at least one sponsor: set 'sponsors@odata.bind' to "
-            f"['{ctx.req.graph_url}/users/<user id>'].",
-        )
-    _check_sponsors(ctx, sponsors)
+    name = require_display_name(payload)
+    sponsors = bind_sponsors(ctx, payload, required_by="An agent identity blueprint" if blueprint else None)
     owners = bind_ids(payload, "owners", ("users", "servicePrincipals"))
     # The creator becomes an owner (documented for Blueprints; Graph does the same for
     # Application.ReadWrite.OwnedBy callers).
-    creator = caller.user_id or caller.sp_id or caller.app_id
-    owners = [creator, *[o for o in owners if o != creator]]
+    owners = [caller.creator, *[o for o in owners if o != caller.creator]]
     creds: list[KeyCredential] = []
     if payload.get("keyCredentials"):
         creds = _parse_key_credentials(payload["keyCredentials"], None)
     app = ctx.tenant.create_application(
         "blueprint" if blueprint else "application",
-        name.strip(),
+        name,
         owners=owners,
         sponsors=sponsors,
         created_by_app_id=caller.app_id,
     )
     if creds:
         ctx.tenant.set_key_credentials(app.object_id, creds)
-    body = application_json(ctx, app)
-    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/applications/{app.object_id}"})
+    return created(ctx, "applications", app.object_id, application_json(ctx, app))
 
 
 # --- update / delete -------------------------------------------------------------------
@@ -454,9 +432,9 @@ def _verify_proof(ctx: Context, app: Application, proof: Any) -> KeyCredential:
     if exp - nbf > _PROOF_MAX_LIFETIME:
         raise _proof_refused(app, f"its lifetime exp - nbf = {int(exp - nbf)} s exceeds 10 minutes.")
     if now > exp:
-        raise _proof_refused(app, f"it expired at {_stamp(exp)}.")
+        raise _proof_refused(app, f"it expired at {stamp(exp)}.")
     if now < nbf - _PROOF_SKEW:
-        raise _proof_refused(app, f"it is not valid before {_stamp(nbf)}.")
+        raise _proof_refused(app, f"it is not valid before {stamp(nbf)}.")
     return cred
 
 

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from entraclaw.emulator.graph._core import Context, GraphError, GraphResponse, bad_request, not_found, page, require
+from entraclaw.emulator.graph._core import (
+    Context,
+    GraphResponse,
+    bad_request,
+    entity,
+    method_not_allowed,
+    no_segment,
+    not_found,
+    page,
+    require,
+)
 from entraclaw.emulator.tenant import Domain
 
 __all__ = ["handle"]
@@ -39,7 +49,7 @@ def domain_json(domain: Domain) -> dict[str, Any]:
 def handle(ctx: Context) -> GraphResponse:
     seg = ctx.req.segments
     if ctx.req.method != "GET":
-        raise GraphError(405, "Request_BadRequest", f"Method {ctx.req.method} is not allowed on domains.")
+        raise method_not_allowed(ctx.req.method, "domains")
     require(ctx.caller, app=_READ, delegated=_READ)
     if "$filter" in ctx.req.query:
         raise bad_request("Unsupported query: /domains does not support $filter.", "Request_UnsupportedQuery")
@@ -50,7 +60,5 @@ def handle(ctx: Context) -> GraphResponse:
         domain = next((d for d in ctx.tenant.domains if d.name == seg[1].lower()), None)
         if domain is None:
             raise not_found(seg[1])
-        return GraphResponse(
-            200, {"@odata.context": f"{ctx.req.graph_url}/$metadata#domains/$entity", **domain_json(domain)}
-        )
-    raise GraphError(400, "BadRequest", f"Resource not found for the segment '{seg[2]}'.")
+        return GraphResponse(200, entity(ctx, "domains", domain_json(domain)))
+    raise no_segment(seg[2])

@@ -30,11 +30,17 @@ from entraclaw.emulator.graph._core import (
     GraphError,
     GraphResponse,
     bad_request,
+    created,
+    entity,
     matches,
+    method_not_allowed,
+    no_segment,
     not_found,
     page,
-    parse_filter,
+    query_filter,
     require,
+    require_graph_resource,
+    require_principal,
 )
 from entraclaw.emulator.tenant import GRAPH_DELEGATED_SCOPES, PermissionGrant
 
@@ -67,30 +73,20 @@ def handle(ctx: Context) -> GraphResponse:
     if len(seg) == 1:
         if method == "GET":
             require(ctx.caller, app=_READ, delegated=_READ)
-            clauses = parse_filter(
-                ctx.req.query.get("$filter", ""),
-                {
-                    "clientId": "clientId",
-                    "resourceId": "resourceId",
-                    "principalId": "principalId",
-                    "consentType": "consentType",
-                },
-                "oAuth2PermissionGrant",
-            )
+            clauses = query_filter(ctx, "oAuth2PermissionGrant", "clientId", "resourceId", "principalId", "consentType")
             items = [body for body in (grant_json(g) for g in ctx.tenant.grants) if matches(body, clauses)]
             return page(ctx, items, f"{ctx.req.graph_url}/$metadata#oauth2PermissionGrants")
         if method == "POST":
             return _create(ctx)
         raise _method(method)
     if len(seg) != 2:
-        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{seg[2]}'.")
+        raise no_segment(seg[2])
     grant = next((g for g in ctx.tenant.grants if g.id == seg[1]), None)
     if grant is None:
         raise not_found(seg[1])
     if method == "GET":
         require(ctx.caller, app=_READ, delegated=_READ)
-        body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#oauth2PermissionGrants/$entity", **grant_json(grant)}
-        return GraphResponse(200, body)
+        return GraphResponse(200, entity(ctx, "oauth2PermissionGrants", grant_json(grant)))
     if method == "PATCH":
         require(ctx.caller, app=_WRITE_APP, delegated=_WRITE_DELEGATED)
         payload = ctx.req.json()
@@ -111,7 +107,7 @@ def handle(ctx: Context) -> GraphResponse:
 
 
 def _method(method: str) -> GraphError:
-    return GraphError(405, "Request_BadRequest", f"Method {method} is not allowed on oauth2PermissionGrants.")
+    return method_not_allowed(method, "oauth2PermissionGrants")
 
 
 def _scopes(value: Any) -> list[str]:
@@ -133,13 +129,8 @@ def _create(ctx: Context) -> GraphResponse:
     consent_type = payload.get("consentType")
     principal_id = payload.get("principalId")
     tenant = ctx.tenant
-    if tenant.service_principal(client_id) is None and tenant.agent_identity_by_object_id(client_id) is None:
-        raise bad_request(f"clientId '{client_id}' is not a service principal in tenant {tenant.tenant_id}.")
-    if resource_id != tenant.graph_sp.object_id:
-        raise bad_request(
-            f"resourceId '{resource_id}' is not a resource the emulator publishes scopes for; use Microsoft Graph's "
-            f"service principal {tenant.graph_sp.object_id}."
-        )
+    require_principal(ctx, client_id, "clientId")
+    require_graph_resource(ctx, resource_id, "scopes")
     if consent_type not in ("AllPrincipals", "Principal"):
         raise bad_request("Property 'consentType' must be 'AllPrincipals' or 'Principal'.")
     if consent_type == "Principal":
@@ -164,5 +155,4 @@ def _create(ctx: Context) -> GraphResponse:
                 "Request_MultipleObjectsWithSameKeyValue",
             )
     grant = tenant.upsert_grant(client_id, str(consent_type), principal_id, resource_id, set(scopes))
-    body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#oauth2PermissionGrants/$entity", **grant_json(grant)}
-    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/oauth2PermissionGrants/{grant.id}"})
+    return created(ctx, "oauth2PermissionGrants", grant.id, entity(ctx, "oauth2PermissionGrants", grant_json(grant)))

@@ -41,7 +41,6 @@ and whether an Agent Identity's appId equals its id (the emulator makes them equ
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Any
 
 from entraclaw.emulator.graph._core import (
@@ -49,16 +48,25 @@ from entraclaw.emulator.graph._core import (
     Context,
     GraphError,
     GraphResponse,
+    addressed,
     agent_id_write_guard,
     bad_request,
-    bind_ids,
+    bind_sponsors,
+    created,
     denied,
+    entity,
     matches,
+    method_not_allowed,
+    no_segment,
     not_found,
     page,
-    parse_filter,
+    query_filter,
     require,
+    require_display_name,
+    require_graph_resource,
+    require_principal,
     split_key,
+    stamp,
 )
 from entraclaw.emulator.tenant import (
     GRAPH_APP_ROLES,
@@ -90,10 +98,6 @@ _READ_ASSIGNMENTS = (
 )
 
 
-def _stamp(seconds: float) -> str:
-    return _dt.datetime.fromtimestamp(max(seconds, 0.0), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sp_json(ctx: Context, sp: ServicePrincipal) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": sp.object_id,
@@ -101,7 +105,7 @@ def sp_json(ctx: Context, sp: ServicePrincipal) -> dict[str, Any]:
         "appId": sp.app_id,
         "appRoleAssignmentRequired": False,
         "createdByAppId": sp.created_by_app_id,
-        "createdDateTime": _stamp(sp.created_at),
+        "createdDateTime": stamp(sp.created_at),
         "displayName": sp.display_name,
         "servicePrincipalNames": [sp.app_id],
         "signInAudience": "AzureADMyOrg",
@@ -149,7 +153,7 @@ def identity_json(ctx: Context, identity: AgentIdentity) -> dict[str, Any]:
         "appId": identity.app_id,
         "accountEnabled": True,
         "createdByAppId": identity.created_by_app_id,
-        "createdDateTime": _stamp(identity.created_at),
+        "createdDateTime": stamp(identity.created_at),
         "displayName": identity.display_name,
         "servicePrincipalType": "ServiceIdentity",
         "tags": [],
@@ -172,7 +176,7 @@ def handle(ctx: Context) -> GraphResponse:
     method = ctx.req.method
     keyed = split_key(seg[0], "servicePrincipals")
     if keyed is None and seg[0] != "servicePrincipals":
-        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{seg[0]}'.")
+        raise no_segment(seg[0])
     if keyed is None and len(seg) <= 2 and (len(seg) == 1 or seg[1] in (BLUEPRINT_PRINCIPAL, AGENT_IDENTITY)):
         cast = seg[1] if len(seg) == 2 else None
         if method == "GET":
@@ -182,21 +186,20 @@ def handle(ctx: Context) -> GraphResponse:
                 return _create_identity(ctx)
             return _create_principal(ctx, typed=cast == BLUEPRINT_PRINCIPAL)
         raise _method(method)
-    hidden_ok = method != "GET"
-    if keyed is not None:
-        key, rest = keyed[1], seg[1:]
-        target: Any = ctx.tenant.service_principal_by_app_id(
-            key, include_hidden=hidden_ok
-        ) or ctx.tenant.agent_identity(key, include_hidden=hidden_ok)
-    else:
-        key, rest = seg[1].lower(), seg[2:]
-        if not GUID_RE.match(key):
-            raise not_found(seg[1])
-        target = ctx.tenant.service_principal(key, include_hidden=hidden_ok) or ctx.tenant.agent_identity_by_object_id(
-            key, include_hidden=hidden_ok
-        )
-    if target is None:
-        raise not_found(key)
+    tenant = ctx.tenant
+    target: Any
+    key, target, rest = addressed(
+        ctx,
+        keyed,
+        lambda app_id, hidden: (
+            tenant.service_principal_by_app_id(app_id, include_hidden=hidden)
+            or tenant.agent_identity(app_id, include_hidden=hidden)
+        ),
+        lambda oid, hidden: (
+            tenant.service_principal(oid, include_hidden=hidden)
+            or tenant.agent_identity_by_object_id(oid, include_hidden=hidden)
+        ),
+    )
     if rest and rest[0] in (BLUEPRINT_PRINCIPAL, AGENT_IDENTITY):
         wanted_identity = rest[0] == AGENT_IDENTITY
         if wanted_identity != isinstance(target, AgentIdentity) or (
@@ -214,9 +217,7 @@ def handle(ctx: Context) -> GraphResponse:
                 owned_app=("Application.ReadWrite.OwnedBy", "AgentIdentityBlueprint.Create"),
             )
             body = identity_json(ctx, target) if isinstance(target, AgentIdentity) else sp_json(ctx, target)
-            return GraphResponse(
-                200, {"@odata.context": f"{ctx.req.graph_url}/$metadata#servicePrincipals/$entity", **body}
-            )
+            return GraphResponse(200, entity(ctx, "servicePrincipals", body))
         if method == "DELETE":
             return _delete(ctx, target)
         raise _method(method)
@@ -235,11 +236,11 @@ def handle(ctx: Context) -> GraphResponse:
             return _assign(ctx, principal=None, resource=oid)
         if len(rest) == 2 and method == "DELETE":
             return _unassign(ctx, rest[1], lambda a: a.resource_id == oid)
-    raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[0]}'.")
+    raise no_segment(rest[0])
 
 
 def _method(method: str) -> GraphError:
-    return GraphError(405, "Request_BadRequest", f"Method {method} is not allowed on servicePrincipals.")
+    return method_not_allowed(method, "servicePrincipals")
 
 
 def _list(ctx: Context, cast: str | None) -> GraphResponse:
@@ -247,16 +248,8 @@ def _list(ctx: Context, cast: str | None) -> GraphResponse:
     # https://learn.microsoft.com/graph/api/agentidentity-list
     # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-list
     require(ctx.caller, app=(*_READ, "Application.ReadWrite.OwnedBy", "AgentIdentityBlueprint.Create"), delegated=_READ)
-    clauses = parse_filter(
-        ctx.req.query.get("$filter", ""),
-        {
-            "appId": "appId",
-            "displayName": "displayName",
-            "id": "id",
-            "servicePrincipalType": "servicePrincipalType",
-            "agentIdentityBlueprintId": "agentIdentityBlueprintId",
-        },
-        "servicePrincipal",
+    clauses = query_filter(
+        ctx, "servicePrincipal", "appId", "displayName", "id", "servicePrincipalType", "agentIdentityBlueprintId"
     )
     items: list[dict[str, Any]] = []
     if cast != AGENT_IDENTITY:
@@ -315,11 +308,11 @@ def _create_principal(ctx: Context, *, typed: bool) -> GraphResponse:
         raise bad_request(
             f"The service principal of application {app_id} already exists.", "Request_MultipleObjectsWithSameKeyValue"
         )
-    creator = caller.user_id or caller.sp_id or caller.app_id
-    sp = ctx.tenant.add_service_principal(app_id, owners=[creator], created_by_app_id=caller.app_id, over_graph=True)
+    sp = ctx.tenant.add_service_principal(
+        app_id, owners=[caller.creator], created_by_app_id=caller.app_id, over_graph=True
+    )
     cast = f"/{BLUEPRINT_PRINCIPAL}" if sp.kind == "blueprintPrincipal" else ""
-    body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#servicePrincipals{cast}/$entity", **sp_json(ctx, sp)}
-    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/servicePrincipals/{sp.object_id}"})
+    return created(ctx, "servicePrincipals", sp.object_id, entity(ctx, f"servicePrincipals{cast}", sp_json(ctx, sp)))
 
 
 def _create_identity(ctx: Context) -> GraphResponse:
@@ -335,9 +328,7 @@ def _create_identity(ctx: Context) -> GraphResponse:
             "Agent identities can't create other agent identities.",
         )
     parent = str(payload.get("agentIdentityBlueprintId") or payload.get("agentIdentityBlueprintAppId") or "").lower()
-    name = payload.get("displayName")
-    if not isinstance(name, str) or not name.strip():
-        raise bad_request("Property 'displayName' is required and must be a non-empty string.")
+    name = require_display_name(payload)
     if not GUID_RE.match(parent):
         raise bad_request("Property 'agentIdentityBlueprintId' is required: the appId of the agent identity blueprint.")
     blueprint = ctx.tenant.application(parent)
@@ -382,29 +373,17 @@ def _create_identity(ctx: Context) -> GraphResponse:
             owned_app=("AgentIdentityBlueprint.Create", "AgentIdentityBlueprintPrincipal.Create"),
             owned_delegated=("AgentIdentityBlueprint.Create", "AgentIdentityBlueprintPrincipal.Create"),
         )
-    sponsors = bind_ids(payload, "sponsors", ("users", "groups"))
-    if not sponsors:
-        raise bad_request(
-            "An agent identity needs at least one sponsor: set 'sponsors@odata.bind' to "
-            f"['{ctx.req.graph_url}/users/<user id>']."
-        )
-    for oid in sponsors:
-        if ctx.tenant.person(oid) is None and ctx.tenant.user(oid) is None:
-            raise bad_request(f"Sponsor '{oid}' is not a user in tenant {ctx.tenant.tenant_id}.")
-    creator = caller.user_id or caller.sp_id or caller.app_id
+    sponsors = bind_sponsors(ctx, payload, required_by="An agent identity")
     identity = ctx.tenant.add_agent_identity(
         parent,
-        name.strip(),
-        owners=[creator],
+        name,
+        owners=[caller.creator],
         sponsors=sponsors,
         created_by_app_id=caller.app_id,
         over_graph=True,
     )
-    body = {
-        "@odata.context": f"{ctx.req.graph_url}/$metadata#servicePrincipals/$entity",
-        **identity_json(ctx, identity),
-    }
-    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/servicePrincipals/{identity.object_id}"})
+    body = entity(ctx, "servicePrincipals", identity_json(ctx, identity))
+    return created(ctx, "servicePrincipals", identity.object_id, body)
 
 
 def _delete(ctx: Context, target: ServicePrincipal | AgentIdentity) -> GraphResponse:
@@ -454,7 +433,7 @@ def assignment_json(ctx: Context, a: AppRoleAssignment) -> dict[str, Any]:
     return {
         "id": a.id,
         "appRoleId": a.app_role_id,
-        "createdDateTime": _stamp(a.created_at),
+        "createdDateTime": stamp(a.created_at),
         "deletedDateTime": None,
         "principalDisplayName": principal.display_name if principal is not None else None,
         "principalId": a.principal_id,
@@ -486,16 +465,8 @@ def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> Gra
         raise bad_request(f"principalId must be the service principal in the URL ({principal}).")
     if resource is not None and resource_id != resource:
         raise bad_request(f"resourceId must be the service principal in the URL ({resource}).")
-    if (
-        ctx.tenant.service_principal(principal_id) is None
-        and ctx.tenant.agent_identity_by_object_id(principal_id) is None
-    ):
-        raise bad_request(f"principalId '{principal_id}' is not a service principal in tenant {ctx.tenant.tenant_id}.")
-    if resource_id != ctx.tenant.graph_sp.object_id:
-        raise bad_request(
-            f"resourceId '{resource_id}' is not a resource the emulator publishes roles for; use Microsoft Graph's "
-            f"service principal {ctx.tenant.graph_sp.object_id}."
-        )
+    require_principal(ctx, principal_id, "principalId")
+    require_graph_resource(ctx, resource_id, "roles")
     roles = {permission_id(r, "role"): r for r in GRAPH_APP_ROLES}
     if role_id not in roles:
         raise bad_request(
@@ -511,11 +482,7 @@ def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> Gra
             "Permission being assigned already exists on the object.", "Request_MultipleObjectsWithSameKeyValue"
         )
     assignment = ctx.tenant.assign_app_role(principal_id, role_id, roles[role_id])
-    body = {
-        "@odata.context": f"{ctx.req.graph_url}/$metadata#appRoleAssignments/$entity",
-        **assignment_json(ctx, assignment),
-    }
-    return GraphResponse(201, body)
+    return GraphResponse(201, entity(ctx, "appRoleAssignments", assignment_json(ctx, assignment)))
 
 
 def _unassign(ctx: Context, assignment_id: str, keep: Any) -> GraphResponse:

@@ -35,10 +35,14 @@ from entraclaw.emulator.graph._core import (
     GraphResponse,
     agent_id_write_guard,
     bad_request,
+    created,
+    entity,
     matches,
+    method_not_allowed,
+    no_segment,
     not_found,
     page,
-    parse_filter,
+    query_filter,
     require,
 )
 from entraclaw.emulator.tenant import AgentUser, DirectoryUser
@@ -80,14 +84,14 @@ def user_json(user: AgentUser | DirectoryUser) -> dict[str, Any]:
 def handle_me(ctx: Context) -> GraphResponse:
     # https://learn.microsoft.com/graph/api/user-get (GET /me: delegated only)
     if ctx.req.method != "GET" or len(ctx.req.segments) != 1:
-        raise GraphError(405, "Request_BadRequest", f"Method {ctx.req.method} is not allowed on /me.")
+        raise method_not_allowed(ctx.req.method, "/me")
     caller = ctx.caller
     if not caller.delegated:
         raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
     user: AgentUser | DirectoryUser | None = ctx.tenant.user(caller.user_id or "") or caller.person
     if user is None:
         raise not_found(str(caller.user_id))
-    body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#users/$entity", **user_json(user)}
+    body = entity(ctx, "users", user_json(user))
     if isinstance(user, AgentUser):
         # /me answered the Agent User before Agent ID typing was modelled; keep its mail as before.
         body["mail"] = None
@@ -98,7 +102,7 @@ def handle(ctx: Context) -> GraphResponse:
     seg = ctx.req.segments
     method = ctx.req.method
     if seg[0] != "users":
-        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{seg[0]}'.")
+        raise no_segment(seg[0])
     if len(seg) == 1 or (len(seg) == 2 and seg[1] == AGENT_USER):
         typed = len(seg) == 2
         if method == "GET":
@@ -121,10 +125,10 @@ def handle(ctx: Context) -> GraphResponse:
             raise not_found(key)
         rest = rest[1:]
     if rest:
-        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[0]}'.")
+        raise no_segment(rest[0])
     if method == "GET":
         require(ctx.caller, app=_READ, delegated=(*_READ, "User.ReadBasic.All"))
-        return GraphResponse(200, {"@odata.context": f"{ctx.req.graph_url}/$metadata#users/$entity", **user_json(user)})
+        return GraphResponse(200, entity(ctx, "users", user_json(user)))
     if method == "DELETE":
         if not isinstance(user, AgentUser):
             raise GraphError(403, "Authorization_RequestDenied", "The emulator does not delete its seeded users.")
@@ -136,7 +140,7 @@ def handle(ctx: Context) -> GraphResponse:
 
 
 def _method(method: str) -> GraphError:
-    return GraphError(405, "Request_BadRequest", f"Method {method} is not allowed on users.")
+    return method_not_allowed(method, "users")
 
 
 def _authorize_parented(ctx: Context, identity_app_id: str) -> None:
@@ -161,17 +165,7 @@ def _authorize_parented(ctx: Context, identity_app_id: str) -> None:
 def _list(ctx: Context, *, agents_only: bool) -> GraphResponse:
     # https://learn.microsoft.com/graph/api/user-list ; https://learn.microsoft.com/graph/api/agentuser-list
     require(ctx.caller, app=_READ, delegated=(*_READ, "User.ReadBasic.All"))
-    clauses = parse_filter(
-        ctx.req.query.get("$filter", ""),
-        {
-            "userPrincipalName": "userPrincipalName",
-            "displayName": "displayName",
-            "id": "id",
-            "identityParentId": "identityParentId",
-            "mailNickname": "mailNickname",
-        },
-        "user",
-    )
+    clauses = query_filter(ctx, "user", "userPrincipalName", "displayName", "id", "identityParentId", "mailNickname")
     people: list[AgentUser | DirectoryUser] = [] if agents_only else list(ctx.tenant.people)
     candidates: list[AgentUser | DirectoryUser] = [
         *people,
@@ -224,5 +218,4 @@ def _create(ctx: Context, *, typed: bool) -> GraphResponse:
         account_enabled=payload["accountEnabled"],
         over_graph=True,
     )
-    body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#users/$entity", **user_json(user)}
-    return GraphResponse(201, body, {"Location": f"{ctx.req.graph_url}/users/{user.object_id}"})
+    return created(ctx, "users", user.object_id, entity(ctx, "users", user_json(user)))
