@@ -191,6 +191,12 @@ class DeviceCodeAuth(GraphAuth):
 
     def _acquire(self) -> tuple[str, float]:
         app = self._public_app()
+        # A second token in the same run (expiry, a 401) comes from MSAL's refresh token, not
+        # from a second sign-in prompt.
+        for account in app.get_accounts():
+            silent = app.acquire_token_silent(self._scopes, account=account)
+            if silent and "access_token" in silent:
+                return str(silent["access_token"]), self._clock() + float(silent.get("expires_in") or 3599)
         try:
             flow = app.initiate_device_flow(scopes=self._scopes)
         except (requests.exceptions.RequestException, ValueError) as exc:
