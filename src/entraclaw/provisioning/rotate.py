@@ -38,8 +38,9 @@ from entraclaw.provisioning.keys import (
     open_device_key,
     unclaimed_key_refs,
 )
+from entraclaw.provisioning.plan import PlanStep, describe
 from entraclaw.provisioning.proofs import build_proof
-from entraclaw.provisioning.setup import PlanStep, key_credential_body, key_id_for, patch_keeping_others
+from entraclaw.provisioning.setup import key_credential_body, key_id_for, patch_keeping_others
 from entraclaw.provisioning.smoke import prove_hop1
 from entraclaw.provisioning.state import Journal, checkpoint, read_device_config, resolve_state_dir, write_device_config
 
@@ -168,9 +169,9 @@ class Rotate:
         self._act = True
 
     def _plan(self, step: str, action: str, detail: str = "") -> None:
-        self.result.plan.append(PlanStep(step, action, detail))
-        marker = "would " if not self._act and action not in ("exists", "skip", "done") else ""
-        self.echo(f"[{step}] {marker}{action}{': ' + detail if detail else ''}")
+        entry = PlanStep(step, action, detail)
+        self.result.plan.append(entry)
+        self.echo(describe(entry, dry_run=not self._act))
 
     def _done(self, step: str, **values: Any) -> None:
         self.journal.data.update(values)

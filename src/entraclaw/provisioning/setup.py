@@ -51,6 +51,7 @@ from entraclaw.provisioning.keys import (
     resolve_storage,
     unclaimed_key_refs,
 )
+from entraclaw.provisioning.plan import PlanStep, describe
 from entraclaw.provisioning.proofs import build_proof
 from entraclaw.provisioning.smoke import run_chain
 from entraclaw.provisioning.state import (
@@ -173,13 +174,6 @@ class SetupOptions:
     propagation_timeout: float = 180.0
 
 
-@dataclass(frozen=True)
-class PlanStep:
-    step: str
-    action: str  # "exists", "create", "update", "register (PATCH)", "register (addKey)", "write", "run", "skip"
-    detail: str = ""
-
-
 @dataclass
 class SetupResult:
     plan: list[PlanStep] = field(default_factory=list)
@@ -229,8 +223,7 @@ class Setup:
         self.result.plan.append(entry)
         if self.on_step is not None:
             self.on_step(entry)
-        marker = "would " if not self._act and action not in ("exists", "skip") else ""
-        self.echo(f"[{step}] {marker}{action}{': ' + detail if detail else ''}")
+        self.echo(describe(entry, dry_run=not self._act))
 
     def _sponsors(self) -> tuple[str, ...]:
         """Object ids of the sponsors Graph requires on a new Blueprint / Agent Identity."""
