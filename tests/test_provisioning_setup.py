@@ -273,3 +273,21 @@ def test_a_refused_create_leaves_nothing_pending(tenant: Tenant, tmp_path: Path)
     lines: list[str] = []
     assert tenant.setup(home, echo=lines.append).run().completed
     assert not any("waiting for" in line for line in lines), lines
+
+
+def test_rotate_runs_by_itself_within_the_expiry_window_and_dry_run_writes_nothing(
+    tenant: Tenant, tmp_path: Path
+) -> None:
+    home = tmp_path / "d"
+    tenant.setup(home).run()
+    before = read_device_config(home / ".env", environ={})
+    lines: list[str] = []
+    dry = Rotate(tenant.graph(), state_dir=home, days_before_expiry=400, echo=lines.append).run(dry_run=True)
+    assert not dry.rotated and dry.graph_writes == 0 and not (home / "rotate-journal.json").exists()
+    assert any(line.startswith("[add_key] would run") for line in lines)
+    # A 365-day certificate is inside a 400-day window: no --force needed.
+    result = Rotate(tenant.graph(), state_dir=home, days_before_expiry=400, echo=lambda _l: None).run()
+    assert result.rotated
+    assert read_device_config(home / ".env", environ={})["ENTRACLAW_BLUEPRINT_CERT_SHA1"] != before[
+        "ENTRACLAW_BLUEPRINT_CERT_SHA1"
+    ]
