@@ -68,11 +68,20 @@ def test_demo_json_parses_and_traces_every_hop():
 
 
 def test_demo_by_upn():
-    out = _run("demo", "--json", "--upn", "someone@agents.example")
+    # Setup names the Agent User in the tenant's default verified domain (a UPN elsewhere is refused).
+    out = _run("demo", "--json", "--upn")
     assert out.returncode == 0, out.stderr
     steps = json.loads(out.stdout)["steps"]
-    assert "username=someone@agents.example" in steps[-2]["title"]
-    assert steps[-1]["userPrincipalName"] == "someone@agents.example"
+    upn = steps[-1]["userPrincipalName"]
+    assert upn.startswith("entraclaw-agent@") and upn.endswith(".onmicrosoft.com")
+    assert f"username={upn}" in steps[-2]["title"]
+
+
+def test_demo_refuses_a_upn_outside_the_tenant_domains():
+    out = _run("demo", "--upn", "someone@agents.example")
+    assert out.returncode != 0
+    assert "agents.example" in out.stderr
+    _assert_no_token(out.stdout + out.stderr)
 
 
 def test_demo_failure_exits_nonzero_with_message():

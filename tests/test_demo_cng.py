@@ -22,7 +22,7 @@ def test_demo_runs_with_a_cng_blueprint_key(standin):
     assert key_step["storage"].startswith("CNG") and key_step["key"].startswith("CNG")
     assert trace.steps[-1]["token_from_cache"] is True
     # The demo removes the certificate and key it created.
-    assert not [c for c in cng.list_certificates() if "entraclaw-demo-blueprint" in c.subject]
+    assert not [c for c in cng.list_certificates() if "entraclaw-blueprint-" in c.subject]
 
 
 def test_credential_signs_hop1_with_a_cng_key(standin):

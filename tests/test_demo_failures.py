@@ -37,16 +37,14 @@ def test_graph_error_body_that_is_a_json_list_is_still_a_graph_error(monkeypatch
 
 @pytest.mark.standin
 def test_cng_key_is_removed_when_provisioning_fails(standin, monkeypatch):
-    real_call_graph = demo.call_graph
+    from entraclaw.provisioning.graph import GraphClient
 
-    def failing_patch(session, method, url, token, **kw):
-        if method == "PATCH":
-            raise GraphRequestError(
-                "Graph PATCH failed (test).", remedy="none", http_status=503, code=None, request_id=None, url=url
-            )
-        return real_call_graph(session, method, url, token, **kw)
+    def failing_patch(self, object_id, credentials):
+        raise GraphRequestError(
+            "Graph PATCH failed (test).", remedy="none", http_status=503, code=None, request_id=None, url=object_id
+        )
 
-    monkeypatch.setattr(demo, "call_graph", failing_patch)
+    monkeypatch.setattr(GraphClient, "patch_key_credentials", failing_patch)
     trace = DemoTrace()
     with pytest.raises(GraphRequestError):
         run_demo(trace, use_cng=True)
@@ -54,4 +52,4 @@ def test_cng_key_is_removed_when_provisioning_fails(standin, monkeypatch):
     key_step = next(s for s in trace.steps if s["title"].startswith("Blueprint key"))
     assert key_step["storage"].startswith("CNG")
     # ...and is gone from the store afterwards.
-    assert not [c for c in cng.list_certificates() if "entraclaw-demo-blueprint" in c.subject]
+    assert not [c for c in cng.list_certificates() if "entraclaw-blueprint-" in c.subject]

@@ -22,6 +22,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "entraclaw.commands.emulator",
     "entraclaw.commands.demo",
     "entraclaw.commands.token",
+    "entraclaw.commands.setup",
+    "entraclaw.commands.rotate",
+    "entraclaw.commands.doctor",
 )
 
 

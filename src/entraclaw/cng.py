@@ -116,17 +116,19 @@ CATEGORY_ERRORS: dict[str, type[SigningError]] = {
 _CATEGORY_REMEDIES: dict[str, str] = {
     "stale_handle": (
         "The key handle stayed invalid after it was re-opened; the key was probably removed or the "
-        "TPM was reset. Re-run scripts/deploy-windows.ps1 to create a new key and register it."
+        "TPM was reset. Run `entraclaw rotate --force` with admin credentials (scripts/deploy-windows.ps1 "
+        "-Force wraps it) to create a new key and register it."
     ),
     "buffer_too_small": "The key storage provider kept rejecting the signature buffer; update the TPM driver/firmware.",
     "auth_failed": (
         "The TPM rejected the key's authorization. entraclaw does not retry: every failed attempt counts toward "
         "the TPM's dictionary-attack lockout. Check `Get-Tpm` (LockoutCount) and re-run "
-        "scripts/deploy-windows.ps1 to create a key without a PIN."
+        "scripts/deploy-windows.ps1 -Force (`entraclaw rotate --force`) to create a key without a PIN."
     ),
     "tpm_vulnerable": (
         "This Infineon TPM has the ROCA weakness (CVE-2017-15361) and Windows blocks RSA keys in it. Update the "
-        "TPM firmware (Microsoft advisory ADV170012), clear the TPM, and re-run scripts/deploy-windows.ps1."
+        "TPM firmware (Microsoft advisory ADV170012), clear the TPM, "
+        "and run `entraclaw rotate --force` (scripts/deploy-windows.ps1 -Force)."
     ),
     "out_of_memory": (
         "The key storage provider ran out of memory. Close programs that use the TPM heavily or restart the "
@@ -308,7 +310,7 @@ def _check_location(location: str) -> StoreLocation:
         return "LocalMachine"
     raise ConfigurationError(
         f"Certificate store location {location!r} is not 'CurrentUser' or 'LocalMachine'.",
-        remedy="Use CurrentUser (where setup-windows.ps1 puts the certificate) or LocalMachine.",
+        remedy="Use CurrentUser (where `entraclaw setup` puts the certificate) or LocalMachine.",
     )
 
 

@@ -1,16 +1,17 @@
 """``entraclaw demo``: an agent becomes an Entra Agent User, end to end, on this machine.
 
-The demo starts the local Entra + Graph emulator in-process and does what a
-real setup does, through the same client code:
+The demo starts the local Entra + Graph emulator in-process and runs
+``entraclaw setup`` against it through the same code a real tenant gets
+(:class:`entraclaw.provisioning.setup.Setup` over Graph, signed in as the
+emulator's provisioner app), with its state in a temporary directory:
 
-1. make the Blueprint's key and certificate (a CNG key through
+1. Blueprint and its principal, created through Graph;
+2. the Blueprint's key and certificate on this machine (a CNG key through
    :mod:`entraclaw.cng` on Windows when the native module is there; a PEM key
-   otherwise);
-2. register the certificate on the Blueprint with Graph
-   ``PATCH /v1.0/applications/{id}`` as a provisioner app would;
-3. create the Agent Identity and the Agent User, grant consent;
-4. run Hops 1-3 with :class:`~entraclaw.auth.credential.AgentUserCredential`;
-5. call Graph ``/v1.0/me`` as the Agent User.
+   otherwise), registered with Graph ``PATCH /v1.0/applications/{id}``;
+3. the Agent Identity, the Agent User and consent, through Graph;
+4. Hops 1-3 with :class:`~entraclaw.auth.credential.AgentUserCredential`;
+5. Graph ``/v1.0/me`` as the Agent User.
 
 Each step is recorded in a :class:`DemoTrace` (text or JSON). Tokens are
 described by their claims and verified against the tenant's signing key; no
@@ -19,25 +20,23 @@ token is ever printed.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import json
+import shutil
 import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from entraclaw.auth._b64 import b64url_decode
-from entraclaw.auth.adapters import client_assertion_callable
 from entraclaw.auth.certgen import generate_rsa_key, self_signed_certificate
 from entraclaw.auth.credential import AgentUserCredential
-from entraclaw.auth.exchange import MsalExchanger
 from entraclaw.auth.jwt_claims import claims_summary
 from entraclaw.auth.signer import Algorithm, PemSigner, Signer, verify_signature
 from entraclaw.errors import EntraclawError, GraphRequestError
@@ -54,7 +53,6 @@ __all__ = [
 
 GRAPH = "https://graph.microsoft.com"
 GRAPH_DEFAULT_SCOPE = f"{GRAPH}/.default"
-DEFAULT_UPN = "agent-user@entraclaw-demo.example"
 _HOP_NAMES = {1: "T1", 2: "T2", 3: "T3"}
 
 
@@ -198,101 +196,120 @@ class DemoTenant:
     key: BlueprintKey
 
 
+_STEP_TITLES = {
+    "blueprint": "Blueprint application (Graph POST /v1.0/applications/microsoft.graph.agentIdentityBlueprint)",
+    "blueprint_principal": (
+        "Blueprint principal (Graph POST /v1.0/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal)"
+    ),
+    "certificate": "Certificate registered on the Blueprint via Graph PATCH /v1.0/applications/{id}",
+    "agent_identity": "Agent Identity (Graph POST /v1.0/servicePrincipals/microsoft.graph.agentIdentity)",
+    "agent_user": "Agent User (Graph POST /v1.0/users/microsoft.graph.agentUser)",
+    "consent": "Consent for the Agent User (Graph POST /v1.0/oauth2PermissionGrants)",
+    "config": "Device config written (temporary state directory)",
+}
+_STORAGE = {"tpm": "CNG TPM", "software_ksp": "CNG software KSP", "pem": "PEM (software, temporary key file)"}
+
+
 def provision_emulator_tenant(
-    emu: Any, trace: DemoTrace, *, upn: str = DEFAULT_UPN, use_cng: bool | None = None
+    emu: Any, trace: DemoTrace, *, upn: str | None = None, use_cng: bool | None = None
 ) -> DemoTenant:
-    """Blueprint (certificate uploaded through Graph), Agent Identity, Agent User and consent."""
-    tenant = emu.tenant
-    suffix = uuid.uuid4().hex[:8]
+    """``entraclaw setup`` against the running emulator, as its admin; the steps go into ``trace``.
 
-    # The provisioner is the app a real setup uses to manage Blueprints
-    # (Application.ReadWrite.OwnedBy); its key stays in this process.
-    prov_key = generate_rsa_key()
-    prov_cert = self_signed_certificate(prov_key, f"entraclaw-demo-provisioner-{suffix}")
-    provisioner = tenant.add_application("entraclaw demo provisioner", [prov_cert])
-    tenant.grant_app_roles(provisioner.app_id, GRAPH, ["Application.ReadWrite.OwnedBy"])
-    blueprint = tenant.add_blueprint("entraclaw demo Blueprint", owners=[provisioner.app_id])
-    trace.step(
-        "Tenant: Blueprint application created (no key registered yet)",
-        tenant=emu.tenant_id,
-        blueprint_app=blueprint.app_id,
-        object_id=blueprint.object_id,
+    ``upn`` None names the Agent User ``entraclaw-agent@<the tenant's default domain>``.
+    The state (journal, config, a PEM key file) lives in a temporary directory
+    removed by ``DemoTenant.key.cleanup``, which also deletes a CNG key.
+    """
+    from entraclaw.provisioning.auth import ClientCertificateAuth
+    from entraclaw.provisioning.context import Endpoints
+    from entraclaw.provisioning.graph import GraphClient
+    from entraclaw.provisioning.keys import KeyStorage, delete_device_key, open_device_key
+    from entraclaw.provisioning.setup import PlanStep, Setup, SetupOptions
+
+    admin = emu.admin
+    endpoints = Endpoints(
+        tenant_id=emu.tenant_id, authority_host=emu.base_url, graph_url=emu.graph_url, ca_bundle=emu.ca_bundle_path
     )
+    graph = GraphClient(
+        endpoints.graph_url,
+        ClientCertificateAuth(
+            authority=endpoints.authority,
+            client_id=admin.app_id,
+            signer=PemSigner(admin.key, admin.cert),
+            session=endpoints.session(),
+        ),
+        session=endpoints.session(),
+    )
+    trace.step(
+        "Admin signs in to Graph as the tenant's provisioner app (client certificate)",
+        tenant=emu.tenant_id,
+        admin_app=admin.app_id,
+        sponsor=admin.user_upn,
+    )
+    home = Path(tempfile.mkdtemp(prefix="entraclaw-demo-"))
+    storage: KeyStorage = "cng" if _cng_wanted(use_cng) else "file"
+    options = SetupOptions(
+        endpoints=endpoints,
+        key_storage=storage,
+        state_dir=home,
+        sponsor_ids=(admin.user_id,),
+        agent_user_upn=upn,
+        smoke_test=False,
+        propagation_timeout=60.0,
+    )
+    setup: Setup
 
-    key = blueprint_key(f"entraclaw-demo-blueprint-{suffix}", use_cng=use_cng)
+    def on_step(step: PlanStep) -> None:
+        if step.step == "key" and setup.key is not None:
+            key = setup.key
+            details: dict[str, Any] = {
+                "key": key.signer.key_description,
+                "storage": _STORAGE.get(key.provider, key.provider),
+                "x5t#S256": key.x5t_s256,
+                "sha1": key.sha1,
+            }
+            if key.warning:
+                details["note"] = key.warning
+            trace.step("Blueprint key and self-signed certificate created on this machine", **details)
+        elif step.step in _STEP_TITLES:
+            trace.step(_STEP_TITLES[step.step], action=step.action, detail=step.detail)
+
+    setup = Setup(options, graph, echo=lambda _line: None, on_step=on_step)
+
+    def cleanup() -> None:
+        if setup.key is not None:
+            setup.key.close()
+            delete_device_key(setup.key.key_ref)
+        shutil.rmtree(home, ignore_errors=True)
+
     try:
-        details: dict[str, Any] = {
-            "key": key.signer.key_description,
-            "storage": key.kind,
-            "x5t#S256": key.signer.x5t_s256,
-            "sha1": key.signer.sha1_thumbprint,
-        }
-        if key.note:
-            details["note"] = key.note
-        trace.step("Blueprint key and self-signed certificate created on this machine", **details)
-
-        session = emu.session()
-        exchanger = MsalExchanger(emu.authority, session=session)
-        prov_assertion = client_assertion_callable(
-            PemSigner(prov_key, prov_cert), provisioner.app_id, exchanger.token_endpoint
-        )
-        prov_token = exchanger.client_credentials(
-            hop=None, client_id=provisioner.app_id, scopes=[GRAPH_DEFAULT_SCOPE], client_assertion=prov_assertion
-        )["access_token"]
-        der = key.certificate.public_bytes(serialization.Encoding.DER)
-        url = f"{emu.graph_url}/applications/{blueprint.object_id}"
-        call_graph(
-            session,
-            "PATCH",
-            url,
-            prov_token,
-            what="PATCH keyCredentials",
-            json_body={
-                "keyCredentials": [
-                    {
-                        "type": "AsymmetricX509Cert",
-                        "usage": "Verify",
-                        "key": base64.b64encode(der).decode("ascii"),
-                        "displayName": f"CN=entraclaw-demo-blueprint-{suffix}",
-                    }
-                ]
-            },
-        )
-        registered = call_graph(
-            session, "GET", f"{url}?$select=keyCredentials", prov_token, what="GET keyCredentials"
-        ).get("keyCredentials", [])
-        trace.step(
-            "Certificate registered on the Blueprint via Graph PATCH /v1.0/applications/{id}",
-            provisioner_app=provisioner.app_id,
-            key_credentials=len(registered),
-            custom_key_id=registered[0].get("customKeyIdentifier") if registered else None,
-        )
-
-        identity = tenant.add_agent_identity(blueprint.app_id, "entraclaw demo Agent Identity")
-        user = tenant.add_agent_user(identity.app_id, upn, "entraclaw demo Agent User")
-        tenant.grant_consent(identity.app_id, GRAPH, ["User.Read"])
-        trace.step(
-            "Agent Identity and Agent User created, consent granted",
-            agent_identity=identity.app_id,
-            agent_user=user.object_id,
-            upn=user.upn,
-            consent="User.Read on Microsoft Graph",
-        )
+        result = setup.run()
+        values = result.config
+        device = open_device_key(values["ENTRACLAW_KEY_REF"])
     except BaseException:
         # The key may be a real certificate + key in the user's store: never leave it behind
         # when provisioning stops half-way (the caller's cleanup only covers a returned tenant).
-        if key.cleanup is not None:
-            key.cleanup()
+        cleanup()
         raise
+    key = BlueprintKey(device.signer, device.certificate, _STORAGE.get(device.provider, device.provider),
+                       device.warning, cleanup)
     return DemoTenant(
         authority=emu.authority,
-        blueprint_app_id=blueprint.app_id,
-        blueprint_object_id=blueprint.object_id,
-        agent_identity_app_id=identity.app_id,
-        agent_user_id=user.object_id,
-        agent_user_upn=user.upn,
+        blueprint_app_id=values["ENTRACLAW_BLUEPRINT_APP_ID"],
+        blueprint_object_id=values["ENTRACLAW_BLUEPRINT_OBJECT_ID"],
+        agent_identity_app_id=values["ENTRACLAW_AGENT_IDENTITY_ID"],
+        agent_user_id=values["ENTRACLAW_AGENT_USER_ID"],
+        agent_user_upn=values["ENTRACLAW_AGENT_USER_UPN"],
         key=key,
     )
+
+
+def _cng_wanted(use_cng: bool | None) -> bool:
+    """CNG on Windows with the real module; ``True`` takes whichever native backend is loaded (the stand-in)."""
+    from entraclaw import cng
+
+    if use_cng is None:
+        return sys.platform == "win32" and cng.backend() == "cng"
+    return bool(use_cng) and cng.native_available()
 
 
 def _verified(token: str, emu: Any) -> str:
@@ -346,21 +363,23 @@ def run_demo(
     """Run the whole demo into ``trace``; raises :class:`EntraclawError` on the first failure.
 
     ``upn`` makes Hop 3 name the Agent User by UPN (``username``) instead of
-    object id. The trace keeps the steps done before a failure.
+    object id: ``""`` for the default ``entraclaw-agent@<tenant domain>``, or a
+    UPN in a verified domain of the tenant. The trace keeps the steps done
+    before a failure.
     """
     from entraclaw.emulator import Emulator
 
     trace = trace if trace is not None else DemoTrace()
     with Emulator() as emu:
         trace.step("Local Entra + Graph emulator started", authority=emu.authority, graph=emu.graph_url)
-        demo = provision_emulator_tenant(emu, trace, upn=upn or DEFAULT_UPN, use_cng=use_cng)
+        demo = provision_emulator_tenant(emu, trace, upn=upn or None, use_cng=use_cng)
         try:
             credential = AgentUserCredential(
                 tenant=demo.authority,
                 blueprint_app_id=demo.blueprint_app_id,
                 agent_identity_app_id=demo.agent_identity_app_id,
-                agent_user_id=None if upn else demo.agent_user_id,
-                agent_user_upn=demo.agent_user_upn if upn else None,
+                agent_user_id=None if upn is not None else demo.agent_user_id,
+                agent_user_upn=demo.agent_user_upn if upn is not None else None,
                 signer=demo.key.signer,
                 algorithm=algorithm,
                 session=emu.session(),
@@ -375,7 +394,7 @@ def run_demo(
                 "Hop 2: Agent Identity presents T1 -> T2",
                 **hop_details(2, demo.agent_identity_app_id, chain.t2.token, chain.t2.expires_on, emu),
             )
-            who = f"username={demo.agent_user_upn}" if upn else f"user_id={demo.agent_user_id}"
+            who = f"username={demo.agent_user_upn}" if upn is not None else f"user_id={demo.agent_user_id}"
             trace.step(
                 f"Hop 3: user_fic with T1 + T2 for the Agent User ({who}) -> T3",
                 **hop_details(3, demo.agent_identity_app_id, chain.t3.token, chain.t3.expires_on, emu),

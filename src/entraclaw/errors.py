@@ -144,8 +144,9 @@ class CertificateNotFoundError(SigningError):
     """No certificate with the thumbprint exists in the store searched."""
 
     default_remedy = (
-        "Check ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT against `certutil -user -store My`, "
-        "or re-run scripts/deploy-windows.ps1 to mint and register a new certificate."
+        "Compare ENTRACLAW_BLUEPRINT_CERT_SHA1 with `certutil -user -store My` (or run `entraclaw doctor`), or "
+        "`entraclaw rotate --force` with admin credentials (scripts/deploy-windows.ps1 -Force wraps it) "
+        "to mint and register a new certificate."
     )
 
 
@@ -153,8 +154,8 @@ class KeyNotFoundError(SigningError):
     """The certificate is there but its private key is gone (deleted out of band)."""
 
     default_remedy = (
-        "The private key was removed outside entraclaw; re-run scripts/deploy-windows.ps1 "
-        "to create a new key and register its certificate."
+        "The private key was removed outside entraclaw; run `entraclaw rotate --force` with admin "
+        "credentials (scripts/deploy-windows.ps1 -Force wraps it) to create a new key and register it."
     )
 
 
@@ -183,7 +184,8 @@ class TpmUnavailableError(SigningError):
 
     default_remedy = (
         "Enable the TPM in firmware and make sure the TBS service runs (`Get-Tpm`), "
-        "or re-run setup with the software key storage provider."
+        "or run `entraclaw rotate --force`, which falls back to the software key storage provider "
+        "with a warning."
     )
 
 
@@ -191,8 +193,8 @@ class UserInteractionRequiredError(SigningError):
     """The key wants a UI prompt (PIN, consent) that a silent agent cannot show, or it was cancelled."""
 
     default_remedy = (
-        "Use a key without a UI protection policy: re-run scripts/deploy-windows.ps1, "
-        "which creates keys that sign silently."
+        "Use a key without a UI protection policy: run `entraclaw rotate --force` "
+        "(scripts/deploy-windows.ps1 -Force wraps it), which creates keys that sign silently."
     )
 
 
@@ -225,7 +227,7 @@ class BadSignatureError(SigningError):
 
     default_remedy = (
         "Sign with RS256 when the key is in a TPM; if RS256 signatures fail too, check the key and "
-        "certificate with `entraclaw doctor` and re-run scripts/deploy-windows.ps1."
+        "certificate with `entraclaw doctor` and run `entraclaw rotate --force` (scripts/deploy-windows.ps1 -Force)."
     )
 
 

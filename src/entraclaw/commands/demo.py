@@ -15,10 +15,10 @@ def register(sub: Any) -> None:
         "demo",
         help="become an Entra Agent User against the local emulator (no tenant, no network) and trace each hop",
         description=(
-            "Starts the local Entra + Graph emulator, creates a Blueprint with a fresh key (CNG on Windows, "
-            "PEM elsewhere), registers its certificate through Graph, creates an Agent Identity and an Agent "
-            "User, runs Hops 1-3 through MSAL and calls Graph /me as the Agent User. Tokens are described by "
-            "their claims; none is printed."
+            "Starts the local Entra + Graph emulator and runs `entraclaw setup` against it as its admin, through "
+            "the same code a real tenant gets: Blueprint and principal, a fresh key (CNG on Windows, PEM "
+            "elsewhere) and its certificate, Agent Identity, Agent User and consent, all over Graph. Then Hops 1-3 "
+            "through MSAL and Graph /me as the Agent User. Tokens are described by their claims; none is printed."
         ),
     )
     p.add_argument("--algorithm", choices=("RS256", "PS256"), default="RS256", help="client assertion algorithm")
@@ -26,10 +26,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--upn",
         nargs="?",
-        const="agent-user@entraclaw-demo.example",
+        const="",
         default=None,
         metavar="UPN",
-        help="name the Agent User by UPN in Hop 3 (username=) instead of object id; optionally give the UPN",
+        help="name the Agent User by UPN in Hop 3 (username=) instead of object id; optionally give the UPN "
+        "(a verified domain of the emulator tenant; default entraclaw-agent@<its default domain>)",
     )
     p.set_defaults(handler=run)
 

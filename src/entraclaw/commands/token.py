@@ -77,8 +77,11 @@ def _credential(args: argparse.Namespace) -> Iterator[tuple[AgentUserCredential 
 
         with Emulator() as emu:
             trace = DemoTrace(echo=None)
-            upn = args.upn or "agent-user@entraclaw-demo.example"
-            demo = provision_emulator_tenant(emu, trace, upn=upn)
+            if args.upn and "@" in args.upn:
+                # A UPN must be in a verified domain of the tenant: verify the one asked for, as an
+                # administrator would in the portal, before setup creates the Agent User under it.
+                emu.tenant.add_domain(args.upn.rsplit("@", 1)[1], is_verified=True)
+            demo = provision_emulator_tenant(emu, trace, upn=args.upn)
             try:
                 common: dict[str, Any] = {
                     "tenant": demo.authority,

@@ -1,0 +1,162 @@
+"""Local state of provisioning: journals, the device config, the crash hook.
+
+The journals (``setup-journal.json``, ``rotate-journal.json`` in the state
+directory) record each step as it completes, so a run killed between any two
+steps resumes where it stopped instead of creating objects twice. Every write
+is atomic (temp file in the same directory, fsync, replace) and owner-only.
+
+The device config is the ``.env`` in the state directory, written through
+:mod:`entraclaw.platform.dotenv` (one key updated in place, comments and
+unknown keys kept, atomic, owner-only).
+
+``ENTRACLAW_TEST_CRASH_AT=<step>`` makes :func:`checkpoint` kill the process
+(SIGKILL) at that named point, through the platform layer's one crash hook: the
+crash tests use it to kill setup and rotate between every pair of steps. It does
+nothing unless that variable names the step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from entraclaw.errors import ConfigurationError
+
+__all__ = [
+    "CONFIG_KEYS",
+    "CRASH_ENV",
+    "CRASH_RETURN_CODES",
+    "Journal",
+    "atomic_write",
+    "checkpoint",
+    "optional_attr",
+    "read_device_config",
+    "resolve_state_dir",
+    "write_device_config",
+]
+
+CRASH_ENV = "ENTRACLAW_TEST_CRASH_AT"  # entraclaw.platform.files.CRASH_ENV
+#: How a process killed at a crash point ends: SIGKILL on POSIX, exit code 86 elsewhere.
+CRASH_RETURN_CODES = (-9, 86)
+
+# The names of entraclaw.config's one table (CONTRACTS); setup writes exactly these.
+CONFIG_KEYS: tuple[str, ...] = (
+    "ENTRACLAW_TENANT_ID",
+    "ENTRACLAW_AUTHORITY_HOST",
+    "ENTRACLAW_GRAPH_URL",
+    "ENTRACLAW_BLUEPRINT_APP_ID",
+    "ENTRACLAW_BLUEPRINT_OBJECT_ID",
+    "ENTRACLAW_AGENT_IDENTITY_ID",
+    "ENTRACLAW_AGENT_USER_ID",
+    "ENTRACLAW_AGENT_USER_UPN",
+    "ENTRACLAW_BLUEPRINT_CERT_X5T_S256",
+    "ENTRACLAW_BLUEPRINT_CERT_SHA1",
+    "ENTRACLAW_KEY_REF",
+    "ENTRACLAW_KEY_PROVIDER",
+    "ENTRACLAW_SCOPES",
+    "ENTRACLAW_CA_BUNDLE",
+)
+
+
+def optional_attr(module: str, name: str) -> Any:
+    """``module.name`` when the module exists (a platform piece landing in parallel), else None."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def checkpoint(name: str) -> None:
+    """Test hook: die like a kill -9 when ENTRACLAW_TEST_CRASH_AT names this point (the platform's one hook)."""
+    from entraclaw.platform.files import crash_point
+
+    crash_point(name)
+
+
+def resolve_state_dir(state_dir: Path | None = None) -> Path:
+    if state_dir is not None:
+        return state_dir
+    from entraclaw.platform.paths import state_dir as _state_dir
+
+    return _state_dir()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Owner-only atomic replace of ``path`` (the platform layer's one writer)."""
+    from entraclaw.platform.files import atomic_write as platform_atomic_write
+
+    platform_atomic_write(path, data, private=True)
+
+
+class Journal:
+    """A JSON document in the state directory, rewritten atomically after each step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {}
+
+    def load(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.data = {}
+            return self.data
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot read the journal {self.path}: {exc.strerror}.",
+                remedy="Make the state directory readable by this user (or set ENTRACLAW_HOME), then re-run.",
+                path=str(self.path),
+            ) from None
+        try:
+            document = json.loads(text)
+        except ValueError:
+            raise ConfigurationError(
+                f"The journal {self.path} is not valid JSON (it was edited or the disk lost a write).",
+                remedy=f"Delete {self.path} and re-run; setup finds existing objects by name before creating any.",
+                path=str(self.path),
+            ) from None
+        self.data = document if isinstance(document, dict) else {}
+        return self.data
+
+    def save(self) -> None:
+        atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=True).encode("utf-8"))
+
+    def update(self, **values: Any) -> None:
+        self.data.update(values)
+        self.save()
+
+    def delete(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.data = {}
+
+
+def read_device_config(env_file: Path, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ENTRACLAW_* settings: process environment over the ``.env`` file (the config precedence).
+
+    Raw strings, so setup can compare and rewrite them; ``entraclaw.config.load_config``
+    validates the same file for the runtime and for doctor.
+    """
+    from entraclaw.platform.dotenv import read_env_file
+
+    values: dict[str, str] = {}
+    if env_file.exists():
+        values.update(read_env_file(env_file).values())
+    env = os.environ if environ is None else environ
+    for name in CONFIG_KEYS:
+        if env.get(name):
+            values[name] = env[name]
+    return values
+
+
+def write_device_config(env_file: Path, updates: Mapping[str, str | None]) -> None:
+    """Update the given keys of the ``.env`` in one atomic replace; ``None`` deletes a key."""
+    from entraclaw.platform.dotenv import update_env_file
+
+    update_env_file(env_file, dict(updates))

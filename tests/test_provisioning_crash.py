@@ -1,0 +1,125 @@
+"""Kill ``entraclaw setup`` and ``entraclaw rotate`` at every step; the next run converges.
+
+Each run is a real process (``python -m entraclaw``) against the in-process
+emulator over HTTPS. ``ENTRACLAW_TEST_CRASH_AT=<step>`` kills the process
+(SIGKILL) at that point: after the step's work, before anything else runs,
+with no cleanup; ``<step>:sent`` points kill it right after Graph answered a
+create and before the journal knew (the adopt-by-name path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from entraclaw.provisioning.rotate import ROTATE_STEPS
+from entraclaw.provisioning.setup import SETUP_STEPS
+from entraclaw.provisioning.state import CRASH_ENV, CRASH_RETURN_CODES, read_device_config
+from provisioning_helpers import Tenant, chain_from_config, directory_counts, emulator_tenant, run_cli
+
+
+@pytest.fixture
+def tenant() -> Iterator[Tenant]:
+    yield from emulator_tenant()
+
+SETUP_KILL_POINTS = (
+    *SETUP_STEPS,
+    "blueprint:sent",
+    "blueprint_principal:sent",
+    "key:created",
+    "certificate:sent",
+    "agent_identity:sent",
+    "agent_user:sent",
+    "consent:sent",
+)
+ONE_OF_EACH = {"blueprints": 1, "principals": 1, "agent_identities": 1, "agent_users": 1, "grants": 1}
+
+
+def _setup_argv(tenant: Tenant, home: Path) -> list[str]:
+    return [
+        "setup",
+        *tenant.cli_args(home),
+        "--key-storage", "file",
+        "--sponsor", tenant.admin.user_upn,
+        "--propagation-timeout", "20",
+    ]
+
+
+@pytest.mark.parametrize("point", SETUP_KILL_POINTS)
+def test_setup_killed_at_each_step_converges_without_duplicates(tenant: Tenant, tmp_path: Path, point: str) -> None:
+    home = tmp_path / "device"
+    crashed = run_cli(*_setup_argv(tenant, home), env={CRASH_ENV: point})
+    assert crashed.returncode in CRASH_RETURN_CODES, crashed.stderr
+    counts = directory_counts(tenant.emu)
+    assert all(n <= 1 for n in counts.values()), counts
+    finished = run_cli(*_setup_argv(tenant, home))
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert directory_counts(tenant.emu) == ONE_OF_EACH
+    config = read_device_config(home / ".env", environ={})
+    assert chain_from_config(home).me_id == config["ENTRACLAW_AGENT_USER_ID"]
+    # Exactly this device's certificate is registered, and only its key file is on disk.
+    creds = tenant.graph().key_credentials(config["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
+    assert [c.sha1 for c in creds] == [config["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+    assert [p.name for p in (home / "keys").glob("*.pem")] == [
+        Path(config["ENTRACLAW_KEY_REF"].removeprefix("file:")).name
+    ]
+    again = run_cli(*_setup_argv(tenant, home), "--json")
+    assert again.returncode == 0, again.stderr
+    assert '"graph_writes": 0' in again.stdout
+
+
+def test_rollback_after_a_crash_deletes_what_was_created(tenant: Tenant, tmp_path: Path) -> None:
+    home = tmp_path / "device"
+    crashed = run_cli(*_setup_argv(tenant, home), env={CRASH_ENV: "agent_user:sent"})
+    assert crashed.returncode in CRASH_RETURN_CODES
+    listed = run_cli("setup", *tenant.cli_args(home), "--rollback", "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert "would delete blueprint" in listed.stdout
+    assert "would delete agent_identity" in listed.stdout
+    done = run_cli("setup", *tenant.cli_args(home), "--rollback")
+    assert done.returncode == 0, done.stderr
+    counts = directory_counts(tenant.emu)
+    assert counts["blueprints"] == 0 and counts["agent_identities"] == 0 and counts["principals"] == 0
+
+
+ROTATE_KILL_POINTS = (*ROTATE_STEPS, "new_key:created", "add_key:sent", "remove_key:sent")
+
+
+@pytest.mark.parametrize("point", ROTATE_KILL_POINTS)
+def test_rotate_killed_at_each_step_never_loses_authentication(tenant: Tenant, tmp_path: Path, point: str) -> None:
+    home = tmp_path / "device"
+    tenant.setup(home).run()
+    before = read_device_config(home / ".env", environ={})
+    argv = ["rotate", *tenant.cli_args(home), "--force", "--propagation-timeout", "20"]
+    crashed = run_cli(*argv, env={CRASH_ENV: point})
+    assert crashed.returncode in CRASH_RETURN_CODES, crashed.stdout + crashed.stderr
+    # Whatever the config names right now authenticates.
+    assert chain_from_config(home).me_id == before["ENTRACLAW_AGENT_USER_ID"]
+    finished = run_cli("rotate", *tenant.cli_args(home), "--propagation-timeout", "20")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    after = read_device_config(home / ".env", environ={})
+    assert after["ENTRACLAW_BLUEPRINT_CERT_SHA1"] != before["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    assert chain_from_config(home).me_id == before["ENTRACLAW_AGENT_USER_ID"]
+    creds = tenant.graph().key_credentials(after["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
+    assert [c.sha1 for c in creds] == [after["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+    assert not (home / "rotate-journal.json").exists()
+    key_files = sorted(p.name for p in (home / "keys").glob("*.pem"))
+    assert key_files == [Path(after["ENTRACLAW_KEY_REF"].removeprefix("file:")).name]
+
+
+@pytest.mark.parametrize("point", ["add_key:sent", "prove", "switch_config", "remove_key:sent"])
+def test_rotate_as_the_blueprint_killed_converges(tenant: Tenant, tmp_path: Path, point: str) -> None:
+    home = tmp_path / "device"
+    tenant.setup(home).run()
+    argv = ["rotate", "--state-dir", str(home), "--as-blueprint", "--force", "--propagation-timeout", "20"]
+    crashed = run_cli(*argv, env={CRASH_ENV: point})
+    assert crashed.returncode in CRASH_RETURN_CODES, crashed.stdout + crashed.stderr
+    assert chain_from_config(home).me_id
+    finished = run_cli(*argv[:-3])
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    after = read_device_config(home / ".env", environ={})
+    creds = tenant.graph().key_credentials(after["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
+    assert [c.sha1 for c in creds] == [after["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+    assert chain_from_config(home).me_id == after["ENTRACLAW_AGENT_USER_ID"]
