@@ -2,14 +2,16 @@
 
 ``serve`` prints ``key  value`` lines a second process reads: where the emulator is
 (authority, tenant_id, graph_url), what to trust (ca_bundle, stable at ``<state>.ca.pem``
-with ``--state``) and how to sign in as the admin (admin_app_id with admin_cert/admin_key,
-or the device-code flow of admin_user through admin_client_id). ``approve CODE`` approves
+with ``--state``, like the port) and how to sign in as the admin (admin_app_id with admin_cert/admin_key,
+or the device-code flow of admin_user through admin_client_id), then ``setup``: an ``entraclaw setup``
+command line to paste into any shell (paths are absolute). ``approve CODE`` approves
 (or ``--deny`` declines) a device code when ``serve`` runs without ``--auto-approve``.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -64,12 +66,17 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _how_to_authenticate(auto_approve: bool) -> str:
-    device = "auto-approved" if auto_approve else "approve it with `entraclaw emulator approve CODE`"
+def _how_to_authenticate(auto_approve: bool, base_url: str, ca_bundle: str) -> str:
+    approve = shlex.join(["entraclaw", "emulator", "approve", "CODE", "--url", base_url, "--ca-bundle", ca_bundle])
+    device = "auto-approved" if auto_approve else f"approve it with `{approve}`"
     return (
         "client credentials as admin_app_id with a certificate assertion signed by admin_key (admin_cert); "
         f"or the device code flow as admin_user through admin_client_id ({device})"
     )
+
+
+def _absolute(path: str | Path) -> str:
+    return str(Path(path).absolute())
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -113,26 +120,33 @@ def serve_command(args: argparse.Namespace) -> int:
         emu.auto_approve = bool(args.auto_approve)
         if args.state is not None:
             emu.save_state()
+        # Absolute, so what is printed can be pasted into a shell in any directory.
+        ca_bundle, admin_cert, admin_key = (_absolute(p) for p in (emu.ca_bundle_path, admin.cert_path, admin.key_path))
         lines = [
             ("base_url", emu.base_url),
             ("tenant_id", emu.tenant_id),
-            ("ca_path", ca_path),
-            ("ca_bundle", emu.ca_bundle_path),
+            ("ca_path", _absolute(ca_path)),
+            ("ca_bundle", ca_bundle),
             ("authority", emu.authority),
             ("token_endpoint", emu.token_endpoint),
             ("graph_url", emu.graph_url),
             ("admin_app_id", admin.app_id),
-            ("admin_cert", admin.cert_path),
-            ("admin_key", admin.key_path),
+            ("admin_cert", admin_cert),
+            ("admin_key", admin_key),
             ("admin_user", admin.user_upn),
             ("admin_user_id", admin.user_id),
             ("admin_client_id", admin.client_id),
-            ("admin_auth", _how_to_authenticate(bool(args.auto_approve))),
+            ("admin_auth", _how_to_authenticate(bool(args.auto_approve), emu.base_url, ca_bundle)),
+            ("setup", shlex.join([
+                "entraclaw", "setup", "--tenant", emu.tenant_id, "--authority-host", emu.base_url,
+                "--graph-url", emu.graph_url, "--ca-bundle", ca_bundle, "--admin-app-id", admin.app_id,
+                "--admin-cert", admin_cert, "--admin-key", admin_key, "--sponsor", admin.user_upn,
+            ])),
         ]
         if args.propagation_delay:
             lines.append(("propagation_delay", str(args.propagation_delay)))
         if args.state is not None:
-            lines.append(("state", str(args.state)))
+            lines.append(("state", _absolute(args.state)))
         for key, value in lines:
             print(f"{key:<17}{value}")
         print("ready (Ctrl-C or SIGTERM stops)", flush=True)

@@ -123,6 +123,7 @@ class Emulator:
             tenant_id = _tenant_guid(tenant_id)
         self.host = host
         self._requested_port = port
+        self._saved_port = 0
         if self.state_file is not None and self.state_file.exists():
             data = load_state(self.state_file)
             try:
@@ -187,6 +188,8 @@ class Emulator:
         )
         self.tenant = Tenant.from_dict(self.tenant_id, data["tenant"])
         self._token_lifetime = int(data.get("token_lifetime", DEFAULT_TOKEN_LIFETIME))
+        port = data.get("port")
+        self._saved_port = port if isinstance(port, int) and 0 < port < 65536 else 0
         admin = data.get("admin")
         self._admin_info = dict(admin) if isinstance(admin, dict) else None
 
@@ -236,7 +239,7 @@ class Emulator:
                 self._state_lock.acquire()
             identity = self._ca.issue_server((self.host,))
             try:
-                server = EmulatorHTTPServer((self.host, self._requested_port), identity.ssl_context(), self)
+                server = self._listen(identity.ssl_context())
             except OSError as exc:
                 if self._state_lock is not None:
                     self._state_lock.release()
@@ -262,9 +265,20 @@ class Emulator:
                 ca_path = Path(self._tmpdir) / "emulator-ca.pem"
                 ca_path.write_bytes(self._ca.cert_pem)
             self._ca_path = str(ca_path)
+            self._saved_port = int(server.server_address[1])
             self._server = server
             self._thread = server.serve_in_thread()
         return self
+
+    def _listen(self, context: Any) -> EmulatorHTTPServer:
+        # A restarted emulator keeps the port its state file recorded: the device configs that setup
+        # wrote name the authority and Graph by URL, and a new random port would strand them.
+        if self._requested_port == 0 and self._saved_port:
+            try:
+                return EmulatorHTTPServer((self.host, self._saved_port), context, self)
+            except OSError:
+                pass  # taken by something else meanwhile: a free port beats not starting at all
+        return EmulatorHTTPServer((self.host, self._requested_port), context, self)
 
     def stop(self) -> None:
         with self._lock:
@@ -524,6 +538,8 @@ class Emulator:
             }
             if self._admin_info is not None:
                 document["admin"] = dict(self._admin_info)
+            if self._saved_port:
+                document["port"] = self._saved_port
             save_state(target, document)
         return target
 

@@ -1,0 +1,164 @@
+"""What a new user hit walking README -> ``emulator serve`` -> ``setup`` -> ``token`` in separate shells.
+
+Each test is a regression for one thing found that way (all subprocess CLI runs over the real emulator):
+
+- ``serve --state s.json`` printed paths relative to its own working directory and no setup command, so
+  copy-paste from another directory failed; the device-code hint named ``emulator approve CODE`` without
+  the ``--url``/``--ca-bundle`` it requires.
+- ``serve --state s.json`` restarted on a new random port, so the device config setup had written
+  (authority host, Graph URL) stopped working although the CA and the tenant were the same.
+- an interrupted setup told the user (setup's own journal, doctor) to re-run ``entraclaw setup``, which
+  then failed with "No tenant given" because nothing but the tenant id was journalled.
+- ``--admin-key`` naming a file that is not a PEM key gave an error naming neither the file nor the flag.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from entraclaw.platform.files import CRASH_ENV
+from provisioning_helpers import HAVE_GRAPH_AGENT_API, run_cli
+
+pytestmark = [
+    pytest.mark.skipif(not HAVE_GRAPH_AGENT_API, reason="the emulator's Graph Agent ID API has not landed"),
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+]
+
+
+def _serve(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
+    env.pop("REQUESTS_CA_BUNDLE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "entraclaw", "emulator", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    info: dict[str, str] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("ready"):
+            break
+        key, _, value = line.strip().partition(" ")
+        info[key] = value.strip()
+    else:
+        proc.kill()
+        raise AssertionError(f"serve ended before ready: {proc.stderr.read() if proc.stderr else ''}")
+    return proc, info
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _admin_argv(info: dict[str, str]) -> list[str]:
+    return [
+        "--tenant", info["tenant_id"],
+        "--authority-host", info["authority"].rsplit("/", 1)[0],
+        "--graph-url", info["graph_url"],
+        "--ca-bundle", info["ca_bundle"],
+        "--admin-app-id", info["admin_app_id"],
+        "--admin-cert", info["admin_cert"],
+        "--admin-key", info["admin_key"],
+        "--sponsor", info["admin_user"],
+        "--key-storage", "file",
+    ]
+
+
+def test_serve_prints_absolute_paths_and_a_setup_command_that_works_by_copy_paste(tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    proc, info = _serve(served, "--state", "s.json")
+    try:
+        for key in ("ca_bundle", "admin_cert", "admin_key", "state"):
+            assert Path(info[key]).is_absolute(), (key, info[key])
+            assert Path(info[key]).exists(), (key, info[key])
+        assert "emulator approve CODE --url " in info["admin_auth"], info["admin_auth"]
+        assert "--ca-bundle " in info["admin_auth"]
+        line = info["setup"]
+        argv = shlex.split(line)
+        assert argv[:2] == ["entraclaw", "setup"], line
+        # Copied into another shell in another directory, with only a fresh state directory set.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
+        env.pop("REQUESTS_CA_BUNDLE", None)
+        env["ENTRACLAW_HOME"] = str(tmp_path / "home")
+        done = subprocess.run(
+            [sys.executable, "-m", "entraclaw", *argv[1:], "--key-storage", "file"],
+            capture_output=True, text=True, env=env, cwd=elsewhere, timeout=120, check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "OK: setup complete" in done.stdout
+        approve = shlex.split(info["admin_auth"].split("`")[1])
+        assert approve[:3] == ["entraclaw", "emulator", "approve"], approve
+    finally:
+        _stop(proc)
+
+
+def test_serve_restarted_on_its_state_keeps_its_address_so_the_device_config_keeps_working(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        setup = run_cli("setup", *_admin_argv(info), env={"ENTRACLAW_HOME": str(home)})
+        assert setup.returncode == 0, setup.stdout + setup.stderr
+    finally:
+        _stop(proc)
+    proc, again = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        assert again["base_url"] == info["base_url"]
+        token = run_cli("token", env={"ENTRACLAW_HOME": str(home)})
+        assert token.returncode == 0, token.stdout + token.stderr
+    finally:
+        _stop(proc)
+
+
+def test_an_interrupted_setup_resumes_with_only_the_admin_sign_in(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        env = {"ENTRACLAW_HOME": str(home)}
+        crashed = run_cli("setup", *_admin_argv(info), env={**env, CRASH_ENV: "agent_identity"})
+        assert crashed.returncode in (-9, 86), crashed.stdout + crashed.stderr
+        doctor = run_cli("doctor", env=env)
+        assert "Re-run `entraclaw setup`" in doctor.stdout, doctor.stdout
+        # What a user types after reading that: the same admin sign-in, none of the endpoint flags.
+        admin_only = ["--admin-app-id", info["admin_app_id"], "--admin-cert", info["admin_cert"],
+                      "--admin-key", info["admin_key"], "--sponsor", info["admin_user"], "--key-storage", "file"]
+        resumed = run_cli("setup", *admin_only, env=env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "[blueprint] exists" in resumed.stdout
+        token = run_cli("token", env=env)
+        assert token.returncode == 0, token.stdout + token.stderr
+    finally:
+        _stop(proc)
+
+
+def test_an_admin_key_that_is_not_a_pem_names_the_file_and_the_flag(tmp_path: Path) -> None:
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        argv = _admin_argv(info)
+        argv[argv.index("--admin-key") + 1] = str(tmp_path / "s.json")
+        done = run_cli("setup", *argv, env={"ENTRACLAW_HOME": str(tmp_path / "home")})
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith("entraclaw: error: ")
+        assert str(tmp_path / "s.json") in done.stderr and "--admin-key" in done.stderr, done.stderr
+        assert "BEGIN" not in done.stderr and "PRIVATE" not in done.stderr
+        assert not (tmp_path / "home" / "setup-journal.json").exists()  # nothing written before sign-in works
+    finally:
+        _stop(proc)
