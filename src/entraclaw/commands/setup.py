@@ -54,11 +54,11 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from entraclaw.provisioning.cli_support import admin_auth, endpoints_from_args, graph_client
     from entraclaw.provisioning.setup import Setup, SetupOptions
-    from entraclaw.provisioning.state import read_device_config, resolve_state_dir
+    from entraclaw.provisioning.state import read_device_config, resolve_state_dir, unfinished_setup_endpoints
 
     echo = (lambda _line: None) if args.json else print
     state_dir = resolve_state_dir(args.state_dir)
-    config = read_device_config(state_dir / ".env")
+    config = {**unfinished_setup_endpoints(state_dir), **read_device_config(state_dir / ".env")}
     endpoints = endpoints_from_args(args, config)
     graph = graph_client(endpoints, admin_auth(args, endpoints, echo=print))
     options = SetupOptions(

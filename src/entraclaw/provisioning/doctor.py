@@ -145,7 +145,10 @@ def _state_checks(report: DoctorReport, state_dir: Path) -> None:
                 "unfinished run",
                 "warn",
                 f"{path} records a run that stopped before its last step",
-                f"Re-run `{command}`; it resumes from the journal.",
+                f"Re-run `{command}` with an admin sign-in (--admin-app-id with --admin-cert/--admin-key, "
+                "--device-code or --azure-cli); it resumes from the journal"
+                + (" (or undo it with `entraclaw setup --rollback` and the same sign-in)."
+                   if command == "entraclaw setup" else "."),
             )
 
 

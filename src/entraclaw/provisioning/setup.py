@@ -56,6 +56,7 @@ from entraclaw.provisioning.proofs import build_proof
 from entraclaw.provisioning.smoke import run_chain
 from entraclaw.provisioning.state import (
     CONFIG_KEYS,
+    SETUP_JOURNAL_NAME,
     Journal,
     checkpoint,
     read_device_config,
@@ -85,7 +86,7 @@ SETUP_STEPS: tuple[str, ...] = (
     "config",
     "smoke",
 )
-JOURNAL_NAME = "setup-journal.json"
+JOURNAL_NAME = SETUP_JOURNAL_NAME
 T = TypeVar("T")
 # Reverse dependency order for rollback, and the Graph collection each kind lives in.
 _DELETE_ORDER = ("consent", "agent_user", "agent_identity", "blueprint_principal", "blueprint")
@@ -338,7 +339,19 @@ class Setup:
                 path=str(self.journal.path),
             )
         if self._act and not self.journal.data:
-            self.journal.data = {"version": 1, "tenant_id": endpoints.tenant_id, "run_id": str(uuid.uuid4())}
+            self.journal.data = {
+                "version": 1,
+                "tenant_id": endpoints.tenant_id,
+                "run_id": str(uuid.uuid4()),
+                # So that "re-run `entraclaw setup`" works after an interruption without retyping them
+                # (the .env that would otherwise hold them is written only near the end).
+                "endpoints": {
+                    "ENTRACLAW_TENANT_ID": endpoints.tenant_id,
+                    "ENTRACLAW_AUTHORITY_HOST": endpoints.authority_host,
+                    "ENTRACLAW_GRAPH_URL": endpoints.graph_url,
+                    **({"ENTRACLAW_CA_BUNDLE": endpoints.ca_bundle} if endpoints.ca_bundle else {}),
+                },
+            }
             self.journal.save()
         config = read_device_config(self.env_file)
         if self._act and self.keystore is None and resolve_storage(self.options.key_storage) == "keystore":

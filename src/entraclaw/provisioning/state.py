@@ -30,15 +30,18 @@ __all__ = [
     "CONFIG_KEYS",
     "CRASH_ENV",
     "CRASH_RETURN_CODES",
+    "SETUP_JOURNAL_NAME",
     "Journal",
     "atomic_write",
     "checkpoint",
     "optional_attr",
     "read_device_config",
     "resolve_state_dir",
+    "unfinished_setup_endpoints",
     "write_device_config",
 ]
 
+SETUP_JOURNAL_NAME = "setup-journal.json"
 CRASH_ENV = "ENTRACLAW_TEST_CRASH_AT"  # entraclaw.platform.files.CRASH_ENV
 #: How a process killed at a crash point ends: SIGKILL on POSIX, exit code 86 elsewhere.
 CRASH_RETURN_CODES = (-9, 86)
@@ -153,6 +156,20 @@ def read_device_config(env_file: Path, *, environ: Mapping[str, str] | None = No
         if env.get(name):
             values[name] = env[name]
     return values
+
+
+def unfinished_setup_endpoints(state_dir: Path) -> dict[str, str]:
+    """Tenant, authority, Graph URL and CA bundle of an interrupted setup, as ENTRACLAW_* settings.
+
+    An interrupted setup has not written the ``.env`` yet; its journal remembers where it was going,
+    so a re-run (or ``--rollback``) needs only the admin sign-in. Empty when there is nothing to resume.
+    """
+    journal = Journal(state_dir / SETUP_JOURNAL_NAME)
+    data = journal.load()
+    recorded = data.get("endpoints")
+    if data.get("status") == "complete" or not isinstance(recorded, dict):
+        return {}
+    return {k: v for k, v in recorded.items() if k in CONFIG_KEYS and isinstance(v, str) and v}
 
 
 def write_device_config(env_file: Path, updates: Mapping[str, str | None]) -> None:
