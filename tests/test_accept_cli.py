@@ -162,3 +162,22 @@ def test_an_admin_key_that_is_not_a_pem_names_the_file_and_the_flag(tmp_path: Pa
         assert not (tmp_path / "home" / "setup-journal.json").exists()  # nothing written before sign-in works
     finally:
         _stop(proc)
+
+
+def test_an_admin_certificate_of_another_tenant_is_reported_as_the_admin_sign_in_not_the_blueprint(
+    tmp_path: Path,
+) -> None:
+    other, other_info = _serve(tmp_path / "..", "--state", str(tmp_path / "other.json"))
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        argv = _admin_argv(info)
+        argv[argv.index("--admin-cert") + 1] = other_info["admin_cert"]
+        argv[argv.index("--admin-key") + 1] = other_info["admin_key"]
+        done = run_cli("setup", *argv, env={"ENTRACLAW_HOME": str(tmp_path / "home")})
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert done.stderr.startswith("entraclaw: error: ")
+        assert f"provisioner app {info['admin_app_id']} (--admin-app-id)" in done.stderr, done.stderr
+        assert "Blueprint" not in done.stderr and "ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT" not in done.stderr
+    finally:
+        _stop(proc)
+        _stop(other)

@@ -32,7 +32,13 @@ import requests
 
 from entraclaw.auth.jwt_claims import unverified_claims
 from entraclaw.auth.signer import Signer, SupportsSigner
-from entraclaw.errors import ConfigurationError, GraphRequestError, TokenExchangeError
+from entraclaw.errors import (
+    ConfigurationError,
+    EntraclawError,
+    GraphRequestError,
+    TokenEndpointUnavailableError,
+    TokenExchangeError,
+)
 
 __all__ = [
     "DELEGATED_ADMIN_SCOPES",
@@ -143,13 +149,36 @@ class ClientCertificateAuth(GraphAuth):
                 remedy="Pass --admin-cert and --admin-key with the provisioner app's certificate and PEM key.",
                 path=str(exc.filename),
             ) from None
-        signer = PemSigner.from_pem(key_pem, certificate=cert_pem)
+        try:
+            signer = PemSigner.from_pem(key_pem, certificate=cert_pem)
+        except EntraclawError as exc:
+            # The signer's own remedy speaks of keystore entries; here the user passed two files by flag.
+            raise type(exc)(
+                f"The provisioner key --admin-key {key_path} with certificate --admin-cert {cert_path} cannot be "
+                f"used: {exc.message}",
+                remedy="Pass the provisioner app's PEM certificate and its PEM private key "
+                "(`entraclaw emulator serve` prints them as admin_cert and admin_key).",
+                path=str(key_path),
+            ) from None
         return cls(authority=authority, client_id=client_id, signer=signer, session=session)
 
     def _acquire(self) -> tuple[str, float]:
-        response = self._exchanger.client_credentials(
-            hop=None, client_id=self.client_id, scopes=self._scopes, client_assertion=self._assertion
-        )
+        try:
+            response = self._exchanger.client_credentials(
+                hop=None, client_id=self.client_id, scopes=self._scopes, client_assertion=self._assertion
+            )
+        except TokenEndpointUnavailableError:
+            raise
+        except TokenExchangeError as exc:
+            # The exchanger's remedy is written for the Blueprint's hops; this is the admin's own sign-in.
+            context = {k: v for k, v in exc.context.items() if k != "remedy"}
+            raise type(exc)(
+                f"The provisioner app {self.client_id} (--admin-app-id) could not sign in: {exc.message}",
+                remedy="Check that --admin-app-id, --admin-cert and --admin-key belong to one provisioner app of "
+                "this tenant and that the certificate is registered on it (for the emulator: the admin_* lines "
+                "`entraclaw emulator serve` printed for this tenant).",
+                **context,
+            ) from None
         token = str(response["access_token"])
         return token, self._clock() + float(response.get("expires_in") or 3599)
 
