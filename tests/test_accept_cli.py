@@ -181,3 +181,37 @@ def test_an_admin_certificate_of_another_tenant_is_reported_as_the_admin_sign_in
     finally:
         _stop(proc)
         _stop(other)
+
+
+def test_a_key_no_longer_registered_points_at_commands_and_current_variables_and_setup_repairs_it(
+    tmp_path: Path,
+) -> None:
+    from entraclaw.provisioning.auth import ClientCertificateAuth
+    from entraclaw.provisioning.context import Endpoints
+    from entraclaw.provisioning.graph import GraphClient
+    from entraclaw.provisioning.state import read_device_config
+
+    home = tmp_path / "home"
+    env = {"ENTRACLAW_HOME": str(home)}
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        assert run_cli("setup", *_admin_argv(info), env=env).returncode == 0
+        # Someone (another admin, a portal click) drops this device's certificate from the Blueprint.
+        endpoints = Endpoints(info["tenant_id"], info["authority"].rsplit("/", 1)[0], info["graph_url"],
+                              info["ca_bundle"])
+        auth = ClientCertificateAuth.from_files(
+            authority=endpoints.authority, client_id=info["admin_app_id"], cert_path=info["admin_cert"],
+            key_path=info["admin_key"], session=endpoints.session())
+        graph = GraphClient(endpoints.graph_url, auth, session=endpoints.session())
+        graph.patch_key_credentials(read_device_config(home / ".env")["ENTRACLAW_BLUEPRINT_OBJECT_ID"], [])
+        token = run_cli("token", env=env)
+        assert token.returncode != 0 and "Traceback" not in token.stderr
+        assert "AADSTS700027" in token.stderr
+        assert "ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT" not in token.stderr  # legacy name, not what setup writes
+        assert "`entraclaw doctor`" in token.stderr and "`entraclaw setup`" in token.stderr, token.stderr
+        # The command it names repairs the device.
+        repaired = run_cli("setup", *_admin_argv(info), env=env)
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert run_cli("token", env=env).returncode == 0
+    finally:
+        _stop(proc)

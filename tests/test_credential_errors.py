@@ -62,7 +62,7 @@ def test_700027_unregistered_certificate(seeded, debug_logs):
     assert (err.hop, err.aadsts_code, err.error, err.http_status) == (1, 700027, "invalid_client", 401)
     assert err.client_id == seeded.blueprint_app_id and seeded.blueprint_app_id in str(err)
     assert err.correlation_id and err.trace_id
-    assert "upload the certificate" in err.remedy and "THUMBPRINT" in err.remedy
+    assert "`entraclaw setup`" in err.remedy and "ENTRACLAW_BLUEPRINT_CERT_X5T_S256" in err.remedy
     _check_clean(err)
     _check_logs_clean(debug_logs)
 
@@ -140,7 +140,7 @@ def test_identity_of_another_blueprint(emu):
 @pytest.mark.parametrize(
     "code, words",
     [
-        (700027, "upload the certificate"),
+        (700027, "registers this device's certificate"),
         (700024, "clock"),
         (65001, "consent"),
         (50000, "object id"),

@@ -140,7 +140,7 @@ def build_client_assertion(
     if known is not None and known != thumbprint:
         raise ThumbprintMismatchError(
             f"Thumbprint {thumbprint} given for {client_id} is not the signing certificate's ({known}).",
-            remedy="Update ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT to the certificate's x5t#S256, or use the matching key.",
+            remedy="Update ENTRACLAW_BLUEPRINT_CERT_X5T_S256 to the certificate's x5t#S256, or use the matching key.",
             client_id=client_id,
             thumbprint=thumbprint,
             certificate_thumbprint=known,

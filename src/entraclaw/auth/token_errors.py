@@ -42,9 +42,9 @@ HOP_LABELS: dict[int | None, str] = {
 #: numeric codes; text says what to change, not what went wrong.
 AADSTS_REMEDIES: dict[int, str] = {
     700027: (
-        "The Blueprint's key is not registered or the signature does not verify: upload the "
-        "certificate to the Blueprint's keyCredentials (PATCH /applications/{id}) and check that "
-        "ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT is that certificate's x5t#S256."
+        "The Blueprint's key is not registered or the signature does not verify: `entraclaw doctor` "
+        "shows which; `entraclaw setup` with an admin sign-in registers this device's certificate again; "
+        "ENTRACLAW_BLUEPRINT_CERT_X5T_S256 must be that certificate's x5t#S256."
     ),
     7000274: "The registered certificate is expired or not yet valid: mint a new one and upload it.",
     700024: (
