@@ -215,3 +215,21 @@ def test_a_key_no_longer_registered_points_at_commands_and_current_variables_and
         assert run_cli("token", env=env).returncode == 0
     finally:
         _stop(proc)
+
+
+def test_a_second_blueprint_whose_default_upn_is_taken_is_told_to_pass_upn_and_resumes(tmp_path: Path) -> None:
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        first = run_cli("setup", *_admin_argv(info), env={"ENTRACLAW_HOME": str(tmp_path / "a")})
+        assert first.returncode == 0, first.stdout + first.stderr
+        env = {"ENTRACLAW_HOME": str(tmp_path / "b")}
+        second = run_cli("setup", *_admin_argv(info), "--blueprint-name", "second", env=env)
+        assert second.returncode != 0 and "Traceback" not in second.stderr
+        domain = info["admin_user"].split("@", 1)[1]
+        assert f"entraclaw-agent@{domain}" in second.stderr and "--upn" in second.stderr, second.stderr
+        resumed = run_cli("setup", *_admin_argv(info), "--blueprint-name", "second", "--upn", f"two@{domain}", env=env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "[agent_identity] exists" in resumed.stdout  # resumed, not duplicated
+        assert run_cli("token", env=env).returncode == 0
+    finally:
+        _stop(proc)

@@ -714,13 +714,26 @@ class Setup:
             self._plan("agent_user", "create", f"{upn} under Agent Identity {identity.app_id}")
             if not self._act:
                 return None
-            with self._creating("agent_user"):
-                found = self.wait.run(
-                    f"Agent Identity {identity.app_id}",
-                    lambda: self.graph.create_agent_user(
-                        upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
-                    ),
-                )
+            try:
+                with self._creating("agent_user"):
+                    found = self.wait.run(
+                        f"Agent Identity {identity.app_id}",
+                        lambda: self.graph.create_agent_user(
+                            upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
+                        ),
+                    )
+            except GraphRequestError as exc:
+                # The lookup above is skipped for a fresh Agent Identity, so a UPN held by another device's
+                # Agent User (the default name, a second Blueprint) or a person surfaces here as Graph's 400.
+                if getattr(exc, "http_status", None) == 400 and "userPrincipalName" in str(getattr(exc, "message", "")):
+                    raise ConfigurationError(
+                        f"The UPN {upn} is already taken in tenant {opts.endpoints.tenant_id} (by a user or another "
+                        f"Agent Identity's Agent User), so Agent User for {identity.app_id} cannot have it.",
+                        remedy="Re-run `entraclaw setup` with --upn <another name>@"
+                        f"{upn.split('@', 1)[1]}; it resumes from the journal and keeps what it made.",
+                        upn=upn,
+                    ) from None
+                raise
             checkpoint("agent_user:sent")
             self._created("agent_user", found.object_id, found.upn)
         if self._act:
