@@ -233,3 +233,49 @@ def test_a_second_blueprint_whose_default_upn_is_taken_is_told_to_pass_upn_and_r
         assert run_cli("token", env=env).returncode == 0
     finally:
         _stop(proc)
+
+
+def test_a_rerun_right_after_an_interruption_waits_for_its_own_new_objects_instead_of_duplicating_them(
+    tmp_path: Path,
+) -> None:
+    # Entra's replication lag: what the interrupted run created may not be readable yet when the user
+    # re-runs at once (seen: Ctrl-C during setup, re-run, two Blueprints of the same name).
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"), "--propagation-delay", "4")
+    try:
+        env = {"ENTRACLAW_HOME": str(tmp_path / "home")}
+        crashed = run_cli("setup", *_admin_argv(info), env={**env, CRASH_ENV: "agent_identity"})
+        assert crashed.returncode in (-9, 86), crashed.stdout + crashed.stderr
+        resumed = run_cli("setup", *_admin_argv(info), env=env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "[blueprint] exists" in resumed.stdout, resumed.stdout
+        assert "[blueprint_principal] exists" in resumed.stdout, resumed.stdout
+    finally:
+        _stop(proc)
+
+
+def test_ctrl_c_during_setup_says_what_to_do_and_the_rerun_converges(tmp_path: Path) -> None:
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"), "--propagation-delay", "3")
+    try:
+        home = tmp_path / "home"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
+        env.pop("REQUESTS_CA_BUNDLE", None)
+        env["ENTRACLAW_HOME"] = str(home)
+        setup = subprocess.Popen(
+            [sys.executable, "-m", "entraclaw", "setup", *_admin_argv(info)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        assert setup.stdout is not None
+        for line in setup.stdout:
+            if "waiting for" in line:  # a user loses patience during the propagation wait
+                setup.send_signal(signal.SIGINT)
+                break
+        _, err = setup.communicate(timeout=60)
+        assert setup.returncode == 130, err
+        assert "Traceback" not in err
+        assert err.startswith("entraclaw: error: ") and "Fix: " in err, err
+        assert "`entraclaw setup`" in err and "`entraclaw doctor`" in err, err
+        again = run_cli("setup", *_admin_argv(info), env={"ENTRACLAW_HOME": str(home)})
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert run_cli("token", env={"ENTRACLAW_HOME": str(home)}).returncode == 0
+    finally:
+        _stop(proc)

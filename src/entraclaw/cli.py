@@ -56,7 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"entraclaw: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("entraclaw: interrupted", file=sys.stderr)
+        command = f"entraclaw {args.command}"
+        resumes = " (it resumes from its journal where it stopped)" if args.command in ("setup", "rotate") else ""
+        print(
+            f"entraclaw: error: `{command}` was interrupted (Ctrl-C) before it finished. "
+            f"Fix: Re-run `{command}`{resumes}; `entraclaw doctor` shows what is unfinished.",
+            file=sys.stderr,
+        )
         return 130
 
 

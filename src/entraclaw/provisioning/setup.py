@@ -255,9 +255,16 @@ class Setup:
         return self._sponsor_ids
 
     def _await_pending(self, kind: str, finder: Callable[[], T | None]) -> T | None:
-        """``finder()``; when a create of ``kind`` was in flight at a crash, wait for it to show up first."""
+        """``finder()``; when an interrupted run of this device made (or was making) ``kind``, wait for it first.
+
+        Right after an interruption the re-run may read before Entra's replicas have the new object;
+        taking "not found" at its word there creates a second one (seen: two Blueprints of one name).
+        """
         found = finder()
-        if found is not None or self.journal.data.get("pending") != kind or not self._act:
+        made_here = self.journal.data.get("status") != "complete" and any(
+            isinstance(item, dict) and item.get("kind") == kind for item in self.journal.data.get("created", [])
+        )
+        if found is not None or not (self.journal.data.get("pending") == kind or made_here) or not self._act:
             return found
 
         def attempt() -> T:
@@ -398,7 +405,8 @@ class Setup:
         recorded = self.journal.data.get("blueprint")
         found: BlueprintInfo | None = None
         if isinstance(recorded, dict) and recorded.get("object_id"):
-            found = self.graph.get_blueprint(str(recorded["object_id"]))
+            object_id = str(recorded["object_id"])
+            found = self._await_pending("blueprint", lambda: self.graph.get_blueprint(object_id))
         if found is None:
             app_id = opts.blueprint_app_id
             if app_id is None and config.get("ENTRACLAW_TENANT_ID") == opts.endpoints.tenant_id:
