@@ -279,3 +279,12 @@ def test_ctrl_c_during_setup_says_what_to_do_and_the_rerun_converges(tmp_path: P
         assert run_cli("token", env={"ENTRACLAW_HOME": str(home)}).returncode == 0
     finally:
         _stop(proc)
+
+
+def test_token_on_a_device_never_set_up_names_setup(tmp_path: Path) -> None:
+    done = run_cli("token", env={"ENTRACLAW_HOME": str(tmp_path / "empty")})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("entraclaw: error: ")
+    assert "not set up" in done.stderr and "`entraclaw setup`" in done.stderr, done.stderr
+    doctor = run_cli("doctor", env={"ENTRACLAW_HOME": str(tmp_path / "empty")})
+    assert doctor.returncode == 1 and "`entraclaw setup`" in doctor.stdout

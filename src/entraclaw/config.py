@@ -613,10 +613,21 @@ def _missing_problem(name: str, env_file: Path | None) -> ConfigProblem:
 def _error(problems: list[ConfigProblem], env_file: Path | None) -> ConfigurationError:
     lines = "\n".join(f"  - {p}" for p in problems)
     where = f" (.env: {env_file})" if env_file is not None else ""
+    remedy = (
+        "Correct each setting above where it was found; the precedence is arguments > process "
+        "environment > .env (see docs/platform.md)."
+    )
+    if problems and all(p.origin == "not set" for p in problems) and any("TENANT_ID" in p.key for p in problems):
+        # Nothing at all is configured: the likely story is a device nobody has provisioned yet.
+        remedy = (
+            "This device is not set up: run `entraclaw setup` with an admin sign-in (see `entraclaw setup --help`; "
+            "against the emulator, paste the `setup` line `entraclaw emulator serve` prints), which writes "
+            f"{env_file if env_file is not None else 'the .env in the state directory'}. Or " + remedy[0].lower()
+            + remedy[1:]
+        )
     return ConfigurationError(
         f"The configuration has {len(problems)} problem(s){where}:\n{lines}\n",
-        remedy="Correct each setting above where it was found; the precedence is arguments > process "
-        "environment > .env (see docs/platform.md).",
+        remedy=remedy,
         problems=problems,
         path=str(env_file) if env_file is not None else None,
     )
