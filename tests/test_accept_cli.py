@@ -288,3 +288,24 @@ def test_token_on_a_device_never_set_up_names_setup(tmp_path: Path) -> None:
     assert "not set up" in done.stderr and "`entraclaw setup`" in done.stderr, done.stderr
     doctor = run_cli("doctor", env={"ENTRACLAW_HOME": str(tmp_path / "empty")})
     assert doctor.returncode == 1 and "`entraclaw setup`" in doctor.stdout
+
+
+def test_rollback_force_after_rotate_and_rerun_deletes_the_key_in_use_too(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {"ENTRACLAW_HOME": str(home)}
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        admin = _admin_argv(info)
+        sign_in = admin[admin.index("--admin-app-id"):admin.index("--sponsor")]
+        assert run_cli("setup", *admin, env=env).returncode == 0
+        rotated = run_cli("rotate", "--force", *sign_in, env=env)
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        assert run_cli("setup", *admin, env=env).returncode == 0
+        keys = list((home / "keys").glob("*.pem"))
+        assert len(keys) == 1
+        gone = run_cli("setup", "--rollback", "--force", *sign_in, env=env)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert "delete key" in gone.stdout, gone.stdout
+        assert list((home / "keys").glob("*.pem")) == [], "the Blueprint is gone but its private key was left"
+    finally:
+        _stop(proc)

@@ -896,16 +896,24 @@ class Setup:
             )
         recorded = self.journal.data.get("key")
         config = read_device_config(self.env_file)
+        recorded_bp = self.journal.data.get("blueprint")
+        bp_app_id = recorded_bp.get("app_id") if isinstance(recorded_bp, dict) else None
+        configured_here = bool(bp_app_id) and config.get("ENTRACLAW_BLUEPRINT_APP_ID") == bp_app_id
+        doomed: list[str] = []
         if isinstance(recorded, dict) and recorded.get("created") and recorded.get("key_ref"):
-            ref = str(recorded["key_ref"])
-            in_use = config.get("ENTRACLAW_KEY_REF") == ref and self.journal.data.get("status") != "complete"
+            doomed.append(str(recorded["key_ref"]))
+        configured_ref = config.get("ENTRACLAW_KEY_REF")
+        if force and configured_here and configured_ref and configured_ref not in doomed:
+            # After a rotation (or a re-run that found the key) the journal no longer names the key in
+            # use; it signs only for the Blueprint deleted above, so keeping it keeps a secret for nothing.
+            doomed.append(configured_ref)
+        for ref in doomed:
+            in_use = config.get("ENTRACLAW_KEY_REF") == ref
             self._plan("rollback", "delete key", ref + (" (also the configured key)" if in_use else ""))
             if self._act:
                 delete_device_key(ref, keystore=self.keystore)
         if self._act:
-            recorded_bp = self.journal.data.get("blueprint")
-            bp_app_id = recorded_bp.get("app_id") if isinstance(recorded_bp, dict) else None
-            if bp_app_id and config.get("ENTRACLAW_BLUEPRINT_APP_ID") == bp_app_id and force:
+            if configured_here and force:
                 # The config would name objects that no longer exist.
                 write_device_config(self.env_file, dict.fromkeys(CONFIG_KEYS))
             self.journal.delete()
