@@ -309,3 +309,32 @@ def test_rollback_force_after_rotate_and_rerun_deletes_the_key_in_use_too(tmp_pa
         assert list((home / "keys").glob("*.pem")) == [], "the Blueprint is gone but its private key was left"
     finally:
         _stop(proc)
+
+
+def test_device_code_without_auto_approve_tells_how_to_approve_and_following_it_works(tmp_path: Path) -> None:
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
+        env.pop("REQUESTS_CA_BUNDLE", None)
+        env["ENTRACLAW_HOME"] = str(tmp_path / "home")
+        argv = _admin_argv(info)
+        del argv[argv.index("--admin-app-id"):argv.index("--sponsor")]
+        setup = subprocess.Popen(
+            [sys.executable, "-m", "entraclaw", "setup", *argv, "--device-code"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        assert setup.stdout is not None
+        prompt = setup.stdout.readline()
+        # The page the message names does not exist in the emulator; the message must say what does.
+        assert "entraclaw emulator approve" in prompt, prompt
+        command = prompt.split("`")[1]
+        approve = subprocess.run(
+            [sys.executable, "-m", "entraclaw", *shlex.split(command)[1:], "--ca-bundle", info["ca_bundle"]],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )
+        assert approve.returncode == 0, approve.stdout + approve.stderr
+        out, err = setup.communicate(timeout=120)
+        assert setup.returncode == 0, out + err
+        assert "OK: setup complete" in out
+    finally:
+        _stop(proc)

@@ -204,8 +204,12 @@ class TokenService:
                 "verification_uri": uri,
                 "expires_in": int(flow.expires_at - now),
                 "interval": flow.interval,
+                # Entra's sentence first (clients show it verbatim); the emulator has no sign-in page,
+                # so it adds the command that approves the code instead.
                 "message": f"To sign in, use a web browser to open the page {uri} and enter the code "
-                f"{flow.user_code} to authenticate.",
+                f"{flow.user_code} to authenticate. (Emulator: there is no sign-in page; approve with "
+                f"`entraclaw emulator approve {flow.user_code} --url {realm.base_url}` plus --ca-bundle as "
+                "`entraclaw emulator serve` printed it, or start serve with --auto-approve.)",
             },
         )
 
