@@ -338,3 +338,30 @@ def test_device_code_without_auto_approve_tells_how_to_approve_and_following_it_
         assert "OK: setup complete" in out
     finally:
         _stop(proc)
+
+
+def test_every_option_of_every_command_says_what_it_does_in_help() -> None:
+    import argparse
+
+    from entraclaw.cli import build_parser
+
+    undocumented: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif action.option_strings and action.help in (None, "") and action.dest != "help":
+                undocumented.append(f"{path} {'/'.join(action.option_strings)}")
+            elif not action.option_strings and action.help in (None, ""):
+                undocumented.append(f"{path} {action.dest}")
+
+    walk(build_parser(), "entraclaw")
+    assert undocumented == []
+
+
+def test_setup_help_says_sponsor_takes_a_upn() -> None:
+    done = run_cli("setup", "--help")
+    text = " ".join(done.stdout.split())
+    assert "--sponsor SPONSOR user UPN or object id" in text, text

@@ -31,8 +31,10 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="rotate now whatever the expiry")
     p.add_argument("--dry-run", action="store_true", help="say what would happen; no writes")
     p.add_argument("--state-dir", type=Path, help="state directory (default ENTRACLAW_HOME or the platform's)")
-    p.add_argument("--propagation-timeout", type=float, default=180.0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--propagation-timeout", type=float, default=180.0, help="seconds to wait for the new key to be usable"
+    )
+    p.add_argument("--json", action="store_true", help="print the plan/result as JSON at the end")
     p.set_defaults(handler=run)
 
 

@@ -24,12 +24,26 @@ def register(sub: Any) -> None:
     add_endpoint_args(p)
     add_admin_args(p, required=True)
     g = p.add_argument_group("what to create")
-    g.add_argument("--blueprint-name", default="entraclaw Agent Blueprint")
+    g.add_argument(
+        "--blueprint-name",
+        default="entraclaw Agent Blueprint",
+        help="Blueprint displayName to find or create (default: %(default)s)",
+    )
     g.add_argument("--blueprint-app-id", help="use this existing Blueprint")
-    g.add_argument("--agent-identity-name", default="entraclaw Agent Identity")
+    g.add_argument(
+        "--agent-identity-name",
+        default="entraclaw Agent Identity",
+        help="Agent Identity displayName to find or create (default: %(default)s)",
+    )
     g.add_argument("--upn", help="Agent User UPN (default: entraclaw-agent@<default verified domain>)")
     g.add_argument("--scope", action="append", help="delegated Graph scope to consent (default User.Read); repeat")
-    g.add_argument("--sponsor", action="append", default=[], help="user object id sponsoring the Blueprint")
+    g.add_argument(
+        "--sponsor",
+        action="append",
+        default=[],
+        help="user UPN or object id sponsoring the Blueprint and Agent Identity; repeat (default: the "
+        "signed-in admin; required with an app-only sign-in)",
+    )
     g.add_argument(
         "--key-storage",
         choices=("auto", "cng", "keystore", "file"),

@@ -55,7 +55,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--upn", help="name the Agent User by UPN instead of ENTRACLAW_AGENT_USER_ID")
     p.add_argument("--app-only", action="store_true", help="the Agent Identity's own app token (Hops 1-2)")
-    p.add_argument("--algorithm", choices=("RS256", "PS256"), default="RS256")
+    p.add_argument(
+        "--algorithm", choices=("RS256", "PS256"), default="RS256", help="client assertion algorithm (default RS256)"
+    )
     p.add_argument("--cache", type=Path, help="share tokens with other processes through this cache file")
     p.add_argument(
         "--allow-plaintext-cache",
