@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -323,8 +324,13 @@ def test_device_code_without_auto_approve_tells_how_to_approve_and_following_it_
             [sys.executable, "-m", "entraclaw", "setup", *argv, "--device-code"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
-        assert setup.stdout is not None
-        prompt = setup.stdout.readline()
+        assert setup.stderr is not None
+        guard = threading.Timer(120, setup.kill)  # a missing prompt must fail the test, not hang it
+        guard.start()
+        try:
+            prompt = setup.stderr.readline()  # the prompt is on stderr, so --json/pipes stay clean
+        finally:
+            guard.cancel()
         # The page the message names does not exist in the emulator; the message must say what does.
         assert "entraclaw emulator approve" in prompt, prompt
         command = prompt.split("`")[1]
@@ -365,3 +371,20 @@ def test_setup_help_says_sponsor_takes_a_upn() -> None:
     done = run_cli("setup", "--help")
     text = " ".join(done.stdout.split())
     assert "--sponsor SPONSOR user UPN or object id" in text, text
+
+
+def test_json_output_stays_json_with_a_device_code_sign_in(tmp_path: Path) -> None:
+    import json
+
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"), "--auto-approve")
+    try:
+        env = {"ENTRACLAW_HOME": str(tmp_path / "home")}
+        argv = _admin_argv(info)
+        del argv[argv.index("--admin-app-id"):argv.index("--sponsor")]
+        for command in (["setup", *argv], ["rotate", "--force"], ["doctor"]):
+            done = run_cli(*command, "--device-code", "--json", env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            json.loads(done.stdout)  # a pipe into jq must not meet the sign-in prompt
+            assert "devicelogin" in done.stderr  # the prompt still reaches the person at the terminal
+    finally:
+        _stop(proc)

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             session=endpoints.session(),
         )
     elif admin_given(args):
-        auth = admin_auth(args, endpoints, echo=print)
+        auth = admin_auth(args, endpoints)
     else:
         raise ConfigurationError(
             "rotate needs a Graph identity for addKey/removeKey.",

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     state_dir = resolve_state_dir(args.state_dir)
     config = {**unfinished_setup_endpoints(state_dir), **read_device_config(state_dir / ".env")}
     endpoints = endpoints_from_args(args, config)
-    graph = graph_client(endpoints, admin_auth(args, endpoints, echo=print))
+    graph = graph_client(endpoints, admin_auth(args, endpoints))
     options = SetupOptions(
         endpoints=endpoints,
         blueprint_name=args.blueprint_name,

@@ -56,7 +56,14 @@ def endpoints_from_args(args: argparse.Namespace, config: dict[str, str]) -> End
     )
 
 
-def admin_auth(args: argparse.Namespace, endpoints: Endpoints, *, echo: Callable[[str], None] = print) -> GraphAuth:
+def _to_stderr(line: str) -> None:
+    # The sign-in prompt is for the person at the terminal: on stderr it never mixes into --json or a pipe.
+    print(line, file=sys.stderr, flush=True)
+
+
+def admin_auth(
+    args: argparse.Namespace, endpoints: Endpoints, *, echo: Callable[[str], None] = _to_stderr
+) -> GraphAuth:
     chosen = [name for name, on in (
         ("--admin-app-id", bool(args.admin_app_id)), ("--device-code", args.device_code),
         ("--azure-cli", args.azure_cli)) if on]
