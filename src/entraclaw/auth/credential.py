@@ -253,22 +253,33 @@ class _ChainCredential:
         self._owned_session: requests.Session | None = None
 
     @classmethod
-    def _config_and_kwargs(
-        cls,
-        config: AgentConfig | None,
-        overrides: dict[str, Any],
+    def from_config(
+        cls: type[_C],
+        config: AgentConfig | None = None,
         *,
-        required: tuple[str, ...],
-        environ: Any,
-        env_file: Any,
-        keystore: Any,
-        password: str | None,
-        session: requests.Session | None,
-    ) -> tuple[AgentConfig, dict[str, Any], requests.Session | None]:
+        environ: Any = None,
+        env_file: Any = None,
+        keystore: Any = None,
+        password: str | None = None,
+        session: requests.Session | None = None,
+        cache: PersistedTokenStore | None = None,
+        algorithm: Algorithm = "RS256",
+        **overrides: Any,
+    ) -> _C:
+        """A credential from the configuration (:func:`entraclaw.config.load_config`'s precedence).
+
+        ``config`` is used as loaded (``overrides``, field names such as ``agent_user_upn=``,
+        still win over it); without it the configuration is loaded from the process
+        environment (or ``environ``) and the state directory's ``.env`` (or ``env_file``).
+        The key comes from ``config.key_ref`` (``keystore`` replaces the OS default store);
+        without ``session`` one is made that trusts ``ENTRACLAW_CA_BUNDLE`` (else the public
+        CAs) and ignores REQUESTS_CA_BUNDLE, and is closed with the credential.
+        """
         # Imported here: entraclaw.config pulls in the platform layer, which a credential built
         # from explicit arguments never needs.
         from entraclaw import config as config_module
 
+        required = cls._config_required()
         if config is None:
             config = config_module.load_config(overrides, environ=environ, env_file=env_file, required=required)
         else:
@@ -283,16 +294,30 @@ class _ChainCredential:
             session = owned = config_module.make_session(config)
         assert config.tenant_id is not None and config.blueprint_app_id is not None
         assert config.agent_identity_app_id is not None
-        kwargs: dict[str, Any] = {
-            "tenant": config.tenant_id,
-            "authority_host": config.authority_host,
-            "blueprint_app_id": config.blueprint_app_id,
-            "agent_identity_app_id": config.agent_identity_app_id,
-            "signer": signer,
-            "cert_thumbprint": config.cert_x5t_s256,
-            "session": session,
-        }
-        return config, kwargs, owned
+        credential = cls(
+            tenant=config.tenant_id,
+            authority_host=config.authority_host,
+            blueprint_app_id=config.blueprint_app_id,
+            agent_identity_app_id=config.agent_identity_app_id,
+            signer=signer,
+            cert_thumbprint=config.cert_x5t_s256,
+            session=session,
+            cache=cache,
+            algorithm=algorithm,
+            **cls._config_extra_kwargs(config),
+        )
+        credential._owned_session = owned
+        return credential
+
+    @classmethod
+    def _config_required(cls) -> tuple[str, ...]:
+        from entraclaw.config import TOKEN_REQUIRED
+
+        return TOKEN_REQUIRED
+
+    @classmethod
+    def _config_extra_kwargs(cls, config: AgentConfig) -> dict[str, Any]:
+        return {}
 
     # --- caching -----------------------------------------------------------------------
 
@@ -632,49 +657,16 @@ class AgentUserCredential(_ChainCredential):
         self._user_ref = f"oid:{agent_user_id}" if agent_user_id else f"upn:{self.agent_user_upn}"
 
     @classmethod
-    def from_config(
-        cls: type[_C],
-        config: AgentConfig | None = None,
-        *,
-        environ: Any = None,
-        env_file: Any = None,
-        keystore: Any = None,
-        password: str | None = None,
-        session: requests.Session | None = None,
-        cache: PersistedTokenStore | None = None,
-        algorithm: Algorithm = "RS256",
-        **overrides: Any,
-    ) -> _C:
-        """A credential from the configuration (:func:`entraclaw.config.load_config`'s precedence).
-
-        ``config`` is used as loaded (``overrides``, field names such as ``agent_user_upn=``,
-        still win over it); without it the configuration is loaded from the process
-        environment (or ``environ``) and the state directory's ``.env`` (or ``env_file``).
-        The key comes from ``config.key_ref`` (``keystore`` replaces the OS default store);
-        without ``session`` one is made that trusts ``ENTRACLAW_CA_BUNDLE`` (else the public
-        CAs) and ignores REQUESTS_CA_BUNDLE, and is closed with the credential.
-        """
+    def _config_required(cls) -> tuple[str, ...]:
         from entraclaw.config import USER_TOKEN_REQUIRED
 
-        loaded, kwargs, owned = cls._config_and_kwargs(
-            config,
-            overrides,
-            required=USER_TOKEN_REQUIRED,
-            environ=environ,
-            env_file=env_file,
-            keystore=keystore,
-            password=password,
-            session=session,
-        )
-        user = loaded.agent_user()
-        assert user is not None
-        if user[0] == "id":
-            kwargs["agent_user_id"] = user[1]
-        else:
-            kwargs["agent_user_upn"] = user[1]
-        credential = cls(cache=cache, algorithm=algorithm, **kwargs)
-        credential._owned_session = owned
-        return credential
+        return USER_TOKEN_REQUIRED
+
+    @classmethod
+    def _config_extra_kwargs(cls, config: AgentConfig) -> dict[str, Any]:
+        user = config.agent_user()
+        assert user is not None  # USER_TOKEN_REQUIRED made load_config insist on one
+        return {"agent_user_id": user[1]} if user[0] == "id" else {"agent_user_upn": user[1]}
 
     def _t2(self) -> CachedToken:
         def obtain() -> CachedToken:
@@ -727,38 +719,8 @@ class AgentUserCredential(_ChainCredential):
 class AgentIdentityCredential(_ChainCredential):
     """App-only tokens for the Agent Identity itself: Hop 1, then Hop 2 for the resource scope."""
 
-    # The constructor is _ChainCredential's: the app-only variant needs nothing more.
-
-    @classmethod
-    def from_config(
-        cls: type[_C],
-        config: AgentConfig | None = None,
-        *,
-        environ: Any = None,
-        env_file: Any = None,
-        keystore: Any = None,
-        password: str | None = None,
-        session: requests.Session | None = None,
-        cache: PersistedTokenStore | None = None,
-        algorithm: Algorithm = "RS256",
-        **overrides: Any,
-    ) -> _C:
-        """Like :meth:`AgentUserCredential.from_config`; the Agent User fields are not needed."""
-        from entraclaw.config import TOKEN_REQUIRED
-
-        _loaded, kwargs, owned = cls._config_and_kwargs(
-            config,
-            overrides,
-            required=TOKEN_REQUIRED,
-            environ=environ,
-            env_file=env_file,
-            keystore=keystore,
-            password=password,
-            session=session,
-        )
-        credential = cls(cache=cache, algorithm=algorithm, **kwargs)
-        credential._owned_session = owned
-        return credential
+    # The constructor and from_config are _ChainCredential's: the app-only variant needs
+    # nothing more.
 
     def _app_token(self, scopes: tuple[str, ...], *, claims: str | None = None) -> CachedToken:
         key, normalized = self._scopes_key("app", scopes, client=self.agent_identity_app_id)
