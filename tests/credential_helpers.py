@@ -68,6 +68,19 @@ class Seeded:
     def signer(self) -> PemSigner:
         return PemSigner(self.key, self.cert)
 
+    def chain_env(self) -> dict[str, str | None]:
+        """The .env entries that name this tenant and chain (no key, thumbprint or trust settings)."""
+        return {
+            "ENTRACLAW_TENANT_ID": self.emu.tenant_id,
+            "ENTRACLAW_AUTHORITY_HOST": self.emu.base_url,
+            "ENTRACLAW_GRAPH_URL": self.emu.graph_url,
+            "ENTRACLAW_BLUEPRINT_APP_ID": self.blueprint_app_id,
+            "ENTRACLAW_BLUEPRINT_OBJECT_ID": self.blueprint_object_id,
+            "ENTRACLAW_AGENT_IDENTITY_ID": self.agent_identity_app_id,
+            "ENTRACLAW_AGENT_USER_ID": self.agent_user_id,
+            "ENTRACLAW_AGENT_USER_UPN": self.agent_user_upn,
+        }
+
     def credential(self, **overrides: Any) -> AgentUserCredential:
         kwargs: dict[str, Any] = {
             "tenant": self.emu.authority,

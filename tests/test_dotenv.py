@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crash_helpers import run_writer
 from entraclaw.errors import ConfigurationError
 from entraclaw.platform import files
 from entraclaw.platform.dotenv import format_value, parse_env_text, read_env_file, update_env_file
@@ -189,8 +190,8 @@ def test_output_has_no_bom_and_is_utf8(tmp_path):
         ("", ""),
         ("a b", "'a b'"),
         ("$HOME", "'$HOME'"),
-        ("it's", "\"it's\""),
-        ("it's $x \\ \"q\"", '"it\'s \\$x \\\\ \\"q\\""'),
+        ("it's", '"it\'s"'),
+        ('it\'s $x \\ "q"', '"it\'s \\$x \\\\ \\"q\\""'),
         ("#not-a-comment", "'#not-a-comment'"),
     ],
 )
@@ -273,11 +274,7 @@ def _child_update(
         update_env_file({str(path)!r}, {updates!r})
         """
     )
-    env = dict(os.environ)
-    env.pop(files.CRASH_ENV, None)
-    if crash_at is not None:
-        env[files.CRASH_ENV] = crash_at
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return run_writer(code, crash_at=crash_at)
 
 
 @POSIX

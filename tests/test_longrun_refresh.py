@@ -230,6 +230,14 @@ def test_a_slow_network_answer_counts_against_the_deadline(world):
 # --- across processes -----------------------------------------------------------------------
 
 
+def _write_child_config(world, cache_path: Path, tmp_path: Path, *, scope: str) -> Path:
+    config = world.child_config(cache_path)
+    config["scope"] = scope
+    config_path = tmp_path / "child.json"
+    config_path.write_text(json.dumps(config))
+    return config_path
+
+
 def _child(config_path: Path) -> subprocess.Popen[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HELPERS.parent), env.get("PYTHONPATH", "")])
@@ -246,10 +254,8 @@ def test_reading_a_token_on_disk_never_waits_for_another_process_exchange(world,
     emu = world.emu
     path = tmp_path / "shared.bin"
     world.credential(cache=PersistedTokenStore(path, allow_plaintext=True)).get_token(GRAPH_SCOPE)
-    config = world.child_config(path)
-    config["scope"] = USER_READ  # a key not on disk: the child must exchange Hop 3
-    config_path = tmp_path / "child.json"
-    config_path.write_text(json.dumps(config))
+    # A key not on disk: the child must exchange Hop 3.
+    config_path = _write_child_config(world, path, tmp_path, scope=USER_READ)
 
     entered, release = threading.Event(), threading.Event()
     emu.faults.inject("gate", entered=entered, release=release)
@@ -269,10 +275,7 @@ def test_a_process_killed_mid_exchange_frees_its_slot_at_once(world, tmp_path):
     emu = world.emu
     path = tmp_path / "shared.bin"
     world.credential(cache=PersistedTokenStore(path, allow_plaintext=True)).get_token(GRAPH_SCOPE)
-    config = world.child_config(path)
-    config["scope"] = USER_READ
-    config_path = tmp_path / "child.json"
-    config_path.write_text(json.dumps(config))
+    config_path = _write_child_config(world, path, tmp_path, scope=USER_READ)
     entered, release = threading.Event(), threading.Event()
     emu.faults.inject("gate", entered=entered, release=release)
     child = _child(config_path)

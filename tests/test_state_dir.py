@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from cng_helpers import Standin, standin_fixture  # noqa: F401  (fixture)
+from crash_helpers import run_writer
 from entraclaw.errors import NativeModuleUnavailableError
-from entraclaw.platform import files, paths
+from entraclaw.platform import paths
 from entraclaw.platform.paths import (
     DIVERGED_MARKER,
     MIGRATED_MARKER,
@@ -161,11 +162,7 @@ def _child_migrate(legacy: Path, target: Path, *, crash_at: str | None = None) -
         print(result.status)
         """
     )
-    env = dict(os.environ)
-    env.pop(files.CRASH_ENV, None)
-    if crash_at is not None:
-        env[files.CRASH_ENV] = crash_at
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return run_writer(code, crash_at=crash_at)
 
 
 @POSIX
