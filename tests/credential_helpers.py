@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -29,6 +28,7 @@ from entraclaw.auth.credential import AgentIdentityCredential, AgentUserCredenti
 from entraclaw.auth.persisted_cache import PersistedTokenStore  # noqa: E402
 from entraclaw.auth.retry import TokenRetryPolicy  # noqa: E402
 from entraclaw.auth.signer import PemSigner  # noqa: E402
+from entraclaw.config import make_session  # noqa: E402
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 JWT_RE = re.compile(r"eyJ[\w-]+\.[\w-]+\.")
@@ -180,9 +180,7 @@ def error_texts(exc: BaseException) -> Iterator[str]:
 def _child(config: dict[str, Any]) -> int:
     if os.environ.get(PLAINTEXT_CACHE_ENV) == "1":
         persisted_cache._encrypted_persistence = _encryption_switched_off  # type: ignore[assignment]
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = config["ca_bundle"]
+    session = make_session(config["ca_bundle"])
     signer = PemSigner.from_pem(config["key_pem"], certificate=config["cert_pem"].encode("ascii"))
     cache = PersistedTokenStore(config["cache_path"], allow_plaintext=True)
     credential = AgentUserCredential(
