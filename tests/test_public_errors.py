@@ -73,3 +73,20 @@ def test_emulator_refuses_a_non_rsa_certificate_with_its_own_error() -> None:
     err = caught.value
     assert isinstance(err, EntraclawError) and err.subject == "CN=ec Blueprint"
     assert "RSA" in err.message and "generate_rsa_key" in err.remedy
+
+
+def test_a_garbled_certificate_in_a_key_file_is_a_configuration_error_naming_the_file(tmp_path) -> None:
+    from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem
+    from entraclaw.provisioning.keys import open_device_key
+
+    key_pem = private_key_to_pem(generate_rsa_key())
+    path = tmp_path / "blueprint.pem"
+    path.write_bytes(key_pem + b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigurationError) as caught:
+        open_device_key(f"file:{path}")
+    err = caught.value
+    assert err.path == str(path) and str(path) in err.message
+    assert "`entraclaw rotate --force`" in err.remedy
+    key_lines = key_pem.decode().splitlines()[1:-1]
+    for text in (str(err), repr(err)):
+        assert not any(line in text for line in key_lines)

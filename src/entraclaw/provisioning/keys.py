@@ -120,7 +120,14 @@ def _signer_from_bundle(bundle: bytes, where: str) -> tuple[PemSigner, x509.Cert
             remedy="Run `entraclaw rotate --force` with admin credentials to make a new key and register it.",
             path=where,
         )
-    certificate = x509.load_pem_x509_certificate(bundle[start:])
+    try:
+        certificate = x509.load_pem_x509_certificate(bundle[start:])
+    except ValueError:
+        raise ConfigurationError(
+            f"The certificate stored with the Blueprint key at {where} is garbled or truncated.",
+            remedy="Run `entraclaw rotate --force` with admin credentials to make a new key and register it.",
+            path=where,
+        ) from None
     return PemSigner.from_pem(bundle[:start], certificate=certificate), certificate
 
 
