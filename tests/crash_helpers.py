@@ -10,13 +10,16 @@ import textwrap
 from entraclaw.platform import files
 
 
-def run_writer(code: str, *, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` (dedented) in a fresh interpreter; ``crash_at`` names the write step it dies at."""
+def run_writer(code: str, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented, with ``args`` as sys.argv[1:]) in a fresh interpreter.
+
+    ``crash_at`` names the write step (entraclaw.platform.files.WRITE_STEPS) it dies at.
+    """
     env = dict(os.environ)
     # Inherited from a test run that set it would kill a child that is meant to finish.
     env.pop(files.CRASH_ENV, None)
     if crash_at is not None:
         env[files.CRASH_ENV] = crash_at
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True, text=True, timeout=60
     )

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from crash_helpers import run_writer
 from credential_helpers import GRAPH_SCOPE, assert_no_secrets, force_plaintext_cache, held_tokens, seed
 from entraclaw.auth.file_lock import InterProcessLock
 from entraclaw.auth.persisted_cache import PersistedTokenStore
 from entraclaw.auth.token_cache import CachedToken, MemoryTokenCache, cache_key, refresh_margin
 from entraclaw.emulator import Emulator
 from entraclaw.errors import KeystoreError
-from entraclaw.platform.files import CRASH_ENV, WRITE_STEPS
+from entraclaw.platform.files import WRITE_STEPS
 
 HELPERS = Path(__file__).with_name("credential_helpers.py")
 
@@ -419,27 +420,13 @@ def test_a_cache_writer_killed_between_steps_leaves_the_old_or_new_file_and_the_
     with store.lock():
         store.save({"k": CachedToken.create("old-" * 10, expires_on=now + 3600, obtained_on=now)})
 
-    env = dict(os.environ, **{CRASH_ENV: step})
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLED_SAVE, str(path), str(Path(__file__).parent)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    killed = run_writer(_KILLED_SAVE, str(path), str(Path(__file__).parent), crash_at=step)
     assert killed.returncode != 0, killed.stderr
     # Readers take no lock: whatever the kill left, the file is one whole version.
     token = store.load()["k"].token
     assert token == ("new-" * 10 if step == WRITE_STEPS[-1] else "old-" * 10)
 
-    env.pop(CRASH_ENV)
-    finished = subprocess.run(
-        [sys.executable, "-c", _KILLED_SAVE, str(path), str(Path(__file__).parent)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    finished = run_writer(_KILLED_SAVE, str(path), str(Path(__file__).parent))
     assert finished.returncode == 0, finished.stderr
     assert store.load()["k"].token == "new-" * 10
     assert sorted(p.name for p in tmp_path.iterdir() if "entraclaw-tmp" in p.name) == []

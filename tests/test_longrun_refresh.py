@@ -230,12 +230,26 @@ def test_a_slow_network_answer_counts_against_the_deadline(world):
 # --- across processes -----------------------------------------------------------------------
 
 
-def _write_child_config(world, cache_path: Path, tmp_path: Path, *, scope: str) -> Path:
-    config = world.child_config(cache_path)
-    config["scope"] = scope
+def _child_held_in_its_exchange(world, tmp_path: Path) -> tuple[Path, subprocess.Popen[str], threading.Event]:
+    """A warm shared cache, then a child process held inside its Hop-3 exchange for a key not on disk.
+
+    Returns the cache path, the child, and the event that lets the emulator answer it.
+    """
+    path = tmp_path / "shared.bin"
+    world.credential(cache=PersistedTokenStore(path, allow_plaintext=True)).get_token(GRAPH_SCOPE)
+    config = world.child_config(path)
+    config["scope"] = USER_READ
     config_path = tmp_path / "child.json"
     config_path.write_text(json.dumps(config))
-    return config_path
+    entered, release = threading.Event(), threading.Event()
+    world.emu.faults.inject("gate", entered=entered, release=release)
+    child = _child(config_path)
+    if not entered.wait(60):
+        release.set()
+        child.kill()
+        _, err = child.communicate(timeout=60)
+        pytest.fail(f"the child never reached its exchange: {err[-2000:]}")
+    return path, child, release
 
 
 def _child(config_path: Path) -> subprocess.Popen[str]:
@@ -251,17 +265,8 @@ def _child(config_path: Path) -> subprocess.Popen[str]:
 
 
 def test_reading_a_token_on_disk_never_waits_for_another_process_exchange(world, tmp_path):
-    emu = world.emu
-    path = tmp_path / "shared.bin"
-    world.credential(cache=PersistedTokenStore(path, allow_plaintext=True)).get_token(GRAPH_SCOPE)
-    # A key not on disk: the child must exchange Hop 3.
-    config_path = _write_child_config(world, path, tmp_path, scope=USER_READ)
-
-    entered, release = threading.Event(), threading.Event()
-    emu.faults.inject("gate", entered=entered, release=release)
-    child = _child(config_path)
+    path, child, release = _child_held_in_its_exchange(world, tmp_path)
     try:
-        assert entered.wait(60), "the child never reached its exchange"
         # The child now holds its exchange lock. A new process-like reader (fresh memory):
         reader = world.credential(cache=PersistedTokenStore(path, allow_plaintext=True, lock_timeout=3))
         assert reader.get_token(GRAPH_SCOPE).token
@@ -272,15 +277,8 @@ def test_reading_a_token_on_disk_never_waits_for_another_process_exchange(world,
 
 
 def test_a_process_killed_mid_exchange_frees_its_slot_at_once(world, tmp_path):
-    emu = world.emu
-    path = tmp_path / "shared.bin"
-    world.credential(cache=PersistedTokenStore(path, allow_plaintext=True)).get_token(GRAPH_SCOPE)
-    config_path = _write_child_config(world, path, tmp_path, scope=USER_READ)
-    entered, release = threading.Event(), threading.Event()
-    emu.faults.inject("gate", entered=entered, release=release)
-    child = _child(config_path)
+    path, child, release = _child_held_in_its_exchange(world, tmp_path)
     try:
-        assert entered.wait(60)
         child.send_signal(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
         child.wait(30)
         other = world.credential(cache=PersistedTokenStore(path, allow_plaintext=True, lock_timeout=3))

@@ -82,19 +82,25 @@ def entry_file_error(
     )
 
 
+def _os_failure(
+    action: str, exc: OSError | ConfigurationError, *, backend: str, entry: str, path: Path, remedy: str
+) -> KeystoreError:
+    return entry_file_error(
+        f"Cannot {action} {path} for entry {entry!r} ({reason(exc)}).",
+        backend=backend,
+        entry=entry,
+        path=path,
+        remedy=remedy,
+        cause=exc,
+    )
+
+
 def write_entry_file(path: Path, data: bytes, *, backend: str, entry: str, remedy: str) -> None:
     """:func:`atomic_write_private`, failures as KeystoreError naming the entry and the file."""
     try:
         atomic_write_private(path, data)
     except (OSError, ConfigurationError) as exc:
-        raise entry_file_error(
-            f"Cannot write {path} for entry {entry!r} ({reason(exc)}).",
-            backend=backend,
-            entry=entry,
-            path=path,
-            remedy=remedy,
-            cause=exc,
-        ) from None
+        raise _os_failure("write", exc, backend=backend, entry=entry, path=path, remedy=remedy) from None
 
 
 def read_entry_file(path: Path, *, backend: str, entry: str, remedy: str) -> bytes | None:
@@ -104,14 +110,7 @@ def read_entry_file(path: Path, *, backend: str, entry: str, remedy: str) -> byt
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise entry_file_error(
-            f"Cannot read {path} for entry {entry!r} ({reason(exc)}).",
-            backend=backend,
-            entry=entry,
-            path=path,
-            remedy=remedy,
-            cause=exc,
-        ) from None
+        raise _os_failure("read", exc, backend=backend, entry=entry, path=path, remedy=remedy) from None
 
 
 def delete_entry_file(path: Path, *, backend: str, entry: str, remedy: str) -> bool:
@@ -121,12 +120,5 @@ def delete_entry_file(path: Path, *, backend: str, entry: str, remedy: str) -> b
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise entry_file_error(
-            f"Cannot delete {path} for entry {entry!r} ({reason(exc)}).",
-            backend=backend,
-            entry=entry,
-            path=path,
-            remedy=remedy,
-            cause=exc,
-        ) from None
+        raise _os_failure("delete", exc, backend=backend, entry=entry, path=path, remedy=remedy) from None
     return True
