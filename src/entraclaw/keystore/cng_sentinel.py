@@ -28,7 +28,7 @@ from entraclaw.keystore._files import (
     write_entry_file,
 )
 from entraclaw.keystore.base import SERVICE, EntryInfo, KeyStore, validate_entry
-from entraclaw.platform.paths import state_dir
+from entraclaw.platform.paths import keys_dir
 
 if TYPE_CHECKING:
     from entraclaw.cng import CngKeyHandle
@@ -62,7 +62,7 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
     name = "cng-sentinel"
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else state_dir() / "keys"
+        self.directory = Path(directory) if directory is not None else keys_dir()
 
     def path_for(self, entry: str) -> Path:
         entry = validate_entry(entry, backend=self.name)

@@ -32,7 +32,7 @@ from entraclaw.keystore._files import (
     write_entry_file,
 )
 from entraclaw.keystore.base import EntryInfo, KeyStore, validate_entry, validate_secret
-from entraclaw.platform.paths import state_dir
+from entraclaw.platform.paths import keys_dir
 
 __all__ = ["DPAPI_SUFFIX", "FILE_MAGIC", "DataProtector", "DpapiFileStore", "NativeDpapi", "entry_entropy"]
 
@@ -70,12 +70,12 @@ class NativeDpapi:
 
 
 class DpapiFileStore(KeyStore[str]):
-    """One DPAPI-protected file per entry under ``directory`` (default ``state_dir()/keys``)."""
+    """One DPAPI-protected file per entry under ``directory`` (default :func:`~entraclaw.platform.paths.keys_dir`)."""
 
     name = "dpapi-file"
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, *, protector: DataProtector | None = None):
-        self.directory = Path(directory) if directory is not None else state_dir() / "keys"
+        self.directory = Path(directory) if directory is not None else keys_dir()
         if protector is None:
             from entraclaw import cng
 

@@ -31,8 +31,11 @@ __all__ = [
     "StateDirInfo",
     "describe_state_dir",
     "env_file_path",
+    "keys_dir",
     "legacy_state_dir",
     "migrate_legacy_state",
+    "rotate_journal_path",
+    "setup_journal_path",
     "state_dir",
     "token_cache_path",
 ]
@@ -66,12 +69,33 @@ def legacy_state_dir() -> Path:
     return Path.home() / ".entraclaw"
 
 
-def env_file_path(*, environ: Mapping[str, str] | None = None) -> Path:
-    return state_dir(environ=environ) / ".env"
+# What lives in a state directory. ``home`` is a state directory chosen elsewhere (--state-dir);
+# without it, :func:`state_dir`'s.
 
 
-def token_cache_path(*, environ: Mapping[str, str] | None = None) -> Path:
-    return state_dir(environ=environ) / "agent_tokens.bin"
+def _home(home: str | os.PathLike[str] | None, environ: Mapping[str, str] | None) -> Path:
+    return Path(home) if home is not None else state_dir(environ=environ)
+
+
+def env_file_path(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    return _home(home, environ) / ".env"
+
+
+def token_cache_path(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    return _home(home, environ) / "agent_tokens.bin"
+
+
+def keys_dir(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the file-backed key stores and PEM key files live."""
+    return _home(home, environ) / "keys"
+
+
+def setup_journal_path(home: str | os.PathLike[str] | None = None) -> Path:
+    return _home(home, None) / "setup-journal.json"
+
+
+def rotate_journal_path(home: str | os.PathLike[str] | None = None) -> Path:
+    return _home(home, None) / "rotate-journal.json"
 
 
 # --- where it came from (for `doctor`) ----------------------------------------------------

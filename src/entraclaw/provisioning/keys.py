@@ -32,6 +32,7 @@ from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_si
 from entraclaw.auth.signer import PemSigner, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint
 from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError
+from entraclaw.platform import paths
 from entraclaw.provisioning.state import atomic_write
 
 __all__ = [
@@ -166,7 +167,7 @@ def create_device_key(
     entry = blueprint_key_entry(blueprint_app_id, sha1)
     bundle = _pem_bundle(private_key_to_pem(key), cert)
     if where == "file":
-        path = state_dir / "keys" / f"{entry}.pem"
+        path = paths.keys_dir(state_dir) / f"{entry}.pem"
         atomic_write(path, bundle)
         ref = f"file:{path}"
     else:
@@ -284,7 +285,7 @@ def local_key_refs(blueprint_app_id: str, *, state_dir: Path) -> list[str]:
 
             for listed in cng.list_certificates(certificate_subject(blueprint_app_id)):
                 refs.append(f"cng:CurrentUser/{listed.thumbprint}")
-    key_dir = state_dir / "keys"
+    key_dir = paths.keys_dir(state_dir)
     if key_dir.is_dir():
         for path in sorted(key_dir.glob(f"blueprint-key-{blueprint_app_id}-*.pem")):
             refs.append(f"file:{path}")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestError
+from entraclaw.platform import paths
 from entraclaw.provisioning.context import Endpoints, PropagationWait
 from entraclaw.provisioning.graph import (
     GRAPH_APP_ID,
@@ -85,7 +86,6 @@ SETUP_STEPS: tuple[str, ...] = (
     "config",
     "smoke",
 )
-JOURNAL_NAME = "setup-journal.json"
 T = TypeVar("T")
 # Reverse dependency order for rollback, and the Graph collection each kind lives in.
 _DELETE_ORDER = ("consent", "agent_user", "agent_identity", "blueprint_principal", "blueprint")
@@ -206,8 +206,8 @@ class Setup:
         self.keystore = keystore
         self.clock = clock
         self.state_dir = resolve_state_dir(options.state_dir)
-        self.env_file = self.state_dir / ".env"
-        self.journal = Journal(self.state_dir / JOURNAL_NAME)
+        self.env_file = paths.env_file_path(self.state_dir)
+        self.journal = Journal(paths.setup_journal_path(self.state_dir))
         self.wait = PropagationWait(timeout=options.propagation_timeout, echo=echo, sleep=sleep)
         self.result = SetupResult()
         self._act = True
