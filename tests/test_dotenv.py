@@ -343,3 +343,15 @@ def test_concurrent_writers_lose_no_key(tmp_path):
     values = read_env_file(path).values()
     assert values == {f"{n}_{k}": str(35 + k) for n in ("A", "B") for k in range(5)}
     assert path.read_text().startswith("# shared\n")
+
+
+def test_a_malformed_value_is_reported_without_quoting_it(tmp_path):
+    secret = "hunter2-correct-horse"
+    path = write(tmp_path / ".env", f'ENTRACLAW_KEY_PASSWORD="pw"{secret}\nENTRACLAW_SCOPES=\'a\' {secret}\n'.encode())
+    with pytest.raises(ConfigurationError) as caught:
+        read_env_file(path)
+    err = caught.value
+    assert str(path) in err.message and "line 1" in err.message and "line 2" in err.message
+    assert "after the closing quote" in err.message
+    for text in (str(err), repr(err), repr(err.context)):
+        assert secret not in text and secret[:8] not in text
