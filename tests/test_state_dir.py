@@ -325,8 +325,6 @@ def test_every_state_file_is_named_in_one_place_for_the_default_or_a_given_home(
     assert paths.token_cache_path() == env_home / "agent_tokens.bin"
     assert paths.token_cache_path(given) == given / "agent_tokens.bin"
     assert paths.keys_dir() == env_home / "keys" and paths.keys_dir(given) == given / "keys"
-    assert paths.setup_journal_path(given) == given / "setup-journal.json"
-    assert paths.rotate_journal_path(given) == given / "rotate-journal.json"
     # The file-backed stores default to that keys directory.
     assert CngSentinelStore().directory == paths.keys_dir()
     assert DpapiFileStore(protector=NativeDpapi()).directory == paths.keys_dir()

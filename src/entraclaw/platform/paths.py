@@ -34,8 +34,6 @@ __all__ = [
     "keys_dir",
     "legacy_state_dir",
     "migrate_legacy_state",
-    "rotate_journal_path",
-    "setup_journal_path",
     "state_dir",
     "token_cache_path",
 ]
@@ -88,14 +86,6 @@ def token_cache_path(home: str | os.PathLike[str] | None = None, *, environ: Map
 def keys_dir(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
     """Where the file-backed key stores and PEM key files live."""
     return _home(home, environ) / "keys"
-
-
-def setup_journal_path(home: str | os.PathLike[str] | None = None) -> Path:
-    return _home(home, None) / "setup-journal.json"
-
-
-def rotate_journal_path(home: str | os.PathLike[str] | None = None) -> Path:
-    return _home(home, None) / "rotate-journal.json"
 
 
 # --- where it came from (for `doctor`) ----------------------------------------------------

@@ -30,6 +30,8 @@ from entraclaw.platform import paths
 from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.keys import DeviceKey, delete_device_key, local_key_refs, open_device_key
 from entraclaw.provisioning.rotate import DEFAULT_DAYS_BEFORE_EXPIRY, endpoints_from_config
+from entraclaw.provisioning.rotate import JOURNAL_NAME as ROTATE_JOURNAL_NAME
+from entraclaw.provisioning.setup import JOURNAL_NAME as SETUP_JOURNAL_NAME
 from entraclaw.provisioning.smoke import run_chain
 from entraclaw.provisioning.state import optional_attr, read_device_config, resolve_state_dir
 
@@ -138,8 +140,8 @@ def _state_checks(report: DoctorReport, state_dir: Path) -> None:
                 text += f"; state resolves to that account's profile: {state_dir}"
             report.add("account", "ok", text)
     for path, command in (
-        (paths.setup_journal_path(state_dir), "entraclaw setup"),
-        (paths.rotate_journal_path(state_dir), "entraclaw rotate"),
+        (state_dir / SETUP_JOURNAL_NAME, "entraclaw setup"),
+        (state_dir / ROTATE_JOURNAL_NAME, "entraclaw rotate"),
     ):
         if path.exists():
             if command == "entraclaw setup" and '"status": "complete"' in path.read_text(encoding="utf-8"):
@@ -338,7 +340,7 @@ def _stale_check(
 ) -> None:
     configured = config["ENTRACLAW_KEY_REF"]
     rotating = ""
-    journal = paths.rotate_journal_path(home)
+    journal = home / ROTATE_JOURNAL_NAME
     if journal.exists():
         rotating = journal.read_text(encoding="utf-8")
     now = _dt.datetime.fromtimestamp(clock(), _dt.timezone.utc)

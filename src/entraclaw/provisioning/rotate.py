@@ -64,6 +64,7 @@ ROTATE_STEPS: tuple[str, ...] = (
     "invalidate_cache",
 )
 DEFAULT_DAYS_BEFORE_EXPIRY = 30
+JOURNAL_NAME = "rotate-journal.json"
 _REQUIRED = (
     "ENTRACLAW_TENANT_ID",
     "ENTRACLAW_BLUEPRINT_APP_ID",
@@ -157,7 +158,7 @@ class Rotate:
         self.read_key_list = read_key_list
         self.state_dir = resolve_state_dir(state_dir)
         self.env_file = paths.env_file_path(self.state_dir)
-        self.journal = Journal(paths.rotate_journal_path(self.state_dir))
+        self.journal = Journal(self.state_dir / JOURNAL_NAME)
         self.days_before_expiry = days_before_expiry
         self.force = force
         self.echo = echo

@@ -86,6 +86,7 @@ SETUP_STEPS: tuple[str, ...] = (
     "config",
     "smoke",
 )
+JOURNAL_NAME = "setup-journal.json"
 T = TypeVar("T")
 # Reverse dependency order for rollback, and the Graph collection each kind lives in.
 _DELETE_ORDER = ("consent", "agent_user", "agent_identity", "blueprint_principal", "blueprint")
@@ -207,7 +208,7 @@ class Setup:
         self.clock = clock
         self.state_dir = resolve_state_dir(options.state_dir)
         self.env_file = paths.env_file_path(self.state_dir)
-        self.journal = Journal(paths.setup_journal_path(self.state_dir))
+        self.journal = Journal(self.state_dir / JOURNAL_NAME)
         self.wait = PropagationWait(timeout=options.propagation_timeout, echo=echo, sleep=sleep)
         self.result = SetupResult()
         self._act = True
