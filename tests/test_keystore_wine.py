@@ -99,11 +99,6 @@ def dpapi_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wine_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return wh.session_prefix(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def wine_dpapi(dpapi_exe: Path, wine_prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WineDpapi]:
     server = WineDpapi(dpapi_exe, wine_prefix, tmp_path_factory.mktemp("wine-dpapi-log") / "stderr.txt")
     yield server
