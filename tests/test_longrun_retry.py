@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from credential_helpers import GRAPH_SCOPE, assert_no_secrets, held_tokens, seed
+from entraclaw.auth import credential as credential_module
 from entraclaw.auth.persisted_cache import PersistedTokenStore
 from entraclaw.auth.retry import TokenRetryPolicy
 from entraclaw.auth.token_cache import CachedToken
@@ -141,8 +142,10 @@ def _due_t3_only(world: Any, clock: FakeClock, **overrides: Any) -> tuple[Any, s
     return cred, key
 
 
-def test_retries_come_sooner_as_expiry_nears_and_stop_when_the_token_expires(world, caplog):
+def test_retries_come_sooner_as_expiry_nears_and_stop_when_the_token_expires(world, caplog, monkeypatch):
     emu = world.emu
+    # An idle worker ends at once instead of after a minute: the test can see it end.
+    monkeypatch.setattr(credential_module, "_WORKER_IDLE_EXIT", 0.0)
     clock = FakeClock()
     t0 = clock.now
     cred, key = _due_t3_only(world, clock)
@@ -156,6 +159,8 @@ def test_retries_come_sooner_as_expiry_nears_and_stop_when_the_token_expires(wor
         cred.get_token(GRAPH_SCOPE)
         _settle(cred)
         assert attempts() == 1
+        worker = cred._refresher._worker
+        assert worker is not None
         # Backoff alone would wait 10, 20, 40, ... s. Each retry instead comes at the latest
         # half-way to the token's must-wait point (t0 + 10), at least 5 s apart; past that
         # point, half-way to expiry (t0 + 40); none at or after expiry.
@@ -172,6 +177,9 @@ def test_retries_come_sooner_as_expiry_nears_and_stop_when_the_token_expires(wor
             clock.now = t0 + later
             _settle(cred)
         assert attempts() == 6
+    # Nothing left to retry: the worker is idle and ends (a pending retry had kept it alive).
+    worker.join(30)
+    assert not worker.is_alive(), "the worker did not end once its retries stopped"
     failures = _failures(caplog)
     assert len(failures) == 6
     assert all(key in r.getMessage() for r in failures)
