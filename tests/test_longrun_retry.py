@@ -263,3 +263,29 @@ def test_a_credential_dropped_without_close_does_not_keep_its_worker(world):
     assert not worker.is_alive(), "the worker outlived its credential"
     clock.now += 1000
     assert len(emu.stats.token_requests) - start == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit itself
+def test_a_worker_killed_by_systemexit_is_replaced_on_the_next_schedule(world):
+    emu = world.emu
+    clock = FakeClock()
+    cred = world.credential(clock=clock, sleep=clock.sleep, retry_policy=ONE_TRY)
+    first = cred.get_token(GRAPH_SCOPE)
+    clock.now += 1801
+    real = cred._background_refresh
+
+    def exits(key: str) -> None:
+        raise SystemExit(3)
+
+    cred._background_refresh = exits
+    assert cred.get_token(GRAPH_SCOPE).token == first.token
+    worker = cred._refresher._worker
+    worker.join(30)
+    assert not worker.is_alive()
+    _settle(cred)  # nothing is left waiting for a thread that is gone
+    cred._background_refresh = real
+    start = emu.stats.count()
+    assert cred.get_token(GRAPH_SCOPE).token == first.token
+    _settle(cred)
+    assert emu.stats.count() - start == 3
+    assert cred.get_token(GRAPH_SCOPE).token != first.token

@@ -203,8 +203,18 @@ class _BackgroundRefresher:
             return None
 
     def _work(self) -> None:
-        while (key := self._next()) is not None:
-            self._run(key)
+        try:
+            while (key := self._next()) is not None:
+                self._run(key)
+        finally:
+            with self._cond:
+                if self._worker is threading.current_thread():
+                    # Ended by something _run does not catch (SystemExit in a refresh): forget the
+                    # worker so the next schedule() starts one, and drop the retries that no
+                    # thread would run (wait() would otherwise wait for them).
+                    self._worker = None
+                    self._due.clear()
+                    self._cond.notify_all()
 
     def _run(self, key: str) -> None:
         # The credential is held only for the length of one refresh; this frame ends before the
