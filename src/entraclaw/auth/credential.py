@@ -111,9 +111,10 @@ def _next_background_attempt(failures: int, now: float, entry: CachedToken) -> f
     but never later than half-way to the token's must-wait point (where callers start
     waiting on the network), so the attempts come closer together as it nears: an idle
     agent gets several chances before any caller has to wait. Past that point, half-way
-    to expiry. Attempts are :data:`BACKGROUND_RETRY_MIN` apart at least (the last one
-    before the must-wait point falls on it), which bounds them; None once the next one
-    would be at or past expiry: from then on the next caller exchanges in the foreground.
+    to expiry. Attempts are at least :data:`BACKGROUND_RETRY_MIN` apart, which bounds
+    their number (except that one closer than that to the must-wait point moves the next
+    onto it); None once the next would be at or past expiry: from then on the next caller
+    exchanges in the foreground.
     """
     if not entry.valid_at(now):
         return None
