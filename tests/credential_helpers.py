@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,3 +202,23 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "child":
         raise SystemExit(_child(json.loads(Path(sys.argv[2]).read_text())))
     raise SystemExit("usage: credential_helpers.py child CONFIG_JSON_PATH")
+
+
+class FakeClock:
+    """An injectable clock (and ``sleep``) that only moves when a test moves it.
+
+    Starts on a whole second: due times the refresh worker computes (now + 2.5, + 5, ...) are then
+    exact, and a test can set the clock to them without rounding surprises.
+    """
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from credential_helpers import GRAPH_SCOPE, assert_no_secrets, held_tokens, seed
+from credential_helpers import GRAPH_SCOPE, FakeClock, assert_no_secrets, held_tokens, seed
 from entraclaw.auth.persisted_cache import PersistedTokenStore
 from entraclaw.auth.retry import TokenRetryPolicy
 from entraclaw.auth.token_cache import CachedToken
@@ -29,19 +29,6 @@ HELPERS = Path(__file__).with_name("credential_helpers.py")
 USER_READ = "https://graph.microsoft.com/User.Read"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

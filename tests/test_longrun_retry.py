@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
 import weakref
 from typing import Any
 
 import pytest
 
-from credential_helpers import GRAPH_SCOPE, assert_no_secrets, held_tokens, seed
+from credential_helpers import GRAPH_SCOPE, FakeClock, assert_no_secrets, held_tokens, seed
 from entraclaw.auth import credential as credential_module
 from entraclaw.auth.persisted_cache import PersistedTokenStore
 from entraclaw.auth.retry import TokenRetryPolicy
@@ -28,19 +27,6 @@ from entraclaw.emulator import Emulator
 ONE_TRY = TokenRetryPolicy(max_attempts=1)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        # A whole number of seconds: the due times the worker computes (now + 2.5, + 5, ...) are
-        # then exact, and the test can set the clock to them without rounding surprises.
-        self.now = float(int(time.time()))
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
