@@ -173,13 +173,13 @@ def _client(args: tuple[str, str, str, str, str, str, bytes, str]) -> float:
     token_endpoint, bp_app_id, ai_app_id, au_oid, ca_path, x5t, key_pem, go_file = args
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+    from entraclaw.config import make_session
+
     key = load_pem_private_key(key_pem, password=None)
     while not os.path.exists(go_file):
         time.sleep(0.001)
     start = time.perf_counter()
-    with requests.Session() as s:
-        s.trust_env = False
-        s.verify = ca_path
+    with make_session(ca_path) as s:
 
         def post(form: dict[str, str]) -> str:
             r = s.post(token_endpoint, data=form, timeout=30)

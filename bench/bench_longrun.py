@@ -42,28 +42,12 @@ SCOPES = ["https://graph.microsoft.com/.default", "https://graph.microsoft.com/U
 def _child(config: dict[str, Any], offset: Any, done: Any, go: Any, steps: int, out: Any) -> None:
     import threading
 
-    import requests
-
-    from entraclaw.auth import AgentUserCredential, PemSigner, PersistedTokenStore
-
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = config["ca_bundle"]
-    cache = PersistedTokenStore(config["cache_path"], allow_plaintext=True) if config["cache_path"] else None
+    from _chain import child_credential
 
     def clock() -> float:
         return time.time() + offset.value
 
-    cred = AgentUserCredential(
-        tenant=config["authority"],
-        blueprint_app_id=config["blueprint_app_id"],
-        agent_identity_app_id=config["agent_identity_app_id"],
-        agent_user_id=config["agent_user_id"],
-        signer=PemSigner.from_pem(config["key_pem"], certificate=config["cert_pem"].encode()),
-        session=session,
-        cache=cache,
-        clock=clock,
-    )
+    cred = child_credential(config, clock=clock)
     # "Waited" = the call took the foreground exchange path (its own exchange, or waiting on
     # another thread's or process's exchange of the key); background refreshes are not counted.
     local = threading.local()
@@ -175,9 +159,8 @@ def main() -> None:
     parser.add_argument("--day", type=float, default=DAY)
     args = parser.parse_args()
 
-    from cryptography.hazmat.primitives import serialization
-
-    from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate
+    from _chain import seed_chain
+    from entraclaw.auth.certgen import generate_rsa_key, self_signed_certificate
     from entraclaw.emulator import Emulator
 
     key = generate_rsa_key()
@@ -185,20 +168,7 @@ def main() -> None:
     steps = int(args.day / args.step)
     with Emulator(token_lifetime=args.lifetime) as emu, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        bp = emu.tenant.add_blueprint("bench Blueprint", certificates=[cert])
-        ai = emu.tenant.add_agent_identity(bp.app_id, "bench Agent Identity")
-        au = emu.tenant.add_agent_user(ai.app_id, "bench@agents.example", "bench Agent User")
-        emu.tenant.grant_consent(ai.app_id, scopes=["User.Read"])
-        base = {
-            "authority": emu.authority,
-            "ca_bundle": emu.ca_bundle_path,
-            "blueprint_app_id": bp.app_id,
-            "agent_identity_app_id": ai.app_id,
-            "agent_user_id": au.object_id,
-            "key_pem": private_key_to_pem(key).decode(),
-            "cert_pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
-            "scopes": SCOPES,
-        }
+        base = dict(seed_chain(emu, key, cert), scopes=SCOPES)
         rows = [
             ("1 process, shared cache (baseline)", run(emu, base, 1, str(tmp / "one.bin"), steps, args.step)),
             (

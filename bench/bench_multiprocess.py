@@ -31,24 +31,10 @@ def child(config_path: str) -> int:
     """One cold process: build the credential, wait for the common start instant, get a token."""
     import hashlib
 
-    import requests
-
-    from entraclaw.auth import AgentUserCredential, PemSigner, PersistedTokenStore
+    from _chain import child_credential
 
     config = json.loads(Path(config_path).read_text())
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = config["ca_bundle"]
-    cache = PersistedTokenStore(config["cache_path"], allow_plaintext=True) if config["cache_path"] else None
-    credential = AgentUserCredential(
-        tenant=config["authority"],
-        blueprint_app_id=config["blueprint_app_id"],
-        agent_identity_app_id=config["agent_identity_app_id"],
-        agent_user_id=config["agent_user_id"],
-        signer=PemSigner.from_pem(config["key_pem"], certificate=config["cert_pem"].encode()),
-        session=session,
-        cache=cache,
-    )
+    credential = child_credential(config)
     delay = config["start_at"] - time.time()
     if delay > 0:
         time.sleep(delay)
@@ -94,28 +80,15 @@ def run_batch(emu, base_config: dict, processes: int, cache_path: str | None, tm
 
 
 def main() -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate
+    from _chain import seed_chain
+    from entraclaw.auth.certgen import generate_rsa_key, self_signed_certificate
     from entraclaw.emulator import Emulator
 
     key = generate_rsa_key()
     cert = self_signed_certificate(key, "bench-multiprocess")
     with Emulator() as emu, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        bp = emu.tenant.add_blueprint("bench Blueprint", certificates=[cert])
-        ai = emu.tenant.add_agent_identity(bp.app_id, "bench Agent Identity")
-        au = emu.tenant.add_agent_user(ai.app_id, "bench@agents.example", "bench Agent User")
-        emu.tenant.grant_consent(ai.app_id, scopes=["User.Read"])
-        base = {
-            "authority": emu.authority,
-            "ca_bundle": emu.ca_bundle_path,
-            "blueprint_app_id": bp.app_id,
-            "agent_identity_app_id": ai.app_id,
-            "agent_user_id": au.object_id,
-            "key_pem": private_key_to_pem(key).decode(),
-            "cert_pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
-        }
+        base = seed_chain(emu, key, cert)
         one = run_batch(emu, base, 1, str(tmp / "one.bin"), tmp)
         shared = run_batch(emu, base, PROCESSES, str(tmp / "shared.bin"), tmp)
         separate = run_batch(emu, base, PROCESSES, None, tmp)

@@ -51,3 +51,11 @@ def keypair() -> KeyPair:
 @pytest.fixture(scope="session")
 def other_keypair() -> KeyPair:
     return make_keypair("entraclaw-test-b")
+
+
+@pytest.fixture(scope="session")
+def wine_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Wine prefix every Wine test of the session shares (ENTRACLAW_WINEPREFIX when set)."""
+    import wine_helpers
+
+    return wine_helpers.session_prefix(tmp_path_factory)

@@ -12,12 +12,12 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -29,6 +29,7 @@ from entraclaw.auth.credential import AgentIdentityCredential, AgentUserCredenti
 from entraclaw.auth.persisted_cache import PersistedTokenStore  # noqa: E402
 from entraclaw.auth.retry import TokenRetryPolicy  # noqa: E402
 from entraclaw.auth.signer import PemSigner  # noqa: E402
+from entraclaw.config import make_session  # noqa: E402
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 JWT_RE = re.compile(r"eyJ[\w-]+\.[\w-]+\.")
@@ -67,6 +68,19 @@ class Seeded:
     @property
     def signer(self) -> PemSigner:
         return PemSigner(self.key, self.cert)
+
+    def chain_env(self) -> dict[str, str | None]:
+        """The .env entries that name this tenant and chain (no key, thumbprint or trust settings)."""
+        return {
+            "ENTRACLAW_TENANT_ID": self.emu.tenant_id,
+            "ENTRACLAW_AUTHORITY_HOST": self.emu.base_url,
+            "ENTRACLAW_GRAPH_URL": self.emu.graph_url,
+            "ENTRACLAW_BLUEPRINT_APP_ID": self.blueprint_app_id,
+            "ENTRACLAW_BLUEPRINT_OBJECT_ID": self.blueprint_object_id,
+            "ENTRACLAW_AGENT_IDENTITY_ID": self.agent_identity_app_id,
+            "ENTRACLAW_AGENT_USER_ID": self.agent_user_id,
+            "ENTRACLAW_AGENT_USER_UPN": self.agent_user_upn,
+        }
 
     def credential(self, **overrides: Any) -> AgentUserCredential:
         kwargs: dict[str, Any] = {
@@ -167,9 +181,7 @@ def error_texts(exc: BaseException) -> Iterator[str]:
 def _child(config: dict[str, Any]) -> int:
     if os.environ.get(PLAINTEXT_CACHE_ENV) == "1":
         persisted_cache._encrypted_persistence = _encryption_switched_off  # type: ignore[assignment]
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = config["ca_bundle"]
+    session = make_session(config["ca_bundle"])
     signer = PemSigner.from_pem(config["key_pem"], certificate=config["cert_pem"].encode("ascii"))
     cache = PersistedTokenStore(config["cache_path"], allow_plaintext=True)
     credential = AgentUserCredential(
@@ -190,3 +202,23 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "child":
         raise SystemExit(_child(json.loads(Path(sys.argv[2]).read_text())))
     raise SystemExit("usage: credential_helpers.py child CONFIG_JSON_PATH")
+
+
+class FakeClock:
+    """An injectable clock (and ``sleep``) that only moves when a test moves it.
+
+    Starts on a whole second: due times the refresh worker computes (now + 2.5, + 5, ...) are then
+    exact, and a test can set the clock to them without rounding surprises.
+    """
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+

@@ -464,14 +464,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def serve(*args: str, expect: str = "base_url") -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Start ``entraclaw emulator serve <args>``; the ``key value`` lines it prints before ``ready``."""
+def serve(
+    *args: str, expect: str = "base_url", env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start ``entraclaw emulator serve <args>``; the ``key value`` lines it prints before ``ready``.
+
+    ``env`` replaces :func:`cli_env` as the child's environment.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "entraclaw", "emulator", "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(),
+        env=cli_env() if env is None else env,
     )
     info: dict[str, str] = {}
     timer = threading.Timer(60, proc.kill)  # a hung child must not hang the suite
@@ -483,6 +488,9 @@ def serve(*args: str, expect: str = "base_url") -> tuple[subprocess.Popen[str], 
                 break
             key, _, value = line.strip().partition(" ")
             info[key] = value.strip()
+        else:
+            proc.kill()
+            raise AssertionError(f"serve ended before ready: {proc.stderr.read() if proc.stderr else ''}")
     finally:
         timer.cancel()
     assert expect in info, proc.stderr.read() if proc.stderr else ""

@@ -121,3 +121,23 @@ class FileKeyProtector:
             return AESGCM(self._key).decrypt(blob[:12], blob[12:], entropy)
         except InvalidTag:
             raise KeystoreError("test protector: blob does not decrypt", hresult=0x8007000D) from None
+
+
+def track_puts(store: Any) -> list[str]:
+    """The entries ``store.put`` writes from now on (in order), so a fixture can delete exactly those."""
+    written: list[str] = []
+    original_put = store.put
+
+    def put(entry: str, secret: str) -> None:
+        written.append(entry)
+        original_put(entry, secret)
+
+    store.put = put
+    return written
+
+
+def flip_last_byte(path: Path) -> None:
+    """Change one bit of the file's last byte: tampering that must make a protected file fail to decrypt."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))

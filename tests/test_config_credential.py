@@ -47,14 +47,7 @@ def write_config(home: Path, emu, seeded, *, ca_bundle: bool = True, with_cert_i
         pem += seeded.cert.public_bytes(serialization.Encoding.PEM)
     key_file.write_bytes(pem)
     values = {
-        "ENTRACLAW_TENANT_ID": emu.tenant_id,
-        "ENTRACLAW_AUTHORITY_HOST": emu.base_url,
-        "ENTRACLAW_GRAPH_URL": emu.graph_url,
-        "ENTRACLAW_BLUEPRINT_APP_ID": seeded.blueprint_app_id,
-        "ENTRACLAW_BLUEPRINT_OBJECT_ID": seeded.blueprint_object_id,
-        "ENTRACLAW_AGENT_IDENTITY_ID": seeded.agent_identity_app_id,
-        "ENTRACLAW_AGENT_USER_ID": seeded.agent_user_id,
-        "ENTRACLAW_AGENT_USER_UPN": seeded.agent_user_upn,
+        **seeded.chain_env(),
         "ENTRACLAW_BLUEPRINT_CERT_X5T_S256": None if with_cert_in_pem else compute_cert_thumbprint(_der(seeded.cert)),
         "ENTRACLAW_BLUEPRINT_CERT_SHA1": compute_sha1_thumbprint(_der(seeded.cert)),
         "ENTRACLAW_KEY_REF": f"file:{key_file}",
@@ -85,9 +78,7 @@ def test_agent_user_credential_from_config_gets_t3_over_https(tmp_path, emu, see
     with AgentUserCredential.from_config() as credential:
         info = credential.get_token_info(*load_config().scopes)
         assert emu.stats.count() - before == 3  # Hop 1, Hop 2, Hop 3 over the network
-        claims = jwt.decode(
-            info.token, emu.signing_public_key, algorithms=["RS256"], options={"verify_aud": False}
-        )
+        claims = jwt.decode(info.token, emu.signing_public_key, algorithms=["RS256"], options={"verify_aud": False})
         assert claims["oid"] == seeded.agent_user_id and claims["idtyp"] == "user"
         assert credential.agent_user_id == seeded.agent_user_id
         session = credential._owned_session
@@ -122,9 +113,7 @@ def test_pem_with_its_certificate_needs_no_x5t(tmp_path, emu, seeded, clean_env)
         credential.get_token(GRAPH_SCOPE)
 
 
-def test_without_ca_bundle_the_emulator_is_not_trusted_even_with_requests_ca_bundle(
-    tmp_path, emu, seeded, clean_env
-):
+def test_without_ca_bundle_the_emulator_is_not_trusted_even_with_requests_ca_bundle(tmp_path, emu, seeded, clean_env):
     dotenv = write_config(tmp_path / "state", emu, seeded, ca_bundle=False)
     clean_env.setenv("REQUESTS_CA_BUNDLE", emu.ca_bundle_path)  # ignored by design
     with AgentUserCredential.from_config(env_file=dotenv) as credential, pytest.raises(NetworkError):

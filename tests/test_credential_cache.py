@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from crash_helpers import run_writer
 from credential_helpers import GRAPH_SCOPE, assert_no_secrets, force_plaintext_cache, held_tokens, seed
 from entraclaw.auth.file_lock import InterProcessLock
 from entraclaw.auth.persisted_cache import PersistedTokenStore
 from entraclaw.auth.token_cache import CachedToken, MemoryTokenCache, cache_key, refresh_margin
 from entraclaw.emulator import Emulator
 from entraclaw.errors import KeystoreError
+from entraclaw.platform.files import WRITE_STEPS
 
 HELPERS = Path(__file__).with_name("credential_helpers.py")
 
@@ -389,3 +391,44 @@ def test_same_tenant_and_ids_on_another_authority_host_do_not_share_tokens(tmp_p
             tokens.append(cred.get_token(GRAPH_SCOPE).token)
             assert emu.stats.count() == 3, "each authority must run its own three hops"
         assert tokens[0] != tokens[1]
+
+
+_KILLED_SAVE = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from credential_helpers import _encryption_switched_off
+from entraclaw.auth import persisted_cache
+from entraclaw.auth.token_cache import CachedToken
+
+persisted_cache._encrypted_persistence = _encryption_switched_off
+store = persisted_cache.PersistedTokenStore(sys.argv[1], allow_plaintext=True)
+now = time.time()
+with store.lock():
+    store.save({"k": CachedToken.create("new-" * 10, expires_on=now + 3600, obtained_on=now)})
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kills the writer with SIGKILL")
+@pytest.mark.parametrize("step", WRITE_STEPS)
+def test_a_cache_writer_killed_between_steps_leaves_the_old_or_new_file_and_the_next_write_converges(
+    tmp_path, monkeypatch, step
+):
+    force_plaintext_cache(monkeypatch)
+    path = tmp_path / "cache.bin"
+    store = PersistedTokenStore(path, allow_plaintext=True)
+    now = time.time()
+    with store.lock():
+        store.save({"k": CachedToken.create("old-" * 10, expires_on=now + 3600, obtained_on=now)})
+
+    killed = run_writer(_KILLED_SAVE, str(path), str(Path(__file__).parent), crash_at=step)
+    assert killed.returncode != 0, killed.stderr
+    # Readers take no lock: whatever the kill left, the file is one whole version.
+    token = store.load()["k"].token
+    assert token == ("new-" * 10 if step == WRITE_STEPS[-1] else "old-" * 10)
+
+    finished = run_writer(_KILLED_SAVE, str(path), str(Path(__file__).parent))
+    assert finished.returncode == 0, finished.stderr
+    assert store.load()["k"].token == "new-" * 10
+    assert sorted(p.name for p in tmp_path.iterdir() if "entraclaw-tmp" in p.name) == []
+    if sys.platform != "win32":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600

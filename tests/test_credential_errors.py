@@ -7,13 +7,13 @@ import socket
 import time
 
 import pytest
-import requests
 
 from credential_helpers import FAST_RETRY, GRAPH_SCOPE, assert_no_secrets, error_texts, held_tokens, seed
 from entraclaw.auth.certgen import generate_rsa_key, self_signed_certificate
 from entraclaw.auth.retry import TokenRetryPolicy
 from entraclaw.auth.signer import PemSigner
 from entraclaw.auth.token_errors import AADSTS_REMEDIES, exchange_error, parse_aadsts_code, redact
+from entraclaw.config import make_session
 from entraclaw.emulator import Emulator
 from entraclaw.errors import NetworkError, TokenEndpointUnavailableError, TokenExchangeError
 
@@ -295,8 +295,7 @@ def test_connection_refused_becomes_network_error(seeded):
 
 
 def test_untrusted_tls_certificate_becomes_network_error(seeded):
-    session = requests.Session()
-    session.trust_env = False  # the machine's REQUESTS_CA_BUNDLE would otherwise decide
+    session = make_session()  # public CAs only: the machine's REQUESTS_CA_BUNDLE would otherwise decide
     cred = seeded.credential(session=session)
     with pytest.raises(NetworkError) as info:
         cred.get_token(GRAPH_SCOPE)

@@ -7,7 +7,7 @@ import threading
 import jwt
 import pytest
 
-from credential_helpers import GRAPH_SCOPE, seed
+from credential_helpers import GRAPH_SCOPE, FakeClock, seed
 from entraclaw.auth.token_cache import AccessToken, AccessTokenInfo
 from entraclaw.emulator import TOKEN_EXCHANGE_AUDIENCE, Emulator
 from entraclaw.errors import ConfigurationError
@@ -103,14 +103,6 @@ def test_second_scope_reuses_t1_and_t2(seeded):
     assert [r["hop"] for r in emu.stats.token_requests] == [1, 2, 3, 3]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_expiry_follows_expires_in_not_a_fixed_time():

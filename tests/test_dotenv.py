@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crash_helpers import run_writer
 from entraclaw.errors import ConfigurationError
 from entraclaw.platform import files
 from entraclaw.platform.dotenv import format_value, parse_env_text, read_env_file, update_env_file
@@ -189,8 +190,8 @@ def test_output_has_no_bom_and_is_utf8(tmp_path):
         ("", ""),
         ("a b", "'a b'"),
         ("$HOME", "'$HOME'"),
-        ("it's", "\"it's\""),
-        ("it's $x \\ \"q\"", '"it\'s \\$x \\\\ \\"q\\""'),
+        ("it's", '"it\'s"'),
+        ('it\'s $x \\ "q"', '"it\'s \\$x \\\\ \\"q\\""'),
         ("#not-a-comment", "'#not-a-comment'"),
     ],
 )
@@ -273,11 +274,7 @@ def _child_update(
         update_env_file({str(path)!r}, {updates!r})
         """
     )
-    env = dict(os.environ)
-    env.pop(files.CRASH_ENV, None)
-    if crash_at is not None:
-        env[files.CRASH_ENV] = crash_at
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return run_writer(code, crash_at=crash_at)
 
 
 @POSIX
@@ -346,3 +343,15 @@ def test_concurrent_writers_lose_no_key(tmp_path):
     values = read_env_file(path).values()
     assert values == {f"{n}_{k}": str(35 + k) for n in ("A", "B") for k in range(5)}
     assert path.read_text().startswith("# shared\n")
+
+
+def test_a_malformed_value_is_reported_without_quoting_it(tmp_path):
+    secret = "hunter2-correct-horse"
+    path = write(tmp_path / ".env", f'ENTRACLAW_KEY_PASSWORD="pw"{secret}\nENTRACLAW_SCOPES=\'a\' {secret}\n'.encode())
+    with pytest.raises(ConfigurationError) as caught:
+        read_env_file(path)
+    err = caught.value
+    assert str(path) in err.message and "line 1" in err.message and "line 2" in err.message
+    assert "after the closing quote" in err.message
+    for text in (str(err), repr(err), repr(err.context)):
+        assert secret not in text and secret[:8] not in text

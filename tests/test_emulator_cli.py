@@ -6,9 +6,9 @@ import json
 import sys
 
 import pytest
-import requests
 
 from emulator_helpers import run_cli, serve, stop_serve
+from entraclaw.config import make_session
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal semantics (SIGTERM)")
 
@@ -18,11 +18,9 @@ def test_serve_prints_url_serves_discovery_and_exits_on_sigterm(tmp_path):
     proc, info = serve("--port", "0", "--state", str(state))
     try:
         assert info["base_url"].startswith("https://127.0.0.1:")
-        with requests.Session() as s:
-            s.trust_env = False
+        with make_session(info["ca_path"]) as s:
             r = s.get(
                 f"{info['base_url']}/{info['tenant_id']}/v2.0/.well-known/openid-configuration",
-                verify=info["ca_path"],
                 timeout=10,
             )
         assert r.status_code == 200

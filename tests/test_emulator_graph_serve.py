@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 from emulator_helpers import cli_env, run_cli, serve, stop_serve
+from entraclaw.config import make_session
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals (SIGKILL)")
 
@@ -110,14 +111,10 @@ def test_second_process_writes_survive_sigkill_and_the_lock_refuses_a_second_ser
 
 
 def test_device_code_approved_from_another_process(tmp_path):
-    import requests
-
     proc, info = serve("--state", str(tmp_path / "s.json"), expect="admin_app_id")
     try:
         assert "approve" in info["admin_auth"]
-        with requests.Session() as s:
-            s.trust_env = False
-            s.verify = info["ca_bundle"]
+        with make_session(info["ca_bundle"]) as s:
             flow = s.post(
                 f"{info['authority']}/oauth2/v2.0/devicecode",
                 data={"client_id": info["admin_client_id"], "scope": "User.Read openid"},

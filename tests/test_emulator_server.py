@@ -13,6 +13,7 @@ from cryptography import x509
 
 from capabilities import require
 from emulator_helpers import assert_sts_error, seed
+from entraclaw.config import make_session
 from entraclaw.emulator import Emulator
 from entraclaw.errors import EmulatorError
 
@@ -50,10 +51,9 @@ def test_jwks_verifies_issued_tokens(seeded):
 
 
 def test_default_trust_store_does_not_trust_the_emulator(seeded):
-    with requests.Session() as s:
-        s.trust_env = False
-        with pytest.raises(requests.exceptions.SSLError):
-            s.get(seeded.emu.jwks_uri, timeout=10)
+    # The public CAs only.
+    with make_session() as s, pytest.raises(requests.exceptions.SSLError):
+        s.get(seeded.emu.jwks_uri, timeout=10)
 
 
 def test_session_trusts_only_the_emulator_ca(seeded, monkeypatch):

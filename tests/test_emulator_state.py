@@ -7,9 +7,9 @@ import os
 import stat
 
 import pytest
-import requests
 
 from emulator_helpers import EXCHANGE_AUD, make_assertion, seed, verify_token
+from entraclaw.config import make_session
 from entraclaw.emulator import Emulator
 from entraclaw.errors import EmulatorError
 
@@ -32,8 +32,7 @@ def test_restart_keeps_ca_keys_and_tenant(tmp_path):
     with Emulator(state_file=state, port=port) as again:
         assert (again.tenant_id, again.ca_cert_pem, again.signing_key_id) == (tenant_id, ca_pem, kid)
         # A client that saved the CA before the restart still trusts the new server certificate.
-        with requests.Session() as session:
-            session.trust_env = False
+        with make_session(ca_file) as session:
             r = session.get(f"{again.authority}/v2.0/.well-known/openid-configuration", verify=str(ca_file))
         assert r.status_code == 200
         # Tokens from before the restart verify; the tenant (certs, identities, users, consent) is intact.

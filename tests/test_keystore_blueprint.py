@@ -26,7 +26,7 @@ from entraclaw.keystore import (
     load_blueprint_pem,
     store_blueprint_pem,
 )
-from keystore_helpers import require_secret_service, secret_service_backend
+from keystore_helpers import require_secret_service, secret_service_backend, track_puts
 
 APP_ID = "1C1B0B5E-0000-4000-8000-00000000B1E5"
 TOKEN_ENDPOINT = "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
@@ -78,14 +78,7 @@ def default_store() -> Iterator[KeyringStore]:
     require_secret_service()
     store = default_keystore(platform="linux")
     assert isinstance(store, KeyringStore)
-    written: list[str] = []
-    original_put = store.put
-
-    def put(entry: str, secret: str) -> None:
-        written.append(entry)
-        original_put(entry, secret)
-
-    store.put = put  # type: ignore[method-assign]
+    written = track_puts(store)
     yield store
     for entry in written:
         store.delete(entry)
@@ -144,14 +137,7 @@ def test_from_config_gets_a_token_with_the_key_in_the_secret_service(
         update_env_file(
             env_file,
             {
-                "ENTRACLAW_TENANT_ID": emu.tenant_id,
-                "ENTRACLAW_AUTHORITY_HOST": emu.base_url,
-                "ENTRACLAW_GRAPH_URL": emu.graph_url,
-                "ENTRACLAW_BLUEPRINT_APP_ID": seeded.blueprint_app_id,
-                "ENTRACLAW_BLUEPRINT_OBJECT_ID": seeded.blueprint_object_id,
-                "ENTRACLAW_AGENT_IDENTITY_ID": seeded.agent_identity_app_id,
-                "ENTRACLAW_AGENT_USER_ID": seeded.agent_user_id,
-                "ENTRACLAW_AGENT_USER_UPN": seeded.agent_user_upn,
+                **seeded.chain_env(),
                 "ENTRACLAW_BLUEPRINT_CERT_X5T_S256": signer.x5t_s256 or "",
                 "ENTRACLAW_BLUEPRINT_CERT_SHA1": signer.sha1_thumbprint or "",
                 "ENTRACLAW_KEY_REF": f"keystore:{entry}",

@@ -24,7 +24,7 @@ from entraclaw.keystore import DpapiFileStore
 from entraclaw.keystore.dpapi_file import FILE_MAGIC, entry_entropy
 from entraclaw.platform.files import CRASH_ENV, WRITE_STEPS
 from keystore_conformance import PEM_LIKE_LINE, KeyStoreConformance
-from keystore_helpers import FileKeyProtector
+from keystore_helpers import FileKeyProtector, flip_last_byte
 
 SECRET = "-----BEGIN PRIVATE KEY-----\n" + PEM_LIKE_LINE + "\n-----END PRIVATE KEY-----\n"
 
@@ -86,9 +86,7 @@ def test_a_file_moved_to_another_entry_name_does_not_decrypt(dpapi_store: DpapiF
 def test_a_changed_byte_is_an_error_naming_the_file(dpapi_store: DpapiFileStore) -> None:
     dpapi_store.put("e", SECRET)
     path = dpapi_store.path_for("e")
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0x01
-    path.write_bytes(bytes(data))
+    flip_last_byte(path)
     with pytest.raises(KeystoreError, match="could not decrypt") as caught:
         dpapi_store.get("e")
     assert str(path) in str(caught.value)
@@ -157,7 +155,7 @@ _WRITER = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from keystore_helpers import FileKeyProtector
+from keystore_helpers import FileKeyProtector, flip_last_byte
 from entraclaw.keystore import DpapiFileStore
 store = DpapiFileStore(sys.argv[2], protector=FileKeyProtector(Path(sys.argv[3])))
 store.put("blueprint-key", sys.argv[4])

@@ -18,6 +18,7 @@ from cng_helpers import verify
 from entraclaw import cng
 from entraclaw.keystore import CRED_MAX_CREDENTIAL_BLOB_SIZE, CngSentinelStore, DpapiFileStore, KeyringStore
 from keystore_conformance import KeyStoreConformance
+from keystore_helpers import track_puts
 
 pytestmark = pytest.mark.windows
 
@@ -47,14 +48,7 @@ class TestWindowsDefaultPathConformance(KeyStoreConformance):
             overflow=DpapiFileStore(tmp_path / "keys"),
         )
         assert store.name == "keyring:Windows.WinVaultKeyring"
-        written: list[str] = []
-        original_put = store.put
-
-        def put(entry: str, secret: str) -> None:
-            written.append(entry)
-            original_put(entry, secret)
-
-        store.put = put  # type: ignore[method-assign]
+        written = track_puts(store)
         yield store
         _purge(store, written)
 

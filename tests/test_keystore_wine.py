@@ -21,6 +21,7 @@ from entraclaw.errors import KeystoreError
 from entraclaw.keystore import DpapiFileStore
 from entraclaw.keystore.dpapi_file import FILE_MAGIC, entry_entropy
 from keystore_conformance import KeyStoreConformance
+from keystore_helpers import flip_last_byte
 
 pytestmark = [pytest.mark.wine, pytest.mark.slow]
 
@@ -95,11 +96,6 @@ class WineDpapi:
 @pytest.fixture(scope="module")
 def dpapi_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wh.probe_exe(tmp_path_factory, DPAPI_PROBE_NAME)
-
-
-@pytest.fixture(scope="module")
-def wine_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return wh.session_prefix(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +183,7 @@ def test_file_moved_to_another_entry_is_refused_by_real_dpapi(wine_store: DpapiF
 def test_a_flipped_byte_is_refused_by_real_dpapi(wine_store: DpapiFileStore) -> None:
     wine_store.put("e", SECRET)
     path = wine_store.path_for("e")
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0x01
-    path.write_bytes(bytes(data))
+    flip_last_byte(path)
     with pytest.raises(KeystoreError) as caught:
         wine_store.get("e")
     assert caught.value.hresult == ERROR_INVALID_DATA

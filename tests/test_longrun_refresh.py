@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from credential_helpers import GRAPH_SCOPE, assert_no_secrets, held_tokens, seed
+from credential_helpers import GRAPH_SCOPE, FakeClock, assert_no_secrets, held_tokens, seed
 from entraclaw.auth.persisted_cache import PersistedTokenStore
 from entraclaw.auth.retry import TokenRetryPolicy
 from entraclaw.auth.token_cache import CachedToken
@@ -29,19 +29,6 @@ HELPERS = Path(__file__).with_name("credential_helpers.py")
 USER_READ = "https://graph.microsoft.com/User.Read"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -230,6 +217,28 @@ def test_a_slow_network_answer_counts_against_the_deadline(world):
 # --- across processes -----------------------------------------------------------------------
 
 
+def _child_held_in_its_exchange(world, tmp_path: Path) -> tuple[Path, subprocess.Popen[str], threading.Event]:
+    """A warm shared cache, then a child process held inside its Hop-3 exchange for a key not on disk.
+
+    Returns the cache path, the child, and the event that lets the emulator answer it.
+    """
+    path = tmp_path / "shared.bin"
+    world.credential(cache=PersistedTokenStore(path, allow_plaintext=True)).get_token(GRAPH_SCOPE)
+    config = world.child_config(path)
+    config["scope"] = USER_READ
+    config_path = tmp_path / "child.json"
+    config_path.write_text(json.dumps(config))
+    entered, release = threading.Event(), threading.Event()
+    world.emu.faults.inject("gate", entered=entered, release=release)
+    child = _child(config_path)
+    if not entered.wait(60):
+        release.set()
+        child.kill()
+        _, err = child.communicate(timeout=60)
+        pytest.fail(f"the child never reached its exchange: {err[-2000:]}")
+    return path, child, release
+
+
 def _child(config_path: Path) -> subprocess.Popen[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HELPERS.parent), env.get("PYTHONPATH", "")])
@@ -243,19 +252,8 @@ def _child(config_path: Path) -> subprocess.Popen[str]:
 
 
 def test_reading_a_token_on_disk_never_waits_for_another_process_exchange(world, tmp_path):
-    emu = world.emu
-    path = tmp_path / "shared.bin"
-    world.credential(cache=PersistedTokenStore(path, allow_plaintext=True)).get_token(GRAPH_SCOPE)
-    config = world.child_config(path)
-    config["scope"] = USER_READ  # a key not on disk: the child must exchange Hop 3
-    config_path = tmp_path / "child.json"
-    config_path.write_text(json.dumps(config))
-
-    entered, release = threading.Event(), threading.Event()
-    emu.faults.inject("gate", entered=entered, release=release)
-    child = _child(config_path)
+    path, child, release = _child_held_in_its_exchange(world, tmp_path)
     try:
-        assert entered.wait(60), "the child never reached its exchange"
         # The child now holds its exchange lock. A new process-like reader (fresh memory):
         reader = world.credential(cache=PersistedTokenStore(path, allow_plaintext=True, lock_timeout=3))
         assert reader.get_token(GRAPH_SCOPE).token
@@ -266,18 +264,8 @@ def test_reading_a_token_on_disk_never_waits_for_another_process_exchange(world,
 
 
 def test_a_process_killed_mid_exchange_frees_its_slot_at_once(world, tmp_path):
-    emu = world.emu
-    path = tmp_path / "shared.bin"
-    world.credential(cache=PersistedTokenStore(path, allow_plaintext=True)).get_token(GRAPH_SCOPE)
-    config = world.child_config(path)
-    config["scope"] = USER_READ
-    config_path = tmp_path / "child.json"
-    config_path.write_text(json.dumps(config))
-    entered, release = threading.Event(), threading.Event()
-    emu.faults.inject("gate", entered=entered, release=release)
-    child = _child(config_path)
+    path, child, release = _child_held_in_its_exchange(world, tmp_path)
     try:
-        assert entered.wait(60)
         child.send_signal(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
         child.wait(30)
         other = world.credential(cache=PersistedTokenStore(path, allow_plaintext=True, lock_timeout=3))

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from credential_helpers import FAST_RETRY, GRAPH_SCOPE, seed
+from credential_helpers import FAST_RETRY, GRAPH_SCOPE, force_plaintext_cache, seed
 from entraclaw.auth.persisted_cache import PersistedTokenStore
 from entraclaw.auth.token_errors import unavailable_error
 from entraclaw.emulator import Emulator
@@ -195,7 +195,10 @@ def test_unavailable_over_sockets_has_no_token_in_fields(world, status):
 # --- the persisted cache file ------------------------------------------------------------------------
 
 
-def test_deeply_nested_cache_file_is_ignored_with_warning_and_rewritten(world, tmp_path, caplog):
+def test_deeply_nested_cache_file_is_ignored_with_warning_and_rewritten(world, tmp_path, caplog, monkeypatch):
+    # The hostile text is written straight into the file: that needs the plaintext store even where
+    # a Secret Service would encrypt it (CI runs one).
+    force_plaintext_cache(monkeypatch)
     path = tmp_path / "cache.bin"
     store = PersistedTokenStore(path, allow_plaintext=True)
     path.write_text("[" * 100_000 + "]" * 100_000)
@@ -206,7 +209,8 @@ def test_deeply_nested_cache_file_is_ignored_with_warning_and_rewritten(world, t
     assert json.loads(path.read_text())["version"] == 1
 
 
-def test_corrupt_cache_file_is_rewritten_by_the_first_reader(tmp_path, caplog):
+def test_corrupt_cache_file_is_rewritten_by_the_first_reader(tmp_path, caplog, monkeypatch):
+    force_plaintext_cache(monkeypatch)
     path = tmp_path / "cache.bin"
     store = PersistedTokenStore(path, allow_plaintext=True)
     path.write_text("[" * 100_000 + "]" * 100_000)

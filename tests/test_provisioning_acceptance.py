@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from emulator_helpers import serve
 from provisioning_helpers import HAVE_GRAPH_AGENT_API, run_cli
 
 pytestmark = pytest.mark.skipif(
@@ -25,25 +25,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def _serve(state: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    # No ENTRACLAW_* from the outer run: the served tenant is configured only by its state file.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "entraclaw", "emulator", "serve", "--state", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    info: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("ready"):
-            break
-        key, _, value = line.strip().partition(" ")
-        info[key] = value.strip()
-    else:
-        proc.kill()
-        raise AssertionError(f"serve ended before ready: {proc.stderr.read() if proc.stderr else ''}")
-    return proc, info
+    return serve("--state", str(state), expect="admin_app_id", env=env)
 
 
 @pytest.mark.parametrize("storage", ["file", "keystore"])
@@ -61,12 +45,18 @@ def test_serve_setup_token_doctor_rotate(tmp_path: Path, storage: str) -> None:
         env = {"ENTRACLAW_HOME": str(home), "ENTRACLAW_CA_BUNDLE": info["ca_bundle"]}
         authority_host = info["authority"].rsplit("/", 1)[0]
         admin = [
-            "--tenant", info["tenant_id"],
-            "--authority-host", authority_host,
-            "--graph-url", info["graph_url"],
-            "--admin-app-id", info["admin_app_id"],
-            "--admin-cert", info["admin_cert"],
-            "--admin-key", info["admin_key"],
+            "--tenant",
+            info["tenant_id"],
+            "--authority-host",
+            authority_host,
+            "--graph-url",
+            info["graph_url"],
+            "--admin-app-id",
+            info["admin_app_id"],
+            "--admin-cert",
+            info["admin_cert"],
+            "--admin-key",
+            info["admin_key"],
         ]
         storage_args = ["--key-storage", "file"] if storage == "file" else []
         setup = run_cli("setup", *admin, "--sponsor", info["admin_user"], *storage_args, env=env)

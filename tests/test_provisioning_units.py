@@ -28,6 +28,7 @@ from provisioning_helpers import Tenant, emulator_tenant
 def tenant() -> Iterator[Tenant]:
     yield from emulator_tenant()
 
+
 # --- proofs ----------------------------------------------------------------------------
 
 
@@ -46,7 +47,10 @@ def test_proof_claims_header_and_signature_verify_with_cryptography() -> None:
     assert jwt.utils.base64url_decode(header["x5t"]).hex().upper() == sha1
     assert "=" not in token
     claims = jwt.decode(
-        token, signer.public_key(), algorithms=["RS256"], audience=PROOF_AUDIENCE,
+        token,
+        signer.public_key(),
+        algorithms=["RS256"],
+        audience=PROOF_AUDIENCE,
         options={"verify_exp": False, "verify_nbf": False},
     )
     assert claims["iss"] == oid and claims["exp"] - claims["nbf"] == 600
@@ -85,6 +89,7 @@ def test_azure_cli_json_is_parsed_and_the_refused_scope_warned() -> None:
     assert auth.token() == body and len(seen) == 1  # cached until near expiry
     assert seen[0][1:5] == ["account", "get-access-token", "--resource", "https://graph.microsoft.com"]
     assert any("Directory.AccessAsUser.All" in w for w in warnings)
+
     def refused(argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 1, "", "Please run 'az login'")
 
@@ -140,8 +145,17 @@ def test_doctor_healthy_then_unhealthy(tenant: Tenant, tmp_path: Path) -> None:
     report = run_doctor(state_dir=home, admin_graph=tenant.graph())
     names = {c.name: c.status for c in report.checks}
     assert report.exit_code == 0, report.text()
-    for name in ("key", "key provider", "certificate", "thumbprint", "registered", "clock skew", "consent",
-                 "hops 1-3 + /me", "stale certificates"):
+    for name in (
+        "key",
+        "key provider",
+        "certificate",
+        "thumbprint",
+        "registered",
+        "clock skew",
+        "consent",
+        "hops 1-3 + /me",
+        "stale certificates",
+    ):
         assert names[name] == "ok", (name, report.text())
     assert json.loads(json.dumps(report.to_json()))["healthy"] is True
     # Without admin credentials registration is read from Hop 1.
@@ -267,3 +281,108 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tenant: Tenant, tmp_path
     assert "[smoke] would run" in out.stdout
     assert "no writes" in out.stdout
     assert not (home / ".env").exists() and not (home / "setup-journal.json").exists()
+
+
+def _remedy_texts() -> Iterator[tuple[str, str]]:
+    """(where, text) of every remedy in src/: ``remedy=`` arguments, f-strings and concatenations included.
+
+    A placeholder becomes ``{}``, so a command or flag built at run time is seen (and refused) too.
+    """
+    import ast
+
+    def text_of(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.JoinedStr):
+            return "".join(text_of(part) or "{}" for part in node.values)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            left, right = text_of(node.left), text_of(node.right)
+            return None if left is None and right is None else (left or "{}") + (right or "{}")
+        if isinstance(node, ast.IfExp):
+            return " ".join(t for t in (text_of(node.body), text_of(node.orelse)) if t)
+        if isinstance(node, ast.BoolOp):
+            return " ".join(t for t in (text_of(v) for v in node.values) if t)
+        return None
+
+    src = Path(__file__).resolve().parent.parent / "src" / "entraclaw"
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            values = [kw.value for kw in node.keywords if kw.arg == "remedy"]
+            if isinstance(node.func, ast.Name) and node.func.id == "_Invalid" and len(node.args) > 1:
+                values.append(node.args[1])  # config.py's problem tuples: (message, remedy)
+            for value in values:
+                text = text_of(value)
+                if text is not None:
+                    yield f"{path.relative_to(src)}:{node.lineno}", text
+
+
+def test_every_command_a_remedy_names_exists_with_its_flags() -> None:
+    import argparse
+    import re
+
+    from entraclaw.cli import build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+    seen = 0
+    # `entraclaw` then words and --flags (with their metavars) up to the end of the command.
+    pattern = re.compile(r"\bentraclaw((?: (?:--)?[a-z{}][a-z0-9{}-]*| [A-Z_{}][A-Z0-9_{}]*)+)")
+    for where, text in _remedy_texts():
+        for match in pattern.finditer(text):
+            words = match.group(1).split()
+            parser, path = build_parser(), "entraclaw"
+            # Prose ("another entraclaw process") is not a command; a backticked mention, one
+            # with flags, or one whose first word is a command is, and is checked in full.
+            quoted = text[max(0, match.start() - 1) : match.start()] == "`"
+            if not (quoted or any(w.startswith("--") for w in words) or words[0] in subcommands(parser)):
+                continue
+            # Only the command path and flags: lower-case words after a flag, or an upper-case
+            # metavar, are values (SCOPE, PATH).
+            while words and not words[0].startswith("--"):
+                choices = subcommands(parser)
+                if not choices:
+                    break
+                word = words.pop(0)
+                assert "{" not in word, f"{where}: a remedy builds the command name at run time: {text!r}"
+                assert word in choices, f"{where}: `{path} {word}` is named in a remedy but is not a command"
+                parser, path = choices[word], f"{path} {word}"
+                seen += 1
+            known = {opt for action in parser._actions for opt in action.option_strings}
+            for word in words:
+                if word.startswith("--"):
+                    assert "{" not in word, f"{where}: a remedy builds a flag at run time: {text!r}"
+                    assert word in known, f"{where}: `{path} {word}` is named in a remedy but {path} has no {word}"
+    assert seen > 5  # the scan found the remedies that name commands
+
+
+def test_propagation_wait_backs_off_by_the_retry_rule_and_gives_up_at_its_timeout() -> None:
+    from entraclaw.provisioning.context import PropagationWait
+
+    now = [0.0]
+    slept: list[float] = []
+    lines: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    def never_there() -> None:
+        raise GraphRequestError(
+            "Resource 'x' does not exist.", remedy="Wait.", http_status=404, code="Request_ResourceNotFound"
+        )
+
+    wait = PropagationWait(
+        timeout=60.0, first_delay=1.0, max_delay=15.0, echo=lines.append, sleep=sleep, clock=lambda: now[0]
+    )
+    with pytest.raises(GraphRequestError):
+        wait.run("the Agent Identity", never_there)
+    # Doubling from first_delay, capped at max_delay, no jitter; the wait that would end past
+    # the timeout is not started.
+    assert slept == [1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]
+    assert wait.waits == len(lines) == 7 and "the Agent Identity" in lines[0]

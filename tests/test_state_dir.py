@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from cng_helpers import Standin, standin_fixture  # noqa: F401  (fixture)
+from crash_helpers import run_writer
 from entraclaw.errors import NativeModuleUnavailableError
-from entraclaw.platform import files, paths
+from entraclaw.platform import paths
 from entraclaw.platform.paths import (
     DIVERGED_MARKER,
     MIGRATED_MARKER,
@@ -161,11 +162,7 @@ def _child_migrate(legacy: Path, target: Path, *, crash_at: str | None = None) -
         print(result.status)
         """
     )
-    env = dict(os.environ)
-    env.pop(files.CRASH_ENV, None)
-    if crash_at is not None:
-        env[files.CRASH_ENV] = crash_at
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return run_writer(code, crash_at=crash_at)
 
 
 @POSIX
@@ -315,3 +312,19 @@ def test_describe_with_the_real_winacl_on_the_standin(standin: Standin, monkeypa
     standin.reset()
     user = describe_state_dir(environ={}, platform="win32")
     assert user.account_kind == "user" and not user.service_account
+
+
+def test_every_state_file_is_named_in_one_place_for_the_default_or_a_given_home(tmp_path, monkeypatch):
+    from entraclaw.keystore import CngSentinelStore, DpapiFileStore
+    from entraclaw.keystore.dpapi_file import NativeDpapi
+
+    env_home = tmp_path / "env-home"
+    monkeypatch.setenv("ENTRACLAW_HOME", str(env_home))
+    given = tmp_path / "given"
+    assert paths.env_file_path() == env_home / ".env" and paths.env_file_path(given) == given / ".env"
+    assert paths.token_cache_path() == env_home / "agent_tokens.bin"
+    assert paths.token_cache_path(given) == given / "agent_tokens.bin"
+    assert paths.keys_dir() == env_home / "keys" and paths.keys_dir(given) == given / "keys"
+    # The file-backed stores default to that keys directory.
+    assert CngSentinelStore().directory == paths.keys_dir()
+    assert DpapiFileStore(protector=NativeDpapi()).directory == paths.keys_dir()

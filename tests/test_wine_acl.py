@@ -96,11 +96,6 @@ def acl_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wh.probe_exe(tmp_path_factory, ACL_PROBE_NAME)
 
 
-@pytest.fixture(scope="module")
-def prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return wh.session_prefix(tmp_path_factory)
-
-
 @dataclass
 class Layout:
     private_file: Path  # in a 0700 folder
@@ -128,7 +123,7 @@ def _run(exe: Path, prefix: Path, args: list[str]) -> AclRun:
 
 
 @pytest.fixture(scope="module")
-def probe(acl_exe: Path, prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Probe:
+def probe(acl_exe: Path, wine_prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Probe:
     root = tmp_path_factory.mktemp("wine-acl")
     private = root / "private"
     private.mkdir(mode=0o700)
@@ -152,13 +147,13 @@ def probe(acl_exe: Path, prefix: Path, tmp_path_factory: pytest.TempPathFactory)
     a, b, d = wine_path(layout.private_file), wine_path(layout.open_file), wine_path(layout.folder)
     first = _run(
         acl_exe,
-        prefix,
+        wine_prefix,
         ["account", "read", a, "set", a, "read", a, "set", b, "read", b, "setdir", d, "read", d,
          "inherit", wine_path(layout.unprotected_file),
          "read", wine_path(layout.missing), "set", wine_path(layout.missing),
          "read", wine_path(layout.missing_parent), "set", layout.refused],
     )  # fmt: skip
-    second = _run(acl_exe, prefix, ["read", a, "read", b])
+    second = _run(acl_exe, wine_prefix, ["read", a, "read", b])
     return Probe(layout, first, second)
 
 

@@ -78,11 +78,6 @@ def probe_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def wine_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return wh.session_prefix(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
 def probe(probe_exe: Path, wine_prefix: Path) -> ProbeRun:
     inputs = _assertion_inputs()
     messages = [

@@ -744,6 +744,34 @@ def load_config(
 _INVALID: Any = None  # an invalid value is reported, then treated as unset
 
 
+def raw_settings(
+    *, environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None
+) -> dict[str, str]:
+    """The ``ENTRACLAW_*`` settings as written, before validation, by :func:`load_config`'s precedence
+    (process environment over the ``.env``), keyed by variable name.
+
+    For writers (setup, rotate) that compare and rewrite values; the runtime uses
+    :func:`load_config`. A ``.env`` that cannot be parsed (duplicate keys, bad lines,
+    not UTF-8) is the same one ConfigurationError ``load_config`` raises.
+    """
+    env = os.environ if environ is None else environ
+    path = Path(env_file) if env_file is not None else paths.env_file_path(environ=env)
+    problems: list[ConfigProblem] = []
+    layers = [_layer_from_env(env, lambda key: Origin("environment", key), None, problems)]
+    file_layer = _file_layer(path, False, problems)
+    if file_layer is not None:
+        layers.append(file_layer)
+    if problems:
+        raise _error(problems, path)
+    values: dict[str, str] = {}
+    for name, env_name in FIELD_ENV.items():
+        for layer in layers:
+            if name in layer.values:
+                values[env_name] = layer.values[name][0]
+                break
+    return values
+
+
 def _derive(values: dict[str, Any], origins: dict[str, Origin], platform: str) -> None:
     """A key reference from the SHA-1 thumbprint, for .env files written before ENTRACLAW_KEY_REF existed."""
     sha1 = values.get("cert_sha1")

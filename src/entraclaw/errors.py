@@ -23,6 +23,7 @@ __all__ = [
     "ClientAssertionError",
     "ConfigurationError",
     "EmulatorError",
+    "EncodingError",
     "EntraclawError",
     "FilePermissionError",
     "GraphRequestError",
@@ -299,6 +300,14 @@ class GraphRequestError(EntraclawError):
 
 class ClientAssertionError(EntraclawError):
     """A client assertion could not be built (bad claims, lifetime, audience)."""
+
+
+class EncodingError(EntraclawError, ValueError):
+    """Text that must be unpadded base64url, or a compact JWT, is not.
+
+    The text is never quoted (it may be a token); ``length`` says how long it was. Also a
+    ``ValueError``, which these decoders raised before they had a typed error.
+    """
 
 
 # --- platform --------------------------------------------------------------------

@@ -30,24 +30,26 @@ number of processes and scopes):
   key runs on a background thread (single-flight per key; a refresh that finds a
   fresher token written by another process adopts it instead of exchanging);
 - a failed background refresh is logged (key and error type, never token text) and
-  retried by the next caller after a backoff (:data:`BACKGROUND_RETRY_BASE` doubling
-  to :data:`BACKGROUND_RETRY_MAX`); callers keep getting the valid token meanwhile;
+  retried by the background worker itself, with no caller needed, after a backoff
+  (:data:`BACKGROUND_RETRY_BASE` doubling to :data:`BACKGROUND_RETRY_MAX`, sooner as the
+  token nears its must-wait point, none past expiry or after ``close()``); callers keep
+  getting the valid token meanwhile;
 - only a token within :data:`~entraclaw.auth.token_cache.EXPIRY_SKEW` of expiry (or
   past it, or absent) makes a caller wait for an exchange.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import requests
 
@@ -83,12 +85,17 @@ _C = TypeVar("_C", bound="_ChainCredential")
 
 logger = logging.getLogger(__name__)
 
-#: First wait after a failed background refresh before a caller may start another (seconds).
+#: First wait after a failed background refresh before the worker tries that key again (seconds).
 BACKGROUND_RETRY_BASE = 10.0
-#: Longest such wait; an expiring token is refreshed in the foreground regardless.
+#: Longest such wait; retries come sooner as the token nears its must-wait point.
 BACKGROUND_RETRY_MAX = 300.0
+#: Shortest wait between two background attempts of one key (bounds the attempts near expiry).
+BACKGROUND_RETRY_MIN = 5.0
 
 _WORKER_IDLE_EXIT = 60.0
+# How long the worker sleeps at most before it looks at the clock again: a wall clock that
+# jumps (suspend, NTP) must not leave a retry waiting on a timeout computed before the jump.
+_WORKER_MAX_NAP = 60.0
 
 _HOP_OF_KIND = {"t1": 1, "t2": 2, "t3": 3, "app": 2}
 
@@ -97,89 +104,183 @@ def _hop_of(key: str) -> int | None:
     return _HOP_OF_KIND.get(key.split("|", 1)[0])
 
 
+def _next_background_attempt(failures: int, now: float, entry: CachedToken) -> float | None:
+    """When the worker tries a key again after its ``failures``-th failed background refresh.
+
+    Backoff from :data:`BACKGROUND_RETRY_BASE` doubling to :data:`BACKGROUND_RETRY_MAX`,
+    but never later than half-way to the token's must-wait point (where callers start
+    waiting on the network), so the attempts come closer together as it nears: an idle
+    agent gets several chances before any caller has to wait. Past that point, half-way
+    to expiry. Attempts are at least :data:`BACKGROUND_RETRY_MIN` apart, which bounds
+    their number (except that one closer than that to the must-wait point moves the next
+    onto it); None once the next would be at or past expiry: from then on the next caller
+    exchanges in the foreground.
+    """
+    if not entry.valid_at(now):
+        return None
+    backoff = min(BACKGROUND_RETRY_MAX, BACKGROUND_RETRY_BASE * 2 ** min(failures - 1, 32))
+    target = entry.usable_until if entry.usable_at(now) else entry.expires_on
+    remaining = target - now
+    delay = min(backoff, max(min(BACKGROUND_RETRY_MIN, remaining), remaining / 2))
+    at = now + delay
+    return at if at < entry.expires_on else None
+
+
+class _RefreshOwner(Protocol):
+    def _background_refresh(self, key: str) -> None: ...
+
+    def _background_entry(self, key: str) -> CachedToken | None: ...
+
+
 class _BackgroundRefresher:
     """At most one background refresh per key, run by one daemon worker thread per credential.
 
-    Scheduling is a queue put: the caller that finds its token due does not wait for a
-    thread to start (starting one per refresh put a GIL hand-off of milliseconds into that
-    caller's call). The worker is started on first use and ends with the process.
+    Scheduling is a dict entry and a notify: the caller that finds its token due does not
+    wait for a thread to start. A key whose refresh failed stays scheduled for its next
+    attempt (:func:`_next_background_attempt`), and the worker runs it then by itself: an
+    idle agent has no caller to trigger it, and its token would otherwise expire first.
+
+    The worker holds its credential only through a weak reference (and the credential's
+    finalizer closes it), so a credential dropped without ``close()`` is collected and its
+    worker ends; the worker also ends when nothing is scheduled for a while.
     """
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, owner: _RefreshOwner, clock: Callable[[], float]) -> None:
+        self._owner: weakref.ref[_RefreshOwner] = weakref.ref(owner)
         self._clock = clock
         self._cond = threading.Condition()
-        self._queue: collections.deque[tuple[str, Callable[[], None]]] = collections.deque()
+        # key -> when it is due (on the credential's clock); insertion order breaks ties.
+        self._due: dict[str, float] = {}
         self._in_flight: set[str] = set()
         self._failures: dict[str, int] = {}
-        self._not_before: dict[str, float] = {}
         self._worker: threading.Thread | None = None
         self._closed = False
 
-    def schedule(self, key: str, refresh: Callable[[], None]) -> None:
+    def schedule(self, key: str) -> None:
         now = self._clock()
         with self._cond:
-            if self._closed or key in self._in_flight or now < self._not_before.get(key, -math.inf):
+            # A key already waiting for a retry keeps its backoff: callers do not hasten it.
+            if self._closed or key in self._in_flight or key in self._due:
                 return
-            self._in_flight.add(key)
-            self._queue.append((key, refresh))
-            if self._worker is None:
-                worker = threading.Thread(target=self._work, name="entraclaw-token-refresh", daemon=True)
-                try:
-                    worker.start()
-                except RuntimeError:  # interpreter shutting down: the caller still has its valid token
-                    self._queue.clear()
-                    self._in_flight.clear()
-                    self._cond.notify_all()
-                    return
-                self._worker = worker
+            self._due[key] = now
+            if not self._ensure_worker():
+                self._due.pop(key, None)
+                return
             self._cond.notify_all()
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                # An idle worker (or one of a closed credential) ends; the next schedule starts
-                # another, so credentials that are dropped do not each leave a thread behind.
-                if not self._cond.wait_for(lambda: self._queue or self._closed, timeout=_WORKER_IDLE_EXIT):
-                    self._worker = None
-                    return
-                if not self._queue:
-                    self._worker = None
-                    return
-                key, refresh = self._queue.popleft()
-            self._run(key, refresh)
-
-    def _run(self, key: str, refresh: Callable[[], None]) -> None:
+    def _ensure_worker(self) -> bool:
+        if self._worker is not None:
+            return True
+        worker = threading.Thread(target=self._work, name="entraclaw-token-refresh", daemon=True)
         try:
-            refresh()
-        except Exception as exc:  # logged, retried later: the caller already has a valid token
+            worker.start()
+        except RuntimeError:  # interpreter shutting down: the caller still has its valid token
+            return False
+        self._worker = worker
+        return True
+
+    def _next(self) -> str | None:
+        """The key to run now, waiting for one to fall due; None when the worker should end."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    break
+                if not self._due:
+                    if self._cond.wait_for(lambda: self._due or self._closed, timeout=_WORKER_IDLE_EXIT):
+                        continue
+                    break  # idle: the next schedule() starts another worker
+                now = self._clock()
+                key = min(self._due, key=self._due.__getitem__)
+                if self._due[key] <= now:
+                    del self._due[key]
+                    self._in_flight.add(key)
+                    return key
+                # Woken early by schedule(), close() or wait() (which a test calls after moving
+                # its fake clock): the clock is read again on every wake-up.
+                self._cond.wait(min(self._due[key] - now, _WORKER_MAX_NAP))
+            self._worker = None
+            self._due.clear()
+            self._cond.notify_all()
+            return None
+
+    def _work(self) -> None:
+        try:
+            while (key := self._next()) is not None:
+                self._run(key)
+        finally:
+            with self._cond:
+                if self._worker is threading.current_thread():
+                    # Ended by something _run does not catch (SystemExit in a refresh): forget the
+                    # worker so the next schedule() starts one, and drop the retries that no
+                    # thread would run (wait() would otherwise wait for them).
+                    self._worker = None
+                    self._due.clear()
+                    self._cond.notify_all()
+
+    def _run(self, key: str) -> None:
+        # The credential is held only for the length of one refresh; this frame ends before the
+        # worker waits again, so a pending retry never keeps a dropped credential alive.
+        owner = self._owner()
+        if owner is None:
+            self.close()
+            with self._cond:
+                self._in_flight.discard(key)
+            return
+        try:
+            owner._background_refresh(key)
+        except Exception as exc:  # logged, retried below: the caller already has a valid token
+            entry = owner._background_entry(key)
             with self._cond:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
-                delay = min(BACKGROUND_RETRY_MAX, BACKGROUND_RETRY_BASE * 2 ** (failures - 1))
-                self._not_before[key] = self._clock() + delay
-            logger.warning(
-                "Background refresh of %s failed (%s, attempt %d); the cached token is still served; "
-                "next attempt in %.0f s or when it expires.",
-                key,
-                type(exc).__name__,
-                failures,
-                delay,
-            )
+                at = None if self._closed or entry is None else _next_background_attempt(failures, self._clock(), entry)
+                if at is None:
+                    self._failures.pop(key, None)
+                else:
+                    self._due[key] = at
+            # Key and error type only: an exception's text may carry a server's body.
+            if at is None:
+                logger.warning(
+                    "Background refresh of %s failed (%s, attempt %d); no further background attempt "
+                    "(the token expires first or the credential is closed); the next caller exchanges.",
+                    key,
+                    type(exc).__name__,
+                    failures,
+                )
+            else:
+                logger.warning(
+                    "Background refresh of %s failed (%s, attempt %d); the cached token is still served; "
+                    "next attempt in %.0f s.",
+                    key,
+                    type(exc).__name__,
+                    failures,
+                    at - self._clock(),
+                )
         else:
             with self._cond:
                 self._failures.pop(key, None)
-                self._not_before.pop(key, None)
         finally:
             with self._cond:
                 self._in_flight.discard(key)
                 self._cond.notify_all()
 
     def wait(self, timeout: float | None) -> bool:
+        """Until nothing runs and nothing is due by the clock (retries due later do not count)."""
+
+        def settled() -> bool:
+            if self._in_flight:
+                return False
+            now = self._clock()
+            return self._closed or all(due > now for due in self._due.values())
+
         with self._cond:
-            return self._cond.wait_for(lambda: not self._in_flight, timeout)
+            self._cond.notify_all()  # the clock may have moved (a test's fake clock): look again
+            return self._cond.wait_for(settled, timeout)
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            self._due.clear()
+            self._failures.clear()
             self._cond.notify_all()
 
 
@@ -240,7 +341,12 @@ class _ChainCredential:
         self.algorithm: Algorithm = algorithm
         self._memory = MemoryTokenCache(clock)
         self._store = cache
-        self._refresher = _BackgroundRefresher(clock)
+        self._refresher = _BackgroundRefresher(self, clock)
+        # What the worker runs for a key; kept here, not in the worker, so the worker needs only
+        # a weak reference to this credential.
+        self._background_obtain: dict[str, Callable[[], CachedToken]] = {}
+        # A credential dropped without close() still stops its worker's retries.
+        weakref.finalize(self, self._refresher.close)
         self._scope_keys: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
         # The authority (host + tenant), not the tenant id alone: a sovereign cloud, the public
         # cloud and an emulator may reuse one tenant id, and must not share tokens in one file.
@@ -253,22 +359,33 @@ class _ChainCredential:
         self._owned_session: requests.Session | None = None
 
     @classmethod
-    def _config_and_kwargs(
-        cls,
-        config: AgentConfig | None,
-        overrides: dict[str, Any],
+    def from_config(
+        cls: type[_C],
+        config: AgentConfig | None = None,
         *,
-        required: tuple[str, ...],
-        environ: Any,
-        env_file: Any,
-        keystore: Any,
-        password: str | None,
-        session: requests.Session | None,
-    ) -> tuple[AgentConfig, dict[str, Any], requests.Session | None]:
+        environ: Any = None,
+        env_file: Any = None,
+        keystore: Any = None,
+        password: str | None = None,
+        session: requests.Session | None = None,
+        cache: PersistedTokenStore | None = None,
+        algorithm: Algorithm = "RS256",
+        **overrides: Any,
+    ) -> _C:
+        """A credential from the configuration (:func:`entraclaw.config.load_config`'s precedence).
+
+        ``config`` is used as loaded (``overrides``, field names such as ``agent_user_upn=``,
+        still win over it); without it the configuration is loaded from the process
+        environment (or ``environ``) and the state directory's ``.env`` (or ``env_file``).
+        The key comes from ``config.key_ref`` (``keystore`` replaces the OS default store);
+        without ``session`` one is made that trusts ``ENTRACLAW_CA_BUNDLE`` (else the public
+        CAs) and ignores REQUESTS_CA_BUNDLE, and is closed with the credential.
+        """
         # Imported here: entraclaw.config pulls in the platform layer, which a credential built
         # from explicit arguments never needs.
         from entraclaw import config as config_module
 
+        required = cls._config_required()
         if config is None:
             config = config_module.load_config(overrides, environ=environ, env_file=env_file, required=required)
         else:
@@ -283,16 +400,30 @@ class _ChainCredential:
             session = owned = config_module.make_session(config)
         assert config.tenant_id is not None and config.blueprint_app_id is not None
         assert config.agent_identity_app_id is not None
-        kwargs: dict[str, Any] = {
-            "tenant": config.tenant_id,
-            "authority_host": config.authority_host,
-            "blueprint_app_id": config.blueprint_app_id,
-            "agent_identity_app_id": config.agent_identity_app_id,
-            "signer": signer,
-            "cert_thumbprint": config.cert_x5t_s256,
-            "session": session,
-        }
-        return config, kwargs, owned
+        credential = cls(
+            tenant=config.tenant_id,
+            authority_host=config.authority_host,
+            blueprint_app_id=config.blueprint_app_id,
+            agent_identity_app_id=config.agent_identity_app_id,
+            signer=signer,
+            cert_thumbprint=config.cert_x5t_s256,
+            session=session,
+            cache=cache,
+            algorithm=algorithm,
+            **cls._config_extra_kwargs(config),
+        )
+        credential._owned_session = owned
+        return credential
+
+    @classmethod
+    def _config_required(cls) -> tuple[str, ...]:
+        from entraclaw.config import TOKEN_REQUIRED
+
+        return TOKEN_REQUIRED
+
+    @classmethod
+    def _config_extra_kwargs(cls, config: AgentConfig) -> dict[str, Any]:
+        return {}
 
     # --- caching -----------------------------------------------------------------------
 
@@ -323,7 +454,8 @@ class _ChainCredential:
                     entry = self._memory.get_any(key)
             if entry is not None and entry.usable_at(now):
                 if not entry.fresh_at(now):
-                    self._refresher.schedule(key, lambda: self._refresh_in_background(key, obtain))
+                    self._background_obtain.setdefault(key, obtain)
+                    self._refresher.schedule(key)
                 return entry
         return self._refresh_now(key, obtain, force=force)
 
@@ -392,8 +524,30 @@ class _ChainCredential:
         finally:
             exchange_lock.release()
 
-    def _refresh_in_background(self, key: str, obtain: Callable[[], CachedToken]) -> None:
-        """The background refresh of a due (still usable) token; raises to the refresher on failure."""
+    def _background_entry(self, key: str) -> CachedToken | None:
+        return self._memory.get_any(key)
+
+    def _background_refresh(self, key: str) -> None:
+        """The background refresh of a due token; raises to the refresher on failure.
+
+        Run when a caller found the token due, and again by the worker alone after a failure.
+        By then a caller may have refreshed it (nothing to do), or it may have expired or been
+        cleared (nothing to refresh ahead of: the next caller exchanges in the foreground).
+        """
+        # Taken out while it runs and put back only for a retry: the closure refers to this
+        # credential, and a cycle left in place would outlive the refresh for nothing.
+        obtain = self._background_obtain.pop(key, None)
+        entry = self._memory.get_any(key)
+        now = self._clock()
+        if obtain is None or entry is None or not entry.valid_at(now) or entry.fresh_at(now):
+            return
+        try:
+            self._refresh_due(key, obtain)
+        except BaseException:
+            self._background_obtain.setdefault(key, obtain)
+            raise
+
+    def _refresh_due(self, key: str, obtain: Callable[[], CachedToken]) -> None:
         lock = self._memory.refresh_lock(key)
         if not lock.acquire(blocking=False):
             return  # a caller is refreshing it in the foreground right now
@@ -416,7 +570,12 @@ class _ChainCredential:
             lock.release()
 
     def wait_for_refresh(self, timeout: float | None = None) -> bool:
-        """Block until no background refresh is running (tests, orderly shutdown); False on timeout."""
+        """Block until no background refresh is running or due (tests, orderly shutdown); False on timeout.
+
+        A retry scheduled for later (after a failure) is not waited for: the worker runs it
+        by itself when the clock reaches it. Calling this also makes the worker read the clock
+        again, which is how tests with an injected clock move it forward.
+        """
         return self._refresher.wait(timeout)
 
     def _scopes_key(self, kind: str, scopes: tuple[str, ...], **parts: str | None) -> tuple[str, tuple[str, ...]]:
@@ -632,49 +791,16 @@ class AgentUserCredential(_ChainCredential):
         self._user_ref = f"oid:{agent_user_id}" if agent_user_id else f"upn:{self.agent_user_upn}"
 
     @classmethod
-    def from_config(
-        cls: type[_C],
-        config: AgentConfig | None = None,
-        *,
-        environ: Any = None,
-        env_file: Any = None,
-        keystore: Any = None,
-        password: str | None = None,
-        session: requests.Session | None = None,
-        cache: PersistedTokenStore | None = None,
-        algorithm: Algorithm = "RS256",
-        **overrides: Any,
-    ) -> _C:
-        """A credential from the configuration (:func:`entraclaw.config.load_config`'s precedence).
-
-        ``config`` is used as loaded (``overrides``, field names such as ``agent_user_upn=``,
-        still win over it); without it the configuration is loaded from the process
-        environment (or ``environ``) and the state directory's ``.env`` (or ``env_file``).
-        The key comes from ``config.key_ref`` (``keystore`` replaces the OS default store);
-        without ``session`` one is made that trusts ``ENTRACLAW_CA_BUNDLE`` (else the public
-        CAs) and ignores REQUESTS_CA_BUNDLE, and is closed with the credential.
-        """
+    def _config_required(cls) -> tuple[str, ...]:
         from entraclaw.config import USER_TOKEN_REQUIRED
 
-        loaded, kwargs, owned = cls._config_and_kwargs(
-            config,
-            overrides,
-            required=USER_TOKEN_REQUIRED,
-            environ=environ,
-            env_file=env_file,
-            keystore=keystore,
-            password=password,
-            session=session,
-        )
-        user = loaded.agent_user()
-        assert user is not None
-        if user[0] == "id":
-            kwargs["agent_user_id"] = user[1]
-        else:
-            kwargs["agent_user_upn"] = user[1]
-        credential = cls(cache=cache, algorithm=algorithm, **kwargs)
-        credential._owned_session = owned
-        return credential
+        return USER_TOKEN_REQUIRED
+
+    @classmethod
+    def _config_extra_kwargs(cls, config: AgentConfig) -> dict[str, Any]:
+        user = config.agent_user()
+        assert user is not None  # USER_TOKEN_REQUIRED made load_config insist on one
+        return {"agent_user_id": user[1]} if user[0] == "id" else {"agent_user_upn": user[1]}
 
     def _t2(self) -> CachedToken:
         def obtain() -> CachedToken:
@@ -727,38 +853,8 @@ class AgentUserCredential(_ChainCredential):
 class AgentIdentityCredential(_ChainCredential):
     """App-only tokens for the Agent Identity itself: Hop 1, then Hop 2 for the resource scope."""
 
-    # The constructor is _ChainCredential's: the app-only variant needs nothing more.
-
-    @classmethod
-    def from_config(
-        cls: type[_C],
-        config: AgentConfig | None = None,
-        *,
-        environ: Any = None,
-        env_file: Any = None,
-        keystore: Any = None,
-        password: str | None = None,
-        session: requests.Session | None = None,
-        cache: PersistedTokenStore | None = None,
-        algorithm: Algorithm = "RS256",
-        **overrides: Any,
-    ) -> _C:
-        """Like :meth:`AgentUserCredential.from_config`; the Agent User fields are not needed."""
-        from entraclaw.config import TOKEN_REQUIRED
-
-        _loaded, kwargs, owned = cls._config_and_kwargs(
-            config,
-            overrides,
-            required=TOKEN_REQUIRED,
-            environ=environ,
-            env_file=env_file,
-            keystore=keystore,
-            password=password,
-            session=session,
-        )
-        credential = cls(cache=cache, algorithm=algorithm, **kwargs)
-        credential._owned_session = owned
-        return credential
+    # The constructor and from_config are _ChainCredential's: the app-only variant needs
+    # nothing more.
 
     def _app_token(self, scopes: tuple[str, ...], *, claims: str | None = None) -> CachedToken:
         key, normalized = self._scopes_key("app", scopes, client=self.agent_identity_app_id)

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from entraclaw.auth._b64 import b64url_decode
+from entraclaw.errors import EncodingError
 
 __all__ = ["SUMMARY_CLAIMS", "claims_summary", "unverified_claims"]
 
@@ -34,17 +35,28 @@ SUMMARY_CLAIMS = (
 
 
 def unverified_claims(token: str) -> dict[str, Any]:
-    """The payload of a compact JWS as a dict. ValueError (with no token text) when it is not one."""
+    """The payload of a compact JWS as a dict.
+
+    :class:`~entraclaw.errors.EncodingError` (a ValueError, with no token text) when it is not one.
+    """
     parts = token.split(".")
     if len(parts) != 3:
-        raise ValueError(f"not a compact JWS: {len(parts)} dot-separated parts instead of 3")
+        raise _not_a_jwt(token, f"has {len(parts)} dot-separated parts instead of 3")
     try:
         payload = json.loads(b64url_decode(parts[1]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("the JWT payload is not base64url JSON") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _not_a_jwt(token, "has a payload that is not base64url JSON") from None
     if not isinstance(payload, dict):
-        raise ValueError("the JWT payload is not a JSON object")
+        raise _not_a_jwt(token, "has a payload that is not a JSON object")
     return payload
+
+
+def _not_a_jwt(token: str, why: str) -> EncodingError:
+    return EncodingError(
+        f"The {len(token)}-character token {why}, so its claims cannot be read.",
+        remedy="Only JWT access tokens carry readable claims; print the token as issued with `entraclaw token --raw`.",
+        length=len(token),
+    )
 
 
 def claims_summary(token: str) -> dict[str, Any]:

@@ -20,7 +20,6 @@ path, never content) and rewritten on the next save.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -34,7 +33,8 @@ from typing import Any, Protocol
 
 from entraclaw.auth.file_lock import InterProcessLock
 from entraclaw.auth.token_cache import CachedToken
-from entraclaw.errors import KeystoreError
+from entraclaw.errors import ConfigurationError, KeystoreError
+from entraclaw.platform.files import atomic_write
 from entraclaw.platform.paths import token_cache_path
 
 __all__ = ["CACHE_FORMAT_VERSION", "PersistedTokenStore", "default_cache_path"]
@@ -232,32 +232,17 @@ class PersistedTokenStore:
             if self.is_encrypted:
                 self._persistence.save(text)
             else:
-                self._replace_plaintext(text)
-        except OSError as exc:
+                # Readers take no lock, so the file must change in one step.
+                atomic_write(self.path, text.encode("utf-8"), private=True)
+        except (OSError, ConfigurationError) as exc:
             raise KeystoreError(
                 f"Cannot write the token cache {self.path} ({type(exc).__name__}).",
                 remedy="Make the cache directory writable by this user, or choose another cache path.",
                 path=str(self.path),
-                os_error=getattr(exc, "errno", None),
+                os_error=exc.errno if isinstance(exc, OSError) else exc.context.get("os_error"),
             ) from exc
         if not self.is_encrypted:
             self._ensure_private_file()
-
-    def _replace_plaintext(self, text: str) -> None:
-        # Readers take no lock, so the file must change in one step: a private temporary
-        # file beside it, flushed, then renamed over it.
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
 
     def merge_save(self, updates: Mapping[str, CachedToken], *, timeout: float | None = None) -> None:
         """Write ``updates`` over what the file holds now, under the (short) write lock.

@@ -183,10 +183,14 @@ class CachedToken:
     def fresh_at(self, now: float) -> bool:
         return now < self.refresh_on
 
+    @property
+    def usable_until(self) -> float:
+        """The must-wait point: from here on callers no longer get this token but wait for a new one."""
+        return self.expires_on - min(EXPIRY_SKEW, (self.expires_on - self.obtained_on) / 10)
+
     def usable_at(self, now: float) -> bool:
         """Still worth handing out (or sending to the next hop): not within the expiry skew."""
-        skew = min(EXPIRY_SKEW, (self.expires_on - self.obtained_on) / 10)
-        return now < self.expires_on - skew
+        return now < self.usable_until
 
     def valid_at(self, now: float) -> bool:
         return now < self.expires_on

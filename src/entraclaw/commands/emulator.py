@@ -165,10 +165,11 @@ def serve_command(args: argparse.Namespace) -> int:
 def approve_command(args: argparse.Namespace) -> int:
     import requests
 
+    from entraclaw.config import make_session
+
     try:
-        with requests.Session() as session:
-            # Trust exactly the emulator's CA: REQUESTS_CA_BUNDLE must not widen or replace it.
-            session.trust_env = False
+        # Trust exactly the emulator's CA: REQUESTS_CA_BUNDLE must not widen or replace it.
+        with make_session(args.ca_bundle) as session:
             response = session.post(
                 f"{args.url.rstrip('/')}/devicelogin",
                 data={
@@ -176,7 +177,6 @@ def approve_command(args: argparse.Namespace) -> int:
                     "action": "deny" if args.deny else "approve",
                     **({"username": args.username} if args.username else {}),
                 },
-                verify=str(args.ca_bundle),
                 timeout=30,
             )
     except (requests.RequestException, OSError) as exc:

@@ -292,17 +292,20 @@ class _Handler(BaseHTTPRequestHandler):
             form = self._parse_form(body)
 
         fault = routes.faults.take(path)
+        # "gate" and "delay" fall through to routing, which records the request. The others are
+        # recorded before they are acted out: a client that has its answer (or its dropped
+        # connection) can count on the request being in the stats already.
+        if fault is not None and is_token and fault.kind not in ("gate", "delay"):
+            routes.stats.record_token_request(
+                hop=routes.token_service.hop_hint(form),
+                grant_type=form.get("grant_type"),
+                client_id=form.get("client_id"),
+                status=0
+                if fault.kind == "drop"
+                else (200 if fault.kind == "malformed" else (429 if fault.kind == "429" else fault.status)),
+                # "respond" records its own status
+            )
         if fault is not None and self._apply_fault(fault, routes):
-            if is_token:
-                routes.stats.record_token_request(
-                    hop=routes.token_service.hop_hint(form),
-                    grant_type=form.get("grant_type"),
-                    client_id=form.get("client_id"),
-                    status=0
-                    if fault.kind == "drop"
-                    else (200 if fault.kind == "malformed" else (429 if fault.kind == "429" else fault.status)),
-                    # "respond" records its own status; "gate" and "delay" fall through to routing
-                )
             return
 
         segments = [s for s in path.split("/") if s]

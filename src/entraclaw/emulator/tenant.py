@@ -370,7 +370,20 @@ class Domain:
 def _certs(certificates: Iterable[x509.Certificate | KeyCredential]) -> tuple[KeyCredential, ...]:
     out = []
     for item in certificates:
-        out.append(item if isinstance(item, KeyCredential) else KeyCredential.from_certificate(item))
+        if isinstance(item, KeyCredential):
+            out.append(item)
+            continue
+        try:
+            out.append(KeyCredential.from_certificate(item))
+        except ValueError as exc:
+            # from_certificate's ValueError is for the Graph handlers (a 400); callers of the
+            # Python API get the typed error.
+            raise EmulatorError(
+                f"Cannot register {exc}.",
+                remedy="Register a certificate for an RSA key (Entra key credentials here are RSA; "
+                "entraclaw.auth.certgen.generate_rsa_key makes one).",
+                subject=item.subject.rfc4514_string(),
+            ) from None
     return tuple(out)
 
 

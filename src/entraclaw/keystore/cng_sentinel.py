@@ -19,10 +19,16 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from entraclaw.errors import ConfigurationError, KeystoreError, SecretRefusedError
-from entraclaw.keystore._files import atomic_write_private, entry_file_name
+from entraclaw.errors import SecretRefusedError
+from entraclaw.keystore._files import (
+    delete_entry_file,
+    entry_file_error,
+    entry_file_name,
+    read_entry_file,
+    write_entry_file,
+)
 from entraclaw.keystore.base import SERVICE, EntryInfo, KeyStore, validate_entry
-from entraclaw.platform.paths import state_dir
+from entraclaw.platform.paths import keys_dir
 
 if TYPE_CHECKING:
     from entraclaw.cng import CngKeyHandle
@@ -56,7 +62,7 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
     name = "cng-sentinel"
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else state_dir() / "keys"
+        self.directory = Path(directory) if directory is not None else keys_dir()
 
     def path_for(self, entry: str) -> Path:
         entry = validate_entry(entry, backend=self.name)
@@ -78,47 +84,32 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
                 path=str(path),
             )
         location, sha1 = parsed
-        try:
-            atomic_write_private(path, (format_reference(sha1, location) + "\n").encode("ascii"))
-        except (OSError, ConfigurationError) as exc:
-            why = f"{type(exc).__name__}: {exc.strerror}" if isinstance(exc, OSError) else exc.message
-            os_error = exc.errno if isinstance(exc, OSError) else exc.context.get("os_error")
-            raise KeystoreError(
-                f"Cannot write {path} for entry {entry!r} ({why}).",
-                remedy=f"Make {self.directory} writable by this user, then record the reference again.",
-                service=SERVICE,
-                backend=self.name,
-                entry=entry,
-                path=str(path),
-                os_error=os_error,
-            ) from None
+        write_entry_file(
+            path,
+            (format_reference(sha1, location) + "\n").encode("ascii"),
+            backend=self.name,
+            entry=entry,
+            remedy=f"Make {self.directory} writable by this user, then record the reference again.",
+        )
 
     def reference(self, entry: str) -> str | None:
         """The recorded ``cng:<location>/<SHA1>`` for ``entry``, or None."""
         path = self.path_for(entry)
-        try:
-            text = path.read_text(encoding="ascii").strip()
-        except FileNotFoundError:
+        remedy = f"Delete {path} and record the reference again (cng:CurrentUser/<SHA1>)."
+        data = read_entry_file(path, backend=self.name, entry=entry, remedy=remedy)
+        if data is None:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeystoreError(
-                f"Cannot read the CNG reference {path} for entry {entry!r} ({type(exc).__name__}).",
-                remedy=f"Delete {path} and record the reference again (the certificate thumbprint).",
-                service=SERVICE,
-                backend=self.name,
-                entry=entry,
-                path=str(path),
-                os_error=getattr(exc, "errno", None),
-            ) from None
-        parsed = parse_reference(text)
+        try:
+            parsed = parse_reference(data.decode("ascii"))
+        except UnicodeDecodeError:
+            parsed = None
         if parsed is None:
-            raise KeystoreError(
+            raise entry_file_error(
                 f"{path} (entry {entry!r}) does not hold a CNG certificate reference.",
-                remedy=f"Delete {path} and record the reference again (cng:CurrentUser/<SHA1>).",
-                service=SERVICE,
                 backend=self.name,
                 entry=entry,
-                path=str(path),
+                path=path,
+                remedy=remedy,
             )
         return format_reference(parsed[1], parsed[0])
 
@@ -135,21 +126,7 @@ class CngSentinelStore(KeyStore["CngKeyHandle"]):
 
     def delete(self, entry: str) -> bool:
         path = self.path_for(entry)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise KeystoreError(
-                f"Cannot delete {path} for entry {entry!r} ({type(exc).__name__}: {exc.strerror}).",
-                remedy=f"Delete {path} by hand.",
-                service=SERVICE,
-                backend=self.name,
-                entry=entry,
-                path=str(path),
-                os_error=exc.errno,
-            ) from None
-        return True
+        return delete_entry_file(path, backend=self.name, entry=entry, remedy=f"Delete {path} by hand.")
 
     def describe(self, entry: str) -> EntryInfo:
         path = self.path_for(entry)

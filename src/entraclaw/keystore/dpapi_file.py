@@ -23,10 +23,16 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError
-from entraclaw.keystore._files import atomic_write_private, entry_file_name
-from entraclaw.keystore.base import SERVICE, EntryInfo, KeyStore, validate_entry, validate_secret
-from entraclaw.platform.paths import state_dir
+from entraclaw.errors import EntraclawError, KeystoreError
+from entraclaw.keystore._files import (
+    delete_entry_file,
+    entry_file_error,
+    entry_file_name,
+    read_entry_file,
+    write_entry_file,
+)
+from entraclaw.keystore.base import EntryInfo, KeyStore, validate_entry, validate_secret
+from entraclaw.platform.paths import keys_dir
 
 __all__ = ["DPAPI_SUFFIX", "FILE_MAGIC", "DataProtector", "DpapiFileStore", "NativeDpapi", "entry_entropy"]
 
@@ -39,12 +45,6 @@ _DESCRIPTION = "entraclaw keystore"
 def entry_entropy(entry: str) -> bytes:
     """The DPAPI optional entropy for ``entry``: ties each blob to its entry name."""
     return _ENTROPY_PREFIX + entry.encode("utf-8")
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {exc.strerror}"
-    return str(getattr(exc, "message", exc))
 
 
 class DataProtector(Protocol):
@@ -70,12 +70,12 @@ class NativeDpapi:
 
 
 class DpapiFileStore(KeyStore[str]):
-    """One DPAPI-protected file per entry under ``directory`` (default ``state_dir()/keys``)."""
+    """One DPAPI-protected file per entry under ``directory`` (default :func:`~entraclaw.platform.paths.keys_dir`)."""
 
     name = "dpapi-file"
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, *, protector: DataProtector | None = None):
-        self.directory = Path(directory) if directory is not None else state_dir() / "keys"
+        self.directory = Path(directory) if directory is not None else keys_dir()
         if protector is None:
             from entraclaw import cng
 
@@ -100,18 +100,7 @@ class DpapiFileStore(KeyStore[str]):
     def _error(
         self, message: str, *, entry: str, path: Path, remedy: str, cause: BaseException | None = None
     ) -> KeystoreError:
-        context: dict[str, object] = {"os_error": None}
-        if isinstance(cause, EntraclawError) and not isinstance(cause, ConfigurationError):
-            # DPAPI's own fields (hresult, api, system_message); never data.
-            context.update({k: v for k, v in cause.context.items() if k in ("hresult", "hresult_name", "api")})
-            context["os_error"] = cause.context.get("os_error")
-        elif isinstance(cause, OSError):
-            context["os_error"] = cause.errno
-        if isinstance(cause, ConfigurationError):
-            context["os_error"] = cause.context.get("os_error")
-        return KeystoreError(
-            message, remedy=remedy, service=SERVICE, backend=self.name, entry=entry, path=str(path), **context
-        )
+        return entry_file_error(message, backend=self.name, entry=entry, path=path, remedy=remedy, cause=cause)
 
     def put(self, entry: str, secret: str) -> None:
         path = self.path_for(entry)
@@ -126,34 +115,19 @@ class DpapiFileStore(KeyStore[str]):
                 remedy=exc.remedy or "Check that the user profile is loaded (DPAPI needs it) and retry.",
                 cause=exc,
             ) from None
-        try:
-            atomic_write_private(path, FILE_MAGIC + blob)
-        except (OSError, ConfigurationError) as exc:
-            raise self._error(
-                f"Cannot write {path} for entry {entry!r} ({_why(exc)}).",
-                entry=entry,
-                path=path,
-                remedy=f"Make {self.directory} writable by this user (and only this user), then store it again.",
-                cause=exc,
-            ) from None
-
-    def _read(self, entry: str, path: Path) -> bytes | None:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self._error(
-                f"Cannot read {path} for entry {entry!r} ({type(exc).__name__}: {exc.strerror}).",
-                entry=entry,
-                path=path,
-                remedy=f"Run as the user who owns {path}, or check its permissions.",
-                cause=exc,
-            ) from None
+        write_entry_file(
+            path,
+            FILE_MAGIC + blob,
+            backend=self.name,
+            entry=entry,
+            remedy=f"Make {self.directory} writable by this user (and only this user), then store it again.",
+        )
 
     def get(self, entry: str) -> str | None:
         path = self.path_for(entry)
-        data = self._read(entry, path)
+        data = read_entry_file(
+            path, backend=self.name, entry=entry, remedy=f"Run as the user who owns {path}, or check its permissions."
+        )
         if data is None:
             return None
         if not data.startswith(FILE_MAGIC):
@@ -186,19 +160,12 @@ class DpapiFileStore(KeyStore[str]):
 
     def delete(self, entry: str) -> bool:
         path = self.path_for(entry)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise self._error(
-                f"Cannot delete {path} for entry {entry!r} ({type(exc).__name__}: {exc.strerror}).",
-                entry=entry,
-                path=path,
-                remedy=f"Close programs that hold {path} open and retry, or delete it by hand.",
-                cause=exc,
-            ) from None
-        return True
+        return delete_entry_file(
+            path,
+            backend=self.name,
+            entry=entry,
+            remedy=f"Close programs that hold {path} open and retry, or delete it by hand.",
+        )
 
     def describe(self, entry: str) -> EntryInfo:
         path = self.path_for(entry)

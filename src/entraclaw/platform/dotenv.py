@@ -134,7 +134,8 @@ def _parse_value(text: str, start: int) -> tuple[str, int, str | None]:
         return value, start + len(value), None
     rest = body[end:].strip(" \t")
     if rest and not rest.startswith("#"):
-        return "", start, f"unexpected text after the closing quote: {rest[:20]!r}"
+        # Not quoted back: the line may hold a password or a key.
+        return "", start, f"has {len(rest)} characters of unexpected text after the closing quote"
     return value, end, None
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "StateDirInfo",
     "describe_state_dir",
     "env_file_path",
+    "keys_dir",
     "legacy_state_dir",
     "migrate_legacy_state",
     "state_dir",
@@ -66,12 +67,25 @@ def legacy_state_dir() -> Path:
     return Path.home() / ".entraclaw"
 
 
-def env_file_path(*, environ: Mapping[str, str] | None = None) -> Path:
-    return state_dir(environ=environ) / ".env"
+# What lives in a state directory. ``home`` is a state directory chosen elsewhere (--state-dir);
+# without it, :func:`state_dir`'s.
 
 
-def token_cache_path(*, environ: Mapping[str, str] | None = None) -> Path:
-    return state_dir(environ=environ) / "agent_tokens.bin"
+def _home(home: str | os.PathLike[str] | None, environ: Mapping[str, str] | None) -> Path:
+    return Path(home) if home is not None else state_dir(environ=environ)
+
+
+def env_file_path(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    return _home(home, environ) / ".env"
+
+
+def token_cache_path(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    return _home(home, environ) / "agent_tokens.bin"
+
+
+def keys_dir(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the file-backed key stores and PEM key files live."""
+    return _home(home, environ) / "keys"
 
 
 # --- where it came from (for `doctor`) ----------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import requests
 
 from entraclaw.auth.exchange import normalize_authority
+from entraclaw.auth.retry import TokenRetryPolicy
 from entraclaw.config import DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_URL
 from entraclaw.config import make_session as config_make_session
 from entraclaw.errors import GraphRequestError, TokenExchangeError
@@ -68,9 +70,7 @@ def is_propagation_error(exc: BaseException) -> bool:
         if status == 404:
             return True
         message = str(getattr(exc, "message", ""))
-        return status == 400 and (
-            getattr(exc, "code", None) in _PROPAGATION_CODES or "does not exist" in message
-        )
+        return status == 400 and (getattr(exc, "code", None) in _PROPAGATION_CODES or "does not exist" in message)
     if isinstance(exc, TokenExchangeError):
         return getattr(exc, "aadsts_code", None) in _PROPAGATION_AADSTS
     return False
@@ -90,8 +90,12 @@ class PropagationWait:
 
     def run(self, what: str, action: Callable[[], T], *, retry_if: Callable[[BaseException], bool] | None = None) -> T:
         check = retry_if or is_propagation_error
+        # The project's one backoff rule (auth/retry.py), bounded here by time, not by count;
+        # no jitter, so the progress lines say exactly when the next try comes.
+        policy = TokenRetryPolicy(
+            max_attempts=sys.maxsize, base_delay=self.first_delay, max_delay=self.max_delay, jitter=0.0
+        )
         started = self.clock()
-        delay = self.first_delay
         attempt = 0
         while True:
             attempt += 1
@@ -99,7 +103,8 @@ class PropagationWait:
                 return action()
             except (GraphRequestError, TokenExchangeError) as exc:
                 elapsed = self.clock() - started
-                if not check(exc) or elapsed + delay > self.timeout:
+                delay = policy.delay_before(attempt, None)
+                if not check(exc) or delay is None or elapsed + delay > self.timeout:
                     raise
                 self.waits += 1
                 self.echo(
@@ -108,7 +113,6 @@ class PropagationWait:
                     f"{self.timeout:.0f}s)"
                 )
                 self.sleep(delay)
-                delay = min(self.max_delay, delay * 2)
 
 
 def describe(value: Any) -> str:

@@ -26,9 +26,12 @@ from entraclaw.errors import (
     NetworkError,
     TokenEndpointUnavailableError,
 )
+from entraclaw.platform import paths
 from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.keys import DeviceKey, delete_device_key, local_key_refs, open_device_key
 from entraclaw.provisioning.rotate import DEFAULT_DAYS_BEFORE_EXPIRY, endpoints_from_config
+from entraclaw.provisioning.rotate import JOURNAL_NAME as ROTATE_JOURNAL_NAME
+from entraclaw.provisioning.setup import JOURNAL_NAME as SETUP_JOURNAL_NAME
 from entraclaw.provisioning.smoke import run_chain
 from entraclaw.provisioning.state import optional_attr, read_device_config, resolve_state_dir
 
@@ -111,7 +114,7 @@ def _state_checks(report: DoctorReport, state_dir: Path) -> None:
     detail = str(state_dir)
     if sys.platform != "win32":
         loose = []
-        for path in (state_dir, state_dir / ".env"):
+        for path in (state_dir, paths.env_file_path(state_dir)):
             if path.exists():
                 mode = stat.S_IMODE(path.stat().st_mode)
                 if mode & 0o077:
@@ -136,10 +139,12 @@ def _state_checks(report: DoctorReport, state_dir: Path) -> None:
             if kind != "user":
                 text += f"; state resolves to that account's profile: {state_dir}"
             report.add("account", "ok", text)
-    for journal, command in (("setup-journal.json", "entraclaw setup"), ("rotate-journal.json", "entraclaw rotate")):
-        path = state_dir / journal
+    for path, command in (
+        (state_dir / SETUP_JOURNAL_NAME, "entraclaw setup"),
+        (state_dir / ROTATE_JOURNAL_NAME, "entraclaw rotate"),
+    ):
         if path.exists():
-            if journal == "setup-journal.json" and '"status": "complete"' in path.read_text(encoding="utf-8"):
+            if command == "entraclaw setup" and '"status": "complete"' in path.read_text(encoding="utf-8"):
                 continue
             report.add(
                 "unfinished run",
@@ -164,7 +169,7 @@ def run_doctor(
 ) -> DoctorReport:
     report = DoctorReport()
     home = resolve_state_dir(state_dir)
-    env_file = home / ".env"
+    env_file = paths.env_file_path(home)
     _state_checks(report, home)
     config = read_device_config(env_file)
     missing = [k for k in _CONFIG_NEEDED if not config.get(k)]
@@ -338,7 +343,7 @@ def _stale_check(
 ) -> None:
     configured = config["ENTRACLAW_KEY_REF"]
     rotating = ""
-    journal = home / "rotate-journal.json"
+    journal = home / ROTATE_JOURNAL_NAME
     if journal.exists():
         rotating = journal.read_text(encoding="utf-8")
     now = _dt.datetime.fromtimestamp(clock(), _dt.timezone.utc)

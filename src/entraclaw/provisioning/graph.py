@@ -41,7 +41,7 @@ import requests
 from entraclaw.auth.msal_http import parse_retry_after
 from entraclaw.auth.retry import TokenRetryPolicy
 from entraclaw.auth.token_errors import redact
-from entraclaw.errors import GraphRequestError
+from entraclaw.errors import ConfigurationError, GraphRequestError
 from entraclaw.provisioning.auth import GraphAuth
 
 __all__ = [
@@ -405,7 +405,10 @@ class GraphClient:
         elif display_name is not None:
             expression = f"displayName eq {_odata_literal(display_name)}"
         else:
-            raise ValueError("find_blueprints needs display_name or app_id")
+            raise ConfigurationError(
+                "find_blueprints was called without display_name or app_id: there is nothing to look up.",
+                remedy="Pass the Blueprint's app_id= (ENTRACLAW_BLUEPRINT_APP_ID) or its display_name=.",
+            )
         rows = self._filter("applications", expression, what="find Blueprint")
         return [BlueprintInfo.from_json(row) for row in rows]
 

@@ -32,6 +32,7 @@ from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_si
 from entraclaw.auth.signer import PemSigner, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint
 from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError
+from entraclaw.platform import paths
 from entraclaw.provisioning.state import atomic_write
 
 __all__ = [
@@ -120,7 +121,14 @@ def _signer_from_bundle(bundle: bytes, where: str) -> tuple[PemSigner, x509.Cert
             remedy="Run `entraclaw rotate --force` with admin credentials to make a new key and register it.",
             path=where,
         )
-    certificate = x509.load_pem_x509_certificate(bundle[start:])
+    try:
+        certificate = x509.load_pem_x509_certificate(bundle[start:])
+    except ValueError:
+        raise ConfigurationError(
+            f"The certificate stored with the Blueprint key at {where} is garbled or truncated.",
+            remedy="Run `entraclaw rotate --force` with admin credentials to make a new key and register it.",
+            path=where,
+        ) from None
     return PemSigner.from_pem(bundle[:start], certificate=certificate), certificate
 
 
@@ -159,7 +167,7 @@ def create_device_key(
     entry = blueprint_key_entry(blueprint_app_id, sha1)
     bundle = _pem_bundle(private_key_to_pem(key), cert)
     if where == "file":
-        path = state_dir / "keys" / f"{entry}.pem"
+        path = paths.keys_dir(state_dir) / f"{entry}.pem"
         atomic_write(path, bundle)
         ref = f"file:{path}"
     else:
@@ -277,7 +285,7 @@ def local_key_refs(blueprint_app_id: str, *, state_dir: Path) -> list[str]:
 
             for listed in cng.list_certificates(certificate_subject(blueprint_app_id)):
                 refs.append(f"cng:CurrentUser/{listed.thumbprint}")
-    key_dir = state_dir / "keys"
+    key_dir = paths.keys_dir(state_dir)
     if key_dir.is_dir():
         for path in sorted(key_dir.glob(f"blueprint-key-{blueprint_app_id}-*.pem")):
             refs.append(f"file:{path}")

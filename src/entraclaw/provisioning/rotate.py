@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestError
+from entraclaw.platform import paths
 from entraclaw.provisioning.context import Endpoints, PropagationWait
 from entraclaw.provisioning.graph import BlueprintInfo, GraphClient
 from entraclaw.provisioning.keys import (
@@ -156,7 +157,7 @@ class Rotate:
         # False when Graph is called as the Blueprint itself: it may roll its keys, not read them.
         self.read_key_list = read_key_list
         self.state_dir = resolve_state_dir(state_dir)
-        self.env_file = self.state_dir / ".env"
+        self.env_file = paths.env_file_path(self.state_dir)
         self.journal = Journal(self.state_dir / JOURNAL_NAME)
         self.days_before_expiry = days_before_expiry
         self.force = force

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestError
+from entraclaw.platform import paths
 from entraclaw.provisioning.context import Endpoints, PropagationWait
 from entraclaw.provisioning.graph import (
     GRAPH_APP_ID,
@@ -207,7 +208,7 @@ class Setup:
         self.keystore = keystore
         self.clock = clock
         self.state_dir = resolve_state_dir(options.state_dir)
-        self.env_file = self.state_dir / ".env"
+        self.env_file = paths.env_file_path(self.state_dir)
         self.journal = Journal(self.state_dir / JOURNAL_NAME)
         self.wait = PropagationWait(timeout=options.propagation_timeout, echo=echo, sleep=sleep)
         self.result = SetupResult()

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from entraclaw.config import FIELD_ENV, raw_settings
 from entraclaw.errors import ConfigurationError
 
 __all__ = [
@@ -46,23 +46,8 @@ CRASH_ENV = "ENTRACLAW_TEST_CRASH_AT"  # entraclaw.platform.files.CRASH_ENV
 #: How a process killed at a crash point ends: SIGKILL on POSIX, exit code 86 elsewhere.
 CRASH_RETURN_CODES = (-9, 86)
 
-# The names of entraclaw.config's one table (CONTRACTS); setup writes exactly these.
-CONFIG_KEYS: tuple[str, ...] = (
-    "ENTRACLAW_TENANT_ID",
-    "ENTRACLAW_AUTHORITY_HOST",
-    "ENTRACLAW_GRAPH_URL",
-    "ENTRACLAW_BLUEPRINT_APP_ID",
-    "ENTRACLAW_BLUEPRINT_OBJECT_ID",
-    "ENTRACLAW_AGENT_IDENTITY_ID",
-    "ENTRACLAW_AGENT_USER_ID",
-    "ENTRACLAW_AGENT_USER_UPN",
-    "ENTRACLAW_BLUEPRINT_CERT_X5T_S256",
-    "ENTRACLAW_BLUEPRINT_CERT_SHA1",
-    "ENTRACLAW_KEY_REF",
-    "ENTRACLAW_KEY_PROVIDER",
-    "ENTRACLAW_SCOPES",
-    "ENTRACLAW_CA_BUNDLE",
-)
+# The names of entraclaw.config's one table; setup writes exactly these.
+CONFIG_KEYS: tuple[str, ...] = tuple(FIELD_ENV.values())
 
 
 def optional_attr(module: str, name: str) -> Any:
@@ -141,21 +126,8 @@ class Journal:
 
 
 def read_device_config(env_file: Path, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The ENTRACLAW_* settings: process environment over the ``.env`` file (the config precedence).
-
-    Raw strings, so setup can compare and rewrite them; ``entraclaw.config.load_config``
-    validates the same file for the runtime and for doctor.
-    """
-    from entraclaw.platform.dotenv import read_env_file
-
-    values: dict[str, str] = {}
-    if env_file.exists():
-        values.update(read_env_file(env_file).values())
-    env = os.environ if environ is None else environ
-    for name in CONFIG_KEYS:
-        if env.get(name):
-            values[name] = env[name]
-    return values
+    """The ENTRACLAW_* settings as written: :func:`entraclaw.config.raw_settings` (one precedence)."""
+    return raw_settings(environ=environ, env_file=env_file)
 
 
 def unfinished_setup_endpoints(state_dir: Path) -> dict[str, str]:

@@ -229,9 +229,14 @@ class Context:
     now: Callable[[], float]
 
 
+def metadata_url(ctx: Context, context_path: str) -> str:
+    """The ``@odata.context`` URL Graph gives a response about ``context_path`` (``users``, ``applications/<cast>``)."""
+    return f"{ctx.req.graph_url}/$metadata#{context_path}"
+
+
 def entity(ctx: Context, context_path: str, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` as one entity of ``context_path`` (``users``, ``servicePrincipals``...), led by its @odata.context."""
-    return {"@odata.context": f"{ctx.req.graph_url}/$metadata#{context_path}/$entity", **body}
+    return {"@odata.context": metadata_url(ctx, f"{context_path}/$entity"), **body}
 
 
 def created(ctx: Context, collection: str, object_id: str, body: dict[str, Any]) -> GraphResponse:
@@ -355,8 +360,8 @@ def matches(item: Mapping[str, Any], clauses: Sequence[tuple[str, str | None]]) 
     return True
 
 
-def page(ctx: Context, items: list[dict[str, Any]], context_url: str) -> GraphResponse:
-    """One page of ``items``: honours ``$top`` and ``$skiptoken`` and links the next page like Graph."""
+def page(ctx: Context, items: list[dict[str, Any]], context_path: str) -> GraphResponse:
+    """One page of ``items`` of ``context_path``: honours ``$top`` and ``$skiptoken``, links the next page."""
     query = ctx.req.query
     try:
         top = int(query.get("$top", DEFAULT_PAGE))
@@ -371,7 +376,7 @@ def page(ctx: Context, items: list[dict[str, Any]], context_url: str) -> GraphRe
             offset = int(base64.urlsafe_b64decode(token.encode() + b"==").decode().removeprefix("o:"))
         except (ValueError, UnicodeDecodeError):
             raise bad_request("The $skiptoken is invalid: it was not issued by this service.", "BadRequest") from None
-    body: dict[str, Any] = {"@odata.context": context_url, "value": items[offset : offset + top]}
+    body: dict[str, Any] = {"@odata.context": metadata_url(ctx, context_path), "value": items[offset : offset + top]}
     if offset + top < len(items):
         # The token is opaque to clients, as Graph's is; the rest of the query travels in the link.
         nxt = {k: v for k, v in query.items() if k != "$skiptoken"}

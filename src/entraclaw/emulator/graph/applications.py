@@ -60,6 +60,7 @@ from entraclaw.emulator.graph._core import (
     created,
     denied,
     matches,
+    metadata_url,
     method_not_allowed,
     no_segment,
     not_found,
@@ -122,7 +123,7 @@ def application_json(ctx: Context, app: Application, *, entity: bool = True) -> 
     body: dict[str, Any] = {}
     if entity:
         cast = f"/{BLUEPRINT_TYPE}" if app.kind == "blueprint" and ctx.req.method == "POST" else ""
-        body["@odata.context"] = f"{ctx.req.graph_url}/$metadata#applications{cast}/$entity"
+        body["@odata.context"] = metadata_url(ctx, f"applications{cast}/$entity")
     # A derived type announces itself; under $select the emulator returns only what was asked (docs silent).
     if app.kind == "blueprint" and not select:
         body["@odata.type"] = f"#{BLUEPRINT_TYPE}"
@@ -220,7 +221,7 @@ def _list(ctx: Context, *, blueprints_only: bool) -> GraphResponse:
             continue
         items.append(application_json(ctx, app, entity=False))
     cast = f"/{BLUEPRINT_TYPE}" if blueprints_only else ""
-    return page(ctx, items, f"{ctx.req.graph_url}/$metadata#applications{cast}")
+    return page(ctx, items, f"applications{cast}")
 
 
 # --- create ----------------------------------------------------------------------------
@@ -458,7 +459,7 @@ def _add_key(ctx: Context, app: Application) -> GraphResponse:
     if any(c.key_id == cred.key_id for c in app.key_credentials):
         raise bad_request(f"keyId {cred.key_id} is already used on application {app.app_id}.")
     ctx.tenant.set_key_credentials(app.object_id, [*app.key_credentials, cred])
-    body = {"@odata.context": f"{ctx.req.graph_url}/$metadata#microsoft.graph.keyCredential"}
+    body = {"@odata.context": metadata_url(ctx, "microsoft.graph.keyCredential")}
     body.update(cred.to_graph(include_key=False))
     return GraphResponse(200, body)
 

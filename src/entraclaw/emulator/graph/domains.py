@@ -55,7 +55,7 @@ def handle(ctx: Context) -> GraphResponse:
         raise bad_request("Unsupported query: /domains does not support $filter.", "Request_UnsupportedQuery")
     if len(seg) == 1:
         items = [domain_json(d) for d in ctx.tenant.domains]
-        return page(ctx, items, f"{ctx.req.graph_url}/$metadata#domains")
+        return page(ctx, items, "domains")
     if len(seg) == 2:
         domain = next((d for d in ctx.tenant.domains if d.name == seg[1].lower()), None)
         if domain is None:

@@ -75,7 +75,7 @@ def handle(ctx: Context) -> GraphResponse:
             require(ctx.caller, app=_READ, delegated=_READ)
             clauses = query_filter(ctx, "oAuth2PermissionGrant", "clientId", "resourceId", "principalId", "consentType")
             items = [body for body in (grant_json(g) for g in ctx.tenant.grants) if matches(body, clauses)]
-            return page(ctx, items, f"{ctx.req.graph_url}/$metadata#oauth2PermissionGrants")
+            return page(ctx, items, "oauth2PermissionGrants")
         if method == "POST":
             return _create(ctx)
         raise _method(method)

@@ -267,7 +267,7 @@ def _list(ctx: Context, cast: str | None) -> GraphResponse:
             if matches(_flat(body), clauses):
                 items.append(body)
     suffix = f"/{cast}" if cast else ""
-    return page(ctx, items, f"{ctx.req.graph_url}/$metadata#servicePrincipals{suffix}")
+    return page(ctx, items, f"servicePrincipals{suffix}")
 
 
 def _create_principal(ctx: Context, *, typed: bool) -> GraphResponse:
@@ -448,9 +448,7 @@ def _list_assignments(ctx: Context, keep: Any) -> GraphResponse:
     # https://learn.microsoft.com/graph/api/serviceprincipal-list-approleassignedto
     require(ctx.caller, app=_READ_ASSIGNMENTS, delegated=_READ_ASSIGNMENTS)
     items = [assignment_json(ctx, a) for a in ctx.tenant.assignments if keep(a)]
-    return page(
-        ctx, items, f"{ctx.req.graph_url}/$metadata#servicePrincipals('{ctx.req.segments[1]}')/appRoleAssignments"
-    )
+    return page(ctx, items, f"servicePrincipals('{ctx.req.segments[1]}')/appRoleAssignments")
 
 
 def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> GraphResponse:

@@ -173,7 +173,7 @@ def _list(ctx: Context, *, agents_only: bool) -> GraphResponse:
     ]
     items = [body for body in (user_json(u) for u in candidates) if matches(body, clauses)]
     cast = f"/{AGENT_USER}" if agents_only else ""
-    return page(ctx, items, f"{ctx.req.graph_url}/$metadata#users{cast}")
+    return page(ctx, items, f"users{cast}")
 
 
 def _create(ctx: Context, *, typed: bool) -> GraphResponse:
