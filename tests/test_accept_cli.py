@@ -388,3 +388,17 @@ def test_json_output_stays_json_with_a_device_code_sign_in(tmp_path: Path) -> No
             assert "devicelogin" in done.stderr  # the prompt still reaches the person at the terminal
     finally:
         _stop(proc)
+
+
+def test_a_ca_bundle_of_another_emulator_names_the_setting_that_fixes_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    other, other_info = _serve(tmp_path / "..", "--state", str(tmp_path / "other.json"))
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        assert run_cli("setup", *_admin_argv(info), env={"ENTRACLAW_HOME": str(home)}).returncode == 0
+        done = run_cli("token", env={"ENTRACLAW_HOME": str(home), "ENTRACLAW_CA_BUNDLE": other_info["ca_bundle"]})
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert "ENTRACLAW_CA_BUNDLE" in done.stderr and "--ca-bundle" in done.stderr, done.stderr
+    finally:
+        _stop(proc)
+        _stop(other)

@@ -264,8 +264,10 @@ def unavailable_error(
 def _network_kind(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, requests.exceptions.SSLError):
         return "tls", (
-            "TLS verification failed: trust the authority's CA (for the emulator use emu.session(), "
-            "which sets verify to its CA and trust_env=False so REQUESTS_CA_BUNDLE does not override it)."
+            "TLS verification failed: trust the authority's CA with ENTRACLAW_CA_BUNDLE in the .env or the "
+            "environment (setup/rotate/doctor: --ca-bundle); for the emulator, the ca_bundle that "
+            "`entraclaw emulator serve` printed. REQUESTS_CA_BUNDLE is ignored by design; in Python, pass a "
+            "session that verifies with that CA (the emulator's emu.session())."
         )
     if isinstance(exc, requests.exceptions.Timeout):
         return "timeout", "The token endpoint did not answer in time: check connectivity or raise the timeout."
