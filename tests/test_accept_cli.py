@@ -402,3 +402,10 @@ def test_a_ca_bundle_of_another_emulator_names_the_setting_that_fixes_it(tmp_pat
     finally:
         _stop(proc)
         _stop(other)
+
+
+def test_token_emulator_as_the_readme_writes_it_needs_no_scope(tmp_path: Path) -> None:
+    done = run_cli("token", "--emulator", env={"ENTRACLAW_HOME": str(tmp_path / "empty")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "aud         https://graph.microsoft.com" in done.stdout
+    assert "eyJ" not in done.stdout

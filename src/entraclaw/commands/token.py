@@ -38,6 +38,8 @@ from entraclaw.config import (
 )
 from entraclaw.errors import ConfigurationError
 
+EMULATOR_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -47,7 +49,10 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--scope", action="append", help=f"resource scope; repeat for several (default: {ENV_SCOPES} from the config)"
+        "--scope",
+        action="append",
+        help=f"resource scope; repeat for several (default: {ENV_SCOPES} from the config; with --emulator "
+        f"{EMULATOR_DEFAULT_SCOPE})",
     )
     p.add_argument("--emulator", action="store_true", help="use an in-process emulator instead of a tenant")
     p.add_argument(
@@ -124,7 +129,7 @@ def _config(args: argparse.Namespace) -> AgentConfig:
     except ConfigurationError as exc:
         raise ConfigurationError(
             exc.message,
-            remedy=f"{exc.remedy} To try the flow without a tenant: entraclaw token --emulator --scope SCOPE.",
+            remedy=f"{exc.remedy} To try the flow without a tenant: entraclaw token --emulator.",
             **exc.context,
         ) from None
 
@@ -132,10 +137,12 @@ def _config(args: argparse.Namespace) -> AgentConfig:
 def _scopes(args: argparse.Namespace) -> list[str]:
     if args.scope:
         return list(args.scope)
-    if not args.emulator:
-        config = _config(args)
-        if config.scopes:
-            return list(config.scopes)
+    if args.emulator:
+        # The emulator's tenant is provisioned like the demo's, which consents User.Read on Graph.
+        return [EMULATOR_DEFAULT_SCOPE]
+    config = _config(args)
+    if config.scopes:
+        return list(config.scopes)
     raise ConfigurationError(
         "No scope given.",
         remedy=f"Pass --scope (e.g. https://graph.microsoft.com/.default) or set {ENV_SCOPES} in the .env.",
