@@ -409,3 +409,24 @@ def test_token_emulator_as_the_readme_writes_it_needs_no_scope(tmp_path: Path) -
     assert done.returncode == 0, done.stdout + done.stderr
     assert "aud         https://graph.microsoft.com" in done.stdout
     assert "eyJ" not in done.stdout
+
+
+def test_rotate_force_after_the_key_is_lost_finishes_as_doctor_promises(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {"ENTRACLAW_HOME": str(home)}
+    proc, info = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
+    try:
+        admin = _admin_argv(info)
+        sign_in = admin[admin.index("--admin-app-id"):admin.index("--sponsor")]
+        assert run_cli("setup", *admin, env=env).returncode == 0
+        for key in (home / "keys").glob("*.pem"):
+            key.unlink()  # a wiped keyring, a restored backup without the key
+        doctor = run_cli("doctor", env=env)
+        assert doctor.returncode == 1 and "`entraclaw rotate --force` with admin credentials" in doctor.stdout
+        rotated = run_cli("rotate", "--force", *sign_in, env=env)
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        assert not (home / "rotate-journal.json").exists()  # finished, nothing left to resume
+        assert run_cli("token", env=env).returncode == 0
+        assert run_cli("doctor", *sign_in, env=env).returncode == 0
+    finally:
+        _stop(proc)

@@ -433,12 +433,15 @@ class Rotate:
             old_sha1 = str(self.journal.data.get("old_sha1") or "")
             info = BlueprintInfo(blueprint_oid, str(self.journal.data.get("blueprint_app_id")), "")
             patch_keeping_others(self.graph, info, credentials, key_credential_body(new), drop_sha1=old_sha1 or None)
+            # The PATCH dropped the old certificate: removeKey of its keyId would be Graph's 404.
+            self.journal.data["old_key_ids"] = []
             self._plan("add_key", "done", f"{new.sha1} registered with PATCH; the lost {old_sha1 or 'key'} dropped")
             self._done("add_key")
             return
         if not valid:
             # Nothing valid to prove with (every certificate expired): Graph's rule is PATCH.
             self.graph.patch_key_credentials(blueprint_oid, [key_credential_body(new)])
+            self.journal.data["old_key_ids"] = []  # the list was replaced: the old certificate is gone too
             self._plan("add_key", "done", f"{new.sha1} registered with PATCH (the Blueprint had no valid certificate)")
             self._done("add_key")
             return
