@@ -1,15 +1,25 @@
 """What a new user hit walking README -> ``emulator serve`` -> ``setup`` -> ``token`` in separate shells.
 
-Each test is a regression for one thing found that way (all subprocess CLI runs over the real emulator):
+Each test is a regression for one thing found that way (subprocess CLI runs over the real emulator), seen
+failing before its fix:
 
-- ``serve --state s.json`` printed paths relative to its own working directory and no setup command, so
-  copy-paste from another directory failed; the device-code hint named ``emulator approve CODE`` without
-  the ``--url``/``--ca-bundle`` it requires.
-- ``serve --state s.json`` restarted on a new random port, so the device config setup had written
-  (authority host, Graph URL) stopped working although the CA and the tenant were the same.
-- an interrupted setup told the user (setup's own journal, doctor) to re-run ``entraclaw setup``, which
-  then failed with "No tenant given" because nothing but the tenant id was journalled.
-- ``--admin-key`` naming a file that is not a PEM key gave an error naming neither the file nor the flag.
+- ``serve --state s.json`` printed paths relative to its own directory and no setup command; its device-code
+  hint named ``emulator approve CODE`` without the ``--url``/``--ca-bundle`` it requires.
+- ``serve`` restarted on the same state took a new random port, stranding the device config setup wrote.
+- an interrupted setup said "re-run `entraclaw setup`", which then failed with "No tenant given".
+- a re-run right after an interruption, while Entra replicates, created a second Blueprint.
+- Ctrl-C printed "entraclaw: interrupted" with no remedy.
+- a bad ``--admin-key`` file, or an admin certificate of another tenant, was reported with keystore and
+  Blueprint remedies instead of naming the admin flags.
+- AADSTS700027 (key not registered) named a raw PATCH and the legacy ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT.
+- a second Blueprint whose default Agent User UPN is taken got Graph's bare 400.
+- ``token`` on a device never set up did not mention ``entraclaw setup``; ``token --emulator`` needed --scope.
+- ``setup --rollback --force`` after a rotation left the key in use behind.
+- the emulator's device-code message named a sign-in page it does not have.
+- ``--json`` output of setup/rotate/doctor carried the device-code prompt.
+- options without help text; ``--sponsor`` said object id only.
+- a TLS failure's remedy was a Python API (emu.session()), not ENTRACLAW_CA_BUNDLE / --ca-bundle.
+- ``rotate --force`` after a lost key failed at removeKey (404) although the PATCH had dropped the old one.
 """
 
 from __future__ import annotations
