@@ -440,3 +440,13 @@ def test_rotate_force_after_the_key_is_lost_finishes_as_doctor_promises(tmp_path
         assert run_cli("doctor", *sign_in, env=env).returncode == 0
     finally:
         _stop(proc)
+
+
+def test_a_ca_bundle_that_is_not_pem_is_named_before_any_request(tmp_path: Path) -> None:
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("hello\n")
+    env = {"ENTRACLAW_HOME": str(tmp_path / "empty"), "ENTRACLAW_CA_BUNDLE": str(not_pem)}
+    done = run_cli("token", env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"ENTRACLAW_CA_BUNDLE (process environment): the CA bundle {not_pem}" in done.stderr, done.stderr
+    assert "PEM" in done.stderr.split(str(not_pem), 1)[1].split("\n", 1)[0]

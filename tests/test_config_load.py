@@ -22,13 +22,16 @@ from entraclaw.config import (
 from entraclaw.errors import ConfigurationError
 from entraclaw.platform.dotenv import read_env_file, update_env_file
 
+_PEM_SHAPE = "-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n"
+
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     out = {}
     for name in ("key_a.pem", "key_b.pem", "key_c.pem", "ca_a.pem", "ca_b.pem", "ca_c.pem"):
         out[name] = tmp_path / name
-        out[name].write_text("placeholder\n")
+        # CA bundles must at least look like PEM certificates (the loader checks the shape).
+        out[name].write_text(_PEM_SHAPE if name.startswith("ca_") else "placeholder\n")
     return out
 
 
@@ -250,7 +253,7 @@ def test_key_reference_forms(tmp_path):
 def test_relative_paths_in_the_env_file_are_relative_to_it(tmp_path):
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "bp.pem").write_text("x")
-    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "ca.pem").write_text(_PEM_SHAPE)
     dotenv = tmp_path / ".env"
     dotenv.write_text("ENTRACLAW_KEY_REF=file:keys/bp.pem\nENTRACLAW_CA_BUNDLE=ca.pem\n")
     config = load_config(environ={}, env_file=dotenv)

@@ -442,6 +442,21 @@ def _ca_bundle(raw: str, base_dir: Path | None) -> str:
             f"the CA bundle {path} does not exist or is not a file.",
             "Point it at a PEM file of the CA certificates to trust, or remove it to trust the public CAs.",
         )
+    # Without this, a wrong file surfaces much later as a bare SSLError from the first request.
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError as exc:
+        raise _Invalid(
+            f"the CA bundle {path} cannot be read: {exc.strerror}.",
+            "Make it readable by this user, or point the setting at a readable PEM file.",
+        ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise _Invalid(
+            f"the CA bundle {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----).",
+            "Point it at a PEM file of the CA certificates to trust (for the emulator: the ca_bundle "
+            "`entraclaw emulator serve` printed), or remove it to trust the public CAs.",
+        )
     return str(path)
 
 
