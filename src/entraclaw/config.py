@@ -630,7 +630,7 @@ def _error(problems: list[ConfigProblem], env_file: Path | None) -> Configuratio
     where = f" (.env: {env_file})" if env_file is not None else ""
     remedy = (
         "Correct each setting above where it was found; the precedence is arguments > process "
-        "environment > .env (see docs/platform.md)."
+        "environment > .env in the state directory (ENTRACLAW_HOME overrides where that is)."
     )
     if problems and all(p.origin == "not set" for p in problems) and any("TENANT_ID" in p.key for p in problems):
         # Nothing at all is configured: the likely story is a device nobody has provisioned yet.

@@ -60,8 +60,9 @@ CRED_MAX_CREDENTIAL_BLOB_SIZE = 5 * 512
 
 _REMEDY_NO_BACKEND = (
     "Install and unlock an OS secret store. Linux: `apt-get install gnome-keyring libsecret-1-0 dbus-user-session` "
-    "and log in to a desktop session, or on a headless machine run the agent under "
-    "`scripts/with_secret_service.sh <command>` (starts a D-Bus session with an unlocked gnome-keyring). "
+    "and log in to a desktop session, or on a headless machine start the agent inside its own session: "
+    "`dbus-run-session -- sh -c 'printf %s \"$KEYRING_PASSWORD\" | gnome-keyring-daemon --daemonize --unlock "
+    "--components=secrets >/dev/null; exec <command>'` (the keyring password is yours; entraclaw never holds it). "
     "`python -m keyring --list-backends` shows what keyring can use; PYTHON_KEYRING_BACKEND must not name a "
     "plaintext or null backend."
 )
@@ -174,8 +175,9 @@ class KeyringStore(KeyStore[str]):
             f"{self.name} could not {action} entry {entry!r} of service {self.service!r} "
             f"({describe_exception(exc, secret)}).",
             remedy=(
-                "Unlock the keyring (log in to the desktop session, or run under scripts/with_secret_service.sh "
-                "on a headless Linux) and retry; `python -m keyring --list-backends` shows the backends."
+                "Unlock the keyring (log in to the desktop session, or on a headless Linux start the agent under "
+                "`dbus-run-session` with `gnome-keyring-daemon --unlock`) and retry; "
+                "`python -m keyring --list-backends` shows the backends."
             ),
             service=self.service,
             entry=entry,
