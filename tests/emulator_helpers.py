@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -465,11 +466,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def serve(
-    *args: str, expect: str = "base_url", env: dict[str, str] | None = None
+    *args: str, expect: str = "base_url", env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """Start ``entraclaw emulator serve <args>``; the ``key value`` lines it prints before ``ready``.
 
-    ``env`` replaces :func:`cli_env` as the child's environment.
+    ``env`` replaces :func:`cli_env` as the child's environment; ``cwd`` is its working directory.
     """
     proc = subprocess.Popen(
         [sys.executable, "-m", "entraclaw", "emulator", "serve", *args],
@@ -477,6 +478,7 @@ def serve(
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env() if env is None else env,
+        cwd=cwd,
     )
     info: dict[str, str] = {}
     timer = threading.Timer(60, proc.kill)  # a hung child must not hang the suite

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator_helpers import serve, stop_serve
 from entraclaw.platform.files import CRASH_ENV
 from provisioning_helpers import HAVE_GRAPH_AGENT_API, run_cli
 
@@ -46,34 +47,7 @@ pytestmark = [
 def _serve(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
     env.pop("REQUESTS_CA_BUNDLE", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "entraclaw", "emulator", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
-    info: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("ready"):
-            break
-        key, _, value = line.strip().partition(" ")
-        info[key] = value.strip()
-    else:
-        proc.kill()
-        raise AssertionError(f"serve ended before ready: {proc.stderr.read() if proc.stderr else ''}")
-    return proc, info
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    return serve(*args, env=env, cwd=cwd)
 
 
 def _admin_argv(info: dict[str, str]) -> list[str]:
@@ -118,7 +92,7 @@ def test_serve_prints_absolute_paths_and_a_setup_command_that_works_by_copy_past
         approve = shlex.split(info["admin_auth"].split("`")[1])
         assert approve[:3] == ["entraclaw", "emulator", "approve"], approve
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_serve_restarted_on_its_state_keeps_its_address_so_the_device_config_keeps_working(tmp_path: Path) -> None:
@@ -128,14 +102,14 @@ def test_serve_restarted_on_its_state_keeps_its_address_so_the_device_config_kee
         setup = run_cli("setup", *_admin_argv(info), env={"ENTRACLAW_HOME": str(home)})
         assert setup.returncode == 0, setup.stdout + setup.stderr
     finally:
-        _stop(proc)
+        stop_serve(proc)
     proc, again = _serve(tmp_path, "--state", str(tmp_path / "s.json"))
     try:
         assert again["base_url"] == info["base_url"]
         token = run_cli("token", env={"ENTRACLAW_HOME": str(home)})
         assert token.returncode == 0, token.stdout + token.stderr
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_an_interrupted_setup_resumes_with_only_the_admin_sign_in(tmp_path: Path) -> None:
@@ -156,7 +130,7 @@ def test_an_interrupted_setup_resumes_with_only_the_admin_sign_in(tmp_path: Path
         token = run_cli("token", env=env)
         assert token.returncode == 0, token.stdout + token.stderr
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_an_admin_key_that_is_not_a_pem_names_the_file_and_the_flag(tmp_path: Path) -> None:
@@ -172,7 +146,7 @@ def test_an_admin_key_that_is_not_a_pem_names_the_file_and_the_flag(tmp_path: Pa
         assert "BEGIN" not in done.stderr and "PRIVATE" not in done.stderr
         assert not (tmp_path / "home" / "setup-journal.json").exists()  # nothing written before sign-in works
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_an_admin_certificate_of_another_tenant_is_reported_as_the_admin_sign_in_not_the_blueprint(
@@ -190,8 +164,8 @@ def test_an_admin_certificate_of_another_tenant_is_reported_as_the_admin_sign_in
         assert f"provisioner app {info['admin_app_id']} (--admin-app-id)" in done.stderr, done.stderr
         assert "Blueprint" not in done.stderr and "ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT" not in done.stderr
     finally:
-        _stop(proc)
-        _stop(other)
+        stop_serve(proc)
+        stop_serve(other)
 
 
 def test_a_key_no_longer_registered_points_at_commands_and_current_variables_and_setup_repairs_it(
@@ -225,7 +199,7 @@ def test_a_key_no_longer_registered_points_at_commands_and_current_variables_and
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
         assert run_cli("token", env=env).returncode == 0
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_a_second_blueprint_whose_default_upn_is_taken_is_told_to_pass_upn_and_resumes(tmp_path: Path) -> None:
@@ -243,7 +217,7 @@ def test_a_second_blueprint_whose_default_upn_is_taken_is_told_to_pass_upn_and_r
         assert "[agent_identity] exists" in resumed.stdout  # resumed, not duplicated
         assert run_cli("token", env=env).returncode == 0
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_a_rerun_right_after_an_interruption_waits_for_its_own_new_objects_instead_of_duplicating_them(
@@ -261,7 +235,7 @@ def test_a_rerun_right_after_an_interruption_waits_for_its_own_new_objects_inste
         assert "[blueprint] exists" in resumed.stdout, resumed.stdout
         assert "[blueprint_principal] exists" in resumed.stdout, resumed.stdout
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_ctrl_c_during_setup_says_what_to_do_and_the_rerun_converges(tmp_path: Path) -> None:
@@ -289,7 +263,7 @@ def test_ctrl_c_during_setup_says_what_to_do_and_the_rerun_converges(tmp_path: P
         assert again.returncode == 0, again.stdout + again.stderr
         assert run_cli("token", env={"ENTRACLAW_HOME": str(home)}).returncode == 0
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_token_on_a_device_never_set_up_names_setup(tmp_path: Path) -> None:
@@ -319,7 +293,7 @@ def test_rollback_force_after_rotate_and_rerun_deletes_the_key_in_use_too(tmp_pa
         assert "delete key" in gone.stdout, gone.stdout
         assert list((home / "keys").glob("*.pem")) == [], "the Blueprint is gone but its private key was left"
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_device_code_without_auto_approve_tells_how_to_approve_and_following_it_works(tmp_path: Path) -> None:
@@ -353,7 +327,7 @@ def test_device_code_without_auto_approve_tells_how_to_approve_and_following_it_
         assert setup.returncode == 0, out + err
         assert "OK: setup complete" in out
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_every_option_of_every_command_says_what_it_does_in_help() -> None:
@@ -397,7 +371,7 @@ def test_json_output_stays_json_with_a_device_code_sign_in(tmp_path: Path) -> No
             json.loads(done.stdout)  # a pipe into jq must not meet the sign-in prompt
             assert "devicelogin" in done.stderr  # the prompt still reaches the person at the terminal
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_a_ca_bundle_of_another_emulator_names_the_setting_that_fixes_it(tmp_path: Path) -> None:
@@ -410,8 +384,8 @@ def test_a_ca_bundle_of_another_emulator_names_the_setting_that_fixes_it(tmp_pat
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert "ENTRACLAW_CA_BUNDLE" in done.stderr and "--ca-bundle" in done.stderr, done.stderr
     finally:
-        _stop(proc)
-        _stop(other)
+        stop_serve(proc)
+        stop_serve(other)
 
 
 def test_token_emulator_as_the_readme_writes_it_needs_no_scope(tmp_path: Path) -> None:
@@ -439,7 +413,7 @@ def test_rotate_force_after_the_key_is_lost_finishes_as_doctor_promises(tmp_path
         assert run_cli("token", env=env).returncode == 0
         assert run_cli("doctor", *sign_in, env=env).returncode == 0
     finally:
-        _stop(proc)
+        stop_serve(proc)
 
 
 def test_a_ca_bundle_that_is_not_pem_is_named_before_any_request(tmp_path: Path) -> None:
