@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestError
 from entraclaw.platform import paths
@@ -89,6 +89,16 @@ SETUP_STEPS: tuple[str, ...] = (
 )
 JOURNAL_NAME = SETUP_JOURNAL_NAME
 T = TypeVar("T")
+
+
+class _NamedObject(Protocol):
+    @property
+    def object_id(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+
+
+Named = TypeVar("Named", bound=_NamedObject)
 # Reverse dependency order for rollback, and the Graph collection each kind lives in.
 _DELETE_ORDER = ("consent", "agent_user", "agent_identity", "blueprint_principal", "blueprint")
 _COLLECTION = {
@@ -326,6 +336,18 @@ class Setup:
         if self._act and self.journal.data.get("pending") == kind:
             self._created(kind, object_id, name, by_this_process=False)
 
+    def _find_one(
+        self, kind: str, find: Callable[[], list[Named]], too_many: Callable[[list[Named]], EntraclawError]
+    ) -> Named | None:
+        """The one object ``find`` returns (waiting for one an interrupted run sent), adopted if it was pending."""
+        rows = self._await_pending(kind, lambda: find() or None) or []
+        if len(rows) > 1:
+            raise too_many(rows)
+        found = rows[0] if rows else None
+        if found is not None:
+            self._adopted(kind, found.object_id, found.display_name)
+        return found
+
     # --- run -----------------------------------------------------------------------------
 
     def run(self, *, dry_run: bool = False) -> SetupResult:
@@ -422,18 +444,15 @@ class Setup:
                     )
                 found = rows[0] if rows else None
             if found is None:
-                rows = self._await_pending(
-                    "blueprint", lambda: self.graph.find_blueprints(display_name=opts.blueprint_name) or None
-                ) or []
-                if len(rows) > 1:
-                    raise ConfigurationError(
+                found = self._find_one(
+                    "blueprint",
+                    lambda: self.graph.find_blueprints(display_name=opts.blueprint_name),
+                    lambda rows: ConfigurationError(
                         f"{len(rows)} Blueprints are named {opts.blueprint_name!r} "
                         f"({', '.join(r.app_id for r in rows)}).",
                         remedy="Pass --blueprint-app-id with the one to use, or --blueprint-name with a unique name.",
-                    )
-                found = rows[0] if rows else None
-                if found is not None:
-                    self._adopted("blueprint", found.object_id, found.display_name)
+                    ),
+                )
         if found is not None:
             self._plan("blueprint", "exists", f"{found.display_name} (app id {found.app_id})")
         else:
@@ -638,24 +657,19 @@ class Setup:
             if found is not None and found.blueprint_app_id.lower() != blueprint.app_id.lower():
                 found = None  # the journal's identity belongs to a Blueprint this run replaced
         if found is None and "blueprint" not in self._fresh:
-            rows = self._await_pending(
+            found = self._find_one(
                 "agent_identity",
                 lambda: [
                     r
                     for r in self.graph.find_agent_identities(opts.agent_identity_name)
                     if r.blueprint_app_id.lower() == blueprint.app_id.lower()
-                ]
-                or None,
-            ) or []
-            if len(rows) > 1:
-                raise ConfigurationError(
+                ],
+                lambda rows: ConfigurationError(
                     f"{len(rows)} Agent Identities of Blueprint {blueprint.app_id} are named "
                     f"{opts.agent_identity_name!r}.",
                     remedy="Delete the extra ones (or pass --agent-identity-name with a unique name) and re-run.",
-                )
-            found = rows[0] if rows else None
-            if found is not None:
-                self._adopted("agent_identity", found.object_id, found.display_name)
+                ),
+            )
         if found is not None:
             self._plan("agent_identity", "exists", f"{found.display_name} (app id {found.app_id})")
         else:
