@@ -197,13 +197,15 @@ def test_the_retry_delay_policy():
     assert _next_background_attempt(1, 20_000.0, entry) is None
 
 
-def test_a_closed_credential_stops_retrying_and_its_worker_ends(world, caplog):
+def _retrying_with_a_live_worker(world: Any) -> tuple[Any, int]:
+    """T3 past its refresh point with plenty of time left, the endpoint failing: one background attempt
+    made, a retry pending on a live worker. Returns the credential and the request count before it."""
     emu = world.emu
     clock = FakeClock()
-    cred, _key = _due_t3_only(world, clock)
+    cred, key = _due_t3_only(world, clock)
     cred._memory.put(  # plenty of time before expiry: the retries would go on for a while
-        _key,
-        CachedToken.create(cred._memory.get_any(_key).token, expires_on=clock.now + 1700, obtained_on=clock.now - 1900),
+        key,
+        CachedToken.create(cred._memory.get_any(key).token, expires_on=clock.now + 1700, obtained_on=clock.now - 1900),
         replace=True,
     )
     emu.faults.inject("5xx", count=1000, retry_after=0)
@@ -213,6 +215,14 @@ def test_a_closed_credential_stops_retrying_and_its_worker_ends(world, caplog):
     assert len(emu.stats.token_requests) - start == 1
     worker = cred._refresher._worker
     assert worker is not None and worker.is_alive()
+    return cred, start
+
+
+def test_a_closed_credential_stops_retrying_and_its_worker_ends(world, caplog):
+    emu = world.emu
+    cred, start = _retrying_with_a_live_worker(world)
+    clock = cred._clock
+    worker = cred._refresher._worker
 
     cred.close()
     worker.join(30)
@@ -225,20 +235,9 @@ def test_a_closed_credential_stops_retrying_and_its_worker_ends(world, caplog):
 
 def test_a_credential_dropped_without_close_does_not_keep_its_worker(world):
     emu = world.emu
-    clock = FakeClock()
-    cred, key = _due_t3_only(world, clock)
-    cred._memory.put(
-        key,
-        CachedToken.create(cred._memory.get_any(key).token, expires_on=clock.now + 1700, obtained_on=clock.now - 1900),
-        replace=True,
-    )
-    emu.faults.inject("5xx", count=1000, retry_after=0)
-    start = len(emu.stats.token_requests)
-    cred.get_token(GRAPH_SCOPE)
-    _settle(cred)
-    assert len(emu.stats.token_requests) - start == 1
+    cred, start = _retrying_with_a_live_worker(world)
+    clock = cred._clock
     worker = cred._refresher._worker
-    assert worker is not None and worker.is_alive()
 
     # A retry is pending; the worker must hold the credential only weakly.
     dropped = weakref.ref(cred)
