@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from entraclaw.auth._b64 import b64url_encode
+from entraclaw.emulator.data import load_data
 from entraclaw.errors import EmulatorError
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "PermissionGrant",
     "ServicePrincipal",
     "Tenant",
+    "first_party_resource",
     "normalize_resource",
     "permission_id",
 ]
@@ -73,6 +75,24 @@ _RESOURCE_ALIASES = {GRAPH_APP_ID: GRAPH_RESOURCE, GRAPH_RESOURCE + "/": GRAPH_R
 
 def normalize_resource(resource: str) -> str:
     return _RESOURCE_ALIASES.get(resource.lower(), resource.rstrip("/"))
+
+
+def _load_first_party() -> dict[str, str]:
+    data = load_data("first_party_resources.json")
+    known: dict[str, str] = {}
+    for item in data["resources"]:
+        uri = str(item["uri"]).rstrip("/")
+        known[uri.lower()] = uri
+        known[str(item["appId"]).lower()] = uri
+    return known
+
+
+_FIRST_PARTY = _load_first_party()
+
+
+def first_party_resource(resource: str) -> str | None:
+    """The audience URI of a Microsoft first-party resource named by URI or app id; None for others."""
+    return _FIRST_PARTY.get(resource.rstrip("/").lower())
 
 
 _T = TypeVar("_T")
