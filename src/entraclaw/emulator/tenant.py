@@ -211,62 +211,25 @@ class KeyCredential:
         return begins <= moment <= ends
 
 
-# The Microsoft Graph permissions the emulator knows by name. Real Graph publishes fixed GUIDs
-# for them (permissions reference, https://learn.microsoft.com/graph/permissions-reference);
-# the emulator derives its own stable ids from the names (uuid5), so clients must look ids up
-# on the Graph service principal (appRoles / oauth2PermissionScopes), as portable code does anyway.
-GRAPH_APP_ROLES: tuple[str, ...] = (
-    "AgentIdentity.Create.All",
-    "AgentIdentity.CreateAsManager",
-    "AgentIdentity.Read.All",
-    "AgentIdentity.ReadWrite.All",
-    "AgentIdentityBlueprint.AddRemoveCreds.All",
-    "AgentIdentityBlueprint.Create",
-    "AgentIdentityBlueprint.Read.All",
-    "AgentIdentityBlueprint.ReadWrite.All",
-    "AgentIdentityBlueprintPrincipal.Create",
-    "AgentIdentityBlueprintPrincipal.Read.All",
-    "AgentIdentityBlueprintPrincipal.ReadWrite.All",
-    "AgentIdUser.ReadWrite.All",
-    "AgentIdUser.ReadWrite.IdentityParentedBy",
-    "AppRoleAssignment.ReadWrite.All",
-    "Application.Read.All",
-    "Application.ReadWrite.All",
-    "Application.ReadWrite.OwnedBy",
-    "DelegatedPermissionGrant.Read.All",
-    "DelegatedPermissionGrant.ReadWrite.All",
-    "Directory.Read.All",
-    "Directory.ReadWrite.All",
-    "Domain.Read.All",
-    "User.Read.All",
-    "User.ReadWrite.All",
-)
-GRAPH_DELEGATED_SCOPES: tuple[str, ...] = (
-    *(r for r in GRAPH_APP_ROLES if r not in ("AgentIdentity.CreateAsManager", "Application.ReadWrite.OwnedBy")),
-    "Directory.AccessAsUser.All",
-    "User.Read",
-    "User.ReadBasic.All",
-    # Common user-data scopes an Agent User is consented to.
-    "Calendars.Read",
-    "Calendars.ReadWrite",
-    "Chat.Read",
-    "Chat.ReadWrite",
-    "Files.Read.All",
-    "Mail.Read",
-    "Mail.ReadWrite",
-    "Mail.Send",
-    "Sites.Read.All",
-    "openid",
-    "profile",
-    "email",
-    "offline_access",
-)
+# The Microsoft Graph permissions the emulator knows by name, with the GUIDs Graph publishes for them
+# where a source was checked (data/graph_permissions.json names it per entry): upstream's literal
+# appRoleId GUIDs then assign the role they assign on a tenant. Others get a stable id derived
+# from the name (uuid5); clients that look ids up on Graph's principal work with both.
+_PERMISSIONS = load_data("graph_permissions.json")
+_PUBLISHED_IDS: dict[tuple[str, str], str] = {
+    (kind, row["value"]): row["id"]
+    for kind, rows in (("role", _PERMISSIONS["appRoles"]), ("scope", _PERMISSIONS["scopes"]))
+    for row in rows
+    if row["id"]
+}
+GRAPH_APP_ROLES: tuple[str, ...] = tuple(row["value"] for row in _PERMISSIONS["appRoles"])
+GRAPH_DELEGATED_SCOPES: tuple[str, ...] = tuple(row["value"] for row in _PERMISSIONS["scopes"])
 _PERMISSION_NS = uuid.UUID("7f0c2b1e-3d4a-4c55-9e1b-6a7d8c9e0f12")
 
 
 def permission_id(value: str, kind: str) -> str:
-    """The emulator's stable id of a Graph app role (kind "role") or delegated scope (kind "scope")."""
-    return str(uuid.uuid5(_PERMISSION_NS, f"{kind}:{value}"))
+    """The id of a Graph app role (kind "role") or delegated scope (kind "scope"): Graph's, else derived."""
+    return _PUBLISHED_IDS.get((kind, value)) or str(uuid.uuid5(_PERMISSION_NS, f"{kind}:{value}"))
 
 
 def _graph_id() -> str:
@@ -367,6 +330,13 @@ class PermissionGrant:
     principal_id: str | None
     resource_id: str
     scope: str
+    #: Consent reaches tokens only after the tenant's ``permission_delay`` (real Entra: 30-120 s,
+    #: upstream HWL Learning #8); until then tokens carry ``previous_scope``.
+    effective_at: float = 0.0
+    previous_scope: str = ""
+
+    def scope_at(self, now: float) -> str:
+        return self.scope if now >= self.effective_at else self.previous_scope
 
 
 @dataclass(frozen=True)
@@ -377,6 +347,7 @@ class AppRoleAssignment:
     app_role_id: str
     created_at: float = 0.0
     value: str = ""  # the role's name, so roles outside the published list still reach tokens
+    effective_at: float = 0.0  # reaches Graph tokens from then on (``permission_delay``)
 
 
 @dataclass(frozen=True)
@@ -459,6 +430,8 @@ class Tenant:
         #: The emulator's clock (set by Emulator) and the replication lag of objects created over Graph.
         self.clock: Callable[[], float] = time.time
         self.propagation_delay = 0.0
+        #: How long a consent or app-role change made over Graph takes to reach tokens.
+        self.permission_delay = 0.0
         self.graph_sp = ServicePrincipal(
             object_id=str(uuid.uuid5(uuid.UUID(_guid(tenant_id, "tenant id")), "microsoft-graph")),
             app_id=GRAPH_APP_ID,
@@ -748,9 +721,20 @@ class Tenant:
             client = self._graph_client(client_app_id, resource)
             self.upsert_grant(client, "AllPrincipals", None, self.graph_sp.object_id, set(scopes))
 
+    def _effective_from(self, delayed: bool) -> float:
+        return self.clock() + self.permission_delay if delayed else 0.0
+
     def upsert_grant(
-        self, client_id: str, consent_type: str, principal_id: str | None, resource_id: str, scopes: set[str]
+        self,
+        client_id: str,
+        consent_type: str,
+        principal_id: str | None,
+        resource_id: str,
+        scopes: set[str],
+        *,
+        delayed: bool = False,
     ) -> PermissionGrant:
+        """Create or widen a grant; ``delayed`` (Graph writes) makes the change wait ``permission_delay``."""
         with self._lock:
             for grant in self._grants.values():
                 if (grant.client_id, grant.consent_type, grant.principal_id, grant.resource_id) == (
@@ -759,14 +743,31 @@ class Tenant:
                     principal_id,
                     resource_id,
                 ):
-                    merged = replace(grant, scope=" ".join(sorted(set(grant.scope.split()) | scopes)))
-                    self._grants[grant.id] = merged
-                    return merged
+                    return self.rescope_grant(grant.id, set(grant.scope.split()) | scopes, delayed=delayed)
             grant = PermissionGrant(
-                _graph_id(), client_id, consent_type, principal_id, resource_id, " ".join(sorted(scopes))
+                _graph_id(),
+                client_id,
+                consent_type,
+                principal_id,
+                resource_id,
+                " ".join(sorted(scopes)),
+                effective_at=self._effective_from(delayed),
             )
             self._grants[grant.id] = grant
             return grant
+
+    def rescope_grant(self, grant_id: str, scopes: Iterable[str], *, delayed: bool = False) -> PermissionGrant:
+        """Replace a grant's scopes; tokens see the scopes they saw until the change takes effect."""
+        with self._lock:
+            grant = self._grants[grant_id]
+            updated = replace(
+                grant,
+                scope=" ".join(sorted(set(scopes))),
+                previous_scope=grant.scope_at(self.clock()),
+                effective_at=self._effective_from(delayed),
+            )
+            self._grants[grant_id] = updated
+            return updated
 
     def put_grant(self, grant: PermissionGrant) -> None:
         with self._lock:
@@ -788,13 +789,21 @@ class Tenant:
             for role in roles:
                 self.assign_app_role(client, permission_id(role, "role"), role)
 
-    def assign_app_role(self, principal_id: str, app_role_id: str, value: str) -> AppRoleAssignment:
+    def assign_app_role(
+        self, principal_id: str, app_role_id: str, value: str, *, delayed: bool = False
+    ) -> AppRoleAssignment:
         with self._lock:
             for existing in self._assignments.values():
                 if (existing.principal_id, existing.app_role_id) == (principal_id, app_role_id):
                     return existing
             assignment = AppRoleAssignment(
-                _graph_id(), principal_id, self.graph_sp.object_id, app_role_id, self.clock(), value
+                _graph_id(),
+                principal_id,
+                self.graph_sp.object_id,
+                app_role_id,
+                self.clock(),
+                value,
+                effective_at=self._effective_from(delayed),
             )
             self._assignments[assignment.id] = assignment
             return assignment
@@ -916,13 +925,14 @@ class Tenant:
         with self._lock:
             client = self.client_sp_id(client_app_id)
             scopes: set[str] = set()
+            now = self.clock()
             for grant in self._grants.values():
                 if grant.client_id != client or grant.resource_id != self.graph_sp.object_id:
                     continue
                 if grant.consent_type == "AllPrincipals" or (
                     principal_id is not None and grant.principal_id == principal_id
                 ):
-                    scopes.update(grant.scope.split())
+                    scopes.update(grant.scope_at(now).split())
             return frozenset(scopes)
 
     def app_roles(self, client_app_id: str, resource: str) -> frozenset[str]:
@@ -930,10 +940,14 @@ class Tenant:
             return frozenset()
         with self._lock:
             client = self.client_sp_id(client_app_id)
+            now = self.clock()
             return frozenset(
                 a.value
                 for a in self._assignments.values()
-                if a.principal_id == client and a.resource_id == self.graph_sp.object_id and a.value
+                if a.principal_id == client
+                and a.resource_id == self.graph_sp.object_id
+                and a.value
+                and now >= a.effective_at
             )
 
     @property
@@ -1047,6 +1061,8 @@ class Tenant:
                         "principalId": g.principal_id,
                         "resourceId": g.resource_id,
                         "scope": g.scope,
+                        "effectiveAt": g.effective_at,
+                        "previousScope": g.previous_scope,
                     }
                     for g in self._grants.values()
                 ],
@@ -1058,6 +1074,7 @@ class Tenant:
                         "appRoleId": a.app_role_id,
                         "createdAt": a.created_at,
                         "value": a.value,
+                        "effectiveAt": a.effective_at,
                     }
                     for a in self._assignments.values()
                 ],
@@ -1123,7 +1140,14 @@ class Tenant:
         for g in data.get("oauth2PermissionGrants", []):
             tenant.put_grant(
                 PermissionGrant(
-                    g["id"], g["clientId"], g["consentType"], g.get("principalId"), g["resourceId"], g["scope"]
+                    g["id"],
+                    g["clientId"],
+                    g["consentType"],
+                    g.get("principalId"),
+                    g["resourceId"],
+                    g["scope"],
+                    float(g.get("effectiveAt", 0.0)),
+                    str(g.get("previousScope", "")),
                 )
             )
         for a in data.get("appRoleAssignments", []):
@@ -1134,6 +1158,7 @@ class Tenant:
                 a["appRoleId"],
                 float(a.get("createdAt", 0.0)),
                 str(a.get("value", "")),
+                float(a.get("effectiveAt", 0.0)),
             )
             tenant._assignments[assignment.id] = assignment
         if data.get("domains"):

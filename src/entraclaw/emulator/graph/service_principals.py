@@ -500,7 +500,7 @@ def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> Gra
         raise bad_request(
             "Permission being assigned already exists on the object.", "Request_MultipleObjectsWithSameKeyValue"
         )
-    assignment = ctx.tenant.assign_app_role(principal_id, role_id, roles[role_id])
+    assignment = ctx.tenant.assign_app_role(principal_id, role_id, roles[role_id], delayed=True)
     return GraphResponse(201, entity(ctx, "appRoleAssignments", assignment_json(ctx, assignment)))
 
 
