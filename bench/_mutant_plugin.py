@@ -1,5 +1,9 @@
 """pytest plugin for bench_mutation.py: swap one module's function bodies for a mutant's before tests run.
 
+``ENTRACLAW_MUTANT_TREE`` (a copy of ``src/`` taken when the run started) is where ``entraclaw``'s
+Python modules are imported from, ahead of the editable install's finder, so edits to the working
+tree during a long run do not leak into it; compiled modules still come from the install.
+
 ``ENTRACLAW_MUTANT_MODULE`` names the module, ``ENTRACLAW_MUTANT_SOURCE`` a file holding its mutated
 source. Every function and method of the mutated source replaces the ``__code__`` of its namesake,
 so references other modules already hold (``from x import f``) run the mutant too.
@@ -8,9 +12,35 @@ so references other modules already hold (``from x import f``) run the mutant to
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
+import sys
 import types
+from pathlib import Path
 from typing import Any
+
+
+class _SnapshotFinder(importlib.abc.MetaPathFinder):
+    def __init__(self, src: Path) -> None:
+        self.src = src
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "entraclaw" and not fullname.startswith("entraclaw."):
+            return None
+        base = self.src.joinpath(*fullname.split("."))
+        if (base / "__init__.py").exists():
+            return importlib.util.spec_from_file_location(
+                fullname, base / "__init__.py", submodule_search_locations=[str(base)]
+            )
+        if base.with_suffix(".py").exists():
+            return importlib.util.spec_from_file_location(fullname, base.with_suffix(".py"))
+        return None
+
+
+if os.environ.get("ENTRACLAW_MUTANT_TREE"):
+    sys.meta_path.insert(0, _SnapshotFinder(Path(os.environ["ENTRACLAW_MUTANT_TREE"])))
 
 
 def _functions(namespace: dict[str, Any], prefix: str = "") -> dict[str, types.FunctionType]:

@@ -28,6 +28,7 @@ import argparse
 import ast
 import copy
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -199,16 +200,17 @@ def mutants(target: Target) -> list[Mutant]:
     return out
 
 
-def _run(target: Target, source: str | None, timeout: float) -> str:
+def _run(target: Target, source: str | None, timeout: float, tree: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench"), env.get("PYTHONPATH", "")])
+    env["ENTRACLAW_MUTANT_TREE"] = str(tree / "src")
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False, encoding="utf-8") as handle:
         handle.write(source or "")
     if source is not None:
         env["ENTRACLAW_MUTANT_MODULE"], env["ENTRACLAW_MUTANT_SOURCE"] = target.module, handle.name
     argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "_mutant_plugin"]
     try:
-        proc = subprocess.run([*argv, *target.tests], cwd=ROOT, env=env, capture_output=True, timeout=timeout)
+        proc = subprocess.run([*argv, *target.tests], cwd=tree, env=env, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout"
     finally:
@@ -224,12 +226,21 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="at most N mutants per module (0: all)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant before it counts as killed")
     args = parser.parse_args()
+    # The run uses a copy of src/ and tests/ taken now: editing the tree meanwhile does not leak in.
+    snapshot = tempfile.TemporaryDirectory(prefix="entraclaw-mutation-")
+    tree = Path(snapshot.name)
+    for part in ("src", "tests", "pyproject.toml"):
+        source_path = ROOT / part
+        if source_path.is_dir():
+            shutil.copytree(source_path, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source_path, tree / part)
     rows: list[tuple[str, int, int, int, int]] = []
     survivors: list[tuple[str, Mutant]] = []
     for target in TARGETS:
         if args.module and target.module not in args.module:
             continue
-        if _run(target, None, args.timeout) != "survived":
+        if _run(target, None, args.timeout, tree) != "survived":
             print(f"{target.module}: the unmutated tests fail; skipped", file=sys.stderr)
             continue
         found = mutants(target)
@@ -238,7 +249,7 @@ def main() -> int:
         killed = survived = unplantable = 0
         started = time.monotonic()
         for mutant in found:
-            outcome = _run(target, mutant.source, args.timeout)
+            outcome = _run(target, mutant.source, args.timeout, tree)
             if outcome == "survived":
                 survived += 1
                 survivors.append((target.module, mutant))
@@ -262,6 +273,7 @@ def main() -> int:
         print("\nSurvivors:")
         for module, mutant in survivors:
             print(f"- {module} {mutant.function} (line {mutant.line}): {mutant.what}")
+    snapshot.cleanup()
     return 0
 
 
