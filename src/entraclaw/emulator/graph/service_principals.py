@@ -32,7 +32,8 @@ Endpoints and the doc page each follows:
   serviceprincipal-delete-approleassignments (204).
 
 The Microsoft Graph principal (appId 00000003-0000-0000-c000-000000000000) lists the app roles
-and delegated scopes the emulator knows, with ids of its own (see tenant.GRAPH_APP_ROLES).
+and delegated scopes the emulator knows, with Graph's published ids where checked (tenant/permissions.py,
+data/graph_permissions.json).
 Docs silent: the status of a duplicate Blueprint principal (400
 Request_MultipleObjectsWithSameKeyValue here), of an unknown Blueprint app id (404 here), the
 status of the Agent ID error codes (403 for the caller-type errors, 400 for the others here),
