@@ -11,7 +11,6 @@ from typing import Any
 
 from cryptography import x509
 
-from entraclaw.emulator.tenant import store
 from entraclaw.emulator.tenant.consent import ConsentMixin
 from entraclaw.emulator.tenant.credentials import KeyCredential, _certs
 from entraclaw.emulator.tenant.objects import (
@@ -26,6 +25,7 @@ from entraclaw.emulator.tenant.objects import (
     _guid,
 )
 from entraclaw.emulator.tenant.permissions import GRAPH_APP_ID, AppRoleAssignment, PermissionGrant
+from entraclaw.emulator.tenant.store import dump, load
 from entraclaw.errors import EmulatorError
 
 __all__ = ["Tenant"]
@@ -447,10 +447,10 @@ class Tenant(ConsentMixin):
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
-            return store.dump(self)
+            return dump(self)
 
     @classmethod
     def from_dict(cls, tenant_id: str, data: dict[str, Any]) -> Tenant:
         tenant = cls(tenant_id)
-        store.load(tenant, data)
+        load(tenant, data)
         return tenant
