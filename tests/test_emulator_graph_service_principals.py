@@ -101,13 +101,13 @@ def test_list_filter_and_graph_resource_principal(emu):
     token = admin_token(emu)
     bp = graph_blueprint(emu, token)
     made = [graph_identity(emu, token, bp, name=f"ai-{i}").json() for i in range(3)]
-    r = graph_call(
-        emu, "GET", IDENTITIES, token, params={"$filter": f"agentIdentityBlueprintId eq '{bp['appId']}'", "$top": "2"}
-    )
+    # Graph has no $filter on agentIdentityBlueprintId (tests/test_emulator_graph_versions.py): page and pick.
+    r = graph_call(emu, "GET", IDENTITIES, token, params={"$top": "2"})
     body = r.json()
     assert r.status_code == 200 and len(body["value"]) == 2 and "@odata.nextLink" in body
     rest = graph_call(emu, "GET", body["@odata.nextLink"], token).json()
-    assert sorted(i["id"] for i in body["value"] + rest["value"]) == sorted(m["id"] for m in made)
+    mine = [i["id"] for i in body["value"] + rest["value"] if i["agentIdentityBlueprintId"] == bp["appId"]]
+    assert sorted(mine) == sorted(m["id"] for m in made)
     r = graph_call(
         emu, "GET", "/servicePrincipals", token, params={"$filter": "appId eq '00000003-0000-0000-c000-000000000000'"}
     )

@@ -8,7 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER = ROOT / "docs" / "fidelity.md"
-TEST_REF = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
+# `tests/x.py::test_a`, a bare `tests/x.py`, and `::test_b` (a further test of the file named before it).
+TEST_REF = re.compile(r"(tests/[\w/]+\.py)?(?:::(\w+))?")
 
 
 def _rows() -> list[list[str]]:
@@ -39,11 +40,15 @@ def test_every_row_has_a_source_and_an_existing_test() -> None:
         behaviour, source, does, pinned = cells
         if not source or not does:
             problems.append(f"{behaviour}: no source or description")
-        refs = TEST_REF.findall(pinned)
+        refs = [(f, n) for f, n in TEST_REF.findall(pinned) if f or n]
         if not refs:
             problems.append(f"{behaviour}: no test named")
-        for file, name in refs:
+        file = ""
+        for named_file, name in refs:
+            file = named_file or file
             path = ROOT / file
-            if not path.is_file() or name not in _tests_in(path):
+            if not file or not path.is_file():
+                problems.append(f"{behaviour}: test file {file or '(none)'} does not exist")
+            elif name and name not in _tests_in(path):
                 problems.append(f"{behaviour}: {file}::{name} does not exist")
     assert problems == []

@@ -50,6 +50,12 @@ def register(sub: Any) -> None:
         default=0.0,
         help="seconds before an object created over Graph can be used (models Entra's replication lag)",
     )
+    serve.add_argument(
+        "--permission-delay",
+        type=float,
+        default=0.0,
+        help="seconds before a consent or app-role change made over Graph reaches tokens (Entra: 30-120 s)",
+    )
     serve.set_defaults(handler=serve_command)
     approve = actions.add_parser("approve", help="approve (or --deny) a device code shown by a client")
     approve.add_argument("user_code", metavar="CODE", help="the user code the client printed")
@@ -98,6 +104,7 @@ def serve_command(args: argparse.Namespace) -> int:
         tenant_id=args.tenant_id,
         token_lifetime=args.token_lifetime,
         propagation_delay=args.propagation_delay,
+        permission_delay=args.permission_delay,
     )
     stop = threading.Event()
 
@@ -145,6 +152,8 @@ def serve_command(args: argparse.Namespace) -> int:
         ]
         if args.propagation_delay:
             lines.append(("propagation_delay", str(args.propagation_delay)))
+        if args.permission_delay:
+            lines.append(("permission_delay", str(args.permission_delay)))
         if args.state is not None:
             lines.append(("state", _absolute(args.state)))
         for key, value in lines:

@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from entraclaw.emulator.aadsts import StsError, error_body
 from entraclaw.emulator.faults import Fault, FaultInjector
-from entraclaw.emulator.graph import GraphError, GraphService
+from entraclaw.emulator.graph import GraphError, GraphService, is_graph_path
 from entraclaw.emulator.stats import Stats
 from entraclaw.emulator.token_service import TokenService
 
@@ -182,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         now = routes.clock()
         correlation = self.headers.get("client-request-id")
-        if urlsplit(self.path).path.startswith("/v1.0/"):
+        if is_graph_path(urlsplit(self.path).path):
             self._graph_fault(fault, correlation)
             return True
         if fault.kind == "429":
@@ -256,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_internal_error(self) -> None:
         routes = self.server.routes
-        if urlsplit(self.path).path.startswith("/v1.0/"):
+        if is_graph_path(urlsplit(self.path).path):
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
             request_id = str(uuid.uuid4())
             payload: dict[str, Any] = {
@@ -309,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         segments = [s for s in path.split("/") if s]
-        if path.startswith("/v1.0/"):
+        if is_graph_path(path):
             headers = self._headers_lower()
             query = dict(parse_qsl(parts.query, keep_blank_values=True))
             result = routes.graph_service.handle(self.command, path, query, headers, body)

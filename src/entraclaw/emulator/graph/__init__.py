@@ -30,7 +30,17 @@ from entraclaw.emulator.issuer import TokenIssuer
 from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, Tenant
 from entraclaw.emulator.token_service import Realm
 
-__all__ = ["GraphError", "GraphResponse", "GraphService"]
+__all__ = ["VERSIONS", "GraphError", "GraphResponse", "GraphService", "is_graph_path"]
+
+#: The Graph versions served. The Agent ID APIs began on beta and upstream still calls them there
+#: (evidence #12: AIB:360, EAU:68); both serve the same resources here.
+VERSIONS = ("v1.0", "beta")
+
+
+def is_graph_path(path: str) -> bool:
+    """True for ``/v1.0/...`` and ``/beta/...``: a Graph request rather than a token endpoint one."""
+    return any(path.startswith(f"/{v}/") for v in VERSIONS)
+
 
 log = logging.getLogger("entraclaw.emulator")
 
@@ -103,8 +113,9 @@ class GraphService:
     def _route(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
     ) -> GraphResponse:
-        graph_url = f"{self._realm().base_url}/v1.0"
-        rest = path[len("/v1.0") :]
+        version = path.split("/", 2)[1]
+        graph_url = f"{self._realm().base_url}/{version}"
+        rest = path[len(version) + 1 :]
         segments = [s for s in rest.split("/") if s]
         family = None
         if segments:

@@ -93,11 +93,7 @@ def handle(ctx: Context) -> GraphResponse:
         if set(payload) - {"scope"}:
             raise bad_request(f"Property '{sorted(set(payload) - {'scope'})[0]}' cannot be updated; only 'scope' can.")
         scopes = _scopes(payload.get("scope"))
-        ctx.tenant.put_grant(
-            PermissionGrant(
-                grant.id, grant.client_id, grant.consent_type, grant.principal_id, grant.resource_id, " ".join(scopes)
-            )
-        )
+        ctx.tenant.rescope_grant(grant.id, scopes, delayed=True)
         return GraphResponse(204, None)
     if method == "DELETE":
         require(ctx.caller, app=_WRITE_APP, delegated=_WRITE_DELEGATED)
@@ -154,5 +150,5 @@ def _create(ctx: Context) -> GraphResponse:
                 "PATCH its scope instead.",
                 "Request_MultipleObjectsWithSameKeyValue",
             )
-    grant = tenant.upsert_grant(client_id, str(consent_type), principal_id, resource_id, set(scopes))
+    grant = tenant.upsert_grant(client_id, str(consent_type), principal_id, resource_id, set(scopes), delayed=True)
     return created(ctx, "oauth2PermissionGrants", grant.id, entity(ctx, "oauth2PermissionGrants", grant_json(grant)))

@@ -32,7 +32,8 @@ Endpoints and the doc page each follows:
   serviceprincipal-delete-approleassignments (204).
 
 The Microsoft Graph principal (appId 00000003-0000-0000-c000-000000000000) lists the app roles
-and delegated scopes the emulator knows, with ids of its own (see tenant.GRAPH_APP_ROLES).
+and delegated scopes the emulator knows, with Graph's published ids where checked (tenant/permissions.py,
+data/graph_permissions.json).
 Docs silent: the status of a duplicate Blueprint principal (400
 Request_MultipleObjectsWithSameKeyValue here), of an unknown Blueprint app id (404 here), the
 status of the Agent ID error codes (403 for the caller-type errors, 400 for the others here),
@@ -182,6 +183,7 @@ def handle(ctx: Context) -> GraphResponse:
         if method == "GET":
             return _list(ctx, cast)
         if method == "POST":
+            cast = cast or _cast_in_body(ctx)
             if cast == AGENT_IDENTITY:
                 return _create_identity(ctx)
             return _create_principal(ctx, typed=cast == BLUEPRINT_PRINCIPAL)
@@ -239,6 +241,26 @@ def handle(ctx: Context) -> GraphResponse:
     raise no_segment(rest[0])
 
 
+def _cast_in_body(ctx: Context) -> str | None:
+    """The derived type a plain ``POST /servicePrincipals`` names in ``@odata.type``.
+
+    Graph documents creating an Agent Identity by ``POST /servicePrincipals`` with
+    ``"@odata.type": "#microsoft.graph.agentIdentity"`` (agentidentity-post, "HTTP request"), and
+    upstream did so with ``"Microsoft.Graph.AgentIdentity"`` (evidence #18, CEA:293-302): the
+    type name is matched without case and with or without its '#'.
+    """
+    odata_type = ctx.req.json().get("@odata.type")
+    if not isinstance(odata_type, str):
+        return None
+    named = odata_type.lstrip("#").lower()
+    for cast in (AGENT_IDENTITY, BLUEPRINT_PRINCIPAL):
+        if named == cast.lower():
+            return cast
+    if named != "microsoft.graph.serviceprincipal":
+        raise bad_request(f"The @odata.type '{odata_type}' cannot be created at /servicePrincipals.")
+    return None
+
+
 def _method(method: str) -> GraphError:
     return method_not_allowed(method, "servicePrincipals")
 
@@ -248,9 +270,9 @@ def _list(ctx: Context, cast: str | None) -> GraphResponse:
     # https://learn.microsoft.com/graph/api/agentidentity-list
     # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-list
     require(ctx.caller, app=(*_READ, "Application.ReadWrite.OwnedBy", "AgentIdentityBlueprint.Create"), delegated=_READ)
-    clauses = query_filter(
-        ctx, "servicePrincipal", "appId", "displayName", "id", "servicePrincipalType", "agentIdentityBlueprintId"
-    )
+    # Graph does not support $filter on agentIdentityBlueprintId (upstream filters client-side,
+    # evidence #21, CEA:218-219): it is refused with Request_UnsupportedQuery like any other.
+    clauses = query_filter(ctx, "servicePrincipal", "appId", "displayName", "id", "servicePrincipalType")
     items: list[dict[str, Any]] = []
     if cast != AGENT_IDENTITY:
         for sp in ctx.tenant.service_principals:
@@ -479,7 +501,7 @@ def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> Gra
         raise bad_request(
             "Permission being assigned already exists on the object.", "Request_MultipleObjectsWithSameKeyValue"
         )
-    assignment = ctx.tenant.assign_app_role(principal_id, role_id, roles[role_id])
+    assignment = ctx.tenant.assign_app_role(principal_id, role_id, roles[role_id], delayed=True)
     return GraphResponse(201, entity(ctx, "appRoleAssignments", assignment_json(ctx, assignment)))
 
 
