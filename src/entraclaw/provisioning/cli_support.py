@@ -102,7 +102,7 @@ def admin_auth(
             microsoft_authority=endpoints.is_microsoft,
             **kwargs,
         )
-    return AzureCliAuth(tenant=endpoints.tenant_id, warn=lambda line: print(line, file=sys.stderr))
+    return AzureCliAuth(tenant=endpoints.tenant_id)
 
 
 def graph_client(endpoints: Endpoints, auth: GraphAuth) -> GraphClient:
