@@ -87,7 +87,8 @@ def grant_body(fresh):
 
 @pytest.mark.parametrize("missing", ["startTime", "expiryTime"])
 def test_emulator_refuses_a_grant_without_start_or_expiry_time(fresh, grant_body, missing) -> None:
-    r = graph_call(fresh.emu, "POST", "/oauth2PermissionGrants", admin_token(fresh.emu), json=grant_body(**{missing: None}))
+    body = grant_body(**{missing: None})
+    r = graph_call(fresh.emu, "POST", "/oauth2PermissionGrants", admin_token(fresh.emu), json=body)
     err = assert_graph_error(r, 400, "Request_BadRequest")
     assert err["message"] == f"Missing property: {missing}"
 

@@ -38,10 +38,9 @@ from entraclaw.errors import (
     AdminSignInRefusedError,
     ConfigurationError,
     EntraclawError,
-    GraphRequestError,
-    TokenEndpointUnavailableError,
     TokenExchangeError,
 )
+from entraclaw.provisioning.diagnose import explain
 
 __all__ = [
     "DELEGATED_ADMIN_SCOPES",
@@ -148,6 +147,8 @@ class ClientCertificateAuth(GraphAuth):
         signer: Signer | SupportsSigner,
         session: requests.Session,
         scopes: Sequence[str] = (GRAPH_DEFAULT_SCOPE,),
+        who: str | None = None,
+        credential_remedy: str | None = None,
     ) -> None:
         super().__init__()
         from entraclaw.auth.adapters import client_assertion_callable
@@ -155,6 +156,15 @@ class ClientCertificateAuth(GraphAuth):
 
         self.client_id = client_id
         self.description = f"provisioner app {client_id} (certificate)"
+        # Who signs in and what fixes a refused credential: rotate --as-blueprint signs in as the
+        # Blueprint with the device key and has no --admin-* flags to point at.
+        self._who = who or f"The provisioner app {client_id} (--admin-app-id)"
+        self._credential_remedy = credential_remedy or (
+            "Check that --admin-app-id, --admin-cert and --admin-key belong to one provisioner app of this tenant "
+            "and that the certificate is registered on it (for the emulator: the admin_* lines `entraclaw "
+            "emulator serve` printed for this tenant)."
+        )
+        self._authority = authority
         self._exchanger = MsalExchanger(authority, session=session)
         self._assertion = client_assertion_callable(signer, client_id, self._exchanger.token_endpoint)
         self._scopes = list(scopes)
@@ -194,17 +204,11 @@ class ClientCertificateAuth(GraphAuth):
             response = self._exchanger.client_credentials(
                 hop=None, client_id=self.client_id, scopes=self._scopes, client_assertion=self._assertion
             )
-        except TokenEndpointUnavailableError:
-            raise
         except TokenExchangeError as exc:
-            # The exchanger's remedy is written for the Blueprint's hops; this is the admin's own sign-in.
-            context = {k: v for k, v in exc.context.items() if k != "remedy"}
-            raise type(exc)(
-                f"The provisioner app {self.client_id} (--admin-app-id) could not sign in: {exc.message}",
-                remedy="Check that --admin-app-id, --admin-cert and --admin-key belong to one provisioner app of "
-                "this tenant and that the certificate is registered on it (for the emulator: the admin_* lines "
-                "`entraclaw emulator serve` printed for this tenant).",
-                **context,
+            # Discovery, TLS and connection failures come before any credential check: name those first.
+            host, _, tenant = self._authority.rstrip("/").rpartition("/")
+            raise explain(
+                exc, who=self._who, tenant_id=tenant, authority_host=host, credential_remedy=self._credential_remedy
             ) from None
         token = str(response["access_token"])
         return token, self._clock() + float(response.get("expires_in") or 3599)

@@ -28,9 +28,10 @@ Endpoints and the doc page each follows:
   any specific permission to roll its own keys." The ``proof`` follows
   https://learn.microsoft.com/graph/application-rollkey-prooftoken : signed with the private key
   of one of the app's currently valid certificates, ``aud`` 00000002-0000-0000-c000-000000000000
-  (and nothing else: Graph refuses its own app id 00000003-..., issue 22076 below), ``iss`` the application's object id, ``nbf``
-  and ``exp`` with ``exp`` at most ``nbf`` + 10 minutes. "Applications that don't have any
-  existing valid certificates ... won't be able to use this service action."
+  (and nothing else: Graph refuses its own app id 00000003-..., issue 22076 below), ``iss`` the
+  application's object id, ``nbf`` and ``exp`` with ``exp`` at most ``nbf`` + 10 minutes.
+  "Applications that don't have any existing valid certificates ... won't be able to use this
+  service action."
 
 Where the docs are silent (marked "docs silent" in the code): the error code for a refused proof
 (Graph's answer as users report it — 401 ``Authentication_MissingOrMalformed``, "Access Token
