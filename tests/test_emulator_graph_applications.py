@@ -166,7 +166,7 @@ def test_add_key_keeps_other_keys_and_remove_key(keyed, path):
     assert client_credentials(emu, bp["appId"], old).status_code == 200
     assert client_credentials(emu, bp["appId"], new).status_code == 200
     old_id = next(c.key_id for c in emu.tenant.application(bp["appId"]).key_credentials if c.x5t_s256 == old.x5t_s256)
-    proof = make_proof(new, bp["id"], now=emu.clock(), aud=GRAPH_APP, thumbprint="S256")
+    proof = make_proof(new, bp["id"], now=emu.clock(), thumbprint="S256")
     r = graph_call(emu, "POST", f"/applications/{bp['id']}/removeKey", token, json={"keyId": old_id, "proof": proof})
     assert r.status_code == 204, r.text
     assert_sts_error(client_credentials(emu, bp["appId"], old), 700027, "invalid_client")

@@ -25,6 +25,8 @@ def grant_body(fresh):
             "principalId": fresh.au.object_id,
             "resourceId": fresh.emu.tenant.graph_sp.object_id,
             "scope": "User.Read Mail.Read",
+            "startTime": "2026-01-01T00:00:00Z",
+            "expiryTime": "2036-01-01T00:00:00Z",
         }
         body.update(over)
         return {k: v for k, v in body.items() if v is not None}

@@ -83,6 +83,8 @@ def test_agent_user_made_over_graph_runs_hop3_and_me(world):
         "principalId": user["id"],
         "resourceId": emu.tenant.graph_sp.object_id,
         "scope": "User.Read",
+        "startTime": "2026-01-01T00:00:00Z",
+        "expiryTime": "2036-01-01T00:00:00Z",
     }
     assert graph_call(emu, "POST", "/oauth2PermissionGrants", token, json=grant).status_code == 201
     t3 = _hop3(emu, ai, t1, t2, user["id"])

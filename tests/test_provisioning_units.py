@@ -73,22 +73,20 @@ def test_azure_cli_missing_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "Azure CLI" in info.value.message and "--device-code" in info.value.remedy
 
 
-def test_azure_cli_json_is_parsed_and_the_refused_scope_warned() -> None:
-    payload = {"scp": "Directory.AccessAsUser.All User.Read"}
+def test_azure_cli_json_is_parsed() -> None:
+    payload = {"scp": "Application.ReadWrite.All User.Read"}
     body = jwt.encode(payload, "k" * 32, algorithm="HS256")
     seen: list[list[str]] = []
-    warnings: list[str] = []
 
     def runner(argv: list[str]) -> subprocess.CompletedProcess[str]:
         seen.append(argv)
         out = json.dumps({"accessToken": body, "expires_on": int(time.time()) + 3600, "tenant": "t"})
         return subprocess.CompletedProcess(argv, 0, out, "")
 
-    auth = AzureCliAuth(tenant="t", az="/usr/bin/az", runner=runner, warn=warnings.append)
+    auth = AzureCliAuth(tenant="t", az="/usr/bin/az", runner=runner)
     assert auth.token() == body
     assert auth.token() == body and len(seen) == 1  # cached until near expiry
     assert seen[0][1:5] == ["account", "get-access-token", "--resource", "https://graph.microsoft.com"]
-    assert any("Directory.AccessAsUser.All" in w for w in warnings)
 
     def refused(argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 1, "", "Please run 'az login'")

@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "AccessDeniedError",
+    "AdminSignInRefusedError",
     "AttestationError",
     "BadSignatureError",
     "CertificateNotFoundError",
@@ -92,6 +93,13 @@ def _rebuild(cls: type[EntraclawError], message: str, remedy: str, context: dict
 
 class ConfigurationError(EntraclawError):
     """A setting is missing, malformed or inconsistent (``.env``, arguments)."""
+
+
+class AdminSignInRefusedError(ConfigurationError):
+    """The admin's Graph token cannot do the job (it carries a permission the Agent ID APIs refuse).
+
+    Attributes: ``permission`` (the refused permission), ``sign_in`` (which sign-in produced it).
+    """
 
 
 class InvalidThumbprintError(ConfigurationError):

@@ -54,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
     auth: GraphAuth
     if args.as_blueprint:
         current = open_device_key(config["ENTRACLAW_KEY_REF"])
+        blueprint = config["ENTRACLAW_BLUEPRINT_APP_ID"]
         auth = ClientCertificateAuth(
             authority=endpoints.authority,
-            client_id=config["ENTRACLAW_BLUEPRINT_APP_ID"],
+            client_id=blueprint,
             signer=current.signer,
             session=endpoints.session(),
+            who=f"The Blueprint {blueprint} (--as-blueprint, with this device's key {current.sha1})",
+            credential_remedy="The Blueprint no longer accepts this device's key: run `entraclaw doctor` to see "
+            "why, then rotate with an admin sign-in instead (`entraclaw rotate --device-code`).",
         )
     elif admin_given(args):
         auth = admin_auth(args, endpoints)

@@ -9,10 +9,12 @@ Three real implementations, one interface (``token()``, ``invalidate()``):
 - :class:`DeviceCodeAuth`: MSAL's device-code flow for a delegated admin; the
   instruction line is printed, nothing else.
 - :class:`AzureCliAuth`: ``az account get-access-token --resource
-  https://graph.microsoft.com``. Azure CLI tokens carry
-  ``Directory.AccessAsUser.All``, which the Agent ID APIs refuse (the seed's
-  Learning #1); it is here for the calls that accept it and for users who have
-  nothing else, and says so when the token shows that scope.
+  https://graph.microsoft.com``.
+
+Every sign-in path goes through :meth:`GraphAuth.token`, which refuses a token carrying
+``Directory.AccessAsUser.All`` before it is used: the Agent ID APIs answer such a token with 403
+(real tenant: upstream microsoft/entraclaw docs/runbooks/hard-won-learnings.md, Learning #1; Azure
+CLI tokens always carry it), so a run would otherwise stop half-way at its first Agent ID write.
 
 Tokens are cached in memory until five minutes before expiry; none is ever
 printed or put in an error.
@@ -33,12 +35,12 @@ import requests
 from entraclaw.auth.jwt_claims import unverified_claims
 from entraclaw.auth.signer import Signer, SupportsSigner
 from entraclaw.errors import (
+    AdminSignInRefusedError,
     ConfigurationError,
     EntraclawError,
-    GraphRequestError,
-    TokenEndpointUnavailableError,
     TokenExchangeError,
 )
+from entraclaw.provisioning.diagnose import explain
 
 __all__ = [
     "DELEGATED_ADMIN_SCOPES",
@@ -57,6 +59,8 @@ GRAPH_DEFAULT_SCOPE = f"{GRAPH_RESOURCE}/.default"
 # Directory.AccessAsUser.All, which those APIs refuse).
 DELEGATED_ADMIN_SCOPES: tuple[str, ...] = (
     f"{GRAPH_RESOURCE}/AgentIdentityBlueprint.Create",
+    # addKey / removeKey and PATCH keyCredentials on a Blueprint (agentidentityblueprint-addkey: least privileged).
+    f"{GRAPH_RESOURCE}/AgentIdentityBlueprint.AddRemoveCreds.All",
     f"{GRAPH_RESOURCE}/AgentIdentityBlueprintPrincipal.Create",
     f"{GRAPH_RESOURCE}/AgentIdentity.Create.All",
     f"{GRAPH_RESOURCE}/AgentIdUser.ReadWrite.All",
@@ -69,6 +73,26 @@ DELEGATED_ADMIN_SCOPES: tuple[str, ...] = (
 # "Microsoft Graph Command Line Tools", the public client Microsoft documents for delegated Graph scripts.
 GRAPH_CLI_TOOLS_CLIENT_ID = "14d82eec-204b-4c2f-b7e8-296a70dab67e"
 _EARLY = 300.0
+REFUSED_PERMISSION = "Directory.AccessAsUser.All"
+
+
+def refuse_unusable_token(token: str, sign_in: str) -> None:
+    """Raise when ``token`` carries a permission every Agent ID API refuses (no request is sent with it)."""
+    try:
+        scopes = str(unverified_claims(token).get("scp", "")).split()
+    except (EntraclawError, ValueError):
+        return  # not a JWT we can read: Graph judges it
+    if REFUSED_PERMISSION in scopes:
+        raise AdminSignInRefusedError(
+            f"The Graph token from {sign_in} carries {REFUSED_PERMISSION}; every Agent ID API (Blueprint, Agent "
+            "Identity, Agent User) answers such a token with 403, so nothing was sent with it.",
+            remedy="Sign in without that permission: a provisioner app's certificate (`entraclaw setup "
+            "--admin-app-id ID --admin-cert CERT --admin-key KEY`), or a device code through a public client "
+            "that was never granted it (`entraclaw setup --device-code --admin-client-id ID`). Azure CLI "
+            "tokens always carry it.",
+            permission=REFUSED_PERMISSION,
+            sign_in=sign_in,
+        )
 
 
 class GraphAuth(abc.ABC):
@@ -83,7 +107,9 @@ class GraphAuth(abc.ABC):
 
     def token(self) -> str:
         if self._token is None or self._clock() >= self._expires_on - _EARLY:
-            self._token, self._expires_on = self._acquire()
+            token, expires_on = self._acquire()
+            refuse_unusable_token(token, self.description)
+            self._token, self._expires_on = token, expires_on
         return self._token
 
     def invalidate(self) -> None:
@@ -121,6 +147,8 @@ class ClientCertificateAuth(GraphAuth):
         signer: Signer | SupportsSigner,
         session: requests.Session,
         scopes: Sequence[str] = (GRAPH_DEFAULT_SCOPE,),
+        who: str | None = None,
+        credential_remedy: str | None = None,
     ) -> None:
         super().__init__()
         from entraclaw.auth.adapters import client_assertion_callable
@@ -128,6 +156,15 @@ class ClientCertificateAuth(GraphAuth):
 
         self.client_id = client_id
         self.description = f"provisioner app {client_id} (certificate)"
+        # Who signs in and what fixes a refused credential: rotate --as-blueprint signs in as the
+        # Blueprint with the device key and has no --admin-* flags to point at.
+        self._who = who or f"The provisioner app {client_id} (--admin-app-id)"
+        self._credential_remedy = credential_remedy or (
+            "Check that --admin-app-id, --admin-cert and --admin-key belong to one provisioner app of this tenant "
+            "and that the certificate is registered on it (for the emulator: the admin_* lines `entraclaw "
+            "emulator serve` printed for this tenant)."
+        )
+        self._authority = authority
         self._exchanger = MsalExchanger(authority, session=session)
         self._assertion = client_assertion_callable(signer, client_id, self._exchanger.token_endpoint)
         self._scopes = list(scopes)
@@ -167,17 +204,11 @@ class ClientCertificateAuth(GraphAuth):
             response = self._exchanger.client_credentials(
                 hop=None, client_id=self.client_id, scopes=self._scopes, client_assertion=self._assertion
             )
-        except TokenEndpointUnavailableError:
-            raise
         except TokenExchangeError as exc:
-            # The exchanger's remedy is written for the Blueprint's hops; this is the admin's own sign-in.
-            context = {k: v for k, v in exc.context.items() if k != "remedy"}
-            raise type(exc)(
-                f"The provisioner app {self.client_id} (--admin-app-id) could not sign in: {exc.message}",
-                remedy="Check that --admin-app-id, --admin-cert and --admin-key belong to one provisioner app of "
-                "this tenant and that the certificate is registered on it (for the emulator: the admin_* lines "
-                "`entraclaw emulator serve` printed for this tenant).",
-                **context,
+            # Discovery, TLS and connection failures come before any credential check: name those first.
+            host, _, tenant = self._authority.rstrip("/").rpartition("/")
+            raise explain(
+                exc, who=self._who, tenant_id=tenant, authority_host=host, credential_remedy=self._credential_remedy
             ) from None
         token = str(response["access_token"])
         return token, self._clock() + float(response.get("expires_in") or 3599)
@@ -270,14 +301,12 @@ class AzureCliAuth(GraphAuth):
         *,
         tenant: str | None = None,
         az: str | None = None,
-        warn: Callable[[str], None] | None = None,
         runner: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None,
     ) -> None:
         super().__init__()
         self.description = "Azure CLI (az account get-access-token)"
         self._tenant = tenant
         self._az = az
-        self._warn = warn
         self._runner = runner or self._run
 
     @staticmethod
@@ -324,14 +353,4 @@ class AzureCliAuth(GraphAuth):
             expires_on = float(expires) if expires is not None else self._clock() + 3000
         except (TypeError, ValueError):
             expires_on = self._clock() + 3000
-        if self._warn is not None:
-            try:
-                scopes = str(unverified_claims(token).get("scp", "")).split()
-            except (GraphRequestError, ValueError):
-                scopes = []
-            if "Directory.AccessAsUser.All" in scopes:
-                self._warn(
-                    "warning: the Azure CLI token carries Directory.AccessAsUser.All, which the Agent ID APIs "
-                    "refuse; if a create call fails with 403, use --admin-cert/--admin-key or --device-code."
-                )
         return token, expires_on

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from entraclaw.errors import ConfigurationError
 from entraclaw.provisioning.auth import AzureCliAuth, ClientCertificateAuth, DeviceCodeAuth, GraphAuth
 from entraclaw.provisioning.context import DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_URL, Endpoints
+from entraclaw.provisioning.diagnose import check_ca_bundle
 from entraclaw.provisioning.graph import GraphClient
 
 __all__ = ["add_admin_args", "add_endpoint_args", "admin_auth", "admin_given", "endpoints_from_args", "graph_client"]
@@ -48,6 +49,7 @@ def endpoints_from_args(args: argparse.Namespace, config: dict[str, str]) -> End
             variable="ENTRACLAW_TENANT_ID",
         )
     ca_bundle = args.ca_bundle or config.get("ENTRACLAW_CA_BUNDLE") or os.environ.get("ENTRACLAW_CA_BUNDLE") or None
+    check_ca_bundle(ca_bundle)
     return Endpoints(
         tenant_id=tenant,
         authority_host=(args.authority_host or config.get("ENTRACLAW_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST),
@@ -102,7 +104,7 @@ def admin_auth(
             microsoft_authority=endpoints.is_microsoft,
             **kwargs,
         )
-    return AzureCliAuth(tenant=endpoints.tenant_id, warn=lambda line: print(line, file=sys.stderr))
+    return AzureCliAuth(tenant=endpoints.tenant_id)
 
 
 def graph_client(endpoints: Endpoints, auth: GraphAuth) -> GraphClient:

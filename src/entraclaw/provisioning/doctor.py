@@ -25,8 +25,10 @@ from entraclaw.errors import (
     GraphRequestError,
     NetworkError,
     TokenEndpointUnavailableError,
+    TokenExchangeError,
 )
 from entraclaw.platform import paths
+from entraclaw.provisioning.diagnose import aadsts_text, classify
 from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.keys import DeviceKey, delete_device_key, local_key_refs, open_device_key
 from entraclaw.provisioning.rotate import DEFAULT_DAYS_BEFORE_EXPIRY, endpoints_from_config
@@ -38,6 +40,9 @@ from entraclaw.provisioning.state import optional_attr, read_device_config, reso
 __all__ = ["Check", "DoctorReport", "run_doctor"]
 
 Status = Literal["ok", "warn", "fail", "unknown"]
+# Hop 1 answers that mean "this key is not a registered certificate of the Blueprint" (AADSTS700027:
+# the assertion's key is not among the app's credentials).
+_UNREGISTERED_KEY_CODES = frozenset({700027})
 _MAX_SKEW = 300.0  # Entra tolerates about five minutes of clock skew on assertions
 _WARN_SKEW = 60.0
 _CONFIG_NEEDED = (
@@ -399,8 +404,14 @@ def _smoke_check(report: DoctorReport, endpoints: Any, config: dict[str, str], k
     except EntraclawError as exc:
         hop = getattr(exc, "hop", None)
         code = getattr(exc, "aadsts_code", None)
-        if infer_registration and hop == 1:
-            report.add("registered", "fail", f"Hop 1 refused the key {key.sha1} (AADSTS{code})",
+        cause = classify(exc) if isinstance(exc, TokenExchangeError) else "credential"
+        if cause == "tenant":
+            # Discovery refused: nothing was said about the key yet (issue 13: no "register" advice here).
+            report.add("tenant", "fail", f"the authority does not know tenant {endpoints.tenant_id}",
+                       "Check ENTRACLAW_TENANT_ID (environment or .env) and ENTRACLAW_AUTHORITY_HOST; "
+                       "`entraclaw setup` writes them.")
+        elif infer_registration and hop == 1 and cause == "credential" and code in _UNREGISTERED_KEY_CODES:
+            report.add("registered", "fail", f"Hop 1 refused the key {key.sha1} ({aadsts_text(exc)})",
                        "Run `entraclaw setup` with admin credentials to register this device's certificate.")
         if hop == 3 and code == 65001:
             report.add("consent", "fail", "the Agent User has not consented to the scope (AADSTS65001)",

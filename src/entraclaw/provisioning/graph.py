@@ -65,6 +65,18 @@ _RETRY_STATUS = frozenset({429, 503, 504})
 _MAX_PAGES = 200
 
 
+# agentuser-list / agentuser-get (learn.microsoft.com/graph/api/agentuser-list): reads return only a
+# default subset; identityParentId is not in it, and without it a re-run mistakes its own user for a stranger's.
+AGENT_USER_SELECT = "id,userPrincipalName,displayName,identityParentId"
+
+# How long a consent grant is dated to last; Graph documents no ceiling (docs silent), ten years is far.
+GRANT_LIFETIME = 10 * 365 * 86400
+
+
+def _graph_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def _odata_literal(value: str) -> str:
     # OData string literals double their single quotes.
     return "'" + value.replace("'", "''") + "'"
@@ -101,9 +113,11 @@ class AgentIdentityInfo:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> AgentIdentityInfo:
+        # An Agent Identity's appId is its object id (learn.microsoft.com/graph/api/resources/agentidentity);
+        # an answer without appId must not become an empty fmi_path.
         return cls(
             str(body["id"]),
-            str(body.get("appId") or ""),
+            str(body.get("appId") or body["id"]),
             str(body.get("displayName") or ""),
             str(body.get("agentIdentityBlueprintId") or ""),
         )
@@ -394,8 +408,9 @@ class GraphClient:
             url=self._url(path),
         )
 
-    def _filter(self, path: str, expression: str, *, what: str) -> list[dict[str, Any]]:
-        return list(self.pages(path, what=what, params={"$filter": expression}))
+    def _filter(self, path: str, expression: str, *, what: str, select: str | None = None) -> list[dict[str, Any]]:
+        params = {"$filter": expression, **({"$select": select} if select else {})}
+        return list(self.pages(path, what=what, params=params))
 
     # --- Blueprint ------------------------------------------------------------------------
 
@@ -481,13 +496,18 @@ class GraphClient:
 
     def find_user(self, upn: str) -> AgentUserInfo | None:
         """Any user (a person, an Agent User) by UPN."""
-        rows = self._filter("users", f"userPrincipalName eq {_odata_literal(upn)}", what="find user")
+        rows = self._filter(
+            "users", f"userPrincipalName eq {_odata_literal(upn)}", what="find user", select=AGENT_USER_SELECT
+        )
         return AgentUserInfo.from_json(rows[0]) if rows else None
 
     def find_agent_user(self, upn: str) -> AgentUserInfo | None:
-        """An Agent User by UPN, through the agentUser cast so that ``identityParentId`` is in the answer."""
+        """An Agent User by UPN; ``$select`` names ``identityParentId``, which reads leave out by default."""
         rows = self._filter(
-            "users/microsoft.graph.agentUser", f"userPrincipalName eq {_odata_literal(upn)}", what="find Agent User"
+            "users/microsoft.graph.agentUser",
+            f"userPrincipalName eq {_odata_literal(upn)}",
+            what="find Agent User",
+            select=AGENT_USER_SELECT,
         )
         return AgentUserInfo.from_json(rows[0]) if rows else None
 
@@ -539,11 +559,17 @@ class GraphClient:
     def create_permission_grant(
         self, *, client_id: str, resource_id: str, scopes: Sequence[str], principal_id: str | None
     ) -> PermissionGrantInfo:
+        now = time.time()
         body: dict[str, Any] = {
             "clientId": client_id,
             "consentType": "Principal" if principal_id else "AllPrincipals",
             "resourceId": resource_id,
             "scope": " ".join(scopes),
+            # A real tenant refuses a grant without startTime: 400 "Missing property: startTime"
+            # (upstream microsoft/entraclaw hard-won-learnings #10); expiryTime is sent beside it
+            # (https://learn.microsoft.com/graph/api/resources/oauth2permissiongrant).
+            "startTime": _graph_time(now),
+            "expiryTime": _graph_time(now + GRANT_LIFETIME),
         }
         if principal_id:
             body["principalId"] = principal_id

@@ -5,9 +5,11 @@ Per "Generate proof of possession tokens for rolling keys"
 a self-signed JWT, signed with the private key of one of the application's
 existing valid certificates, with
 
-- ``aud``: Graph's app id. The current issue text and newer pages name
-  ``00000003-0000-0000-c000-000000000000``; older pages name ``00000002-…``
-  (Azure AD Graph). :data:`PROOF_AUDIENCE` is the former; pass ``audience=`` for the latter;
+- ``aud``: ``00000002-0000-0000-c000-000000000000``, as the ``application: addKey`` and
+  ``agentIdentityBlueprint: addKey`` pages (learn.microsoft.com/graph/api/application-addkey,
+  .../agentidentityblueprint-addkey) and the rollkey page name it. Graph's own app id
+  ``00000003-…`` is refused with 401 ``Authentication_MissingOrMalformed``
+  (github.com/microsoftgraph/microsoft-graph-docs/issues/22076);
 - ``iss``: the **object id** of the application making the call (not its app id);
 - ``nbf``, ``exp`` with ``exp`` at most ``nbf`` + 10 minutes.
 
@@ -31,10 +33,9 @@ from entraclaw.auth.signer import Signer
 from entraclaw.auth.thumbprint import compute_sha1_thumbprint
 from entraclaw.errors import ClientAssertionError
 
-__all__ = ["LEGACY_PROOF_AUDIENCE", "MAX_PROOF_LIFETIME", "PROOF_AUDIENCE", "build_proof"]
+__all__ = ["MAX_PROOF_LIFETIME", "PROOF_AUDIENCE", "build_proof"]
 
-PROOF_AUDIENCE = "00000003-0000-0000-c000-000000000000"
-LEGACY_PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
+PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
 MAX_PROOF_LIFETIME = 600
 
 
@@ -44,7 +45,6 @@ def build_proof(
     *,
     now: float | None = None,
     lifetime: int = MAX_PROOF_LIFETIME,
-    audience: str = PROOF_AUDIENCE,
 ) -> str:
     """A proof JWT for ``application_object_id`` signed (RS256) by ``signer``'s registered key."""
     if not 0 < lifetime <= MAX_PROOF_LIFETIME:
@@ -63,7 +63,7 @@ def build_proof(
     header = {"alg": "RS256", "kid": sha1, "typ": "JWT", "x5t": b64url_encode(bytes.fromhex(sha1))}
     issued = int(time.time() if now is None else now)
     claims = {
-        "aud": audience,
+        "aud": PROOF_AUDIENCE,
         "iss": application_object_id,
         "nbf": issued,
         "iat": issued,

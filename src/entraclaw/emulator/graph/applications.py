@@ -28,9 +28,10 @@ Endpoints and the doc page each follows:
   any specific permission to roll its own keys." The ``proof`` follows
   https://learn.microsoft.com/graph/application-rollkey-prooftoken : signed with the private key
   of one of the app's currently valid certificates, ``aud`` 00000002-0000-0000-c000-000000000000
-  (the emulator also accepts Graph's 00000003-...), ``iss`` the application's object id, ``nbf``
-  and ``exp`` with ``exp`` at most ``nbf`` + 10 minutes. "Applications that don't have any
-  existing valid certificates ... won't be able to use this service action."
+  (and nothing else: Graph refuses its own app id 00000003-..., issue 22076 below), ``iss`` the
+  application's object id, ``nbf`` and ``exp`` with ``exp`` at most ``nbf`` + 10 minutes.
+  "Applications that don't have any existing valid certificates ... won't be able to use this
+  service action."
 
 Where the docs are silent (marked "docs silent" in the code): the error code for a refused proof
 (Graph's answer as users report it — 401 ``Authentication_MissingOrMalformed``, "Access Token
@@ -95,7 +96,10 @@ _CREATABLE = frozenset(
 _BLUEPRINT_INCOMPATIBLE = frozenset({"publicClient", "spa", "web", "isFallbackPublicClient", "passwordCredentials"})
 _READ_APP = ("Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All")
 _READ_BLUEPRINT = ("AgentIdentityBlueprint.Read.All", "AgentIdentityBlueprint.ReadWrite.All")
-_PROOF_AUDIENCES = frozenset({"00000002-0000-0000-c000-000000000000", "00000003-0000-0000-c000-000000000000"})
+# https://learn.microsoft.com/graph/api/application-addkey , agentidentityblueprint-addkey (the proof's aud);
+# a proof for 00000003-... (Graph's app id) gets 401 Authentication_MissingOrMalformed on a real tenant
+# (github.com/microsoftgraph/microsoft-graph-docs/issues/22076).
+_PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
 _PROOF_MAX_LIFETIME = 600
 _PROOF_SKEW = 300
 
@@ -422,8 +426,8 @@ def _verify_proof(ctx: Context, app: Application, proof: Any) -> KeyCredential:
     alg = header.get("alg")
     if alg not in jwt_codec.VERIFY_ALGORITHMS or not jwt_codec.verify(jwt, cred.public_key, str(alg)):
         raise _proof_refused(app, f"its signature does not verify with certificate {cred.x5t_s256} (alg {alg!r}).")
-    if claims.get("aud") not in _PROOF_AUDIENCES:
-        raise _proof_refused(app, f"aud {claims.get('aud')!r} is not 00000002-0000-0000-c000-000000000000.")
+    if claims.get("aud") != _PROOF_AUDIENCE:
+        raise _proof_refused(app, f"aud {claims.get('aud')!r} is not {_PROOF_AUDIENCE}.")
     if str(claims.get("iss", "")).lower() != app.object_id:
         raise _proof_refused(app, f"iss {claims.get('iss')!r} is not the application's object id {app.object_id}.")
     nbf, exp = claims.get("nbf"), claims.get("exp")

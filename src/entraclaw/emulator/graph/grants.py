@@ -16,6 +16,11 @@ Endpoints and the doc page each follows:
 
 Hop 3 reads the same grants: an Agent Identity gets a user token for the scopes granted to it for
 all principals plus those granted for that Agent User.
+Creation requires ``startTime`` and ``expiryTime`` (ISO 8601): a real tenant answers a grant without
+``startTime`` with 400 "Missing property: startTime" (upstream microsoft/entraclaw
+docs/runbooks/hard-won-learnings.md, Learning #10); the resource page
+(https://learn.microsoft.com/graph/api/resources/oauth2permissiongrant) lists ``expiryTime`` beside it,
+and the emulator refuses its absence with the same text (docs silent on that exact answer).
 Docs silent: the answer to a second grant for the same client, consent type, principal and
 resource (400 Request_MultipleObjectsWithSameKeyValue here), and whether unknown scope names are
 refused (they are, 400).
@@ -23,6 +28,7 @@ refused (they are, 400).
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any
 
 from entraclaw.emulator.graph._core import (
@@ -116,10 +122,23 @@ def _scopes(value: Any) -> list[str]:
     return scopes
 
 
+def _require_times(payload: dict[str, Any]) -> None:
+    # Real tenant: 400 "Missing property: startTime" (hard-won-learnings #10); expiryTime alike (docs silent).
+    for name in ("startTime", "expiryTime"):
+        value = payload.get(name)
+        if value in (None, ""):
+            raise bad_request(f"Missing property: {name}")
+        try:
+            _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise bad_request(f"Invalid value for property '{name}': {str(value)[:40]!r} is not a date-time.") from None
+
+
 def _create(ctx: Context) -> GraphResponse:
     # https://learn.microsoft.com/graph/api/oauth2permissiongrant-post (201)
     require(ctx.caller, app=_WRITE_APP, delegated=_WRITE_DELEGATED)
     payload = ctx.req.json()
+    _require_times(payload)
     client_id = str(payload.get("clientId", "")).lower()
     resource_id = str(payload.get("resourceId", "")).lower()
     consent_type = payload.get("consentType")

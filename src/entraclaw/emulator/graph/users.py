@@ -18,6 +18,10 @@ Endpoints and the doc page each follows:
 - ``GET /me`` — https://learn.microsoft.com/graph/api/user-get : delegated only (an app token gets
   400 "/me request is only valid with delegated authentication flow.").
 
+Reads (list, get, /me) answer the default property subset user-get documents (agentuser-list /
+agentuser-get: "only a default subset"), or exactly what ``$select`` names; ``identityParentId`` and
+``mailNickname`` are not in it. The create answer carries every property (docs silent on its shape).
+
 Docs silent: the error code and text for an unverified UPN domain and a taken UPN (Graph's usual
 Request_BadRequest texts are used), and creating plain (non-agent) users, which the emulator does
 not support (400).
@@ -56,29 +60,52 @@ _UPN_CHARS = re.compile(r"^[A-Za-z0-9'.\-_!#^~]+@[A-Za-z0-9.\-]+$")
 _REQUIRED = ("accountEnabled", "displayName", "mailNickname", "userPrincipalName", "identityParentId")
 
 
-def user_json(user: AgentUser | DirectoryUser) -> dict[str, Any]:
+# https://learn.microsoft.com/graph/api/user-get , agentuser-get , agentuser-list: "By default, only a
+# subset of properties is returned"; others only when $select names them. The default set is user-get's.
+DEFAULT_PROPERTIES = frozenset(
+    {
+        "businessPhones",
+        "displayName",
+        "givenName",
+        "id",
+        "jobTitle",
+        "mail",
+        "mobilePhone",
+        "officeLocation",
+        "preferredLanguage",
+        "surname",
+        "userPrincipalName",
+    }
+)
+
+
+def user_json(user: AgentUser | DirectoryUser, select: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
+    """The user as Graph answers a read: the default subset, or exactly ``select`` (None: every property)."""
     body: dict[str, Any] = {}
     if isinstance(user, AgentUser):
         body["@odata.type"] = f"#{AGENT_USER}"
-    body.update(
-        {
-            "id": user.object_id,
-            "businessPhones": [],
-            "displayName": user.display_name,
-            "givenName": None,
-            "jobTitle": None,
-            "mail": user.upn if isinstance(user, AgentUser) else None,
-            "mobilePhone": None,
-            "officeLocation": None,
-            "preferredLanguage": None,
-            "surname": None,
-            "userPrincipalName": user.upn,
-        }
-    )
+    full: dict[str, Any] = {
+        "id": user.object_id,
+        "businessPhones": [],
+        "displayName": user.display_name,
+        "givenName": None,
+        "jobTitle": None,
+        "mail": user.upn if isinstance(user, AgentUser) else None,
+        "mobilePhone": None,
+        "officeLocation": None,
+        "preferredLanguage": None,
+        "surname": None,
+        "userPrincipalName": user.upn,
+    }
     if isinstance(user, AgentUser):
-        body["mailNickname"] = user.mail_nickname
-        body["identityParentId"] = user.identity_parent_id
+        full["mailNickname"] = user.mail_nickname
+        full["identityParentId"] = user.identity_parent_id
+    body.update({k: v for k, v in full.items() if select is None or k in select})
     return body
+
+
+def _read_select(ctx: Context) -> frozenset[str]:
+    return frozenset(ctx.req.select) or DEFAULT_PROPERTIES
 
 
 def handle_me(ctx: Context) -> GraphResponse:
@@ -91,8 +118,8 @@ def handle_me(ctx: Context) -> GraphResponse:
     user: AgentUser | DirectoryUser | None = ctx.tenant.user(caller.user_id or "") or caller.person
     if user is None:
         raise not_found(str(caller.user_id))
-    body = entity(ctx, "users", user_json(user))
-    if isinstance(user, AgentUser):
+    body = entity(ctx, "users", user_json(user, _read_select(ctx)))
+    if isinstance(user, AgentUser) and "mail" in body:
         # /me answered the Agent User before Agent ID typing was modelled; keep its mail as before.
         body["mail"] = None
     return GraphResponse(200, body)
@@ -128,7 +155,7 @@ def handle(ctx: Context) -> GraphResponse:
         raise no_segment(rest[0])
     if method == "GET":
         require(ctx.caller, app=_READ, delegated=(*_READ, "User.ReadBasic.All"))
-        return GraphResponse(200, entity(ctx, "users", user_json(user)))
+        return GraphResponse(200, entity(ctx, "users", user_json(user, _read_select(ctx))))
     if method == "DELETE":
         if not isinstance(user, AgentUser):
             raise GraphError(403, "Authorization_RequestDenied", "The emulator does not delete its seeded users.")
@@ -171,7 +198,9 @@ def _list(ctx: Context, *, agents_only: bool) -> GraphResponse:
         *people,
         *(u for u in ctx.tenant.agent_users if ctx.tenant.visible(u)),
     ]
-    items = [body for body in (user_json(u) for u in candidates) if matches(body, clauses)]
+    # $filter sees every property; the answer carries the default subset or what $select names.
+    shown = _read_select(ctx)
+    items = [user_json(u, shown) for u in candidates if matches(user_json(u), clauses)]
     cast = f"/{AGENT_USER}" if agents_only else ""
     return page(ctx, items, f"users{cast}")
 
