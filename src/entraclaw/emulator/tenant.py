@@ -218,6 +218,7 @@ GRAPH_APP_ROLES: tuple[str, ...] = (
     "Directory.Read.All",
     "Directory.ReadWrite.All",
     "Domain.Read.All",
+    "Policy.Read.All",
     "User.Read.All",
     "User.ReadWrite.All",
 )
