@@ -8,6 +8,7 @@ OfficeDev/microsoft-365-agents-toolkit#10998 (CredentialInvalidLifetimeAsPerAppP
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,11 +53,7 @@ def test_graph_refuses_more_certificates_than_the_object_holds(tenant: Tenant, t
     _, oid, _ = _first_device(tenant, tmp_path)
     graph = tenant.graph()
     have = graph.key_credentials(oid)
-    bodies = [
-        {"type": "AsymmetricX509Cert", "usage": "Verify", "key": c.key_b64, "keyId": c.key_id} for c in have
-    ]
-    import base64
-
+    bodies = [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": c.key_b64, "keyId": c.key_id} for c in have]
     extra = [
         {
             "type": "AsymmetricX509Cert",
@@ -105,8 +102,6 @@ def test_the_policy_is_readable_and_refuses_a_longer_certificate_with_graphs_err
     restriction = policy["applicationRestrictions"]["keyCredentials"][0]
     assert policy["isEnabled"] and restriction["restrictionType"] == "asymmetricKeyLifetime"
     assert restriction["maxLifetime"] == "P30D"
-    import base64
-
     sponsor_id = graph.find_user(tenant.admin.user_upn).object_id  # type: ignore[union-attr]
     bp = graph.create_blueprint("policy", sponsor_ids=(sponsor_id,))
     long_lived = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(make_cert(60).der).decode()}

@@ -96,8 +96,7 @@ def check_key_credentials(ctx: Context, app: Application, creds: Sequence[KeyCre
     limits = _limits(ctx)
     if len(creds) > limits.max_key_credentials:
         raise bad_request(
-            "The size of the object has exceeded its limit. Please reduce the number of values and retry your "
-            "request.",
+            "The size of the object has exceeded its limit. Please reduce the number of values and retry your request.",
             "Directory_ResourceSizeExceeded",
         )
     if limits.max_certificate_lifetime_days is None:
