@@ -153,3 +153,22 @@ def test_a_policy_setup_cannot_read_is_named_when_it_refuses(tenant: Tenant, tmp
     with pytest.raises(ConfigurationError) as info:
         tenant.setup(tmp_path / "d").run()
     assert "App management policy" in str(info.value) and "Policy.Read.All" in (info.value.remedy or "")  # type: ignore[attr-defined]
+
+
+def test_a_patch_carrying_a_fleets_certificates_is_not_refused_for_its_size(tenant: Tenant, tmp_path: Path) -> None:
+    # Graph takes write requests up to 4 MB (https://learn.microsoft.com/graph/use-the-api); the emulator
+    # refused any body over 64 KiB, so a Blueprint could never reach the certificate limit over Graph.
+    _, oid, _ = _first_device(tenant, tmp_path)
+    graph = tenant.graph()
+    have = graph.key_credentials(oid)
+    bodies = [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": c.key_b64, "keyId": c.key_id} for c in have]
+    fleet = [
+        {
+            "type": "AsymmetricX509Cert",
+            "usage": "Verify",
+            "key": base64.b64encode(make_cert(0, cn=f"dev{i}").der).decode(),
+        }
+        for i in range(70)
+    ]
+    graph.patch_key_credentials(oid, [*bodies, *fleet])
+    assert len(graph.key_credentials(oid)) == 71
