@@ -296,6 +296,20 @@ class Setup:
                 self.journal.save()
             raise
 
+    def _create_waiting(self, kind: str, what: str, send: Callable[[], T]) -> T:
+        """A create that names a new parent, through the one propagation wait.
+
+        Each attempt is marked pending only while it is in flight: a 4xx (the parent not there yet)
+        made nothing, so an interruption during the wait between attempts leaves nothing to adopt.
+        """
+
+        def attempt() -> T:
+            with self._creating(kind):
+                return send()
+
+        with self._creating(kind):
+            return self.wait.run(what, attempt, step=kind)
+
     def _created(self, kind: str, object_id: str, name: str, *, by_this_process: bool = True) -> None:
         if by_this_process:
             self._fresh.add(kind)
@@ -460,12 +474,11 @@ class Setup:
             self._plan("blueprint_principal", "create", f"for app id {blueprint.app_id}")
             if not self._act:
                 return None
-            with self._creating("blueprint_principal"):
-                principal = self.wait.run(
-                    f"Blueprint {bp_app_id}",
-                    lambda: self.graph.create_blueprint_principal(bp_app_id),
-                    step="blueprint_principal",
-                )
+            principal = self._create_waiting(
+                "blueprint_principal",
+                f"Blueprint {bp_app_id}",
+                lambda: self.graph.create_blueprint_principal(bp_app_id),
+            )
             checkpoint("blueprint_principal:sent")
             self._created("blueprint_principal", principal.object_id, principal.display_name)
         if self._act:
@@ -701,14 +714,13 @@ class Setup:
             if not self._act:
                 return None
             sponsors = self._sponsors()
-            with self._creating("agent_identity"):
-                found = self.wait.run(
-                    f"the principal of Blueprint {blueprint.app_id}",
-                    lambda: self.graph.create_agent_identity(
-                        opts.agent_identity_name, blueprint.app_id, sponsor_ids=sponsors
-                    ),
-                    step="agent_identity",
-                )
+            found = self._create_waiting(
+                "agent_identity",
+                f"the principal of Blueprint {blueprint.app_id}",
+                lambda: self.graph.create_agent_identity(
+                    opts.agent_identity_name, blueprint.app_id, sponsor_ids=sponsors
+                ),
+            )
             checkpoint("agent_identity:sent")
             self._created("agent_identity", found.object_id, found.display_name)
         if self._act:
@@ -763,14 +775,13 @@ class Setup:
             if not self._act:
                 return None
             try:
-                with self._creating("agent_user"):
-                    found = self.wait.run(
-                        f"Agent Identity {identity.app_id}",
-                        lambda: self.graph.create_agent_user(
-                            upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
-                        ),
-                        step="agent_user",
-                    )
+                found = self._create_waiting(
+                    "agent_user",
+                    f"Agent Identity {identity.app_id}",
+                    lambda: self.graph.create_agent_user(
+                        upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
+                    ),
+                )
             except GraphRequestError as exc:
                 # The lookup above is skipped for a fresh Agent Identity, so a UPN held by another device's
                 # Agent User (the default name, a second Blueprint) or a person surfaces here as Graph's 400.
@@ -829,17 +840,16 @@ class Setup:
             return
         self._plan("consent", "create", f"{' '.join(scopes)} on Microsoft Graph for {user.upn}")
         if self._act:
-            with self._creating("consent"):
-                grant = self.wait.run(
-                    f"Agent User {user.object_id}",
-                    lambda: self.graph.create_permission_grant(
-                        client_id=identity.object_id,
-                        resource_id=graph_sp.object_id,
-                        scopes=list(scopes),
-                        principal_id=user.object_id,
-                    ),
-                    step="consent",
-                )
+            grant = self._create_waiting(
+                "consent",
+                f"Agent User {user.object_id}",
+                lambda: self.graph.create_permission_grant(
+                    client_id=identity.object_id,
+                    resource_id=graph_sp.object_id,
+                    scopes=list(scopes),
+                    principal_id=user.object_id,
+                ),
+            )
             checkpoint("consent:sent")
             self._created("consent", grant.grant_id, f"{identity.app_id} -> Graph for {user.upn}")
 
