@@ -44,7 +44,7 @@ def _first_device(tenant: Tenant, tmp_path: Path) -> tuple[Path, str, str]:
 def _fill(tenant: Tenant, object_id: str, extra: int) -> None:
     app = tenant.emu.tenant.application_by_object_id(object_id)
     assert app is not None
-    certs = [make_cert(40 + i, cn="retired").cert for i in range(extra)]
+    certs = [make_cert(0, cn=f"retired{i}").cert for i in range(extra)]
     tenant.emu.tenant.set_key_credentials(object_id, [*app.key_credentials, *certs])
 
 
@@ -58,7 +58,7 @@ def test_graph_refuses_more_certificates_than_the_object_holds(tenant: Tenant, t
         {
             "type": "AsymmetricX509Cert",
             "usage": "Verify",
-            "key": base64.b64encode(make_cert(50 + i).der).decode(),
+            "key": base64.b64encode(make_cert(0, cn=f"extra{i}").der).decode(),
         }
         for i in range(2)
     ]
@@ -104,12 +104,16 @@ def test_the_policy_is_readable_and_refuses_a_longer_certificate_with_graphs_err
     assert restriction["maxLifetime"] == "P30D"
     sponsor_id = graph.find_user(tenant.admin.user_upn).object_id  # type: ignore[union-attr]
     bp = graph.create_blueprint("policy", sponsor_ids=(sponsor_id,))
-    long_lived = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(make_cert(60).der).decode()}
+    long_lived = {
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+        "key": base64.b64encode(make_cert(0, cn="long").der).decode(),
+    }
     with pytest.raises(GraphRequestError) as info:
         graph.patch_key_credentials(bp.object_id, [long_lived])
     assert info.value.code == "CredentialInvalidLifetimeAsPerAppPolicy"  # type: ignore[attr-defined]
     assert "max value allowed as per assigned policy" in str(info.value)
-    short = make_cert(61, days=20)
+    short = make_cert(0, cn="short", days=20)
     graph.patch_key_credentials(
         bp.object_id,
         [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(short.der).decode()}],

@@ -132,11 +132,11 @@ def test_setup_waits_out_every_dependent_write_with_a_30s_propagation_delay(tena
 
 
 def test_the_first_run_patch_of_a_new_blueprints_certificate_waits_for_it(tenant: Tenant) -> None:
+    cert = make_cert(0, cn="fresh")  # made first: nothing slow between the create and the PATCH
     tenant.emu.propagation_delay = 30
     graph = tenant.graph()
     sponsor_id = graph.find_user(tenant.admin.user_upn).object_id  # type: ignore[union-attr]
     bp = graph.create_blueprint("fresh", sponsor_ids=(sponsor_id,))
-    cert = make_cert(70)
     body = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(cert.der).decode()}
     lines: list[str] = []
     wait = PropagationWait(timeout=120, echo=lines.append, sleep=tenant.emu.advance_clock)
