@@ -172,8 +172,13 @@ def test_new_principals_propagate_after_the_delay(emu):
     token = admin_token(emu)
     cert = make_cert(12)
     emu.propagation_delay = 30
-    bp = graph_blueprint(emu, token, cert=cert)
-    ai = graph_identity(emu, token, bp).json()
+    bp = graph_blueprint(emu, token, principal=False)
+    # Graph refuses writes naming the propagating Blueprint (test_propagation_writes.py); the
+    # certificate, principal and Agent Identity are seeded as if they had been written already.
+    emu.tenant.set_key_credentials(bp["id"], [cert.cert])
+    emu.tenant.add_service_principal(bp["appId"], over_graph=True)
+    seeded = emu.tenant.add_agent_identity(bp["appId"], "agent", over_graph=True)
+    ai = {"id": seeded.object_id, "appId": seeded.app_id}
     # Not yet replicated: the Blueprint is unknown to the token service, reads by id 404.
     assert_sts_error(hop1(emu, bp["appId"], cert, ai["appId"]), 700016, "unauthorized_client")
     assert_graph_error(graph_call(emu, "GET", f"/servicePrincipals/{ai['id']}", token), 404, "Request_ResourceNotFound")

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             "graph_requests": result.graph_requests,
             "graph_writes": result.graph_writes,
             "warnings": result.warnings,
+            "waits": result.waits,
             "config": {k: v for k, v in result.config.items()},
         }
         print(json.dumps(document, indent=2))
@@ -112,4 +113,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"OK: setup complete ({result.graph_writes} Graph write(s), {result.graph_requests} request(s)); "
               f"config in {state_dir / '.env'}")
+    if result.waits and not args.json:
+        print("propagation waits: " + ", ".join(f"{step} {n}" for step, n in result.waits.items()))
     return 0

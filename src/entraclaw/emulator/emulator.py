@@ -57,6 +57,8 @@ ADMIN_APP_ROLES = (
     "AppRoleAssignment.ReadWrite.All",
     "DelegatedPermissionGrant.ReadWrite.All",
     "Domain.Read.All",
+    # setup reads the tenant's app management policy to issue a certificate it allows
+    "Policy.Read.All",
     "User.Read.All",
 )
 #: Delegated scopes consented for the device-code client, so the admin's ``.default`` token carries them.

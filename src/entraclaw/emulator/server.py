@@ -50,6 +50,9 @@ __all__ = ["EmulatorHTTPServer", "Routes"]
 log = logging.getLogger("entraclaw.emulator")
 
 _MAX_BODY = 64 * 1024
+# "Write requests in the Microsoft Graph API are limited to 4 MB" (https://learn.microsoft.com/graph/use-the-api):
+# a PATCH of a Blueprint's keyCredentials carries every device's certificate (~1.2 KB each).
+_GRAPH_MAX_BODY = 4 * 1024 * 1024
 _DRAIN_LIMIT = 1024 * 1024
 _DIGITS = re.compile(r"[0-9]{1,12}")
 DEFAULT_MAX_CONNECTIONS = 128
@@ -121,7 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(400, "The Content-Length header is not a non-negative integer.")
             return None
         length = int(text)
-        if length > _MAX_BODY:
+        graph = self.path.startswith(("/v1.0/", "/beta/"))
+        if length > (_GRAPH_MAX_BODY if graph else _MAX_BODY):
             if length <= _DRAIN_LIMIT:
                 # Read what the client is still sending so it sees the 413 instead of a reset.
                 self.rfile.read(length)

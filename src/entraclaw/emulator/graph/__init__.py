@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from entraclaw.emulator import jwt_codec
-from entraclaw.emulator.graph import applications, domains, grants, service_principals, users
+from entraclaw.emulator.graph import app_limits, applications, domains, grants, service_principals, users
 from entraclaw.emulator.graph._core import Caller, Context, GraphError, GraphResponse, Request, no_segment
 from entraclaw.emulator.issuer import TokenIssuer
 from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, Tenant
@@ -51,6 +51,7 @@ _FAMILIES: dict[str, Callable[[Context], GraphResponse]] = {
     "me": users.handle_me,
     "oauth2PermissionGrants": grants.handle,
     "domains": domains.handle,
+    "policies": app_limits.handle_policies,
 }
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -74,6 +75,8 @@ class GraphService:
         self._clock = clock
         #: Called after every successful write, before the response is sent (the emulator saves state).
         self.on_write = on_write
+        #: Object-size limit and app management policy on keyCredentials (graph/app_limits.py).
+        self.app_limits = app_limits.AppLimits()
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
@@ -108,6 +111,9 @@ class GraphService:
                 },
             }
         }
+        details = getattr(err, "details", None)
+        if details:
+            payload["error"]["details"] = details
         return GraphResponse(err.status, payload, {**err.headers, "request-id": request_id})
 
     def _route(

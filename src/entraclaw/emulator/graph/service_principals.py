@@ -69,6 +69,11 @@ from entraclaw.emulator.graph._core import (
     split_key,
     stamp,
 )
+from entraclaw.emulator.graph.propagation import (
+    BLUEPRINT_PRINCIPAL_MISSING,
+    refuse_if_propagating,
+    still_propagating,
+)
 from entraclaw.emulator.tenant import (
     GRAPH_APP_ROLES,
     GRAPH_DELEGATED_SCOPES,
@@ -224,6 +229,8 @@ def handle(ctx: Context) -> GraphResponse:
             return _delete(ctx, target)
         raise _method(method)
     oid = target.object_id
+    if method == "POST":
+        refuse_if_propagating(ctx, target, key)
     if rest[0] == "appRoleAssignments":
         if len(rest) == 1 and method == "GET":
             return _list_assignments(ctx, lambda a: a.principal_id == oid)
@@ -302,6 +309,7 @@ def _create_principal(ctx: Context, *, typed: bool) -> GraphResponse:
     app = ctx.tenant.application(app_id)
     if app is None:
         raise not_found(app_id)  # docs silent on the status
+    refuse_if_propagating(ctx, app, app_id)
     caller = ctx.caller
     if typed and app.kind != "blueprint":
         raise bad_request(
@@ -356,14 +364,17 @@ def _create_identity(ctx: Context) -> GraphResponse:
     blueprint = ctx.tenant.application(parent)
     if blueprint is None:
         raise not_found(parent)
+    refuse_if_propagating(ctx, blueprint, parent)
     if blueprint.kind != "blueprint":
         raise bad_request(
             f"The specified Application ({parent}) isn't an Agent Blueprint.", "AgentIdentity_IncompatibleParentType"
         )
-    if ctx.tenant.service_principal_by_app_id(parent) is None:
+    principal = ctx.tenant.service_principal_by_app_id(parent)
+    if principal is None or still_propagating(ctx, principal):
+        # The same answer while a new Blueprint principal propagates (hard-won-learnings.md, upstream).
         raise bad_request(
             f"The required agent identity blueprint principal doesn't exist for blueprint {parent}.",
-            "AgentIdentity_AgentBlueprintPrincipalDoesNotExist",
+            BLUEPRINT_PRINCIPAL_MISSING,
         )
     caller_app = ctx.tenant.application(caller.app_id)
     if not caller.delegated and caller_app is not None and caller_app.kind == "blueprint" and caller.app_id != parent:
@@ -486,6 +497,11 @@ def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> Gra
     if resource is not None and resource_id != resource:
         raise bad_request(f"resourceId must be the service principal in the URL ({resource}).")
     require_principal(ctx, principal_id, "principalId")
+    refuse_if_propagating(
+        ctx,
+        ctx.tenant.service_principal(principal_id) or ctx.tenant.agent_identity_by_object_id(principal_id),
+        principal_id,
+    )
     require_graph_resource(ctx, resource_id, "roles")
     roles = {permission_id(r, "role"): r for r in GRAPH_APP_ROLES}
     if role_id not in roles:
