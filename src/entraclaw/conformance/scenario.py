@@ -35,7 +35,8 @@ from entraclaw.auth.thumbprint import compute_cert_thumbprint
 from entraclaw.conformance.transcript import Entry, Transcript
 from entraclaw.errors import ConfigurationError, GraphRequestError
 from entraclaw.provisioning.auth import GraphAuth
-from entraclaw.provisioning.context import Endpoints, is_propagation_error
+from entraclaw.provisioning.context import Endpoints
+from entraclaw.provisioning.propagation import is_propagation_error
 from entraclaw.provisioning.proofs import build_proof
 
 __all__ = ["SCENARIOS", "Run", "run_scenario"]
