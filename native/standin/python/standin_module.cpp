@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include <chrono>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -166,6 +167,19 @@ PYBIND11_MODULE(_cng_standin, m) {
     standin_set_ek_certificate(reinterpret_cast<const uint8_t*>(data.data()), data.size());
   });
   m.def("set_claim_tamper", &standin_set_claim_tamper);
+  m.def("set_pcp_setproperty_flags", [](bool accepted) { standin_set_pcp_setproperty_flags(accepted ? 1 : 0); });
+  m.def(
+      "set_store_missing",
+      [](const std::string& location, bool missing) { standin_set_store_missing(location_id(location), missing ? 1 : 0); },
+      py::arg("location"), py::arg("missing") = true);
+  m.def("store_exists", [](const std::string& location) { return standin_store_exists(location_id(location)) != 0; });
+  // How many exception translators are registered process-wide (every
+  // pybind11 module of this ABI shares them). A module that registers its own
+  // with register_exception_translator adds one here for everyone.
+  m.def("global_exception_translators", [] {
+    auto& list = py::detail::get_internals().registered_exception_translators;
+    return static_cast<int>(std::distance(list.begin(), list.end()));
+  });
   m.def("library_path", [] { return std::string(standin_library_path()); });
   // advapi32 part (native/standin/src/advapi.cpp).
   m.def(
