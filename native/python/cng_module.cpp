@@ -181,10 +181,13 @@ PYBIND11_MODULE(_cng, m) {
       if (p) std::rethrow_exception(p);
     } catch (const StatusError& e) {
       // args: (hresult as unsigned, api, attempts, reacquires[, orphan hresult, orphan api])
-      py::tuple args = e.orphan.ok()
-                           ? py::make_tuple(e.status.code(), std::string(e.status.api), e.attempts, e.reacquires)
-                           : py::make_tuple(e.status.code(), std::string(e.status.api), e.attempts, e.reacquires,
-                                            e.orphan.code(), std::string(e.orphan.api));
+      py::tuple args;
+      if (e.orphan.ok()) {
+        args = py::make_tuple(e.status.code(), std::string(e.status.api), e.attempts, e.reacquires);
+      } else {
+        args = py::make_tuple(e.status.code(), std::string(e.status.api), e.attempts, e.reacquires, e.orphan.code(),
+                              std::string(e.orphan.api));
+      }
       PyErr_SetObject(g_status_error, args.ptr());
     } catch (const ClosedError&) {
       PyErr_SetString(g_closed_error, "the key was closed");
@@ -243,12 +246,14 @@ PYBIND11_MODULE(_cng, m) {
            })
       .def(
           "attestation",
-          [](cng::CertKey& self, const std::string& aik) {
+          [](cng::CertKey& self, const std::string& aik, const py::bytes& nonce) {
+            auto [n, nlen] = view(nonce);
+            const std::vector<std::uint8_t> nonce_bytes(n, n + nlen);
             cng::AttestationData data;
             cng::Status st;
             {
               py::gil_scoped_release release;
-              st = self.attestation(aik, data);
+              st = self.attestation(aik, nonce_bytes, data);
             }
             if (!st.ok()) raise_status(st);
             auto part = [](const cng::Status& s) { return py::make_tuple(s.code(), std::string(s.api)); };
@@ -263,7 +268,7 @@ PYBIND11_MODULE(_cng, m) {
             d["claim_status"] = part(data.claim_status);
             return d;
           },
-          py::arg("aik") = "")
+          py::arg("aik") = "", py::arg("nonce") = py::bytes())
       .def_property_readonly("hardware", &cng::CertKey::hardware)
       .def_property_readonly("pss_salt_size", &cng::CertKey::pss_salt)
       .def("certificate",

@@ -390,14 +390,14 @@ void test_tpm_behaviour() {
     for (int mode = 0; mode <= 4; ++mode) {
       standin_set_claim_tamper(mode);
       cng::AttestationData data;
-      CHECK_OK(key.attestation("core-aik", data));
+      CHECK_OK(key.attestation("core-aik", {}, data));
       CHECK(data.claim_status.ok() && data.claim.size() > 200);
       CHECK(data.platform_status.ok() && data.platform_type.find("TPM-Version:2.0") == 0);
       CHECK(!data.ek_status.ok());  // no EK certificate set
     }
     standin_set_claim_tamper(0);
     cng::AttestationData none;
-    CHECK_OK(key.attestation("", none));
+    CHECK_OK(key.attestation("", {}, none));
     CHECK(none.claim.empty() && !none.claim_status.ok());
     key.close();
   }

@@ -162,6 +162,13 @@ PYBIND11_MODULE(_cng_standin, m) {
     standin_key_public_der(provider.c_str(), container.c_str(), reinterpret_cast<uint8_t*>(out.data()), out.size());
     return py::bytes(out);
   });
+  m.def("key_tpm_public", [](const std::string& provider, const std::string& container) {
+    const std::int64_t len = standin_key_tpm_public(provider.c_str(), container.c_str(), nullptr, 0);
+    if (len < 0) throw py::value_error("no such hardware key");
+    std::string out(static_cast<std::size_t>(len), '\0');
+    standin_key_tpm_public(provider.c_str(), container.c_str(), reinterpret_cast<uint8_t*>(out.data()), out.size());
+    return py::bytes(out);
+  });
   m.def("set_ek_certificate", [](const py::bytes& der) {
     const std::string data = der;
     standin_set_ek_certificate(reinterpret_cast<const uint8_t*>(data.data()), data.size());
@@ -172,6 +179,12 @@ PYBIND11_MODULE(_cng_standin, m) {
       "set_store_missing",
       [](const std::string& location, bool missing) { standin_set_store_missing(location_id(location), missing ? 1 : 0); },
       py::arg("location"), py::arg("missing") = true);
+  m.def("add_linked_certificate", [](const std::string& location, const py::bytes& existing, const std::string& cn) {
+    const std::string der = existing;
+    const int32_t st = standin_add_linked_certificate(location_id(location), reinterpret_cast<const uint8_t*>(der.data()),
+                                                      der.size(), cn.c_str());
+    if (st != 0) throw py::value_error("no linked certificate with that DER in the store");
+  });
   m.def("store_exists", [](const std::string& location) { return standin_store_exists(location_id(location)) != 0; });
   // How many exception translators are registered process-wide (every
   // pybind11 module of this ABI shares them). A module that registers its own

@@ -184,6 +184,7 @@ class SetupOptions:
     smoke_test: bool = True
     state_dir: Path | None = None
     propagation_timeout: float = 180.0
+    require_tpm: bool | None = None  # True: no software key fallback (None: ENTRACLAW_REQUIRE_TPM decides)
 
 
 @dataclass
@@ -536,7 +537,8 @@ class Setup:
         self.journal.data["key_pending"] = True
         self.journal.save()
         key = create_device_key(
-            blueprint.app_id, self.options.key_storage, state_dir=self.state_dir, keystore=self.keystore
+            blueprint.app_id, self.options.key_storage, state_dir=self.state_dir, keystore=self.keystore,
+            require_tpm=self.options.require_tpm,
         )
         checkpoint("key:created")
         self.key = key

@@ -107,6 +107,10 @@ ENTRACLAW_STANDIN_CONTROL void standin_set_provider_pss_salt(int64_t value);
 ENTRACLAW_STANDIN_CONTROL int32_t standin_create_aik(const char* container);
 ENTRACLAW_STANDIN_CONTROL int64_t standin_key_public_der(const char* provider, const char* container, uint8_t* out,
                                                          size_t capacity);
+/* TPM2B_PUBLIC of a hardware key (an AIK's is what a relying party enrolls);
+ * returns the length, -1 if absent or not in the "TPM". */
+ENTRACLAW_STANDIN_CONTROL int64_t standin_key_tpm_public(const char* provider, const char* container, uint8_t* out,
+                                                         size_t capacity);
 ENTRACLAW_STANDIN_CONTROL void standin_set_ek_certificate(const uint8_t* der, size_t len);
 ENTRACLAW_STANDIN_CONTROL void standin_set_claim_tamper(int mode);
 /* 0: NCryptSetProperty on a Platform (hardware) key refuses any dwFlags != 0
