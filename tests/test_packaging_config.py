@@ -197,3 +197,23 @@ def test_release_workflow_builds_tests_publishes_and_attaches() -> None:
     assert attach["needs"] == ["publish"] and attach["permissions"] == {"contents": "write"}
     assert "gh release upload" in " ".join(s.get("run", "") for s in attach["steps"])
     assert wf["permissions"] == {"contents": "read"}
+
+
+def test_every_windows_translation_unit_gets_the_constexpr_mutex_escape_hatch(tmp_path: Path) -> None:
+    # An inline std::mutex constructor compiled with and without the macro in one binary is an ODR violation (the
+    # linker may keep the constexpr one), so every TU of the Windows build must see it: the core and the probes
+    # here (mingw cross build, configure only), and _cng through the same PUBLIC definition on Windows.
+    require("wine", shutil.which("x86_64-w64-mingw32-g++-posix") is not None, "mingw-w64 is not installed")
+    cmake = shutil.which("cmake") or shutil.which("cmake", path=str(Path(sys.executable).parent))
+    require("packaging", cmake is not None, "cmake is not installed")
+    assert cmake is not None
+    subprocess.run(
+        [cmake, "-S", str(ROOT / "native" / "wine"), "-B", str(tmp_path),
+         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'cmake' / 'mingw-w64-x86_64.cmake'}", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"],
+        check=True, capture_output=True,
+    )
+    commands = json.loads((tmp_path / "compile_commands.json").read_text())
+    files = {Path(c["file"]).name for c in commands}
+    assert {"cert_key.cpp", "provision.cpp", "probe.cpp", "dpapi_probe.cpp", "acl_probe.cpp"} <= files
+    missing = [c["file"] for c in commands if "-D_DISABLE_CONSTEXPR_MUTEX_CONSTRUCTOR" not in c["command"]]
+    assert missing == []
