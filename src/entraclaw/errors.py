@@ -42,6 +42,7 @@ __all__ = [
     "TokenEndpointUnavailableError",
     "TokenExchangeError",
     "TpmLockedOutError",
+    "TpmRequiredError",
     "TpmUnavailableError",
     "TransientSigningError",
     "UnsupportedKeyError",
