@@ -154,6 +154,7 @@ class SetupOptions:
     fleet_settle: float = 2.0
     #: Certificates a Blueprint may hold before setup refuses another device (limits.py).
     max_key_credentials: int = KEY_CREDENTIALS_GUARD
+    require_tpm: bool | None = None  # True: no software key fallback (None: ENTRACLAW_REQUIRE_TPM decides)
 
 
 @dataclass
@@ -533,6 +534,7 @@ class Setup:
             state_dir=self.state_dir,
             keystore=self.keystore,
             days=policy.days,
+            require_tpm=self.options.require_tpm,
         )
         checkpoint("key:created")
         self.key = key
