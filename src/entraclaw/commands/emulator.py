@@ -152,19 +152,39 @@ def serve_command(args: argparse.Namespace) -> int:
             ("admin_user_id", admin.user_id),
             ("admin_client_id", admin.client_id),
             ("colleague_user", people.colleague.upn),
-            ("colleague_user_id", people.colleague.object_id),
-            ("second_colleague_user", people.second_colleague.upn),
+            ("colleague_id", people.colleague.object_id),
+            ("colleague2_user", people.second_colleague.upn),
             ("guest_user", people.guest.upn),
             ("guest_user_id", people.guest.object_id),
             ("external_tenant", f"{people.external_tenant.domain} {people.external_tenant.tenant_id}"),
             ("external_user", people.external_user.upn),
             ("control_url", f"{emu.base_url}/emulator"),
             ("admin_auth", _how_to_authenticate(bool(args.auto_approve), emu.base_url, ca_bundle)),
-            ("setup", shlex.join([
-                "entraclaw", "setup", "--tenant", emu.tenant_id, "--authority-host", emu.base_url,
-                "--graph-url", emu.graph_url, "--ca-bundle", ca_bundle, "--admin-app-id", admin.app_id,
-                "--admin-cert", admin_cert, "--admin-key", admin_key, "--sponsor", admin.user_upn,
-            ])),
+            (
+                "setup",
+                shlex.join(
+                    [
+                        "entraclaw",
+                        "setup",
+                        "--tenant",
+                        emu.tenant_id,
+                        "--authority-host",
+                        emu.base_url,
+                        "--graph-url",
+                        emu.graph_url,
+                        "--ca-bundle",
+                        ca_bundle,
+                        "--admin-app-id",
+                        admin.app_id,
+                        "--admin-cert",
+                        admin_cert,
+                        "--admin-key",
+                        admin_key,
+                        "--sponsor",
+                        admin.user_upn,
+                    ]
+                ),
+            ),
         ]
         if args.propagation_delay:
             lines.append(("propagation_delay", str(args.propagation_delay)))

@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.dry_run:
         print(f"dry run: {result.graph_requests} Graph read(s), no writes")
     else:
-        print(f"OK: setup complete ({result.graph_writes} Graph write(s), {result.graph_requests} request(s)); "
-              f"config in {state_dir / '.env'}")
+        print(
+            f"OK: setup complete ({result.graph_writes} Graph write(s), {result.graph_requests} request(s)); "
+            f"config in {state_dir / '.env'}"
+        )
     return 0

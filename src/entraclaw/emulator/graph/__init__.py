@@ -35,7 +35,9 @@ GET     /{domain}/v2.0/.well-known/openid-configuration   (no token) the tenant 
                                                     issuer https://<emulator>/{tenant id}/v2.0
 ======  ==========================================  ========================================
 
-Seeded people (``Emulator.people``, made on first use; ``serve`` prints them): the colleague
+Seeded people (``Emulator.people``, made on first use; ``serve`` prints them as ``colleague_user``,
+``colleague_id``, ``colleague2_user``, ``guest_user``, ``guest_user_id``, ``external_tenant`` (domain
+and id), ``external_user`` and ``control_url``): the colleague
 ``megan.bowen@<default domain>`` (internal member with a mailbox: the one who replies), a second
 colleague ``lee.gu@...`` for group chats, the guest ``alex.wilber_fabrikam.example#EXT#@<domain>``
 (userType Guest, mail alex.wilber@fabrikam.example, chat role ``guest``) and, in the second tenant
