@@ -325,9 +325,15 @@ class Workspace:
 
     def add_rule(self, rule: AutoReply) -> None:
         if rule.channel not in ("chat", "mail", "both"):
-            raise EmulatorError(f"Auto-reply channel {rule.channel!r} is not chat, mail or both.", remedy="Pass one.")
+            raise EmulatorError(
+                f"Auto-reply channel {rule.channel!r} of user {rule.responder_id} is not chat, mail or both.",
+                remedy="Pass channel='chat', 'mail' or 'both'.",
+            )
         if rule.delay < 0:
-            raise EmulatorError(f"Auto-reply delay {rule.delay} is negative.", remedy="Pass delay >= 0 seconds.")
+            raise EmulatorError(
+                f"Auto-reply delay {rule.delay} of user {rule.responder_id} is negative.",
+                remedy="Pass a delay of 0 or more seconds (`entraclaw emulator serve --auto-reply-delay 2`).",
+            )
         with self._lock:
             # One rule per responder and channel: a restarted `serve --auto-reply` replaces, not stacks.
             self._rules = [r for r in self._rules if (r.responder_id, r.channel) != (rule.responder_id, rule.channel)]
