@@ -637,7 +637,8 @@ def _error(problems: list[ConfigProblem], env_file: Path | None) -> Configuratio
         remedy = (
             "This device is not set up: run `entraclaw setup` with an admin sign-in (see `entraclaw setup --help`; "
             "against the emulator, paste the `setup` line `entraclaw emulator serve` prints), which writes "
-            f"{env_file if env_file is not None else 'the .env in the state directory'}. Or " + remedy[0].lower()
+            f"{env_file if env_file is not None else 'the .env in the state directory'}. Or "
+            + remedy[0].lower()
             + remedy[1:]
         )
     return ConfigurationError(

@@ -290,8 +290,9 @@ def provision_emulator_tenant(
         # when provisioning stops half-way (the caller's cleanup only covers a returned tenant).
         cleanup()
         raise
-    key = BlueprintKey(device.signer, device.certificate, _STORAGE.get(device.provider, device.provider),
-                       device.warning, cleanup)
+    key = BlueprintKey(
+        device.signer, device.certificate, _STORAGE.get(device.provider, device.provider), device.warning, cleanup
+    )
     return DemoTenant(
         authority=emu.authority,
         blueprint_app_id=values["ENTRACLAW_BLUEPRINT_APP_ID"],

@@ -69,6 +69,16 @@ def register(sub: Any) -> None:
         default=None,
         help="app management policy: refuse certificates that live longer (asymmetricKeyLifetime)",
     )
+    serve.add_argument(
+        "--auto-reply",
+        metavar="TEXT",
+        default=None,
+        help="the seeded colleague answers every chat message and mail sent to it with TEXT "
+        "({text} = what it was sent, {sender} = who sent it)",
+    )
+    serve.add_argument(
+        "--auto-reply-delay", type=float, default=0.0, help="seconds before the colleague's reply appears (default 0)"
+    )
     serve.set_defaults(handler=serve_command)
     approve = actions.add_parser("approve", help="approve (or --deny) a device code shown by a client")
     approve.add_argument("user_code", metavar="CODE", help="the user code the client printed")
@@ -159,6 +169,11 @@ def serve_command(args: argparse.Namespace) -> int:
                 ) from exc
             ca_path = str(args.ca_out)
         admin = emu.admin
+        people = emu.people
+        if args.auto_reply is not None:
+            from entraclaw.emulator.workspace import AutoReply
+
+            emu.workspace.add_rule(AutoReply(people.colleague.object_id, args.auto_reply, args.auto_reply_delay))
         emu.auto_approve = bool(args.auto_approve)
         if args.state is not None:
             emu.save_state()
@@ -178,12 +193,40 @@ def serve_command(args: argparse.Namespace) -> int:
             ("admin_user", admin.user_upn),
             ("admin_user_id", admin.user_id),
             ("admin_client_id", admin.client_id),
+            ("colleague_user", people.colleague.upn),
+            ("colleague_id", people.colleague.object_id),
+            ("colleague2_user", people.second_colleague.upn),
+            ("guest_user", people.guest.upn),
+            ("guest_user_id", people.guest.object_id),
+            ("external_tenant", f"{people.external_tenant.domain} {people.external_tenant.tenant_id}"),
+            ("external_user", people.external_user.upn),
+            ("control_url", f"{emu.base_url}/emulator"),
             ("admin_auth", _how_to_authenticate(bool(args.auto_approve), emu.base_url, ca_bundle)),
-            ("setup", shlex.join([
-                "entraclaw", "setup", "--tenant", emu.tenant_id, "--authority-host", emu.base_url,
-                "--graph-url", emu.graph_url, "--ca-bundle", ca_bundle, "--admin-app-id", admin.app_id,
-                "--admin-cert", admin_cert, "--admin-key", admin_key, "--sponsor", admin.user_upn,
-            ])),
+            (
+                "setup",
+                shlex.join(
+                    [
+                        "entraclaw",
+                        "setup",
+                        "--tenant",
+                        emu.tenant_id,
+                        "--authority-host",
+                        emu.base_url,
+                        "--graph-url",
+                        emu.graph_url,
+                        "--ca-bundle",
+                        ca_bundle,
+                        "--admin-app-id",
+                        admin.app_id,
+                        "--admin-cert",
+                        admin_cert,
+                        "--admin-key",
+                        admin_key,
+                        "--sponsor",
+                        admin.user_upn,
+                    ]
+                ),
+            ),
         ]
         if args.propagation_delay:
             lines.append(("propagation_delay", str(args.propagation_delay)))

@@ -82,15 +82,20 @@ def run(args: argparse.Namespace) -> int:
     )
     result = rotation.run(dry_run=args.dry_run)
     if args.json:
-        print(json.dumps({
-            "rotated": result.rotated,
-            "old_sha1": result.old_sha1,
-            "new_sha1": result.new_sha1,
-            "days_left": result.days_left,
-            "plan": [vars(s) for s in result.plan],
-            "graph_requests": result.graph_requests,
-            "graph_writes": result.graph_writes,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "rotated": result.rotated,
+                    "old_sha1": result.old_sha1,
+                    "new_sha1": result.new_sha1,
+                    "days_left": result.days_left,
+                    "plan": [vars(s) for s in result.plan],
+                    "graph_requests": result.graph_requests,
+                    "graph_writes": result.graph_writes,
+                },
+                indent=2,
+            )
+        )
     elif result.rotated:
         print(f"OK: rotated {result.old_sha1} -> {result.new_sha1}")
     return 0

@@ -61,7 +61,7 @@ CRED_MAX_CREDENTIAL_BLOB_SIZE = 5 * 512
 _REMEDY_NO_BACKEND = (
     "Install and unlock an OS secret store. Linux: `apt-get install gnome-keyring libsecret-1-0 dbus-user-session` "
     "and log in to a desktop session, or on a headless machine start the agent inside its own session: "
-    "`dbus-run-session -- sh -c 'printf %s \"$KEYRING_PASSWORD\" | gnome-keyring-daemon --daemonize --unlock "
+    '`dbus-run-session -- sh -c \'printf %s "$KEYRING_PASSWORD" | gnome-keyring-daemon --daemonize --unlock '
     "--components=secrets >/dev/null; exec <command>'` (the keyring password is yours; entraclaw never holds it). "
     "`python -m keyring --list-backends` shows what keyring can use; PYTHON_KEYRING_BACKEND must not name a "
     "plaintext or null backend."

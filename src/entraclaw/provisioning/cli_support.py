@@ -66,9 +66,15 @@ def _to_stderr(line: str) -> None:
 def admin_auth(
     args: argparse.Namespace, endpoints: Endpoints, *, echo: Callable[[str], None] = _to_stderr
 ) -> GraphAuth:
-    chosen = [name for name, on in (
-        ("--admin-app-id", bool(args.admin_app_id)), ("--device-code", args.device_code),
-        ("--azure-cli", args.azure_cli)) if on]
+    chosen = [
+        name
+        for name, on in (
+            ("--admin-app-id", bool(args.admin_app_id)),
+            ("--device-code", args.device_code),
+            ("--azure-cli", args.azure_cli),
+        )
+        if on
+    ]
     if len(chosen) != 1:
         raise ConfigurationError(
             "Give exactly one admin sign-in: --admin-app-id with --admin-cert/--admin-key (or "

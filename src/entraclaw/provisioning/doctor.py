@@ -157,8 +157,11 @@ def _state_checks(report: DoctorReport, state_dir: Path) -> None:
                 f"{path} records a run that stopped before its last step",
                 f"Re-run `{command}` with an admin sign-in (--admin-app-id with --admin-cert/--admin-key, "
                 "--device-code or --azure-cli); it resumes from the journal"
-                + (" (or undo it with `entraclaw setup --rollback` and the same sign-in)."
-                   if command == "entraclaw setup" else "."),
+                + (
+                    " (or undo it with `entraclaw setup --rollback` and the same sign-in)."
+                    if command == "entraclaw setup"
+                    else "."
+                ),
             )
 
 
@@ -233,8 +236,9 @@ def _attestation_check(report: DoctorReport, key: DeviceKey) -> None:
     report.add("attestation", "ok" if "not TPM-backed" not in line else "warn", line)
 
 
-def _key_checks(report: DoctorReport, key: DeviceKey, config: dict[str, str], clock: Callable[[], float],
-                days_warn: int) -> None:
+def _key_checks(
+    report: DoctorReport, key: DeviceKey, config: dict[str, str], clock: Callable[[], float], days_warn: int
+) -> None:
     report.add("key", "ok", f"{key.key_ref} present")
     configured = config.get("ENTRACLAW_KEY_PROVIDER")
     exportable = None
@@ -296,8 +300,9 @@ def _registration_check(
 ) -> set[str] | None:
     object_id = config.get("ENTRACLAW_BLUEPRINT_OBJECT_ID")
     if not object_id:
-        report.add("registered", "unknown", "ENTRACLAW_BLUEPRINT_OBJECT_ID is not in the config",
-                   "Re-run `entraclaw setup`.")
+        report.add(
+            "registered", "unknown", "ENTRACLAW_BLUEPRINT_OBJECT_ID is not in the config", "Re-run `entraclaw setup`."
+        )
         return None
     try:
         creds = graph.key_credentials(object_id)
@@ -322,14 +327,22 @@ def _clock_check(report: DoctorReport, endpoints: Any, clock: Callable[[], float
     try:
         skew = _clock_skew(endpoints.authority, endpoints.session(), clock)
     except Exception as exc:  # network of any kind: this check could not run
-        report.add("clock skew", "unknown", f"{endpoints.authority} unreachable ({type(exc).__name__})",
-                   "Check network access to the authority host.")
+        report.add(
+            "clock skew",
+            "unknown",
+            f"{endpoints.authority} unreachable ({type(exc).__name__})",
+            "Check network access to the authority host.",
+        )
         return
     if skew is None:
         report.add("clock skew", "unknown", "the token endpoint sent no Date header")
     elif abs(skew) > _MAX_SKEW:
-        report.add("clock skew", "fail", f"this clock is {skew:+.0f}s off the token endpoint's",
-                   "Synchronise the system clock (w32tm /resync, timedatectl set-ntp true).")
+        report.add(
+            "clock skew",
+            "fail",
+            f"this clock is {skew:+.0f}s off the token endpoint's",
+            "Synchronise the system clock (w32tm /resync, timedatectl set-ntp true).",
+        )
     elif abs(skew) > _WARN_SKEW:
         report.add("clock skew", "warn", f"{skew:+.0f}s against the token endpoint", "Synchronise the system clock.")
     else:
@@ -388,8 +401,9 @@ def _stale_check(
         )
 
 
-def _smoke_check(report: DoctorReport, endpoints: Any, config: dict[str, str], key: DeviceKey,
-                 infer_registration: bool) -> None:
+def _smoke_check(
+    report: DoctorReport, endpoints: Any, config: dict[str, str], key: DeviceKey, infer_registration: bool
+) -> None:
     try:
         result = run_chain(
             endpoints,
@@ -414,8 +428,12 @@ def _smoke_check(report: DoctorReport, endpoints: Any, config: dict[str, str], k
             report.add("registered", "fail", f"Hop 1 refused the key {key.sha1} ({aadsts_text(exc)})",
                        "Run `entraclaw setup` with admin credentials to register this device's certificate.")
         if hop == 3 and code == 65001:
-            report.add("consent", "fail", "the Agent User has not consented to the scope (AADSTS65001)",
-                       "Run `entraclaw setup` with admin credentials; it grants consent.")
+            report.add(
+                "consent",
+                "fail",
+                "the Agent User has not consented to the scope (AADSTS65001)",
+                "Run `entraclaw setup` with admin credentials; it grants consent.",
+            )
         report.add("hops 1-3 + /me", "fail", exc.message, exc.remedy)
         return
     if infer_registration:

@@ -448,9 +448,7 @@ class GraphClient:
     # --- service principals -----------------------------------------------------------------
 
     def find_service_principal(self, app_id: str) -> ServicePrincipalInfo | None:
-        rows = self._filter(
-            "servicePrincipals", f"appId eq {_odata_literal(app_id)}", what="find service principal"
-        )
+        rows = self._filter("servicePrincipals", f"appId eq {_odata_literal(app_id)}", what="find service principal")
         return ServicePrincipalInfo.from_json(rows[0]) if rows else None
 
     def create_blueprint_principal(self, app_id: str) -> ServicePrincipalInfo:

@@ -224,7 +224,9 @@ class Rotate:
                 audience = self.wait.run(
                     f"the new certificate {new.sha1}",
                     lambda: prove_hop1(
-                        endpoints, blueprint_app_id=blueprint_app_id, agent_identity_app_id=identity_app_id,
+                        endpoints,
+                        blueprint_app_id=blueprint_app_id,
+                        agent_identity_app_id=identity_app_id,
                         signer=new.signer,
                     ),
                 )
@@ -249,7 +251,8 @@ class Rotate:
             if not self._is_done("remove_key"):
                 removed = self._remove_old(blueprint_oid, old_sha1, new)
                 self._plan(
-                    "remove_key", "done" if removed else "skip",
+                    "remove_key",
+                    "done" if removed else "skip",
                     f"old certificate {old_sha1} " + ("removed from the Blueprint" if removed else "already gone"),
                 )
                 self._done("remove_key")

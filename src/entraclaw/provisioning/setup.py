@@ -465,9 +465,7 @@ class Setup:
         bp_app_id = blueprint.app_id
         principal = None
         if "blueprint" not in self._fresh:
-            principal = self._await_pending(
-                "blueprint_principal", lambda: self.graph.find_service_principal(bp_app_id)
-            )
+            principal = self._await_pending("blueprint_principal", lambda: self.graph.find_service_principal(bp_app_id))
         if principal is not None:
             self._adopted("blueprint_principal", principal.object_id, principal.display_name)
             self._plan("blueprint_principal", "exists", f"object id {principal.object_id}")
@@ -489,9 +487,14 @@ class Setup:
     def _candidate_refs(self, blueprint: BlueprintInfo, config: dict[str, str]) -> list[str]:
         refs: list[str] = []
         recorded = self.journal.data.get("key")
-        if isinstance(recorded, dict) and recorded.get("key_ref") and recorded.get("blueprint_app_id") in (
-            None,
-            blueprint.app_id,
+        if (
+            isinstance(recorded, dict)
+            and recorded.get("key_ref")
+            and recorded.get("blueprint_app_id")
+            in (
+                None,
+                blueprint.app_id,
+            )
         ):
             refs.append(str(recorded["key_ref"]))
         if config.get("ENTRACLAW_BLUEPRINT_APP_ID") == blueprint.app_id and config.get("ENTRACLAW_KEY_REF"):

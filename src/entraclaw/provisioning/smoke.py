@@ -64,8 +64,9 @@ def run_chain(
     chain = credential.acquire_chain([scope])
     assert chain.t3 is not None
     claims = unverified_claims(chain.t3.token)
-    graph = GraphClient(endpoints.graph_url, StaticTokenAuth(chain.t3.token, description="Agent User T3"),
-                        session=endpoints.session())
+    graph = GraphClient(
+        endpoints.graph_url, StaticTokenAuth(chain.t3.token, description="Agent User T3"), session=endpoints.session()
+    )
     me = graph.request("GET", "me", what="GET /me as the Agent User")
     if str(me.get("id", "")).lower() != agent_user_id.lower():
         raise GraphRequestError(

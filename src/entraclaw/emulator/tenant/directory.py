@@ -290,12 +290,19 @@ class Tenant(ConsentMixin):
         return user
 
     def add_person(
-        self, upn: str, display_name: str, *, roles: Sequence[str] = (), object_id: str | None = None
+        self,
+        upn: str,
+        display_name: str,
+        *,
+        roles: Sequence[str] = (),
+        object_id: str | None = None,
+        mail: str | None = None,
+        user_type: str = "Member",
     ) -> DirectoryUser:
         """A human user; ``roles`` are directory role names (checked for delegated Graph writes)."""
         with self._lock:
             self._refuse_taken_upn(upn)
-            person = DirectoryUser(_guid(object_id, "object id"), upn, display_name, tuple(roles))
+            person = DirectoryUser(_guid(object_id, "object id"), upn, display_name, tuple(roles), mail, user_type)
             self._people[person.object_id] = person
         return person
 

@@ -120,6 +120,8 @@ class DirectoryUser:
     upn: str
     display_name: str
     roles: tuple[str, ...] = ()  # directory role names, e.g. "Agent ID Administrator"
+    mail: str | None = None
+    user_type: str = "Member"  # "Member" | "Guest" (B2B guests: UPN with #EXT#)
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ def dump(tenant: Tenant) -> dict[str, Any]:
                 "userPrincipalName": p.upn,
                 "displayName": p.display_name,
                 "roles": list(p.roles),
+                "mail": p.mail,
+                "userType": p.user_type,
             }
             for p in tenant._people.values()
         ],
@@ -166,7 +168,14 @@ def load(tenant: Tenant, data: dict[str, Any]) -> None:
         )
         tenant._identities[identity.app_id] = replace(identity, **_stamps_from_json(i))
     for p in data.get("people", []):
-        tenant.add_person(p["userPrincipalName"], p["displayName"], roles=p.get("roles", []), object_id=p["id"])
+        tenant.add_person(
+            p["userPrincipalName"],
+            p["displayName"],
+            roles=p.get("roles", []),
+            object_id=p["id"],
+            mail=p.get("mail"),
+            user_type=p.get("userType", "Member"),
+        )
     for u in data.get("agentUsers", []):
         user = tenant.add_agent_user(
             u["agentIdentityAppId"],
