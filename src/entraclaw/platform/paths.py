@@ -36,6 +36,7 @@ __all__ = [
     "migrate_legacy_state",
     "state_dir",
     "token_cache_path",
+    "audit_log_path",
 ]
 
 ENV_HOME = "ENTRACLAW_HOME"
@@ -81,6 +82,11 @@ def env_file_path(home: str | os.PathLike[str] | None = None, *, environ: Mappin
 
 def token_cache_path(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
     return _home(home, environ) / "agent_tokens.bin"
+
+
+def audit_log_path(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    """The agent's audit trail (``entraclaw-mcp`` appends, ``entraclaw audit`` reads)."""
+    return _home(home, environ) / "audit.jsonl"
 
 
 def keys_dir(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
