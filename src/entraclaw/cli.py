@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "entraclaw.commands.setup",
     "entraclaw.commands.rotate",
     "entraclaw.commands.doctor",
+    "entraclaw.commands.mcp",
+    "entraclaw.commands.audit",
 )
 
 
