@@ -42,7 +42,7 @@ def run_config(args: argparse.Namespace) -> int:
 
     command, cmd_args = server_command()
     env = {}
-    home = os.environ.get(paths.ENV_HOME, "").strip()
+    home = str(getattr(args, "state_dir", None) or "") or os.environ.get(paths.ENV_HOME, "").strip()
     if home:
         # The client starts the server with its own environment: carry the state directory over.
         env[paths.ENV_HOME] = str(Path(home).expanduser().absolute())
@@ -53,7 +53,7 @@ def run_config(args: argparse.Namespace) -> int:
             if change.action != "unchanged":
                 print(change.new_text.rstrip())
             continue
-        backup = write_change(change)
+        backup = write_change(change, home=home or None)
         saved = f" (previous saved as {backup})" if backup else ""
         print(f"{target.client}: {change.action} {target.path}{saved}")
     print(f"server command: {command}{' ' + ' '.join(cmd_args) if cmd_args else ''}")
