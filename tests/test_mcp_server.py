@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,9 +83,23 @@ def test_stdout_carries_only_the_protocol(tmp_path: Path) -> None:
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "nope", "arguments": {}}},
     ]
     env = {**cli_env(), "ENTRACLAW_HOME": str(tmp_path)}
-    out = subprocess.run(server_command(), input="".join(json.dumps(m) + "\n" for m in lines), capture_output=True,
-                         text=True, env=env, timeout=120)
-    answers = [json.loads(line) for line in out.stdout.splitlines()]  # every stdout line is JSON-RPC
+    proc = subprocess.Popen(server_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    timer = threading.Timer(120, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("".join(json.dumps(m) + "\n" for m in lines))
+        proc.stdin.flush()
+        # Every stdout line is JSON-RPC: json.loads would fail on anything else.
+        answers = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout.read() == ""
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
     by_id = {a.get("id"): a for a in answers}
     assert sorted(by_id) == [1, 2, 3] and all(a["jsonrpc"] == "2.0" for a in answers)
     assert by_id[2]["result"]["isError"] is True and "entraclaw setup" in by_id[2]["result"]["content"][0]["text"]
