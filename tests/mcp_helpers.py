@@ -74,7 +74,8 @@ class Device:
         argv = shlex.split(self.info["setup"])[1:]  # without the leading "entraclaw"
         for scope in scopes:
             argv += ["--scope", scope]
-        return subprocess.run([sys.executable, "-m", "entraclaw", *argv, "--mcp-config", "none"],
+        # A PEM key file in the state dir: the tests need no OS keyring (the keystore has its own tests).
+        return subprocess.run([sys.executable, "-m", "entraclaw", *argv, "--key-storage", "file", "--mcp-config", "none"],
                               capture_output=True, text=True, env=self.env, timeout=300)
 
     def audit_lines(self) -> list[str]:
