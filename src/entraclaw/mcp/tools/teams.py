@@ -35,7 +35,8 @@ def _odata(value: str) -> str:
 
 
 def _user_bind(graph: AgentGraph, who: str) -> str:
-    return f"{graph.graph_url}/users({_odata(who)})"
+    # '#' would end the URL at the fragment: a guest's #EXT# UPN goes percent-encoded.
+    return f"{graph.graph_url}/users({_odata(who.replace('#', '%23'))})"
 
 
 def home_domain_of_guest(upn: str) -> str | None:
@@ -153,10 +154,15 @@ def register(server: Any, rt: AgentRuntime) -> None:  # noqa: C901 - one closure
 
             def work(graph: AgentGraph, scope: str) -> str:
                 literal = _odata(query.strip())
-                rows = graph.pages(scope, "users", what="find user", limit=10, params={
-                    "$filter": f"userPrincipalName eq {literal} or mail eq {literal}",
-                    "$select": "id,displayName,userPrincipalName,mail,userType",
-                })
+                rows: list[dict[str, Any]] = []
+                # mail first (a guest's mail is their home address), then the UPN (#EXT# for guests).
+                for field in ("mail", "userPrincipalName"):
+                    rows = graph.pages(scope, "users", what="find user", limit=10, params={
+                        "$filter": f"{field} eq {literal}",
+                        "$select": "id,displayName,userPrincipalName,mail,userType",
+                    })
+                    if rows:
+                        break
                 lines = []
                 for user in rows:
                     home = None
@@ -194,7 +200,9 @@ def register(server: Any, rt: AgentRuntime) -> None:  # noqa: C901 - one closure
                 body_members = [{"@odata.type": _MEMBER, "roles": ["owner"], "user@odata.bind": _user_bind(graph, me)}]
                 for member in members:
                     who, _, tenant = member.partition("|")
-                    entry: dict[str, Any] = {"@odata.type": _MEMBER, "roles": ["owner"],
+                    # Teams: an in-tenant guest (#EXT# UPN) joins as "guest"; members and federated users as "owner".
+                    role = "guest" if "#EXT#" in who.upper() else "owner"
+                    entry: dict[str, Any] = {"@odata.type": _MEMBER, "roles": [role],
                                              "user@odata.bind": _user_bind(graph, who.strip())}
                     if tenant.strip():
                         entry["tenantId"] = tenant.strip()  # chat-post Example 7: a federated user by email + tenant
