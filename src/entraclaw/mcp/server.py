@@ -61,6 +61,21 @@ def _preflight(rt: Any) -> None:
         )
 
 
+async def _serve_stdio(server: Any) -> None:
+    """The SDK's stdio transport; on POSIX pipes with event-loop-native streams (entraclaw.mcp.transport)."""
+    from mcp.server.stdio import stdio_server
+
+    from entraclaw.mcp.transport import native_stdio
+
+    async with native_stdio() as streams:
+        if streams is None:
+            await server.run_stdio_async()
+            return
+        lowlevel = server._lowlevel_server
+        async with stdio_server(stdin=streams[0], stdout=streams[1]) as (read, write):
+            await lowlevel.run(read, write, lowlevel.create_initialization_options())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve MCP on stdin/stdout until the client closes the pipe."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -83,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Config, key and the first token on a side thread while the client initializes.
         threading.Thread(target=rt.prepare, name="entraclaw-mcp-warmup", daemon=True).start()
     try:
-        server.run("stdio")
+        import anyio
+
+        anyio.run(_serve_stdio, server)
     except KeyboardInterrupt:
         return 130
     finally:
