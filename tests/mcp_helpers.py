@@ -41,6 +41,7 @@ class Device:
     info: dict[str, str]
     home: Path
     env: dict[str, str] = field(default_factory=dict)
+    foreign_chat: str = ""  # a chat of the two colleagues, without the Agent User
 
     @property
     def ca(self) -> str:
@@ -83,11 +84,29 @@ class Device:
         return path.read_text().splitlines() if path.exists() else []
 
 
+def seeded_state(tmp: Path) -> tuple[Path, str]:
+    """An emulator state file with the seeded people, the colleague answering every chat message after
+    1 s, and a chat of the two colleagues the Agent User is not in (its id); ``serve --state`` loads it."""
+    from entraclaw.emulator import Emulator
+    from entraclaw.emulator.workspace import AutoReply, ChatMember
+
+    state = tmp / "emulator.json"
+    emu = Emulator(state_file=state)
+    people = emu.people
+    emu.workspace.add_rule(AutoReply(people.colleague.object_id, "Got it: {text}", delay=1.0, channel="chat"))
+    members = [ChatMember("", u.object_id, u.display_name, u.mail or u.upn, emu.tenant_id, ("owner",))
+               for u in (people.colleague, people.second_colleague)]
+    chat, _ = emu.workspace.add_chat("group", "colleagues only", members)
+    emu.save_state()
+    return state, chat.id
+
+
 def provision(tmp: Path, scopes: tuple[str, ...] = SCOPES) -> Device:
-    proc, info = serve()
+    state, foreign = seeded_state(tmp)
+    proc, info = serve("--state", str(state))
     home = tmp / "home"
     env = {**cli_env(), "ENTRACLAW_HOME": str(home)}
-    device = Device(proc, info, home, env)
+    device = Device(proc, info, home, env, foreign)
     try:
         done = device.setup(*scopes)
         assert done.returncode == 0, done.stdout + done.stderr

@@ -116,8 +116,6 @@ def test_whoami_names_the_agent_user_and_never_a_token(device: Device) -> None:
 
 
 def test_teams_round_trip_with_a_colleague_who_replies(device: Device) -> None:
-    device.control("POST", "auto-replies", {"from": colleague(device), "text": "Got it: {text}", "delay": 1,
-                                             "channel": "chat"})
     box: dict[str, str] = {}
 
     async def body(s: Session) -> None:
@@ -179,8 +177,7 @@ def test_no_consent_names_the_setup_command_then_setup_fixes_it(device: Device) 
 
 def test_graph_403_is_a_tool_error_with_the_code_and_a_fix(device: Device) -> None:
     # A chat the Agent User is not in: the colleague and the second colleague talk without it.
-    chat = device.control("POST", "chats", {"members": [colleague(device), f"lee.gu@{device.domain}"]})["id"]
-    failed, text = run_session(device.env, lambda s: s.call("read_teams_messages", chat_id=chat))
+    failed, text = run_session(device.env, lambda s: s.call("read_teams_messages", chat_id=device.foreign_chat))
     assert failed and "Forbidden" in text and "HTTP 403" in text and "Fix:" in text
 
 
