@@ -217,7 +217,12 @@ DEMO_SCOPES = ("User.Read", "Chat.Create", "Chat.ReadBasic", "Chat.Read", "ChatM
 
 
 def provision_emulator_tenant(
-    emu: Any, trace: DemoTrace, *, upn: str | None = None, use_cng: bool | None = None
+    emu: Any,
+    trace: DemoTrace,
+    *,
+    upn: str | None = None,
+    use_cng: bool | None = None,
+    scopes: tuple[str, ...] = DEMO_SCOPES,
 ) -> DemoTenant:
     """``entraclaw setup`` against the running emulator, as its admin; the steps go into ``trace``.
 
@@ -259,7 +264,7 @@ def provision_emulator_tenant(
         state_dir=home,
         sponsor_ids=(admin.user_id,),
         agent_user_upn=upn,
-        scopes=DEMO_SCOPES,
+        scopes=scopes,
         smoke_test=False,
         propagation_timeout=60.0,
     )

@@ -62,6 +62,7 @@ def consent_command(scopes: Sequence[str]) -> str:
 class _CallState(threading.local):
     deadline: float | None = None
     request_ids: list[str] | None = None
+    retry_after: float | None = None  # the last Retry-After Graph sent in this call
 
 
 class _CredentialAuth(GraphAuth):
@@ -104,6 +105,7 @@ class AgentGraph:
         """Run this thread's Graph calls within ``seconds``; yields the request ids collected."""
         ids: list[str] = []
         self._state.deadline, self._state.request_ids = time.monotonic() + seconds, ids
+        self._state.retry_after = None
         try:
             yield ids
         finally:
@@ -113,11 +115,18 @@ class AgentGraph:
         end = self._state.deadline
         return None if end is None else end - time.monotonic()
 
+    def last_retry_after(self) -> float | None:
+        return self._state.retry_after
+
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         ids = self._state.request_ids
         request_id = response.headers.get("request-id")
         if ids is not None and request_id:
             ids.append(str(request_id))
+        if response.status_code in (429, 503) and ids is not None:
+            from entraclaw.auth.msal_http import parse_retry_after
+
+            self._state.retry_after = parse_retry_after(response.headers.get("Retry-After"))
 
     def _sleep(self, delay: float) -> None:
         left = self.remaining()

@@ -207,6 +207,8 @@ class AgentRuntime:
                 except ConsentRequiredError:
                     raise
                 except GraphRequestError as exc:
+                    if getattr(exc, "retry_after", None) is None and graph.last_retry_after() is not None:
+                        exc.retry_after = graph.last_retry_after()  # type: ignore[attr-defined]
                     raise AgentToolError(
                         f"{call.tool}: {exc.message}",
                         remedy=_agent_remedy(exc, call.tool, permission),
