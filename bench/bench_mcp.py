@@ -10,7 +10,8 @@ One run, one table:
   config, key, the three hops, the Graph call), median of a few starts. Goal: <= 1.5 s.
 
 The emulator runs in this process (HTTPS on loopback); the device is provisioned by the same
-``Setup`` as ``entraclaw demo``. The MCP ping round trip is printed too: the SDK's own stdio cost under any tool call, and the
+``Setup`` as ``entraclaw demo``. The MCP ping round trip is printed too: the SDK's own stdio cost
+under any tool call, and the
 server's CPU seconds per cold start (user + sys, to its exit), which a loaded machine does not inflate.
 POSIX only (resource). Run: python bench/bench_mcp.py [--calls N] [--starts K]
 """

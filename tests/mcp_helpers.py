@@ -76,7 +76,8 @@ class Device:
         for scope in scopes:
             argv += ["--scope", scope]
         # A PEM key file in the state dir: the tests need no OS keyring (the keystore has its own tests).
-        return subprocess.run([sys.executable, "-m", "entraclaw", *argv, "--key-storage", "file", "--mcp-config", "none"],
+        argv += ["--key-storage", "file", "--mcp-config", "none"]
+        return subprocess.run([sys.executable, "-m", "entraclaw", *argv],
                               capture_output=True, text=True, env=self.env, timeout=300)
 
     def audit_lines(self) -> list[str]:
@@ -168,12 +169,14 @@ def run_session(
 
         log = errlog if errlog is not None else open(os.devnull, "w")  # noqa: SIM115
         try:
-            async with stdio_client(params, errlog=log) as (read, write):
-                async with ClientSession(read, write, elicitation_callback=on_elicit if answer else None) as client:
-                    box["init"] = await client.initialize()
-                    session = Session(client)
-                    session_box.append(session)
-                    box["result"] = await body(session)
+            callback = on_elicit if answer else None
+            async with stdio_client(params, errlog=log) as (read, write), ClientSession(
+                read, write, elicitation_callback=callback
+            ) as client:
+                box["init"] = await client.initialize()
+                session = Session(client)
+                session_box.append(session)
+                box["result"] = await body(session)
         finally:
             if errlog is None:
                 log.close()

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_helpers import run_session
 
 from entraclaw.demo import DemoTrace, provision_emulator_tenant
 from entraclaw.emulator import Emulator
+from mcp_helpers import run_session
 
 
 @dataclass

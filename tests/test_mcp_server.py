@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from emulator_helpers import cli_env, stop_serve
 from mcp_helpers import Device, Session, accept, never_answer, provision, refuse, run_session, server_command
 

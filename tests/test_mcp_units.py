@@ -178,7 +178,7 @@ def test_recorded_configs_refresh_when_the_command_moved_and_doctor_sees_them(tm
     assert client == "claude" and not ok and "does not exist" in detail
     changes = cc.refresh_recorded(state)
     assert [c.target.client for c in changes] == ["claude"]
-    command, args = cc.server_command()
+    command, _args = cc.server_command()
     assert json.loads(target.path.read_text())["mcpServers"]["entraclaw"]["command"] == command
     assert cc.refresh_recorded(state) == []  # nothing moved since
     [(_, ok, _)] = cc.check_recorded(state)

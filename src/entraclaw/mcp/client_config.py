@@ -117,7 +117,8 @@ def targets(
 
 
 def entry_for(client: ClientName, command: str, args: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"type": "local" if client == "copilot" else "stdio", "command": command, "args": list(args)}
+    kind = "local" if client == "copilot" else "stdio"
+    entry: dict[str, Any] = {"type": kind, "command": command, "args": list(args)}
     if env:
         entry["env"] = dict(env)
     if client == "copilot":
@@ -227,7 +228,9 @@ def _render(value: Any, indent: str) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + indent)
 
 
-def _insert_member(text: str, tokens: list[_Tok], open_index: int, close_index: int, key: str, value: Any) -> str:
+def _insert_member(  # noqa: PLR0917 - private; one splice's positions
+    text: str, tokens: list[_Tok], open_index: int, close_index: int, key: str, value: Any
+) -> str:
     brace = tokens[open_index]
     base = _indent_of(text, brace.start)
     inner = base + "  "
@@ -347,7 +350,8 @@ def refresh_recorded(home: str | os.PathLike[str] | None = None) -> list[ConfigC
     for target, row in recorded_targets(home):
         if row.get("command") == command and row.get("args") == args:
             continue
-        env = row.get("env") if isinstance(row.get("env"), dict) else {}
+        raw_env = row.get("env")
+        env = {str(k): str(v) for k, v in raw_env.items()} if isinstance(raw_env, dict) else {}
         change = plan_change(target, command, args, env)
         write_change(change, home=home)
         done.append(change)

@@ -32,7 +32,7 @@ class ElicitationApprover:
         """Did the client declare the elicitation capability (form mode)?"""
         try:
             capabilities = self._ctx.client_capabilities
-        except Exception:  # noqa: BLE001 - no session, no capability
+        except Exception:
             return False
         elicitation = getattr(capabilities, "elicitation", None) if capabilities is not None else None
         if elicitation is None:

@@ -120,7 +120,7 @@ class AgentRuntime:
                 graph.granted()
         except EntraclawError:
             pass
-        except Exception:  # noqa: BLE001,S110 - a warm-up must never kill the server; the call reports it
+        except Exception:  # noqa: S110 - a warm-up must never kill the server; the call reports it
             pass
 
     def _ensure(self) -> AgentGraph:

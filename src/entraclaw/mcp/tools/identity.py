@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
+from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from entraclaw.mcp.audit import AuditFilter, format_record
@@ -15,10 +16,10 @@ from entraclaw.mcp.tools import PERMISSIONS
 
 __all__ = ["register"]
 
-_PROVIDERS = {"tpm": "TPM (CNG Platform Crypto Provider)", "software_ksp": "CNG software KSP", "pem": "PEM (OS keystore)"}
+_PROVIDERS = {"tpm": "TPM (CNG Platform Crypto Provider)", "software_ksp": "CNG software KSP", "pem": "PEM key"}
 
 
-def register(server: Any, rt: AgentRuntime) -> None:
+def register(server: MCPServer, rt: AgentRuntime) -> None:
     @server.tool(description="Who the agent acts as: the Agent User, its Agent Identity and Blueprint, the key "
                  "provider, the token's expiry and consented scopes. Never shows a token. Needs User.Read.")
     async def whoami() -> str:

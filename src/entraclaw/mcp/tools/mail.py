@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from entraclaw.errors import AgentToolError
@@ -35,10 +35,10 @@ def _recipients(addresses: list[str], field: str) -> list[dict[str, Any]]:
     return out
 
 
-def register(server: Any, rt: AgentRuntime) -> None:
+def register(server: MCPServer, rt: AgentRuntime) -> None:
     @server.tool(description="Send an email as the Agent User. Mail to a domain outside the tenant asks a human "
                  "first under the consent policy. Needs Mail.Send.")
-    async def send_email(
+    async def send_email(  # noqa: PLR0917 - an MCP tool: the SDK passes arguments by name
         to: Annotated[list[str], Field(min_length=1, description="recipient addresses")],
         subject: Annotated[str, Field(max_length=998, description="subject line")],
         body: Annotated[str, Field(description="the message")],

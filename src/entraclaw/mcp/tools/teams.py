@@ -11,10 +11,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import anyio
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from entraclaw.errors import AgentToolError
 from entraclaw.mcp.graph import AgentGraph
 from entraclaw.mcp.runtime import DEFAULT_CALL_DEADLINE, AgentRuntime
 from entraclaw.mcp.tools import PERMISSIONS, graph_time, html_to_text, parse_graph_time, parse_since, short_time
@@ -54,7 +53,7 @@ def discover_tenant(graph: AgentGraph, authority_host: str, domain: str) -> str 
     try:
         left = graph.remaining()
         response = graph.session.get(url, timeout=min(10.0, left) if left and left > 0 else 10.0)
-    except Exception:  # noqa: BLE001 - discovery is best effort; the caller says "unknown"
+    except Exception:
         return None
     if response.status_code != 200:
         return None
@@ -110,7 +109,9 @@ def _format_message(message: dict[str, Any]) -> str:
     return f"[{short_time(message.get('createdDateTime'))}] {name}: {_message_text(message)} (id={message.get('id')})"
 
 
-def _messages(graph: AgentGraph, scope: str, chat_id: str, since: _dt.datetime | None, limit: int) -> list[dict[str, Any]]:
+def _messages(
+    graph: AgentGraph, scope: str, chat_id: str, since: _dt.datetime | None, limit: int
+) -> list[dict[str, Any]]:
     """Newest first, created after ``since``. chat-list-messages: $top <= 50, $orderby createdDateTime desc,
     $filter on lastModifiedDateTime (a message created after ``since`` was last modified after it too)."""
     params = {"$top": str(min(limit, 50)), "$orderby": "lastModifiedDateTime desc"}
@@ -141,7 +142,7 @@ def _is_external(member: dict[str, Any], tenant_id: str | None, internal: frozen
     return bool(domain) and bool(internal) and domain not in internal
 
 
-def register(server: Any, rt: AgentRuntime) -> None:  # noqa: C901 - one closure per tool
+def register(server: MCPServer, rt: AgentRuntime) -> None:
     external_chats: dict[str, list[str]] = {}  # chat id -> external member names (cached per server)
 
     @server.tool(description="Find a person by UPN or email (members, B2B guests #EXT#, and users of other "
@@ -330,7 +331,8 @@ def register(server: Any, rt: AgentRuntime) -> None:  # noqa: C901 - one closure
                 body["body"] = {"contentType": kind, "content": content}
                 sent = graph.call(scope, "POST", f"chats/{quote(chat_id)}/messages", what="send chat message",
                                   json_body=body)
-                return f"Sent to chat {chat_id}: message id={sent.get('id')} at {short_time(sent.get('createdDateTime'))}."
+                when = short_time(sent.get("createdDateTime"))
+                return f"Sent to chat {chat_id}: message id={sent.get('id')} at {when}."
 
             return await rt.graph_work(call, PERMISSIONS["send_teams_message"], work)
 
