@@ -33,6 +33,7 @@ from entraclaw.emulator.state import StateLock, file_error, load_state, save_sta
 from entraclaw.emulator.stats import Stats
 from entraclaw.emulator.tenant import DEVICE_CODE_CLIENT_ID, GRAPH_RESOURCE, Application, KeyCredential, Tenant
 from entraclaw.emulator.tls import CertificateAuthority
+from entraclaw.emulator.workspace import SeededPeople, Workspace
 from entraclaw.emulator.token_service import Realm, TokenService
 from entraclaw.errors import ConfigurationError, EmulatorError
 from entraclaw.platform.files import atomic_write
@@ -119,6 +120,7 @@ class Emulator:
     ) -> None:
         self.state_file = Path(state_file) if state_file is not None else None
         self._admin_info: dict[str, Any] | None = None
+        self._workspace_data: dict[str, Any] = {}
         if tenant_id is not None:
             tenant_id = _tenant_guid(tenant_id)
         self.host = host
@@ -162,7 +164,12 @@ class Emulator:
         self.tenant.clock = self.clock
         self.propagation_delay = propagation_delay
         self.token_service = TokenService(self.tenant, self._issuer, self._realm, self.clock, self._token_lifetime)
-        self.graph_service = GraphService(self.tenant, self._issuer, self._realm, self.clock, self._after_write)
+        self.workspace = Workspace(self.tenant, self.clock)
+        if self._workspace_data:
+            self.workspace.load(self._workspace_data)
+        self.graph_service = GraphService(
+            self.tenant, self._issuer, self._realm, self.clock, self._after_write, workspace=self.workspace
+        )
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: str | None = None
@@ -190,6 +197,8 @@ class Emulator:
         self._token_lifetime = int(data.get("token_lifetime", DEFAULT_TOKEN_LIFETIME))
         port = data.get("port")
         self._saved_port = port if isinstance(port, int) and 0 < port < 65536 else 0
+        workspace = data.get("workspace")
+        self._workspace_data = dict(workspace) if isinstance(workspace, dict) else {}
         admin = data.get("admin")
         self._admin_info = dict(admin) if isinstance(admin, dict) else None
 
@@ -385,10 +394,22 @@ class Emulator:
 
     # --- documents served by the routes ----------------------------------------------
 
+    def resolve_tenant(self, name: str) -> str | None:
+        """The tenant id Entra's discovery answers for ``name``: a tenant id, a verified domain of this
+        tenant or of the seeded external tenant, or organizations/common (this tenant); else None."""
+        name = name.lower()
+        if name in (self.tenant_id, "organizations", "common"):
+            return self.tenant_id
+        if any(d.name == name and d.is_verified for d in self.tenant.domains):
+            return self.tenant_id
+        external = self.workspace.external_tenant(name)
+        return external.tenant_id if external is not None else None
+
     def discovery_document(self, tenant: str) -> dict[str, Any] | None:
-        if tenant.lower() not in (self.tenant_id, "organizations", "common"):
+        tid_found = self.resolve_tenant(tenant)
+        if tid_found is None:
             return None
-        base, tid = self.base_url, self.tenant_id
+        base, tid = self.base_url, tid_found
         return {
             "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -436,9 +457,20 @@ class Emulator:
         }
 
     def jwks_document(self, tenant: str) -> dict[str, Any] | None:
-        if tenant.lower() not in (self.tenant_id, "organizations", "common"):
+        if self.resolve_tenant(tenant) != self.tenant_id:
             return None
         return self._issuer.jwks(self.issuer)
+
+    # --- the people the agent's tools talk to -------------------------------------------
+
+    @property
+    def people(self) -> SeededPeople:
+        """Seeded colleagues, a #EXT# guest and a second tenant with a federated user (made on first use)."""
+        with self._lock:
+            people = self.workspace.seed()
+        if self.state_file is not None and self.running:
+            self.save_state()
+        return people
 
     # --- the admin a second process signs in as ----------------------------------------
 
@@ -535,6 +567,7 @@ class Emulator:
                 "ca": {"cert_pem": self._ca.cert_pem.decode(), "key_pem": self._ca.key_pem.decode()},
                 "signing": {"cert_pem": self._issuer.cert_pem.decode(), "key_pem": self._issuer.key_pem.decode()},
                 "tenant": self.tenant.to_dict(),
+                "workspace": self.workspace.to_dict(),
             }
             if self._admin_info is not None:
                 document["admin"] = dict(self._admin_info)

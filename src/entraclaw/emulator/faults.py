@@ -1,7 +1,8 @@
 """Fault injection for client tests: throttling, server errors, delays, broken bodies, dropped connections.
 
 ``inject(kind, count=N, path=...)`` arms a fault for the next ``N`` requests
-whose path ends with ``path``; faults fire in the order they were armed.
+whose path ends with ``path`` (or, when ``path`` has a ``*``, matches it as a
+pattern: ``/v1.0/chats/*/messages``); faults fire in the order they were armed.
 ``skip=K`` lets the first ``K`` matching requests through untouched (to hit Hop 2
 or 3 rather than Hop 1). Two kinds exist for hostile-server tests:
 
@@ -12,6 +13,7 @@ or 3 rather than Hop 1). Two kinds exist for hostile-server tests:
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 from dataclasses import dataclass, field
 
@@ -83,7 +85,7 @@ class FaultInjector:
         """The fault for a request to ``path``, consuming one use of it, or None."""
         with self._lock:
             for fault in self._faults:
-                if path.endswith(fault.path) or path == fault.path:
+                if _matches(path, fault.path):
                     if fault.skip > 0:
                         fault.skip -= 1
                         return None
@@ -97,3 +99,10 @@ class FaultInjector:
     def pending(self) -> int:
         with self._lock:
             return sum(f.remaining for f in self._faults)
+
+
+def _matches(path: str, pattern: str) -> bool:
+    if "*" in pattern:
+        # '*' stops at '/', so /v1.0/chats/*/messages matches one chat's messages and nothing deeper.
+        return fnmatch.fnmatchcase(path, pattern) and path.count("/") == pattern.count("/")
+    return path.endswith(pattern) or path == pattern

@@ -335,6 +335,8 @@ class DirectoryUser:
     upn: str
     display_name: str
     roles: tuple[str, ...] = ()  # directory role names, e.g. "Agent ID Administrator"
+    mail: str | None = None
+    user_type: str = "Member"  # "Member" | "Guest" (B2B guests: UPN with #EXT#)
 
 
 @dataclass(frozen=True)
@@ -677,12 +679,19 @@ class Tenant:
         return user
 
     def add_person(
-        self, upn: str, display_name: str, *, roles: Sequence[str] = (), object_id: str | None = None
+        self,
+        upn: str,
+        display_name: str,
+        *,
+        roles: Sequence[str] = (),
+        object_id: str | None = None,
+        mail: str | None = None,
+        user_type: str = "Member",
     ) -> DirectoryUser:
         """A human user; ``roles`` are directory role names (checked for delegated Graph writes)."""
         with self._lock:
             self._refuse_taken_upn(upn)
-            person = DirectoryUser(_guid(object_id, "object id"), upn, display_name, tuple(roles))
+            person = DirectoryUser(_guid(object_id, "object id"), upn, display_name, tuple(roles), mail, user_type)
             self._people[person.object_id] = person
         return person
 
@@ -1016,6 +1025,8 @@ class Tenant:
                         "userPrincipalName": p.upn,
                         "displayName": p.display_name,
                         "roles": list(p.roles),
+                        "mail": p.mail,
+                        "userType": p.user_type,
                     }
                     for p in self._people.values()
                 ],
@@ -1089,7 +1100,14 @@ class Tenant:
             )
             tenant._identities[identity.app_id] = replace(identity, **_stamps_from_json(i))
         for p in data.get("people", []):
-            tenant.add_person(p["userPrincipalName"], p["displayName"], roles=p.get("roles", []), object_id=p["id"])
+            tenant.add_person(
+                p["userPrincipalName"],
+                p["displayName"],
+                roles=p.get("roles", []),
+                object_id=p["id"],
+                mail=p.get("mail"),
+                user_type=p.get("userType", "Member"),
+            )
         for u in data.get("agentUsers", []):
             user = tenant.add_agent_user(
                 u["agentIdentityAppId"],

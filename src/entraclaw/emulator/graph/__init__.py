@@ -4,7 +4,52 @@
 - :mod:`.service_principals`: Blueprint principals, Agent Identities, ``appRoleAssignments``;
 - :mod:`.users`: Agent Users and ``/me``;
 - :mod:`.grants`: ``oauth2PermissionGrants`` (delegated consent);
-- :mod:`.domains`: ``/domains``.
+- :mod:`.domains`: ``/domains``;
+- :mod:`.chats`: Teams chats, chat members, chat messages (``/chats``, ``/me/chats``);
+- :mod:`.mail`: ``sendMail`` and message lists (``/me/messages``, ``/me/mailFolders/{f}/messages``).
+
+What the agent's tools call (issue 15). Scope = the least-privileged delegated permission of the
+doc page's "Permissions" table; any higher one it lists also passes. Missing scope: 403 in Graph's
+error shape (Teams: ``Forbidden``; Outlook: ``ErrorAccessDenied``; directory:
+``Authorization_RequestDenied``).
+
+======  ==========================================  ========================================
+method  path                                        scope (least privileged)
+======  ==========================================  ========================================
+POST    /chats                                      Chat.Create
+GET     /me/chats, /users/{id}/chats, /chats        Chat.ReadBasic   ($top<=50, $expand=members)
+GET     /chats/{id}                                 Chat.ReadBasic
+GET     /chats/{id}/members                         ChatMember.Read (or Chat.ReadBasic)
+POST    /chats/{id}/members                         ChatMember.ReadWrite   (201 + Location)
+POST    /chats/{id}/messages                        ChatMessage.Send   (text/html, mentions)
+GET     /chats/{id}/messages                        Chat.Read   ($top<=50, newest first,
+                                                    $filter lastModifiedDateTime gt|lt with
+                                                    $orderby=lastModifiedDateTime desc)
+GET     /users/{id | upn}, /users?$filter=          User.ReadBasic.All (self: User.Read);
+        mail eq '..' / userPrincipalName eq '..'    guest UPNs carry #EXT# (send it as %23EXT%23)
+POST    /me/sendMail                                Mail.Send   (202, no body)
+GET     /me/messages, /me/mailFolders/{f}/messages  Mail.ReadBasic (bodies need Mail.Read);
+                                                    $filter isRead / receivedDateTime, $top,
+                                                    $select, Prefer: outlook.body-content-type="text"
+GET     /{domain}/v2.0/.well-known/openid-configuration   (no token) the tenant of a domain:
+                                                    issuer https://<emulator>/{tenant id}/v2.0
+======  ==========================================  ========================================
+
+Seeded people (``Emulator.people``, made on first use; ``serve`` prints them): the colleague
+``megan.bowen@<default domain>`` (internal member with a mailbox: the one who replies), a second
+colleague ``lee.gu@...`` for group chats, the guest ``alex.wilber_fabrikam.example#EXT#@<domain>``
+(userType Guest, mail alex.wilber@fabrikam.example, chat role ``guest``) and, in the second tenant
+``fabrikam.example`` (its own tenant id, served by OpenID discovery), ``jordan.miller@fabrikam.example``
+with no account here: a federated chat member (``tenantId`` = that tenant, role ``owner``).
+
+Making the colleague reply: ``emu.workspace.add_rule(AutoReply(colleague_id, "Got it: {text}",
+delay=2))`` (every later message to it in a chat it is in, or mail to it, is answered after 2 s of
+emulator clock), ``serve --auto-reply TEXT [--auto-reply-delay S]`` for the same from the command
+line, or over HTTPS on the emulator (loopback, no token; :mod:`entraclaw.emulator.control`):
+``POST /emulator/chats/{chat id}/messages`` {"from": upn, "content": "...", "contentType": "text"},
+``POST /emulator/mail`` {"from", "to": [..], "subject", "content"}, ``POST /emulator/auto-replies``
+{"from", "text", "delay", "channel": chat|mail|both}, ``POST /emulator/faults`` {"kind": "429"|"5xx",
+"path": "/v1.0/chats/*/messages", "count", "retry_after", "status"}, ``GET /emulator/outbound``.
 
 Every call is authenticated here: a bearer token signed by this tenant, issued by it, for
 Graph's audience and not expired (else 401 InvalidAuthenticationToken, as Graph answers).
@@ -20,25 +65,69 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import uuid
+from urllib.parse import unquote
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from entraclaw.emulator import jwt_codec
-from entraclaw.emulator.graph import applications, domains, grants, service_principals, users
-from entraclaw.emulator.graph._core import Caller, Context, GraphError, GraphResponse, Request, no_segment
+from entraclaw.emulator.graph import applications, chats, domains, grants, mail, service_principals, users
+from entraclaw.emulator.graph._core import (
+    Caller,
+    Context,
+    GraphError,
+    GraphResponse,
+    Request,
+    no_segment,
+    not_found,
+)
 from entraclaw.emulator.issuer import TokenIssuer
 from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, Tenant
 from entraclaw.emulator.token_service import Realm
+from entraclaw.emulator.workspace import Workspace
 
 __all__ = ["GraphError", "GraphResponse", "GraphService"]
 
 log = logging.getLogger("entraclaw.emulator")
 
+_USER_SCOPED = frozenset({"chats", "messages", "mailFolders", "sendMail"})
+
+
+def _user_scoped(ctx: Context, user_key: str | None, rest: list[str]) -> GraphResponse:
+    """``/me/<rest>`` (``user_key`` None) or ``/users/{id | upn}/<rest>``: the chat and mail families."""
+    if user_key is None:
+        if not ctx.caller.delegated:
+            raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+        key = ctx.caller.user_id or ""
+    else:
+        key = unquote(user_key)
+    found = ctx.service.workspace.directory_user(key)
+    if found is None:
+        raise not_found(key)
+    if rest[0] == "chats":
+        return chats.handle_user_chats(ctx, found, rest[1:])
+    return mail.handle_user_mail(ctx, found, rest)
+
+
+def _me(ctx: Context) -> GraphResponse:
+    seg = ctx.req.segments
+    if len(seg) > 1 and seg[1] in _USER_SCOPED:
+        return _user_scoped(ctx, None, seg[1:])
+    return users.handle_me(ctx)
+
+
+def _users(ctx: Context) -> GraphResponse:
+    seg = ctx.req.segments
+    if len(seg) > 2 and seg[2] in _USER_SCOPED:
+        return _user_scoped(ctx, seg[1], seg[2:])
+    return users.handle(ctx)
+
+
 _FAMILIES: dict[str, Callable[[Context], GraphResponse]] = {
     "applications": applications.handle,
     "servicePrincipals": service_principals.handle,
-    "users": users.handle,
-    "me": users.handle_me,
+    "users": _users,
+    "me": _me,
+    "chats": chats.handle,
     "oauth2PermissionGrants": grants.handle,
     "domains": domains.handle,
 }
@@ -57,8 +146,11 @@ class GraphService:
         realm: Callable[[], Realm],
         clock: Callable[[], float],
         on_write: Callable[[], None] | None = None,
+        workspace: Workspace | None = None,
     ) -> None:
         self.tenant = tenant
+        #: Chats, mailboxes, seeded colleagues and the external tenant (what the agent's tools use).
+        self.workspace = workspace if workspace is not None else Workspace(tenant, clock)
         self.issuer = issuer
         self._realm = realm
         self._clock = clock

@@ -360,27 +360,48 @@ def matches(item: Mapping[str, Any], clauses: Sequence[tuple[str, str | None]]) 
     return True
 
 
-def page(ctx: Context, items: list[dict[str, Any]], context_path: str) -> GraphResponse:
-    """One page of ``items`` of ``context_path``: honours ``$top`` and ``$skiptoken``, links the next page."""
+def page(
+    ctx: Context,
+    items: list[dict[str, Any]],
+    context_path: str,
+    *,
+    default: int = DEFAULT_PAGE,
+    maximum: int = MAX_PAGE,
+    link: str = "$skiptoken",
+    code: str = "Request_BadRequest",
+) -> GraphResponse:
+    """One page of ``items`` of ``context_path``: honours ``$top`` and the paging token, links the next page.
+
+    ``link`` is the token the next link carries: ``$skiptoken`` (opaque, directory and Teams APIs)
+    or ``$skip`` (an item count, as Outlook's message lists use).
+    """
     query = ctx.req.query
     try:
-        top = int(query.get("$top", DEFAULT_PAGE))
+        top = int(query.get("$top", default))
     except ValueError:
         raise bad_request(f"Invalid $top value '{query.get('$top')}'.", "BadRequest") from None
-    if not 1 <= top <= MAX_PAGE:
-        raise bad_request(f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_PAGE} inclusive.")
+    if not 1 <= top <= maximum:
+        raise bad_request(f"Invalid page size specified: '{top}'. Must be between 1 and {maximum} inclusive.", code)
     offset = 0
-    token = query.get("$skiptoken")
+    token = query.get(link)
     if token:
         try:
-            offset = int(base64.urlsafe_b64decode(token.encode() + b"==").decode().removeprefix("o:"))
+            if link == "$skip":
+                offset = int(token)
+                if offset < 0:
+                    raise ValueError(token)
+            else:
+                offset = int(base64.urlsafe_b64decode(token.encode() + b"==").decode().removeprefix("o:"))
         except (ValueError, UnicodeDecodeError):
-            raise bad_request("The $skiptoken is invalid: it was not issued by this service.", "BadRequest") from None
+            raise bad_request(f"The {link} is invalid: it was not issued by this service.", "BadRequest") from None
     body: dict[str, Any] = {"@odata.context": metadata_url(ctx, context_path), "value": items[offset : offset + top]}
     if offset + top < len(items):
         # The token is opaque to clients, as Graph's is; the rest of the query travels in the link.
-        nxt = {k: v for k, v in query.items() if k != "$skiptoken"}
-        nxt["$skiptoken"] = base64.urlsafe_b64encode(f"o:{offset + top}".encode()).decode().rstrip("=")
+        nxt = {k: v for k, v in query.items() if k != link}
+        if link == "$skip":
+            nxt["$skip"] = str(offset + top)
+        else:
+            nxt[link] = base64.urlsafe_b64encode(f"o:{offset + top}".encode()).decode().rstrip("=")
         body["@odata.nextLink"] = f"{ctx.req.graph_url}{ctx.req.path}?{urlencode(nxt)}"
     return GraphResponse(200, body)
 

@@ -17,6 +17,12 @@ Endpoints and the doc page each follows:
   AgentIdUser.ReadWrite.All / User.ReadWrite.All (IdentityParentedBy for the caller's own).
 - ``GET /me`` — https://learn.microsoft.com/graph/api/user-get : delegated only (an app token gets
   400 "/me request is only valid with delegated authentication flow.").
+- Lookups for the agent's find_user (user-get, user-list): delegated User.ReadBasic.All is the least
+  privileged permission to read other users (User.Read: the signed-in user only), with no directory
+  role; ``$filter`` ``mail eq`` / ``userPrincipalName eq``; ``$select`` (``userType`` only when
+  selected, as Graph's default property set leaves it out). A B2B guest's UPN is
+  ``<home address with @ as _>#EXT#@<this tenant's domain>``, ``userType`` Guest; in a URL path the
+  ``#`` is sent as ``%23`` (user-get: "encode ... # as %23").
 
 Docs silent: the error code and text for an unverified UPN domain and a taken UPN (Graph's usual
 Request_BadRequest texts are used), and creating plain (non-agent) users, which the emulator does
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from entraclaw.emulator.graph._core import (
     GUID_RE,
@@ -36,6 +43,7 @@ from entraclaw.emulator.graph._core import (
     agent_id_write_guard,
     bad_request,
     created,
+    denied,
     entity,
     matches,
     method_not_allowed,
@@ -67,7 +75,7 @@ def user_json(user: AgentUser | DirectoryUser) -> dict[str, Any]:
             "displayName": user.display_name,
             "givenName": None,
             "jobTitle": None,
-            "mail": user.upn if isinstance(user, AgentUser) else None,
+            "mail": user.upn if isinstance(user, AgentUser) else user.mail,
             "mobilePhone": None,
             "officeLocation": None,
             "preferredLanguage": None,
@@ -79,6 +87,42 @@ def user_json(user: AgentUser | DirectoryUser) -> dict[str, Any]:
         body["mailNickname"] = user.mail_nickname
         body["identityParentId"] = user.identity_parent_id
     return body
+
+
+#: Properties Graph returns only when $select names them (user-get: "a default set of properties").
+def _extra(user: AgentUser | DirectoryUser) -> dict[str, Any]:
+    return {
+        "userType": "Member" if isinstance(user, AgentUser) else user.user_type,
+        "accountEnabled": user.account_enabled if isinstance(user, AgentUser) else True,
+    }
+
+
+def _shaped(ctx: Context, user: AgentUser | DirectoryUser) -> dict[str, Any]:
+    """``user_json``, or with ``$select`` exactly the selected properties (user-get, "$select")."""
+    body = user_json(user)
+    select = ctx.req.select
+    if not select:
+        return body
+    full = {**body, **_extra(user)}
+    unknown = select - set(full) - {"mailNickname", "identityParentId"}
+    if unknown:
+        raise bad_request(
+            f"Could not find a property named '{sorted(unknown)[0]}' on type 'microsoft.graph.user'.", "BadRequest"
+        )
+    return {k: v for k, v in full.items() if k in select or k == "@odata.type"}
+
+
+def _require_read(ctx: Context, user: AgentUser | DirectoryUser | None) -> None:
+    """Reading users: app roles as the doc lists; delegated User.ReadBasic.All and up (no directory role
+    needed: any member may read the directory's basic profiles), or User.Read for the signed-in user."""
+    caller = ctx.caller
+    if caller.delegated:
+        if caller.has(*_READ, "User.ReadBasic.All"):
+            return
+        if user is not None and user.object_id == caller.user_id and caller.has("User.Read", "User.ReadWrite"):
+            return
+        raise denied(f"The call needs the delegated scope {' or '.join(('User.ReadBasic.All', *_READ))}.")
+    require(caller, app=_READ, delegated=_READ)
 
 
 def handle_me(ctx: Context) -> GraphResponse:
@@ -110,7 +154,7 @@ def handle(ctx: Context) -> GraphResponse:
         if method == "POST":
             return _create(ctx, typed=typed)
         raise _method(method)
-    key = seg[1]
+    key = unquote(seg[1])  # a guest's UPN arrives with #EXT# as %23EXT%23
     hidden_ok = method != "GET"
     user: AgentUser | DirectoryUser | None
     if GUID_RE.match(key):
@@ -127,8 +171,8 @@ def handle(ctx: Context) -> GraphResponse:
     if rest:
         raise no_segment(rest[0])
     if method == "GET":
-        require(ctx.caller, app=_READ, delegated=(*_READ, "User.ReadBasic.All"))
-        return GraphResponse(200, entity(ctx, "users", user_json(user)))
+        _require_read(ctx, user)
+        return GraphResponse(200, entity(ctx, "users", _shaped(ctx, user)))
     if method == "DELETE":
         if not isinstance(user, AgentUser):
             raise GraphError(403, "Authorization_RequestDenied", "The emulator does not delete its seeded users.")
@@ -164,14 +208,16 @@ def _authorize_parented(ctx: Context, identity_app_id: str) -> None:
 
 def _list(ctx: Context, *, agents_only: bool) -> GraphResponse:
     # https://learn.microsoft.com/graph/api/user-list ; https://learn.microsoft.com/graph/api/agentuser-list
-    require(ctx.caller, app=_READ, delegated=(*_READ, "User.ReadBasic.All"))
-    clauses = query_filter(ctx, "user", "userPrincipalName", "displayName", "id", "identityParentId", "mailNickname")
+    _require_read(ctx, None)
+    clauses = query_filter(
+        ctx, "user", "userPrincipalName", "displayName", "id", "identityParentId", "mailNickname", "mail"
+    )
     people: list[AgentUser | DirectoryUser] = [] if agents_only else list(ctx.tenant.people)
     candidates: list[AgentUser | DirectoryUser] = [
         *people,
         *(u for u in ctx.tenant.agent_users if ctx.tenant.visible(u)),
     ]
-    items = [body for body in (user_json(u) for u in candidates) if matches(body, clauses)]
+    items = [_shaped(ctx, u) for u in candidates if matches(user_json(u), clauses)]
     cast = f"/{AGENT_USER}" if agents_only else ""
     return page(ctx, items, f"users{cast}")
 
