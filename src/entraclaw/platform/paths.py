@@ -29,6 +29,7 @@ __all__ = [
     "MIGRATION_STEPS",
     "MigrationResult",
     "StateDirInfo",
+    "audit_log_path",
     "describe_state_dir",
     "env_file_path",
     "keys_dir",
@@ -36,7 +37,6 @@ __all__ = [
     "migrate_legacy_state",
     "state_dir",
     "token_cache_path",
-    "audit_log_path",
 ]
 
 ENV_HOME = "ENTRACLAW_HOME"
