@@ -229,8 +229,15 @@ GRAPH_DELEGATED_SCOPES: tuple[str, ...] = (
     # Common user-data scopes an Agent User is consented to.
     "Calendars.Read",
     "Calendars.ReadWrite",
+    # The agent's tools (issue 15): each Teams / mail API's least-privileged delegated permission.
+    "Chat.Create",
+    "Chat.ReadBasic",
     "Chat.Read",
     "Chat.ReadWrite",
+    "ChatMember.Read",
+    "ChatMember.ReadWrite",
+    "ChatMessage.Send",
+    "Mail.ReadBasic",
     "Files.Read.All",
     "Mail.Read",
     "Mail.ReadWrite",
