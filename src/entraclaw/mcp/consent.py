@@ -141,7 +141,7 @@ def load_policy(
         if unknown:
             raise ConfigurationError(
                 f"{ENV_CONSENT} in {env_file} names unknown rule(s) {', '.join(unknown)}.",
-                remedy=f"Use a comma-separated subset of {', '.join(RULES)}, or none; see docs/agent.md.",
+                remedy=f"Set {ENV_CONSENT} in {env_file} to a comma-separated subset of {', '.join(RULES)}, or none.",
                 key=ENV_CONSENT,
             )
     domains = {d.strip().lower() for d in settings.get(ENV_INTERNAL_DOMAINS, "").split(",") if d.strip()}
