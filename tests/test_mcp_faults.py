@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from entraclaw.demo import DemoTrace, provision_emulator_tenant
 from entraclaw.emulator import Emulator
-from mcp_helpers import run_session
+from mcp_helpers import Session, run_session
 
 
 @dataclass
@@ -31,9 +32,8 @@ class Local:
 @pytest.fixture(scope="module")
 def local() -> Iterator[Local]:
     with Emulator() as emu:
-        demo = provision_emulator_tenant(
-            emu, DemoTrace(), scopes=("User.Read", "Chat.ReadBasic", "Chat.Read", "Mail.Read", "Mail.Send")
-        )
+        scopes = ("User.Read", "Chat.Create", "Chat.ReadBasic", "Chat.Read", "Mail.Read", "Mail.Send")
+        demo = provision_emulator_tenant(emu, DemoTrace(), scopes=scopes)
         try:
             assert demo.home is not None
             env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
@@ -89,3 +89,27 @@ def _dotenv(home: Path) -> dict[str, str]:
         if sep:
             out[key.strip()] = value.strip().strip('"')
     return out
+
+
+def test_wait_for_reply_is_cancellable_and_the_cancel_is_audited(local: Local) -> None:
+    quiet = local.emu.people.second_colleague.upn  # no auto-reply: the wait would run its full minute
+    box: dict[str, Any] = {}
+
+    async def body(s: Session) -> None:
+        created = await s.ok("create_chat", members=[quiet])
+        chat = created.split("id=", 1)[1].split()[0]
+        try:
+            # The client gives up after 2 s: the SDK sends notifications/cancelled for the request.
+            await s.client.call_tool("wait_for_reply", {"chat_id": chat, "timeout_seconds": 60, "poll_seconds": 0.5},
+                                     read_timeout_seconds=2)
+        except Exception as exc:  # the SDK's timeout error
+            box["error"] = type(exc).__name__
+        for _ in range(100):
+            if last_audit(local)["tool"] == "wait_for_reply":
+                break
+            await anyio.sleep(0.1)
+        box["record"] = last_audit(local)
+
+    run_session(local.env, body)
+    assert "error" in box
+    assert box["record"]["tool"] == "wait_for_reply" and box["record"]["status"] == "cancelled"

@@ -197,3 +197,23 @@ def test_mcp_config_cli_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     entry = cc.parse_jsonc((tmp_path / ".vscode" / "mcp.json").read_text(), tmp_path)["servers"]["entraclaw"]
     assert entry["env"] == {"ENTRACLAW_HOME": str(tmp_path / "state")} and Path(entry["command"]).is_absolute()
+
+
+@pytest.mark.parametrize("step", ["write:temp-written", "write:replaced", "mcp-config:backed-up", "mcp-config:written"])
+def test_mcp_config_killed_at_any_step_leaves_a_whole_file_and_the_rerun_converges(tmp_path: Path, step: str) -> None:
+    vscode = tmp_path / ".vscode" / "mcp.json"
+    vscode.parent.mkdir()
+    vscode.write_text(VSCODE_WITH_COMMENTS)
+    env = {**os.environ, "ENTRACLAW_HOME": str(tmp_path / "state"), "ENTRACLAW_TEST_CRASH_AT": step}
+    argv = [sys.executable, "-m", "entraclaw", "mcp-config", "--client", "vscode", "--project-dir", str(tmp_path)]
+    killed = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert killed.returncode != 0  # it died at the step
+    after = vscode.read_text()
+    assert after == VSCODE_WITH_COMMENTS or "entraclaw" in cc.parse_jsonc(after, vscode)["servers"]
+    env.pop("ENTRACLAW_TEST_CRASH_AT")
+    rerun = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    document = cc.parse_jsonc(vscode.read_text(), vscode)
+    assert set(document["servers"]) == {"github", "entraclaw"} and "/* keep me */" in vscode.read_text()
+    assert [c for c, _, _ in cc.check_recorded(tmp_path / "state")] == ["vscode"]
+    assert not [p for p in vscode.parent.iterdir() if ".entraclaw-tmp-" in p.name]

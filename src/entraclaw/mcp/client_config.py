@@ -294,7 +294,9 @@ def write_change(change: ConfigChange, *, home: str | os.PathLike[str] | None = 
         if change.old_text is not None:
             backup = path.with_name(path.name + ".bak")
             files.atomic_write(backup, change.old_text.encode("utf-8"), private=False)
+            files.crash_point("mcp-config:backed-up")
         files.atomic_write(path, change.new_text.encode("utf-8"), private=False)
+        files.crash_point("mcp-config:written")
     _record(change, home)
     return backup
 
