@@ -71,14 +71,16 @@ class Device:
         assert r.status_code < 300, (path, r.status_code, r.text)
         return r.json() if r.content else None
 
-    def setup(self, *scopes: str) -> subprocess.CompletedProcess[str]:
+    def setup(
+        self, *scopes: str, mcp_config: str = "none", cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         argv = shlex.split(self.info["setup"])[1:]  # without the leading "entraclaw"
         for scope in scopes:
             argv += ["--scope", scope]
         # A PEM key file in the state dir: the tests need no OS keyring (the keystore has its own tests).
-        argv += ["--key-storage", "file", "--mcp-config", "none"]
+        argv += ["--key-storage", "file", "--mcp-config", mcp_config]
         return subprocess.run([sys.executable, "-m", "entraclaw", *argv],
-                              capture_output=True, text=True, env=self.env, timeout=300)
+                              capture_output=True, text=True, env=self.env, timeout=300, cwd=cwd)
 
     def audit_lines(self) -> list[str]:
         path = self.home / "audit.jsonl"

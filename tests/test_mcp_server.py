@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import mcp_helpers
 from emulator_helpers import cli_env, stop_serve
 from mcp_helpers import Device, Session, accept, never_answer, provision, refuse, run_session, server_command
 
@@ -264,3 +265,17 @@ def test_audit_trail_has_every_call_and_no_secret_or_body(device: Device) -> Non
     assert out.returncode == 0 and out.stdout.count("send_teams_message") == 2
     via_tool = run_session(device.env, lambda s: s.ok("audit_log", last=3))
     assert "3 record(s)" in via_tool
+
+
+# --- client configuration through setup, doctor ------------------------------------------------------------
+
+
+def test_setup_writes_the_client_config_as_its_last_step_and_doctor_checks_it(device: Device, tmp_path: Path) -> None:
+    done = device.setup(*mcp_helpers.SCOPES, mcp_config="claude", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    entry = json.loads((tmp_path / ".mcp.json").read_text())["mcpServers"]["entraclaw"]
+    assert entry["command"] == server_command()[0] and entry["env"]["ENTRACLAW_HOME"] == str(device.home)
+    out = subprocess.run([sys.executable, "-m", "entraclaw", "doctor", "--no-smoke-test", "--json"],
+                         capture_output=True, text=True, env=device.env, timeout=120)
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    assert checks["MCP config (claude)"]["status"] == "ok", checks
