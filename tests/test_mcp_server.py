@@ -240,6 +240,30 @@ def test_consent_accepted_sends_and_is_remembered_for_that_chat(device: Device) 
     assert isinstance(asked, list) and len(asked) == 1 and "jordan.miller@fabrikam.example" in asked[0]
 
 
+def test_group_chat_and_adding_a_member_ask_first_then_happen(device: Device) -> None:
+    guest = f"alex.wilber_fabrikam.example#EXT#@{device.domain}"
+    box: dict[str, object] = {}
+
+    async def body(s: Session) -> None:
+        created = await s.ok("create_chat", members=[colleague(device), f"lee.gu@{device.domain}"], topic="Release")
+        chat = chat_id_of(created)
+        box["created"] = created
+        box["added"] = await s.ok("add_chat_member", chat_id=chat, member=guest)
+        box["members"] = await s.ok("list_chat_members", chat_id=chat)
+        box["asked"] = list(s.elicitations)
+
+    run_session(device.env, body, answer=accept())
+    assert "group" in str(box["created"]) and "Release" in str(box["created"])
+    assert "Added" in str(box["added"]) and "4 member(s)" in str(box["members"])
+    assert "EXTERNAL" in str(box["members"])  # the guest
+    asked = box["asked"]
+    assert isinstance(asked, list) and len(asked) == 2 and "add_chat_member" not in asked[0]
+    assert guest in asked[1]
+    record = json.loads([line for line in device.audit_lines() if '"add_chat_member"' in line][-1])
+    assert record["status"] == "ok" and record["consent"] == {"rule": "add_chat_member", "outcome": "accepted",
+                                                              "approver": "elicitation"}
+
+
 def test_mail_to_an_external_domain_needs_a_yes(device: Device) -> None:
     failed, text = run_session(device.env, lambda s: s.call("send_email", to=["eve@contoso.example"], subject="x",
                                                              body="y"), answer=refuse("decline"))

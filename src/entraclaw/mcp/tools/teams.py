@@ -265,7 +265,8 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
 
             def work(graph: AgentGraph, scope: str) -> str:
                 who, _, tenant = member.partition("|")
-                body: dict[str, Any] = {"@odata.type": _MEMBER, "roles": ["owner"],
+                role = "guest" if "#EXT#" in who.upper() else "owner"
+                body: dict[str, Any] = {"@odata.type": _MEMBER, "roles": [role],
                                         "user@odata.bind": _user_bind(graph, who.strip())}
                 if tenant.strip():
                     body["tenantId"] = tenant.strip()
