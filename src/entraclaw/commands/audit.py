@@ -13,7 +13,11 @@ def register(sub: Any) -> None:
         "audit", help="print the agent's tool calls from audit.jsonl (bodies appear as hash + length)"
     )
     p.add_argument("--tool", help="only this tool (e.g. send_teams_message)")
-    p.add_argument("--status", choices=("ok", "error", "refused", "declined", "cancelled", "timeout"))
+    p.add_argument(
+        "--status",
+        choices=("ok", "error", "refused", "declined", "cancelled", "timeout"),
+        help="only calls that ended this way",
+    )
     p.add_argument("--since", help="only records at or after this time: ISO 8601 or 30m / 2h / 1d")
     p.add_argument("--last", type=int, default=None, help="only the last N matching records")
     p.add_argument("--state-dir", type=Path, help="state directory (default ENTRACLAW_HOME or the platform's)")

@@ -24,7 +24,9 @@ def register(sub: Any) -> None:
             "file is saved as .bak, the write is atomic."
         ),
     )
-    c.add_argument("--client", choices=("claude", "vscode", "copilot", "all"), default="all")
+    c.add_argument(
+        "--client", choices=("claude", "vscode", "copilot", "all"), default="all", help="which client(s) (default: all)"
+    )
     c.add_argument("--project-dir", type=Path, default=None, help="project folder for .mcp.json / .vscode (default: .)")
     c.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
     c.set_defaults(handler=run_config)
