@@ -511,14 +511,23 @@ def stop_serve(proc: subprocess.Popen[str]) -> int:
 
 # --- the agent's tools: tokens for the Agent User with chosen scopes ---------------------------
 
-CHAT_SCOPES = ("Chat.Create", "Chat.ReadBasic", "Chat.Read", "ChatMember.Read", "ChatMember.ReadWrite", "ChatMessage.Send")
+CHAT_SCOPES = (
+    "Chat.Create",
+    "Chat.ReadBasic",
+    "Chat.Read",
+    "ChatMember.Read",
+    "ChatMember.ReadWrite",
+    "ChatMessage.Send",
+)
 MAIL_SCOPES = ("Mail.Send", "Mail.Read")
 
 
-def agent_user_token(s: Seeded, scopes: tuple[str, ...] = (*CHAT_SCOPES, *MAIL_SCOPES, "User.ReadBasic.All"),
-                     *, second: bool = False) -> str:
-    """T3 for the seeded Agent User (``second``: Agent B) after consenting ``scopes`` for its Agent Identity."""
+def agent_user_token(
+    s: Seeded, scopes: tuple[str, ...] = (*CHAT_SCOPES, *MAIL_SCOPES, "User.ReadBasic.All"), *, second: bool = False
+) -> str:
+    """T3 for the seeded Agent User (``second``: Agent B) after consenting exactly ``scopes`` for its Agent Identity."""
     ai, bp, cert = (s.ai2, s.bp2, s.other_cert) if second else (s.ai, s.bp, s.cert)
+    s.emu.tenant.revoke_consent(ai.app_id, resource=GRAPH)
     s.emu.tenant.grant_consent(ai.app_id, resource=GRAPH, scopes=scopes)
     t1 = s.t1(ai, bp, cert)
     form = s.hop3_form(t1, s.t2(t1, ai), ai, user_id=(s.au2 if second else s.au).object_id)

@@ -128,8 +128,9 @@ def test_messages_text_html_mentions_and_paging(world):
             {
                 "id": 0,
                 "mentionText": megan.display_name,
-                "mentioned": {"user": {"id": megan.object_id, "displayName": megan.display_name,
-                                       "userIdentityType": "aadUser"}},
+                "mentioned": {
+                    "user": {"id": megan.object_id, "displayName": megan.display_name, "userIdentityType": "aadUser"}
+                },
             }
         ],
     }

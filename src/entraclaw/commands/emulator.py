@@ -50,6 +50,16 @@ def register(sub: Any) -> None:
         default=0.0,
         help="seconds before an object created over Graph can be used (models Entra's replication lag)",
     )
+    serve.add_argument(
+        "--auto-reply",
+        metavar="TEXT",
+        default=None,
+        help="the seeded colleague answers every chat message and mail sent to it with TEXT "
+        "({text} = what it was sent, {sender} = who sent it)",
+    )
+    serve.add_argument(
+        "--auto-reply-delay", type=float, default=0.0, help="seconds before the colleague's reply appears (default 0)"
+    )
     serve.set_defaults(handler=serve_command)
     approve = actions.add_parser("approve", help="approve (or --deny) a device code shown by a client")
     approve.add_argument("user_code", metavar="CODE", help="the user code the client printed")
@@ -117,6 +127,11 @@ def serve_command(args: argparse.Namespace) -> int:
                 ) from exc
             ca_path = str(args.ca_out)
         admin = emu.admin
+        people = emu.people
+        if args.auto_reply is not None:
+            from entraclaw.emulator.workspace import AutoReply
+
+            emu.workspace.add_rule(AutoReply(people.colleague.object_id, args.auto_reply, args.auto_reply_delay))
         emu.auto_approve = bool(args.auto_approve)
         if args.state is not None:
             emu.save_state()
@@ -136,6 +151,14 @@ def serve_command(args: argparse.Namespace) -> int:
             ("admin_user", admin.user_upn),
             ("admin_user_id", admin.user_id),
             ("admin_client_id", admin.client_id),
+            ("colleague_user", people.colleague.upn),
+            ("colleague_user_id", people.colleague.object_id),
+            ("second_colleague_user", people.second_colleague.upn),
+            ("guest_user", people.guest.upn),
+            ("guest_user_id", people.guest.object_id),
+            ("external_tenant", f"{people.external_tenant.domain} {people.external_tenant.tenant_id}"),
+            ("external_user", people.external_user.upn),
+            ("control_url", f"{emu.base_url}/emulator"),
             ("admin_auth", _how_to_authenticate(bool(args.auto_approve), emu.base_url, ca_bundle)),
             ("setup", shlex.join([
                 "entraclaw", "setup", "--tenant", emu.tenant_id, "--authority-host", emu.base_url,

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate
+from entraclaw.emulator.control import handle_control
 from entraclaw.emulator.faults import FaultInjector
 from entraclaw.emulator.graph import GraphService
 from entraclaw.emulator.issuer import TokenIssuer
@@ -33,8 +34,8 @@ from entraclaw.emulator.state import StateLock, file_error, load_state, save_sta
 from entraclaw.emulator.stats import Stats
 from entraclaw.emulator.tenant import DEVICE_CODE_CLIENT_ID, GRAPH_RESOURCE, Application, KeyCredential, Tenant
 from entraclaw.emulator.tls import CertificateAuthority
-from entraclaw.emulator.workspace import SeededPeople, Workspace
 from entraclaw.emulator.token_service import Realm, TokenService
+from entraclaw.emulator.workspace import SeededPeople, Workspace
 from entraclaw.errors import ConfigurationError, EmulatorError
 from entraclaw.platform.files import atomic_write
 
@@ -467,10 +468,19 @@ class Emulator:
     def people(self) -> SeededPeople:
         """Seeded colleagues, a #EXT# guest and a second tenant with a federated user (made on first use)."""
         with self._lock:
+            before = len(self.tenant.people)
             people = self.workspace.seed()
-        if self.state_file is not None and self.running:
+            made = len(self.tenant.people) != before
+        if made and self.state_file is not None and self.running:
             self.save_state()
         return people
+
+    def control(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        """One ``/emulator/...`` control request (:mod:`entraclaw.emulator.control`)."""
+        status, payload = handle_control(self, method, path, body)
+        if method != "GET" and 200 <= status < 300:
+            self._after_write()
+        return status, payload
 
     # --- the admin a second process signs in as ----------------------------------------
 

@@ -76,6 +76,7 @@ class Routes(Protocol):
     def discovery_document(self, tenant: str) -> dict[str, Any] | None: ...
     def jwks_document(self, tenant: str) -> dict[str, Any] | None: ...
     def clock(self) -> float: ...
+    def control(self, method: str, path: str, body: bytes) -> tuple[int, Any]: ...
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -284,6 +285,14 @@ class _Handler(BaseHTTPRequestHandler):
         # The request is in: its processing (a delay fault, a slow signature) is not the client's time.
         self.server.watchdog.disarm(self.connection)
         if body is None:
+            return
+        if path.startswith("/emulator/"):
+            # The emulator's own control routes (entraclaw.emulator.control): never faulted.
+            status, payload = routes.control(self.command, path, body)
+            if payload is None:
+                self._send(status, b"", "application/json; charset=utf-8")
+            else:
+                self._send_json(status, payload)
             return
         is_token = path.endswith("/oauth2/v2.0/token")
         is_form = is_token or path.endswith("/oauth2/v2.0/devicecode") or path == "/devicelogin"

@@ -144,7 +144,7 @@ class SeededPeople:
 
 
 def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 class Workspace:
@@ -272,7 +272,7 @@ class Workspace:
             chat.updated_at = self.clock()
             return made
 
-    def post(  # noqa: PLR0913 - one message's fields
+    def post(
         self,
         chat_id: str,
         sender: ChatMember,
@@ -329,6 +329,8 @@ class Workspace:
         if rule.delay < 0:
             raise EmulatorError(f"Auto-reply delay {rule.delay} is negative.", remedy="Pass delay >= 0 seconds.")
         with self._lock:
+            # One rule per responder and channel: a restarted `serve --auto-reply` replaces, not stacks.
+            self._rules = [r for r in self._rules if (r.responder_id, r.channel) != (rule.responder_id, rule.channel)]
             self._rules.append(rule)
 
     def clear_rules(self) -> None:
@@ -353,16 +355,16 @@ class Workspace:
 
     # --- mail -------------------------------------------------------------------------
 
-    def send_mail(  # noqa: PLR0913 - one message's fields
+    def send_mail(
         self,
         sender: AgentUser | DirectoryUser,
         subject: str,
         content_type: str,
         content: str,
+        *,
         to: list[tuple[str, str]],
         cc: list[tuple[str, str]],
         bcc: list[tuple[str, str]],
-        *,
         save_to_sent: bool = True,
         delay: float = 0.0,
         react: bool = True,
@@ -419,9 +421,9 @@ class Workspace:
                         reply_subject,
                         "text",
                         text,
-                        [(sender.display_name, address)],
-                        [],
-                        [],
+                        to=[(sender.display_name, address)],
+                        cc=[],
+                        bcc=[],
                         delay=delay + rule.delay,
                         react=False,
                         conversation_id=conversation,

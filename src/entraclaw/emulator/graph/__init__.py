@@ -65,9 +65,9 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import uuid
-from urllib.parse import unquote
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from entraclaw.emulator import jwt_codec
 from entraclaw.emulator.graph import applications, chats, domains, grants, mail, service_principals, users
@@ -146,6 +146,7 @@ class GraphService:
         realm: Callable[[], Realm],
         clock: Callable[[], float],
         on_write: Callable[[], None] | None = None,
+        *,
         workspace: Workspace | None = None,
     ) -> None:
         self.tenant = tenant

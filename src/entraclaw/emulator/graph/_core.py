@@ -402,7 +402,8 @@ def page(
             nxt["$skip"] = str(offset + top)
         else:
             nxt[link] = base64.urlsafe_b64encode(f"o:{offset + top}".encode()).decode().rstrip("=")
-        body["@odata.nextLink"] = f"{ctx.req.graph_url}{ctx.req.path}?{urlencode(nxt)}"
+        # '$' stays literal, as in Graph's links (?$top=3&$skip=3).
+        body["@odata.nextLink"] = f"{ctx.req.graph_url}{ctx.req.path}?{urlencode(nxt, safe='$')}"
     return GraphResponse(200, body)
 
 

@@ -326,9 +326,7 @@ def _create(ctx: Context) -> GraphResponse:
         raise _bad("A group chat needs at least two members.")
     caller = ctx.caller
     if caller.delegated and caller.user_id not in ids:
-        raise _bad(
-            "The signed-in user must be one of the chat's members ('members' lists every participant)."
-        )
+        raise _bad("The signed-in user must be one of the chat's members ('members' lists every participant).")
     chat, _made = _workspace(ctx).add_chat(chat_type, topic, members)
     return GraphResponse(
         201, entity(ctx, "chats", chat_json(ctx, chat)), {"Location": f"{ctx.req.graph_url}/chats('{chat.id}')"}
@@ -419,7 +417,7 @@ def _check_mentions(mentions: list[Any], content_type: str, content: str) -> Non
     if not mentions:
         return
     if content_type != "html":
-        raise _bad("Mentions need an html body with <at id=\"N\"> tags.")
+        raise _bad('Mentions need an html body with <at id="N"> tags.')
     tags = set(_AT_TAG.findall(content))
     for mention in mentions:
         if not isinstance(mention, dict) or not isinstance(mention.get("id"), int):
@@ -427,7 +425,7 @@ def _check_mentions(mentions: list[Any], content_type: str, content: str) -> Non
         if not isinstance(mention.get("mentionText"), str) or not isinstance(mention.get("mentioned"), dict):
             raise _bad("Each mention needs 'mentionText' and 'mentioned'.")
         if str(mention["id"]) not in tags:
-            raise _bad(f"Mention id {mention['id']} has no <at id=\"{mention['id']}\"> tag in the body.")
+            raise _bad(f'Mention id {mention["id"]} has no <at id="{mention["id"]}"> tag in the body.')
 
 
 _FILTER_CLAUSE = re.compile(r"\s*(lastModifiedDateTime|createdDateTime)\s+(gt|lt)\s+(\S+)\s*", re.IGNORECASE)
@@ -458,9 +456,7 @@ def _list_messages(ctx: Context, chat: Chat) -> GraphResponse:
     attr = "modified_at" if key == "lastModifiedDateTime" else "created_at"
     messages = sorted(_workspace(ctx).visible_messages(chat), key=lambda m: (getattr(m, attr), m.id), reverse=True)
     kept = [
-        m
-        for m in messages
-        if all(getattr(m, attr) > v if op == "gt" else getattr(m, attr) < v for op, v in bounds)
+        m for m in messages if all(getattr(m, attr) > v if op == "gt" else getattr(m, attr) < v for op, v in bounds)
     ]
     return page(
         ctx,

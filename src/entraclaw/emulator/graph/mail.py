@@ -98,7 +98,7 @@ def _recipients(message: dict[str, Any], name: str) -> list[tuple[str, str]]:
     for item in raw:
         email = item.get("emailAddress") if isinstance(item, dict) else None
         address = email.get("address") if isinstance(email, dict) else None
-        if not isinstance(address, str) or "@" not in address:
+        if not isinstance(email, dict) or not isinstance(address, str) or "@" not in address:
             raise bad_request(f"A recipient in '{name}' has no valid emailAddress.address.", "ErrorInvalidRecipients")
         out.append((str(email.get("name") or address), address))
     return out
@@ -128,9 +128,9 @@ def _send(ctx: Context, user: AgentUser | DirectoryUser) -> GraphResponse:
         str(message.get("subject") or ""),
         content_type,
         str(body.get("content") or ""),
-        to,
-        cc,
-        bcc,
+        to=to,
+        cc=cc,
+        bcc=bcc,
         save_to_sent=save,
     )
     return GraphResponse(202, None)
