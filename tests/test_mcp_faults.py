@@ -77,7 +77,7 @@ def test_read_email_gives_text_bodies_and_filters_unread(local: Local) -> None:
     people = emu.people
     agent = _dotenv(local.home)["ENTRACLAW_AGENT_USER_UPN"]
     emu.workspace.send_mail(people.colleague, "Lunch?", "html", "<p>Noon at <b>the usual</b>?</p>",
-                            [(agent, agent)], [], [])
+                            to=[(agent, agent)], cc=[], bcc=[])
     text = run_session(local.env, lambda s: s.ok("read_email", unread_only=True, since="1h"))
     assert "Lunch?" in text and "Noon at the usual?" in text and "<b>" not in text and "(unread)" in text
 
