@@ -62,9 +62,14 @@ def test_demo_json_parses_and_traces_every_hop():
     assert hops[0]["audience"] == hops[1]["audience"] == "fb60f99c-7a34-4190-8149-302f77469936"
     assert hops[2]["audience"] == "https://graph.microsoft.com" and hops[2]["idtyp"] == "user"
     assert "PS256" in hops[0]["title"]
-    me = steps[-1]
+    me = next(s for s in steps if s["title"] == "Graph GET /v1.0/me as the Agent User")
     assert me["id"] == hops[2]["oid"]
     assert me["token_from_cache"] is True
+    # The demo ends with the agent itself: entraclaw-mcp, over stdio, sends and reads a Teams message.
+    agent = steps[-1]
+    assert agent["title"].startswith("MCP: entraclaw-mcp over stdio")
+    assert "Sent to chat" in agent["sent"] and "Hello from the entraclaw demo agent" in agent["read_back"]
+    assert "create_chat" in agent["tool_calls"] and "read_teams_messages" in agent["tool_calls"]
 
 
 def test_demo_by_upn():
@@ -72,9 +77,9 @@ def test_demo_by_upn():
     out = _run("demo", "--json", "--upn")
     assert out.returncode == 0, out.stderr
     steps = json.loads(out.stdout)["steps"]
-    upn = steps[-1]["userPrincipalName"]
+    upn = steps[-2]["userPrincipalName"]
     assert upn.startswith("entraclaw-agent@") and upn.endswith(".onmicrosoft.com")
-    assert f"username={upn}" in steps[-2]["title"]
+    assert f"username={upn}" in steps[-3]["title"]
 
 
 def test_demo_refuses_a_upn_outside_the_tenant_domains():

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.standin
 
 def test_demo_runs_with_a_cng_blueprint_key(standin):
     trace = DemoTrace()
-    run_demo(trace, use_cng=True, algorithm="PS256")
+    # mcp=False: the stand-in's keys live in this process only, so an entraclaw-mcp child could not sign.
+    run_demo(trace, use_cng=True, algorithm="PS256", mcp=False)
     key_step = next(s for s in trace.steps if s["title"].startswith("Blueprint key"))
     assert key_step["storage"].startswith("CNG") and key_step["key"].startswith("CNG")
     assert trace.steps[-1]["token_from_cache"] is True

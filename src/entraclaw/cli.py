@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "entraclaw.commands.rotate",
     "entraclaw.commands.doctor",
     "entraclaw.commands.conformance",
+    "entraclaw.commands.mcp",
+    "entraclaw.commands.audit",
 )
 
 

@@ -194,6 +194,8 @@ class DemoTenant:
     agent_user_id: str
     agent_user_upn: str
     key: BlueprintKey
+    #: The temporary state directory (.env, key file): the MCP server of the last step runs on it.
+    home: Path | None = None
 
 
 _STEP_TITLES = {
@@ -210,8 +212,17 @@ _STEP_TITLES = {
 _STORAGE = {"tpm": "CNG TPM", "software_ksp": "CNG software KSP", "pem": "PEM (software, temporary key file)"}
 
 
+#: What the demo consents: /me, and what its last step's Teams tools need (least-privileged each).
+DEMO_SCOPES = ("User.Read", "Chat.Create", "Chat.ReadBasic", "Chat.Read", "ChatMessage.Send")
+
+
 def provision_emulator_tenant(
-    emu: Any, trace: DemoTrace, *, upn: str | None = None, use_cng: bool | None = None
+    emu: Any,
+    trace: DemoTrace,
+    *,
+    upn: str | None = None,
+    use_cng: bool | None = None,
+    scopes: tuple[str, ...] = DEMO_SCOPES,
 ) -> DemoTenant:
     """``entraclaw setup`` against the running emulator, as its admin; the steps go into ``trace``.
 
@@ -253,6 +264,7 @@ def provision_emulator_tenant(
         state_dir=home,
         sponsor_ids=(admin.user_id,),
         agent_user_upn=upn,
+        scopes=scopes,
         smoke_test=False,
         propagation_timeout=60.0,
     )
@@ -301,6 +313,7 @@ def provision_emulator_tenant(
         agent_user_id=values["ENTRACLAW_AGENT_USER_ID"],
         agent_user_upn=values["ENTRACLAW_AGENT_USER_UPN"],
         key=key,
+        home=home,
     )
 
 
@@ -360,6 +373,7 @@ def run_demo(
     algorithm: Algorithm = "RS256",
     upn: str | None = None,
     use_cng: bool | None = None,
+    mcp: bool = True,
 ) -> DemoTrace:
     """Run the whole demo into ``trace``; raises :class:`EntraclawError` on the first failure.
 
@@ -421,7 +435,31 @@ def run_demo(
                 token_from_cache=cached,
                 token_requests=emu.stats.count(),
             )
+            if mcp:
+                _mcp_step(emu, demo, trace)
         finally:
             if demo.key.cleanup is not None:
                 demo.key.cleanup()
     return trace
+
+
+def _mcp_step(emu: Any, demo: DemoTenant, trace: DemoTrace) -> None:
+    """The agent itself: entraclaw-mcp, started by the MCP SDK's client, sends and reads a Teams message."""
+    import os
+
+    from entraclaw.mcp.probe import teams_round_trip
+
+    colleague = emu.people.colleague
+    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    env["ENTRACLAW_HOME"] = str(demo.home)
+    run = teams_round_trip(env, colleague.upn, "Hello from the entraclaw demo agent")
+    timings = ", ".join(f"{tool} {seconds * 1000:.0f} ms" for tool, _, seconds in run.steps)
+    last = run.steps[-1][1].splitlines()
+    trace.step(
+        "MCP: entraclaw-mcp over stdio (MCP SDK client) sends and reads a Teams message as the Agent User",
+        server_started=f"{run.server_start_seconds:.2f} s",
+        chat=f"1:1 with {colleague.upn} ({run.chat_id})",
+        sent=run.steps[1][1],
+        read_back=last[1] if len(last) > 1 else last[0],
+        tool_calls=timings,
+    )

@@ -18,16 +18,19 @@ from typing import Any
 __all__ = [
     "AccessDeniedError",
     "AdminSignInRefusedError",
+    "AgentToolError",
     "AttestationError",
     "BadSignatureError",
     "CertificateNotFoundError",
     "ClientAssertionError",
     "ConfigurationError",
+    "ConsentRequiredError",
     "EmulatorError",
     "EncodingError",
     "EntraclawError",
     "FilePermissionError",
     "GraphRequestError",
+    "HumanApprovalError",
     "InvalidThumbprintError",
     "KeyMaterialError",
     "KeyNotFoundError",
@@ -331,6 +334,27 @@ class EncodingError(EntraclawError, ValueError):
     The text is never quoted (it may be a token); ``length`` says how long it was. Also a
     ``ValueError``, which these decoders raised before they had a typed error.
     """
+
+
+# --- the agent (entraclaw-mcp) ------------------------------------------------------
+
+
+class AgentToolError(EntraclawError):
+    """An MCP tool of ``entraclaw-mcp`` could not do what it was asked.
+
+    Carries ``tool``, and for a Graph failure ``code`` (Graph's error code), ``http_status``
+    and ``request_id``. The MCP client shows ``str(err)`` (message and fix) as the tool error.
+    """
+
+
+class ConsentRequiredError(AgentToolError):
+    """The Agent User has no consent for the delegated Graph permission a tool needs.
+    Carries ``scopes`` (the least-privileged permission names to consent)."""
+
+
+class HumanApprovalError(AgentToolError):
+    """A sensitive action needed a human yes under the consent policy and did not get one.
+    ``outcome`` is ``declined``, ``cancelled``, ``timeout`` or ``unsupported`` (no way to ask)."""
 
 
 # --- platform --------------------------------------------------------------------

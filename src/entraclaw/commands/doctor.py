@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     except EntraclawError as exc:
         report = DoctorReport()
         report.add("doctor", "unknown", exc.message, exc.remedy)
+    from entraclaw.mcp.client_config import check_recorded
+
+    for client, ok, detail in check_recorded(state_dir):
+        report.add(f"MCP config ({client})", "ok" if ok else "fail", detail,
+                   "" if ok else "Run `entraclaw mcp-config --client` for that client to point it at this install.")
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -81,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         read_key_list=not args.as_blueprint,
     )
     result = rotation.run(dry_run=args.dry_run)
+    if not args.dry_run:
+        from entraclaw.mcp.client_config import refresh_recorded
+
+        # A redeploy may have moved the venv: MCP clients must start the server where it is now.
+        for change in refresh_recorded(state_dir):
+            echo(f"MCP client config refreshed: {change.target.client} {change.target.path}")
     if args.json:
         print(
             json.dumps(

@@ -69,6 +69,12 @@ def register(sub: Any) -> None:
     p.add_argument("--no-smoke-test", action="store_true", help="skip Hops 1-3 and /me at the end")
     p.add_argument("--propagation-timeout", type=float, default=180.0, help="seconds to wait for new objects")
     p.add_argument("--json", action="store_true", help="print the plan/result as JSON at the end")
+    p.add_argument(
+        "--mcp-config",
+        choices=("claude", "vscode", "copilot", "all", "none"),
+        default=None,
+        help="last step: write this install's entraclaw-mcp into that MCP client's config (default: only suggest it)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -121,6 +127,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"OK: setup complete ({result.graph_writes} Graph write(s), {result.graph_requests} request(s)); "
               f"config in {state_dir / '.env'}")
+        _offer_mcp_config(args)
     if result.waits and not args.json:
         print("propagation waits: " + ", ".join(f"{step} {n}" for step, n in result.waits.items()))
     return 0
+
+
+def _offer_mcp_config(args: argparse.Namespace) -> None:
+    """The last step: connect an MCP client to the agent (done with --mcp-config, else suggested)."""
+    if args.mcp_config == "none":
+        return
+    if args.mcp_config is None:
+        print("Next: connect an MCP client to the agent: `entraclaw mcp-config --client all` "
+              "(Claude Code .mcp.json, VS Code .vscode/mcp.json, Copilot CLI ~/.copilot/mcp-config.json).")
+        return
+    import argparse as _argparse
+
+    from entraclaw.commands.mcp import run_config
+
+    run_config(_argparse.Namespace(client=args.mcp_config, project_dir=None, dry_run=False, state_dir=args.state_dir))

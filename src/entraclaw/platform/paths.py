@@ -29,6 +29,7 @@ __all__ = [
     "MIGRATION_STEPS",
     "MigrationResult",
     "StateDirInfo",
+    "audit_log_path",
     "describe_state_dir",
     "env_file_path",
     "keys_dir",
@@ -81,6 +82,11 @@ def env_file_path(home: str | os.PathLike[str] | None = None, *, environ: Mappin
 
 def token_cache_path(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
     return _home(home, environ) / "agent_tokens.bin"
+
+
+def audit_log_path(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    """The agent's audit trail (``entraclaw-mcp`` appends, ``entraclaw audit`` reads)."""
+    return _home(home, environ) / "audit.jsonl"
 
 
 def keys_dir(home: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
