@@ -45,7 +45,17 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from entraclaw.errors import AttestationError
 
 if TYPE_CHECKING:
-    from entraclaw.cng import CngKeyInfo
+    from typing import Protocol
+
+    class CngKeyInfo(Protocol):
+        """What the summary reads: CngKeyInfo (Windows) and Tpm2KeyInfo (Linux) both have it."""
+
+        @property
+        def attestation(self) -> KeyAttestation: ...
+        @property
+        def provider(self) -> str: ...
+        @property
+        def sign_only(self) -> bool | None: ...
 
 __all__ = [
     "TPMA_DECRYPT",
@@ -63,6 +73,7 @@ __all__ = [
     "TpmsAttest",
     "attestation_summary",
     "build_attestation",
+    "parse_certify",
     "parse_key_claim",
     "verify_key_claim",
 ]
@@ -338,6 +349,12 @@ def parse_key_claim(blob: bytes) -> KeyClaim:
     pos += n_sig
     public = _parse_public(_key_blob_public(blob[pos : pos + n_key]))
     return KeyClaim(attest, alg, hash_alg, sig, public)
+
+
+def parse_certify(attest: bytes, signature: bytes, public: bytes) -> KeyClaim:
+    """The same claim from TPM2_Certify's raw outputs (Linux ESAPI: TPMS_ATTEST, TPMT_SIGNATURE, TPM2B_PUBLIC)."""
+    alg, hash_alg, sig = _parse_signature(signature)
+    return KeyClaim(_parse_attest(attest), alg, hash_alg, sig, _parse_public(public))
 
 
 def verify_key_claim(
