@@ -248,7 +248,7 @@ def fault_tcti(tcti: str, faults: dict[int, list[int]]) -> object:
 
     class FaultTcti(PyTCTI):  # type: ignore[misc]
         def __init__(self) -> None:
-            super().__init__(max_size=8192)
+            super().__init__()  # max_size 4096: SAPI refuses a TCTI announcing more than its buffer
             name, _, conf = tcti.partition(":")
             self._inner = TCTILdr(name, conf)
             self._pending: bytes | None = None
@@ -266,7 +266,7 @@ def fault_tcti(tcti: str, faults: dict[int, list[int]]) -> object:
             if self._pending is not None:
                 out, self._pending = self._pending, None
                 return out
-            return bytes(self._inner.receive(timeout))
+            return bytes(self._inner.receive(4096, timeout))
 
         def do_finalize(self) -> None:
             self._inner.finalize()
