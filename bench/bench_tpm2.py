@@ -32,11 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from tpm2_helpers import CountingProxy, Swtpm  # noqa: E402
-
-from entraclaw.auth.certgen import generate_rsa_key  # noqa: E402
-from entraclaw.auth.signer import PemSigner  # noqa: E402
-from entraclaw.tpm2 import Tpm2Signer, create_key  # noqa: E402
+from entraclaw.auth.certgen import generate_rsa_key
+from entraclaw.auth.signer import PemSigner
+from entraclaw.tpm2 import Tpm2Signer, create_key
+from tpm2_helpers import CountingProxy, Swtpm
 
 WARM_SIGNATURES = 50
 ROUNDS = 7

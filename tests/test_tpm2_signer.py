@@ -134,9 +134,12 @@ def test_the_key_file_is_not_a_pem_and_another_tpm_cannot_use_it(key_path: Path,
     assert b"-----BEGIN" not in data and b"PRIVATE KEY" not in data
     with pytest.raises(ValueError):
         serialization.load_der_private_key(data, password=None)
-    with Swtpm(tmp_path / "other") as other, Tpm2Signer(key_path, tcti=other.tcti) as signer:
-        with pytest.raises(KeyNotFoundError) as caught:
-            signer.sign(b"x")
+    with (
+        Swtpm(tmp_path / "other") as other,
+        Tpm2Signer(key_path, tcti=other.tcti) as signer,
+        pytest.raises(KeyNotFoundError) as caught,
+    ):
+        signer.sign(b"x")
     err = caught.value
     assert err.category == "wrong_tpm" and err.api == "TPM2_Load", err  # type: ignore[attr-defined]
     assert "TPM_RC_INTEGRITY" in err.message and str(key_path) in err.message

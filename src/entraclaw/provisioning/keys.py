@@ -220,7 +220,8 @@ def _create_tpm_key(blueprint_app_id: str, subject: str, *, state_dir: Path, day
     made = make_key(subject, days=days)
     # Named after the certificate, like the PEM files: the TPM holds nothing, so a run killed
     # before this write loses nothing but a key nobody has seen.
-    path = paths.keys_dir(state_dir) / f"{blueprint_key_entry(blueprint_app_id, compute_sha1_thumbprint(made.certificate_der))}.tpm2"
+    entry = blueprint_key_entry(blueprint_app_id, compute_sha1_thumbprint(made.certificate_der))
+    path = paths.keys_dir(state_dir) / f"{entry}.tpm2"
     write_key_file(path, made)
     signer = Tpm2Signer(path)
     return DeviceKey(key_ref=f"tpm2:{path}", provider="tpm", signer=signer, certificate=signer.certificate)

@@ -26,6 +26,7 @@ template):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -106,10 +107,9 @@ class TpmConnection:
         with self.lock:
             esapi, self._esapi, self._tcti = self._esapi, None, None
             if esapi is not None and self._pid == os.getpid():
-                try:
+                # Closing a broken connection has nothing left to report.
+                with contextlib.suppress(Exception):
                     esapi.close()
-                except Exception:  # noqa: S110 - closing a broken connection has nothing left to report
-                    pass
 
     def call(self, command: str, fn: Callable[[Any], T]) -> T:
         """Run ``fn(esapi)`` (one TPM command); retry transient states; raise TpmCallFailed otherwise."""
@@ -142,7 +142,6 @@ class TpmConnection:
         return self.call("TPM2_CreatePrimary", run)
 
     def flush(self, handle: Any) -> None:
-        try:
+        # Already gone (TPM reset, resource manager): nothing to free.
+        with contextlib.suppress(TpmCallFailed):
             self.call("TPM2_FlushContext", lambda esapi: esapi.flush_context(handle))
-        except TpmCallFailed:
-            pass  # already gone (TPM reset, resource manager): nothing to free

@@ -191,8 +191,7 @@ class Tpm2Signer(Signer):
                 try:
                     if self._key_handle is None:
                         self._key_handle = self._load()
-                    handle = self._key_handle
-                    return self._conn.call(command, lambda esapi: fn(esapi, handle))
+                    return self._conn.call(command, _bound(fn, self._key_handle))
                 except TpmCallFailed as failed:
                     if failed.category in _RELOAD and reloads == 0:
                         self._key_handle = None  # the TPM no longer has it; nothing to flush
@@ -310,6 +309,10 @@ class Tpm2Signer(Signer):
                 return
             self._closed = True
         self._finalizer()
+
+
+def _bound(fn: Any, handle: Any) -> Any:
+    return lambda esapi: fn(esapi, handle)
 
 
 def _release(conn: TpmConnection, box: list[Any]) -> None:
