@@ -138,3 +138,23 @@ def test_the_cli_never_leaves_the_key_loaded_in_a_tpm_without_resource_manager(t
             ["tpm2_getcap", "handles-transient", "-T", tpm.tcti], capture_output=True, text=True, check=False
         )
         assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+
+
+def test_a_setup_killed_after_making_the_tpm_key_adopts_it_on_the_next_run(tmp_path: Path,
+                                                                          served: dict[str, str]) -> None:
+    from entraclaw.platform.files import CRASH_ENV
+
+    require_tpm2()
+    home = tmp_path / "home"
+    with Swtpm(tmp_path / "tpm") as tpm:
+        env = {"ENTRACLAW_HOME": str(home), **tpm.env()}
+        argv = ["setup", *_admin(served), "--sponsor", served["admin_user"], "--key-storage", "tpm", "--no-smoke-test"]
+        crashed = run_cli(*argv, env={**env, CRASH_ENV: "key:created"})
+        assert crashed.returncode in (-9, 86), crashed.stdout + crashed.stderr
+        made = list((home / "keys").glob("*.tpm2"))
+        assert len(made) == 1
+        resumed = run_cli(*argv, env=env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "made by the interrupted run" in resumed.stdout, resumed.stdout
+        assert list((home / "keys").glob("*.tpm2")) == made
+        assert _key_ref(home) == f"tpm2:{made[0]}"

@@ -101,3 +101,22 @@ def test_an_unreachable_simulator_is_tpm_unavailable_naming_the_tcti() -> None:
 
     why = probe("swtpm:host=127.0.0.1,port=1")
     assert why is not None and "swtpm:host=127.0.0.1,port=1" in why
+
+
+def test_pss_signatures_are_classified_by_their_salt() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from entraclaw.auth.certgen import generate_rsa_key
+    from entraclaw.tpm2.signer import classify_pss
+
+    key = generate_rsa_key()
+    data = b"header.claims"
+
+    def pss(salt: int) -> bytes:
+        return key.sign(data, padding.PSS(padding.MGF1(hashes.SHA256()), salt), hashes.SHA256())
+
+    assert classify_pss(key.public_key(), pss(32), data) == "hash"
+    assert classify_pss(key.public_key(), pss(256 - 32 - 2), data) == "max"  # what pre-1.16 TPMs make
+    assert classify_pss(key.public_key(), pss(20), data) == "bad"
+    assert classify_pss(key.public_key(), b"\0" * 256, data) == "bad"

@@ -231,3 +231,23 @@ def test_a_kill_while_the_key_file_is_written_loses_nothing(key_path: Path, swtp
         signer.close()  # type: ignore[attr-defined]
     leftovers = [p.name for p in target.parent.iterdir() if p.name != target.name]
     assert leftovers == [], leftovers
+
+
+def test_after_a_max_salt_signature_ps256_is_refused_before_the_tpm_is_asked(key_path: Path, swtpm: Swtpm) -> None:
+    """libtpms makes hash-length salts, so the max-salt verdict is set by hand (the classifier itself is
+    tested with software signatures in test_tpm2_errors.py); what is shown: no TPM command is sent."""
+    from entraclaw.errors import PssSaltUnsupportedError
+
+    tcti = fault_tcti(swtpm.tcti, {})
+    signer = _signer(key_path, tcti)
+    try:
+        signer.sign(b"warm")  # type: ignore[attr-defined]
+        before = tcti.sent[TPM2_CC_SIGN]  # type: ignore[attr-defined]
+        signer._pss = "max"  # type: ignore[attr-defined]
+        with pytest.raises(PssSaltUnsupportedError) as caught:
+            signer.sign(b"x", "PS256")  # type: ignore[attr-defined]
+        assert tcti.sent[TPM2_CC_SIGN] == before  # type: ignore[attr-defined]
+        assert "refused before signing" in caught.value.message and "RS256" in caught.value.remedy
+        assert signer.sign(b"rs256 still works")  # type: ignore[attr-defined]
+    finally:
+        signer.close()  # type: ignore[attr-defined]
