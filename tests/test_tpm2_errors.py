@@ -77,22 +77,42 @@ def test_a_missing_tpm_device_is_tpm_unavailable(tmp_path: Path) -> None:
     assert "`entraclaw setup --key-storage file`" in caught.value.remedy
 
 
-def test_a_device_this_user_may_not_open_names_the_tss_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_device_this_user_may_not_open_names_the_tss_group(tmp_path: Path) -> None:
+    """A real permission check: as root (CI), the probe runs as `nobody` through setpriv, since file
+    modes do not stop root; otherwise as this user against a node it may not open."""
     pytest.importorskip("tpm2_pytss")
     import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
 
-    from entraclaw.tpm2 import device
-
-    node = tmp_path / "tpmrm0"
-    node.write_bytes(b"")
-    node.chmod(0o600)
-    # Tests run as root here, whom file modes do not stop: ask access() as an unprivileged user would.
-    real_access = os.access
-    monkeypatch.setattr(device.os, "access", lambda p, m: False if Path(p) == node else real_access(p, m))
-    with pytest.raises(AccessDeniedError) as caught:
-        device.connect(f"device:{node}")
-    assert "`tss` group" in caught.value.remedy and "usermod -aG tss" in caught.value.remedy
-    assert str(node) in caught.value.message
+    folder = Path(tempfile.mkdtemp(prefix="entraclaw-tpm-node-"))
+    try:
+        folder.chmod(0o755)  # reachable by anyone, like /dev
+        node = folder / "tpmrm0"
+        node.write_bytes(b"")
+        probe = (
+            "import sys; from entraclaw.tpm2.device import connect\n"
+            "try:\n    connect(sys.argv[1])\nexcept Exception as e:\n"
+            "    print(type(e).__name__); print(e.message); print(e.remedy)"
+        )
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv: cannot open the node as an unprivileged user")
+            node.chmod(0o600)
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+        else:
+            node.chmod(0o000)
+            argv = [sys.executable]
+        done = subprocess.run([*argv, "-c", probe, f"device:{node}"], capture_output=True, text=True, check=False)
+        name, message, remedy = [*done.stdout.splitlines(), "", "", ""][:3]
+        assert name == "AccessDeniedError", done.stdout + done.stderr
+        assert str(node) in message
+        assert "`tss` group" in remedy and "usermod -aG tss" in remedy
+        assert "`entraclaw setup --key-storage file`" in remedy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_an_unreachable_simulator_is_tpm_unavailable_naming_the_tcti() -> None:
