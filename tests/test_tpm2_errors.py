@@ -140,3 +140,22 @@ def test_pss_signatures_are_classified_by_their_salt() -> None:
     assert classify_pss(key.public_key(), pss(256 - 32 - 2), data) == "max"  # what pre-1.16 TPMs make
     assert classify_pss(key.public_key(), pss(20), data) == "bad"
     assert classify_pss(key.public_key(), b"\0" * 256, data) == "bad"
+
+
+def test_tpm2_key_references_parse_and_fit_the_tpm_provider(tmp_path: Path) -> None:
+    from entraclaw.config import KeyReference, load_config
+    from entraclaw.errors import ConfigurationError
+
+    key = tmp_path / "keys" / "k.tpm2"
+    key.parent.mkdir()
+    key.write_text("{}")
+    ref = KeyReference.parse("tpm2:keys/k.tpm2", base_dir=tmp_path)
+    assert ref.kind == "tpm2" and ref.path == key and str(ref) == f"tpm2:{key}"
+    with pytest.raises(ConfigurationError) as caught:
+        KeyReference.parse(f"tpm2:{tmp_path / 'gone.tpm2'}")
+    assert "`entraclaw setup --key-storage tpm`" in caught.value.remedy
+    base = {"ENTRACLAW_TENANT_ID": "11111111-2222-3333-4444-555555555555", "ENTRACLAW_KEY_REF": f"tpm2:{key}"}
+    assert load_config(environ={**base, "ENTRACLAW_KEY_PROVIDER": "tpm"}, env_file=False).key_ref == ref
+    with pytest.raises(ConfigurationError) as mismatch:
+        load_config(environ={**base, "ENTRACLAW_KEY_PROVIDER": "software_ksp"}, env_file=False)
+    assert "tpm2:" in str(mismatch.value)

@@ -27,6 +27,8 @@ how doctor finds this product's certificates in the Windows store.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,8 @@ __all__ = [
     "resolve_storage",
     "unclaimed_key_refs",
 ]
+
+logger = logging.getLogger(__name__)
 
 KeyStorage = Literal["auto", "cng", "keystore", "file", "tpm"]
 CERT_PREFIX = "entraclaw-blueprint-"
@@ -124,6 +128,9 @@ def _linux_auto() -> Literal["keystore", "tpm"]:
     tpm_problem = probe()
     if tpm_problem is None:
         return "tpm"
+    if Path("/dev/tpmrm0").exists() or os.environ.get("ENTRACLAW_TPM2_TCTI"):
+        # A TPM is there but unusable: say why the key will not be in it (as Windows does for its fallback).
+        logger.warning("warning: the TPM is not used for the Blueprint key: %s", tpm_problem)
     try:
         _default_keystore()
     except KeystoreError as exc:
