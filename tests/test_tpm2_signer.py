@@ -251,3 +251,27 @@ def test_after_a_max_salt_signature_ps256_is_refused_before_the_tpm_is_asked(key
         assert signer.sign(b"rs256 still works")  # type: ignore[attr-defined]
     finally:
         signer.close()  # type: ignore[attr-defined]
+
+
+def test_the_ek_certificate_of_a_manufactured_tpm_is_read(tmp_path: Path) -> None:
+    """swtpm_setup plays manufacturer: an EK certificate from its local CA in NV index 0x01C00002."""
+    import shutil
+
+    from capabilities import require
+
+    require_tpm2()
+    require("tpm2", shutil.which("swtpm_setup") is not None, "swtpm_setup is missing (apt-get install swtpm-tools)")
+    from entraclaw.tpm2 import create_key
+
+    state = tmp_path / "tpm"
+    state.mkdir()
+    made = subprocess.run(
+        ["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert", "--overwrite"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    with Swtpm(state) as tpm, create_key(tmp_path / "k.tpm2", "entraclaw-blueprint-ek", tcti=tpm.tcti) as signer:
+        attestation = signer.info().attestation
+    assert attestation.signature_verified
+    assert attestation.ek_certificate is not None, attestation.problems
+    assert not any("EK certificate" in p and "no EK" in p for p in attestation.problems)

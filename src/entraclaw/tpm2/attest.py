@@ -48,7 +48,7 @@ def unattested(attributes: int, why: str) -> KeyAttestation:
 
 
 def _ek_certificate(signer: Tpm2Signer) -> tuple[x509.Certificate | None, str | None]:
-    conn, tss = signer.connection, signer.tss
+    conn = signer.connection
 
     def read(esapi: Any) -> bytes:
         index = esapi.tr_from_tpmpublic(EK_CERT_NV_RSA)
@@ -67,10 +67,19 @@ def _ek_certificate(signer: Tpm2Signer) -> tuple[x509.Certificate | None, str | 
 
         return None, f"no EK certificate in NV index 0x{EK_CERT_NV_RSA:08X} ({failed.command}: {format_rc(failed.rc)})"
     try:
-        return x509.load_der_x509_certificate(der.rstrip(b"\x00") if der.startswith(b"\x30") else der), None
+        return x509.load_der_x509_certificate(_der_prefix(der)), None
     except ValueError:
         return None, f"NV index 0x{EK_CERT_NV_RSA:08X} does not hold a DER X.509 EK certificate"
-    _ = tss
+
+
+def _der_prefix(data: bytes) -> bytes:
+    """The DER SEQUENCE at the start of ``data``: NV indices may be larger than the certificate they hold."""
+    if len(data) < 4 or data[0] != 0x30:
+        return data
+    if data[1] < 0x80:
+        return data[: 2 + data[1]]
+    width = data[1] & 0x7F
+    return data[: 2 + width + int.from_bytes(data[2 : 2 + width], "big")]
 
 
 def attest_key(signer: Tpm2Signer, *, ak_public_key: Any | None = None) -> KeyAttestation:
