@@ -35,6 +35,12 @@ if [ "$(uname -s)" = Linux ]; then
     command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
     pkg-config --exists gobject-introspection-1.0 2>/dev/null || need_pkgs+=(libgirepository1.0-dev)
     pkg-config --exists cairo 2>/dev/null || need_pkgs+=(libcairo2-dev)
+    # Linux TPM keys: swtpm is the TPM the tests start; tpm2-pytss compiles against libtss2-dev;
+    # tpm2-tools is the load-and-sign baseline of bench/bench_tpm2.py.
+    command -v swtpm >/dev/null || need_pkgs+=(swtpm)
+    command -v swtpm_setup >/dev/null || need_pkgs+=(swtpm-tools)
+    pkg-config --exists tss2-esys 2>/dev/null || need_pkgs+=(libtss2-dev)
+    command -v tpm2_sign >/dev/null || need_pkgs+=(tpm2-tools)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -74,7 +80,15 @@ fi
 
 python -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
 # Test-only build: the same C++ signer, linked against the software stand-in of ncrypt/crypt32.
-ENTRACLAW_BUILD_NATIVE=standin python -m pip install -q --no-build-isolation -e ".[test]"
+# On Linux also the `tpm2` extra (tpm2-pytss, compiled against libtss2-dev) for the TPM key tests.
+# Built first, in its own build environment: the --no-build-isolation below would otherwise make its
+# build requirements (pkgconfig, cffi, ...) ours.
+extras=test
+if [ "$(uname -s)" = Linux ] && pkg-config --exists tss2-esys 2>/dev/null; then
+    python -m pip install -q "tpm2-pytss>=3.0"
+    extras=test,tpm2
+fi
+ENTRACLAW_BUILD_NATIVE=standin python -m pip install -q --no-build-isolation -e ".[$extras]"
 if [ "$(uname -s)" = Linux ]; then
     # msal-extensions encrypts the token cache through libsecret via PyGObject (`gi`). Installed
     # here, not in the `test` extra: it compiles against system headers (girepository, cairo),

@@ -43,7 +43,7 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Protocol, overload
+from typing import Any, Protocol, cast, overload
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -68,6 +68,7 @@ __all__ = [
     "TpmsAttest",
     "assess",
     "attestation_summary",
+    "parse_certify",
     "parse_key_claim",
     "parse_tpm_public",
     "verify_key_claim",
@@ -391,6 +392,12 @@ def _signature_hashes(claim: KeyClaim, aik: TpmPublic) -> list[hashes.HashAlgori
     return [hashes.SHA1(), hashes.SHA256()]  # noqa: S303 - see above
 
 
+def parse_certify(attest: bytes, signature: bytes, public: bytes) -> KeyClaim:
+    """The same claim from TPM2_Certify's raw outputs (Linux ESAPI: TPMS_ATTEST, TPMT_SIGNATURE, TPM2B_PUBLIC)."""
+    alg, hash_alg, sig = _parse_signature(signature)
+    return KeyClaim(_parse_attest(attest), alg, hash_alg, sig, _parse_public(public))
+
+
 def verify_key_claim(
     claim: KeyClaim,
     *,
@@ -491,6 +498,17 @@ class KeyFacts(Protocol):
     def evidence(self) -> Evidence: ...
 
 
+class JudgedKeyFacts(Protocol):
+    """What ``entraclaw.tpm2.Tpm2KeyInfo`` carries: the TPM certified the key as its info was read."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def sign_only(self) -> bool | None: ...
+    @property
+    def attestation(self) -> KeyAttestation: ...
+
+
 @dataclass(frozen=True)
 class KeyAttestation:
     """What could be shown about where a CNG key lives. ``problems`` says what could not."""
@@ -569,7 +587,7 @@ def assess(
     )
 
 
-def _usage_phrase(info: KeyFacts, attrs: TpmObjectAttributes | None) -> str:
+def _usage_phrase(info: KeyFacts | JudgedKeyFacts, attrs: TpmObjectAttributes | None) -> str:
     # The TPM's own attributes, when the claim parsed, win over the provider's property.
     if attrs is not None:
         if attrs.sign_only:
@@ -581,7 +599,7 @@ def _usage_phrase(info: KeyFacts, attrs: TpmObjectAttributes | None) -> str:
 
 
 def attestation_summary(
-    info: KeyFacts, *, aik_public: bytes | TpmPublic | None = None, nonce: bytes | None = None
+    info: KeyFacts | JudgedKeyFacts, *, aik_public: bytes | TpmPublic | None = None, nonce: bytes | None = None
 ) -> str:
     """One line for `entraclaw doctor`: "TPM-backed, non-exportable, sign-only, attested" or what could not be shown.
 
@@ -589,7 +607,12 @@ def attestation_summary(
     attributes (sign set, decrypt clear) when there is a claim, else from the
     provider's key usage property, marked as such.
     """
-    att = assess(info, aik_public=aik_public, nonce=nonce)
+    # A Linux TPM key (entraclaw.tpm2) is certified when its info is read, so it carries the verdict.
+    judged = getattr(info, "attestation", None)
+    if isinstance(judged, KeyAttestation):
+        att = judged
+    else:
+        att = assess(cast(KeyFacts, info), aik_public=aik_public, nonce=nonce)  # only CNG facts lack a verdict
     if not att.hardware:
         return f"not TPM-backed: the key is in {info.provider} (software), so it cannot be attested"
     attrs = att.attributes

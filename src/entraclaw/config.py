@@ -202,10 +202,11 @@ class KeyReference:
     """Where the Blueprint's private key is: a CNG certificate, a keystore entry or a PEM file.
 
     ``str()`` is the ``ENTRACLAW_KEY_REF`` form: ``cng:CurrentUser/<SHA1>``,
-    ``cng:LocalMachine/<SHA1>``, ``keystore:<entry>`` or ``file:<path>``.
+    ``cng:LocalMachine/<SHA1>``, ``keystore:<entry>``, ``file:<path>`` or
+    ``tpm2:<path>`` (a Linux TPM key file: wrapped blobs, see :mod:`entraclaw.tpm2`).
     """
 
-    kind: Literal["cng", "keystore", "file"]
+    kind: Literal["cng", "keystore", "file", "tpm2"]
     location: str | None = None
     sha1: str | None = None
     entry: str | None = None
@@ -216,7 +217,7 @@ class KeyReference:
             return f"cng:{self.location}/{self.sha1}"
         if self.kind == "keystore":
             return f"keystore:{self.entry}"
-        return f"file:{self.path}"
+        return f"{self.kind}:{self.path}"
 
     @classmethod
     def cng(cls, sha1: str, location: str = "CurrentUser") -> KeyReference:
@@ -243,14 +244,14 @@ class KeyReference:
 
 _KEY_REF_FIX = (
     "Use cng:CurrentUser/<SHA-1 thumbprint> (Windows certificate store), keystore:<entry name> "
-    "(OS keystore) or file:<path to a PEM private key>."
+    "(OS keystore), file:<path to a PEM private key> or tpm2:<path to a TPM key file>."
 )
 
 
 def _parse_key_ref(text: str, base_dir: Path | None) -> KeyReference:
     kind, sep, rest = text.strip().partition(":")
     kind = kind.lower()
-    if not sep or kind not in ("cng", "keystore", "file") or not rest.strip():
+    if not sep or kind not in ("cng", "keystore", "file", "tpm2") or not rest.strip():
         raise _Invalid("is not a key reference.", _KEY_REF_FIX)
     rest = rest.strip()
     if kind == "cng":
@@ -275,6 +276,14 @@ def _parse_key_ref(text: str, base_dir: Path | None) -> KeyReference:
     path = Path(rest).expanduser()
     if not path.is_absolute():
         path = (base_dir if base_dir is not None else Path.cwd()) / path
+    if kind == "tpm2":
+        if not path.is_file():
+            raise _Invalid(
+                f"the TPM key file {path} does not exist or is not a file.",
+                "Point tpm2: at the key file `entraclaw setup --key-storage tpm` wrote (in the state directory's "
+                "keys/), or run `entraclaw rotate --force` with admin credentials for a new key.",
+            )
+        return KeyReference("tpm2", path=path)
     if not path.is_file():
         raise _Invalid(
             f"the PEM key file {path} does not exist or is not a file.",
@@ -488,7 +497,7 @@ _WHAT: Mapping[str, str] = {
     "agent_user_upn": "<Agent User UPN>",
     "cert_x5t_s256": "<x5t#S256 from `entraclaw thumbprint CERT`>",
     "cert_sha1": "<SHA-1 from `entraclaw thumbprint CERT`>",
-    "key_ref": "file:<PEM path> | keystore:<entry> | cng:CurrentUser/<SHA-1>",
+    "key_ref": "file:<PEM path> | keystore:<entry> | cng:CurrentUser/<SHA-1> | tpm2:<TPM key file>",
     "key_provider": "tpm | software_ksp | pem",
     "scopes": "https://graph.microsoft.com/.default",
     "ca_bundle": "<path to a PEM CA bundle>",
@@ -821,14 +830,14 @@ def _cross_check(values: dict[str, Any], origins: dict[str, Origin], problems: l
         )
     provider = values.get("key_provider")
     if ref is not None and provider is not None:
-        expected = "cng" if provider in ("tpm", "software_ksp") else ("keystore", "file")
+        expected = {"tpm": ("cng", "tpm2"), "software_ksp": ("cng",)}.get(provider, ("keystore", "file"))
         if ref.kind not in expected:
             problems.append(
                 ConfigProblem(
                     ENV_KEY_PROVIDER,
                     where("key_provider"),
                     f"{provider!r} does not fit the key reference {ref.kind}: ({where('key_ref')}).",
-                    "tpm and software_ksp go with cng: references, pem with keystore: or file:.",
+                    "tpm goes with cng: or tpm2: references, software_ksp with cng:, pem with keystore: or file:.",
                 )
             )
     bp, ai = values.get("blueprint_app_id"), values.get("agent_identity_app_id")
@@ -928,7 +937,8 @@ def open_signer(
 ) -> Signer:
     """The Blueprint's signer for ``config.key_ref``.
 
-    ``cng:`` -> the CNG key of that certificate (Windows); ``keystore:`` -> the PEM
+    ``cng:`` -> the CNG key of that certificate (Windows); ``tpm2:`` -> the Linux TPM key
+    file's key (:mod:`entraclaw.tpm2`); ``keystore:`` -> the PEM
     in the OS keystore (``keystore`` replaces :func:`entraclaw.keystore.default_keystore`);
     ``file:`` -> the PEM file. A PEM that carries its certificate is checked
     against it; otherwise ``cert_x5t_s256`` must be configured for the assertion header.
@@ -944,6 +954,11 @@ def open_signer(
 
         assert ref.sha1 is not None and ref.location is not None
         return cng.CngKeyHandle(ref.sha1, ref.location).as_signer()
+    if ref.kind == "tpm2":
+        from entraclaw.tpm2 import Tpm2KeyHandle
+
+        assert ref.path is not None
+        return Tpm2KeyHandle(ref.path).as_signer()
     if ref.kind == "keystore":
         assert ref.entry is not None
         store = keystore

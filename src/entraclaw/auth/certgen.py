@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["generate_rsa_key", "private_key_to_pem", "self_signed_certificate"]
+__all__ = ["certificate_builder", "generate_rsa_key", "private_key_to_pem", "self_signed_certificate"]
 
 
 def generate_rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
@@ -35,13 +35,26 @@ def self_signed_certificate(
     not_before: _dt.datetime | None = None,
 ) -> x509.Certificate:
     """A self-signed certificate for ``key`` with subject ``CN=common_name``, as Entra key credentials use."""
+    return certificate_builder(key.public_key(), common_name, days=days, not_before=not_before).sign(
+        key, hashes.SHA256()
+    )
+
+
+def certificate_builder(
+    public_key: rsa.RSAPublicKey,
+    common_name: str,
+    *,
+    days: int = 365,
+    not_before: _dt.datetime | None = None,
+) -> x509.CertificateBuilder:
+    """The unsigned certificate :func:`self_signed_certificate` makes (a TPM key signs it elsewhere)."""
     start = not_before or (_dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(minutes=5))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + _dt.timedelta(days=days))
@@ -60,5 +73,4 @@ def self_signed_certificate(
             ),
             critical=True,
         )
-        .sign(key, hashes.SHA256())
     )

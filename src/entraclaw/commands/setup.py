@@ -46,9 +46,10 @@ def register(sub: Any) -> None:
     )
     g.add_argument(
         "--key-storage",
-        choices=("auto", "cng", "keystore", "file"),
+        choices=("auto", "cng", "keystore", "file", "tpm"),
         default="auto",
-        help="auto: TPM/CNG on Windows, the OS keystore elsewhere; file: an owner-only PEM in the state dir",
+        help="auto: TPM/CNG on Windows; on Linux the TPM if usable, else the Secret Service; tpm: Linux TPM "
+        "(ENTRACLAW_TPM2_TCTI, default device:/dev/tpmrm0); file: an owner-only PEM in the state dir",
     )
     g.add_argument(
         "--require-tpm",

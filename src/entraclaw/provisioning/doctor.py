@@ -229,10 +229,14 @@ def _attestation_check(report: DoctorReport, key: DeviceKey) -> None:
     if summary is None or not callable(info):
         return  # a PEM key has nothing a TPM could attest
     try:
-        line = str(summary(info()))
+        details = info()
+        line = str(summary(details))
     except EntraclawError as exc:
         report.add("attestation", "unknown", exc.message, exc.remedy)
         return
+    if key.key_ref.startswith("tpm2:") and details.attestation.signature_verified and details.attestation.problems:
+        # Linux: verified under this TPM's own AK; say what a relying party still has to establish.
+        line += f" by this TPM's AK ({'; '.join(details.attestation.problems)})"
     report.add("attestation", "ok" if "not TPM-backed" not in line else "warn", line)
 
 
@@ -243,12 +247,20 @@ def _key_checks(
     configured = config.get("ENTRACLAW_KEY_PROVIDER")
     exportable = None
     info = getattr(key.signer, "info", None)
-    if callable(info):
+    linux_tpm = key.key_ref.startswith("tpm2:")
+    if callable(info) and not linux_tpm:
         try:
             exportable = bool(info().exportable)
         except EntraclawError:
             exportable = None
-    if key.provider == "tpm" and exportable is False:
+    if linux_tpm:
+        report.add(
+            "key provider",
+            "ok",
+            f"TPM-backed, non-exportable (Linux TPM 2.0 at {getattr(key.signer, 'tcti', '?')}; the key file "
+            "holds only TPM-wrapped blobs)",
+        )
+    elif key.provider == "tpm" and exportable is False:
         report.add("key provider", "ok", "TPM (Microsoft Platform Crypto Provider), non-exportable")
     elif key.provider == "software_ksp":
         report.add(
@@ -258,7 +270,10 @@ def _key_checks(
             "The TPM was unavailable at setup; `entraclaw rotate --force` after enabling it moves the key there.",
         )
     elif key.provider == "pem":
-        report.add("key provider", "ok", f"PEM in {key.key_ref.split(':', 1)[0]} (software key; the store protects it)")
+        if key.key_ref.startswith("file:"):
+            report.add("key provider", "ok", "PEM file, protected by file permissions only (software key)")
+        else:
+            report.add("key provider", "ok", "PEM in keystore (software key; the store protects it)")
     else:
         report.add("key provider", "fail" if exportable else "ok", f"{key.provider}, exportable={exportable}")
     if configured and configured != key.provider:

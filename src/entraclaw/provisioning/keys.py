@@ -10,8 +10,15 @@ Key references use the config's one format (``ENTRACLAW_KEY_REF``):
   (key, then its certificate) in the OS keystore (:mod:`entraclaw.keystore`)
   under ``blueprint-key-<blueprint app id>-<SHA1>``, one entry per key, so a
   rotation never overwrites the key still in use.
+- ``tpm2:<path>``: Linux with a usable TPM (``--key-storage tpm``, or ``auto``
+  when the TPM answers): a non-exportable RSA-2048 key made in the TPM; the file
+  ``keys/blueprint-key-<app id>-<SHA1>.tpm2`` holds only its TPM-wrapped blobs
+  and certificate (:mod:`entraclaw.tpm2`).
 - ``file:<path>``: an explicit owner-only PEM file (``--key-storage file``:
-  CI, containers without a keystore). Never chosen automatically.
+  CI, containers without a keystore or TPM). Never chosen automatically.
+
+``auto`` on Linux: the TPM if it answers, else the Secret Service, else an
+error naming both fixes and ``--key-storage file``.
 
 Certificate subjects are ``CN=entraclaw-blueprint-<blueprint app id>``, which is
 how doctor finds this product's certificates in the Windows store.
@@ -20,6 +27,7 @@ how doctor finds this product's certificates in the Windows store.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -50,7 +58,9 @@ __all__ = [
     "unclaimed_key_refs",
 ]
 
-KeyStorage = Literal["auto", "cng", "keystore", "file"]
+logger = logging.getLogger(__name__)
+
+KeyStorage = Literal["auto", "cng", "keystore", "file", "tpm"]
 CERT_PREFIX = "entraclaw-blueprint-"
 
 
@@ -101,11 +111,40 @@ def _native_cng() -> bool:
     return cng.native_available()
 
 
-def resolve_storage(storage: KeyStorage) -> Literal["cng", "keystore", "file"]:
+def resolve_storage(storage: KeyStorage) -> Literal["cng", "keystore", "file", "tpm"]:
     if storage != "auto":
         return storage
     if sys.platform == "win32" and _native_cng():
         return "cng"
+    if sys.platform.startswith("linux"):
+        return _linux_auto()
+    return "keystore"
+
+
+def _linux_auto() -> Literal["keystore", "tpm"]:
+    """The TPM if it answers, else the Secret Service, else an error naming both fixes and the file option."""
+    from entraclaw.tpm2 import probe, tcti_config
+
+    tpm_problem = probe()
+    if tpm_problem is None:
+        return "tpm"
+    if Path("/dev/tpmrm0").exists() or os.environ.get("ENTRACLAW_TPM2_TCTI"):
+        # A TPM is there but unusable: say why the key will not be in it (as Windows does for its fallback).
+        logger.warning("warning: the TPM is not used for the Blueprint key: %s", tpm_problem)
+    try:
+        _default_keystore()
+    except KeystoreError as exc:
+        raise ConfigurationError(
+            f"No protected place for the Blueprint key on this machine: no usable TPM ({tpm_problem}) and no OS "
+            f"keyring ({exc.message})",
+            remedy=(
+                f"Make the TPM usable (enable it; add this user to the `tss` group for /dev/tpmrm0; or set "
+                f"ENTRACLAW_TPM2_TCTI, now {tcti_config()}) and run `entraclaw setup --key-storage tpm`; or start a "
+                "Secret Service (gnome-keyring in a D-Bus session) and run `entraclaw setup --key-storage keystore`; "
+                "or keep an owner-only PEM file with `entraclaw setup --key-storage file` (protected by file "
+                "permissions only)."
+            ),
+        ) from None
     return "keystore"
 
 
@@ -164,12 +203,14 @@ def create_device_key(
     subject = certificate_subject(blueprint_app_id)
     if require_tpm is None:
         require_tpm = os.environ.get("ENTRACLAW_REQUIRE_TPM", "").strip().lower() in ("1", "true", "yes", "on")
-    if require_tpm and where != "cng":
+    if require_tpm and where not in ("cng", "tpm"):
         raise TpmRequiredError(
             f"The TPM is required for the Blueprint key of {blueprint_app_id}, but key storage {storage!r} resolves to "
             f"{where!r}, which is not a TPM; no key was made.",
             reason=f"key storage {where}",
         )
+    if where == "tpm":
+        return _create_tpm_key(blueprint_app_id, subject, state_dir=state_dir, days=days)
     if where == "cng":
         from entraclaw import cng
 
@@ -206,11 +247,27 @@ def create_device_key(
     return DeviceKey(key_ref=ref, provider="pem", signer=PemSigner(key, cert), certificate=cert)
 
 
+def _create_tpm_key(blueprint_app_id: str, subject: str, *, state_dir: Path, days: int) -> DeviceKey:
+    from entraclaw.tpm2.keyfile import write_key_file
+    from entraclaw.tpm2.provision import make_key
+    from entraclaw.tpm2.signer import Tpm2Signer
+
+    made = make_key(subject, days=days)
+    # Named after the certificate, like the PEM files: the TPM holds nothing, so a run killed
+    # before this write loses nothing but a key nobody has seen.
+    entry = blueprint_key_entry(blueprint_app_id, compute_sha1_thumbprint(made.certificate_der))
+    path = paths.keys_dir(state_dir) / f"{entry}.tpm2"
+    write_key_file(path, made)
+    signer = Tpm2Signer(path)
+    return DeviceKey(key_ref=f"tpm2:{path}", provider="tpm", signer=signer, certificate=signer.certificate)
+
+
 def _split_ref(key_ref: str) -> tuple[str, str]:
     kind, sep, rest = key_ref.partition(":")
-    if not sep or kind not in ("cng", "keystore", "file") or not rest:
+    if not sep or kind not in ("cng", "keystore", "file", "tpm2") or not rest:
         raise ConfigurationError(
-            f"ENTRACLAW_KEY_REF {key_ref!r} is not cng:<location>/<SHA1>, keystore:<entry> or file:<path>.",
+            f"ENTRACLAW_KEY_REF {key_ref!r} is not cng:<location>/<SHA1>, keystore:<entry>, file:<path> or "
+            "tpm2:<path>.",
             remedy="Re-run `entraclaw setup`, which writes the key reference.",
         )
     return kind, rest
@@ -227,6 +284,16 @@ def open_device_key(key_ref: str, *, keystore: object | None = None) -> DeviceKe
         cng_signer = handle.as_signer()
         info = cng_signer.info()
         return DeviceKey(key_ref, "tpm" if info.hardware else "software_ksp", cng_signer, cng_signer.certificate)
+    if kind == "tpm2":
+        from entraclaw.tpm2.signer import Tpm2Signer
+
+        tpm_signer = Tpm2Signer(rest)
+        try:
+            tpm_signer.load()  # a key this TPM cannot load (another TPM's, a cleared TPM) fails here
+        except EntraclawError:
+            tpm_signer.close()
+            raise
+        return DeviceKey(key_ref, "tpm", tpm_signer, tpm_signer.certificate)
     if kind == "file":
         path = Path(rest)
         try:
@@ -272,7 +339,8 @@ def delete_device_key(key_ref: str, *, keystore: object | None = None) -> bool:
             return cng.delete_certificate(sha1, location or "CurrentUser")
         except EntraclawError:
             return False
-    if kind == "file":
+    if kind in ("file", "tpm2"):
+        # tpm2: the TPM holds nothing once the key is flushed; the file is all there is of the key.
         try:
             Path(rest).unlink()
         except FileNotFoundError:
@@ -318,4 +386,6 @@ def local_key_refs(blueprint_app_id: str, *, state_dir: Path) -> list[str]:
     if key_dir.is_dir():
         for path in sorted(key_dir.glob(f"blueprint-key-{blueprint_app_id}-*.pem")):
             refs.append(f"file:{path}")
+        for path in sorted(key_dir.glob(f"blueprint-key-{blueprint_app_id}-*.tpm2")):
+            refs.append(f"tpm2:{path}")
     return refs

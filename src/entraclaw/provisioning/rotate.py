@@ -99,7 +99,8 @@ def require_config(config: dict[str, str], env_file: Path, names: tuple[str, ...
 
 def _storage_of(key_ref: str) -> KeyStorage:
     kind = key_ref.split(":", 1)[0]
-    return "cng" if kind == "cng" else "file" if kind == "file" else "keystore"
+    storages: dict[str, KeyStorage] = {"cng": "cng", "file": "file", "tpm2": "tpm"}
+    return storages.get(kind, "keystore")
 
 
 def invalidate_cached_tokens(blueprint_app_id: str, agent_identity_app_id: str, cache_path: Path) -> int:
