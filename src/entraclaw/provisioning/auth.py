@@ -36,6 +36,7 @@ from entraclaw.errors import (
     ConfigurationError,
     EntraclawError,
     GraphRequestError,
+    NetworkError,
     TokenEndpointUnavailableError,
     TokenExchangeError,
 )
@@ -171,11 +172,14 @@ class ClientCertificateAuth(GraphAuth):
             raise
         except TokenExchangeError as exc:
             # The exchanger's remedy is written for the Blueprint's hops; this is the admin's own sign-in.
+            # No answer at all (network, TLS, proxy) keeps its own remedy: the credentials are not the question.
             context = {k: v for k, v in exc.context.items() if k != "remedy"}
             raise type(exc)(
                 f"The provisioner app {self.client_id} (--admin-app-id) could not sign in: {exc.message}",
-                remedy="Check that --admin-app-id, --admin-cert and --admin-key belong to one provisioner app of "
-                "this tenant and that the certificate is registered on it (for the emulator: the admin_* lines "
+                remedy=exc.remedy
+                if isinstance(exc, NetworkError)
+                else "Check that --admin-app-id, --admin-cert and --admin-key belong to one provisioner app of this "
+                "tenant and that the certificate is registered on it (for the emulator: the admin_* lines "
                 "`entraclaw emulator serve` printed for this tenant).",
                 **context,
             ) from None
