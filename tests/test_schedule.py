@@ -182,3 +182,25 @@ def test_a_tenant_that_refuses_self_rotation_is_reported_at_the_milestones(
         assert ("WARNING:" in text) is warned, (days_before_expiry, text)
         assert f"entraclaw rotate --device-code --state-dir {home}" in text
     assert read_state(home)["self_rotation_refused"]["http_status"] == 403
+
+
+@needs_graph
+def test_doctor_names_the_proxy_and_the_admin_command_when_self_rotation_was_refused(
+    tenant, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import datetime as _dt
+    import json
+
+    from entraclaw.provisioning.doctor import run_doctor
+
+    home = tmp_path / "home"
+    tenant.setup(home).run()
+    healthy = run_doctor(state_dir=home, smoke=False)
+    assert any(c.name == "proxy" and "direct" in c.detail for c in healthy.checks), healthy.text()
+    assert not any(c.name == "rotation" for c in healthy.checks)
+    (home / "schedule-state.json").write_text(json.dumps({"self_rotation_refused": {"http_status": 403}}))
+    late = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=365 - 10)
+    report = run_doctor(state_dir=home, smoke=False, clock=late.timestamp)
+    rotation = [c for c in report.checks if c.name == "rotation"]
+    assert rotation and rotation[0].status == "warn", report.text()
+    assert f"`entraclaw rotate --device-code --state-dir {home}`" in rotation[0].remedy
