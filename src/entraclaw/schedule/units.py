@@ -92,7 +92,9 @@ def _windows_args(argv: list[str]) -> str:
 
 def task_xml(spec: JobSpec, *, user_id: str, logon_type: str = "S4U") -> str:
     """A Task Scheduler 1.2 task: daily, StartWhenAvailable (a missed run runs when the machine is
-    back), one instance at a time, as ``user_id`` (S4U: whether or not the account is logged on,
+    back: "Task Scheduler can start the task at any time after its scheduled time has passed",
+    https://learn.microsoft.com/en-us/windows/win32/taskschd/taskschedulerschema-startwhenavailable-settingstype-element),
+    one instance at a time, as ``user_id`` (S4U: whether or not the account is logged on,
     no stored password; ``Password`` for a gMSA, ``InteractiveToken`` for a logged-on user)."""
     args = _windows_args(spec.argv[1:])
     return (
