@@ -33,6 +33,9 @@ if [ "$(uname -s)" = Linux ]; then
     command -v dbus-send >/dev/null || need_pkgs+=(dbus-bin)
     ls /usr/lib/*/girepository-1.0/Secret-1.typelib >/dev/null 2>&1 || need_pkgs+=(libsecret-1-0 gir1.2-secret-1)
     command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+    # The proxy tests start tinyproxy on loopback; the schedule tests check units with systemd-analyze.
+    command -v tinyproxy >/dev/null || [ -x /usr/bin/tinyproxy ] || need_pkgs+=(tinyproxy)
+    command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
     pkg-config --exists gobject-introspection-1.0 2>/dev/null || need_pkgs+=(libgirepository1.0-dev)
     pkg-config --exists cairo 2>/dev/null || need_pkgs+=(libcairo2-dev)
     # Linux TPM keys: swtpm is the TPM the tests start; tpm2-pytss compiles against libtss2-dev;

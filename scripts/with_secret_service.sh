@@ -8,8 +8,10 @@
 # The keyring lives in a temporary XDG_DATA_HOME / XDG_RUNTIME_DIR, never in the
 # user's own keyrings, and is removed when CMD ends; the bus and the daemon end
 # with the session. Exit status is CMD's. Used by .ci/run around the test
-# command; handy on any headless Linux (servers, containers) to try entraclaw's
-# keyring store and the encrypted token cache.
+# command, and to TRY the keyring store on a headless machine: a key stored in
+# it is gone when CMD ends. For a real headless service use
+# scripts/with_state_keyring.sh (keyring kept in the state directory) or
+# `entraclaw setup --key-storage file` (docs/headless.md).
 #
 # Needs: dbus-run-session (Debian: dbus-daemon), dbus-send (dbus-bin), gnome-keyring-daemon (gnome-keyring).
 set -euo pipefail

@@ -53,6 +53,7 @@ def three_values(field: str, files: dict[str, Path]) -> tuple[str, str, str]:
         "key_provider": ("pem", "pem", "pem"),
         "scopes": ("https://a/.default", "https://b/.default x", "https://c/.default"),
         "ca_bundle": (str(files["ca_a.pem"]), str(files["ca_b.pem"]), str(files["ca_c.pem"])),
+        "proxy": ("http://proxy-a:3128", "http://proxy-b:8080", "direct"),
     }
     return table[field]
 

@@ -183,7 +183,7 @@ def test_backend_failures_are_keystore_errors_without_the_secret() -> None:
     assert (err.service, err.entry) == ("entraclaw", "blueprint-key-x")
     assert err.backend == "keyring:test_keystore_keyring._LockedBackend"
     assert "KeyringLocked" in err.message
-    assert "dbus-run-session" in err.remedy and "gnome-keyring-daemon --unlock" in err.remedy
+    assert "dbus-run-session" in err.remedy and "scripts/with_state_keyring.sh" in err.remedy
     for text in error_texts(err):
         assert_no_secrets(text, [secret])
     with pytest.raises(KeystoreError, match="Failed to unlock the collection!"):
@@ -209,7 +209,8 @@ def test_fail_backend_is_refused_naming_it_and_the_fix() -> None:
     assert err.service == "entraclaw"
     assert "no usable backend" in err.message
     assert "gnome-keyring" in err.remedy
-    assert "dbus-run-session" in err.remedy and "gnome-keyring-daemon --daemonize --unlock" in err.remedy
+    assert "dbus-run-session" in err.remedy and "scripts/with_state_keyring.sh" in err.remedy
+    assert "`entraclaw setup --key-storage file`" in err.remedy  # the headless fix that needs nothing installed
     assert "python -m keyring --list-backends" in err.remedy
 
 

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "entraclaw.commands.conformance",
     "entraclaw.commands.mcp",
     "entraclaw.commands.audit",
+    "entraclaw.commands.schedule",
 )
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "ENV_KEY_PASSWORD",
     "ENV_KEY_PROVIDER",
     "ENV_KEY_REF",
+    "ENV_PROXY",
     "ENV_SCOPES",
     "ENV_TENANT_ID",
     "FIELD_ENV",
@@ -101,6 +102,8 @@ ENV_KEY_REF = "ENTRACLAW_KEY_REF"
 ENV_KEY_PROVIDER = "ENTRACLAW_KEY_PROVIDER"
 ENV_SCOPES = "ENTRACLAW_SCOPES"
 ENV_CA_BUNDLE = "ENTRACLAW_CA_BUNDLE"
+#: A proxy URL or ``direct``; the one proxy rule is entraclaw.platform.proxy.
+ENV_PROXY = "ENTRACLAW_PROXY"
 #: Read on input only: x5t#S256 or SHA-1, told apart by shape. Writes use the two keys above.
 ENV_BLUEPRINT_CERT_THUMBPRINT = "ENTRACLAW_BLUEPRINT_CERT_THUMBPRINT"
 #: Password of an encrypted PEM key: a secret, so read from the process environment only, never from .env.
@@ -127,6 +130,7 @@ FIELD_ENV: Mapping[str, str] = MappingProxyType(
         "key_provider": ENV_KEY_PROVIDER,
         "scopes": ENV_SCOPES,
         "ca_bundle": ENV_CA_BUNDLE,
+        "proxy": ENV_PROXY,
     }
 )
 _ENV_FIELD = {env: name for name, env in FIELD_ENV.items()}
@@ -313,6 +317,7 @@ class AgentConfig:
     key_provider: KeyProvider | None = None
     scopes: tuple[str, ...] = ()
     ca_bundle: str | None = None
+    proxy: str | None = None
     #: The ``.env`` that was read (or would have been), for messages and ``save_config``.
     env_file: Path | None = field(default=None, compare=False)
     #: Field name -> where its value came from (``str(origin)`` names it as errors do).
@@ -469,6 +474,15 @@ def _ca_bundle(raw: str, base_dir: Path | None) -> str:
     return str(path)
 
 
+def _proxy(raw: str, base_dir: Path | None) -> str:
+    from entraclaw.platform.proxy import validate_proxy_url
+
+    try:
+        return validate_proxy_url(raw)
+    except ValueError as exc:
+        raise _Invalid(f"{exc}.", "Set it to http://host:port of the proxy, or `direct` for no proxy.") from None
+
+
 _VALIDATORS: Mapping[str, Any] = {
     "tenant_id": _guid("directory (tenant) id"),
     "authority_host": _https_url("authority host", allow_path=False),
@@ -484,6 +498,7 @@ _VALIDATORS: Mapping[str, Any] = {
     "key_provider": _key_provider,
     "scopes": _scopes,
     "ca_bundle": _ca_bundle,
+    "proxy": _proxy,
 }
 
 _WHAT: Mapping[str, str] = {
@@ -501,6 +516,7 @@ _WHAT: Mapping[str, str] = {
     "key_provider": "tpm | software_ksp | pem",
     "scopes": "https://graph.microsoft.com/.default",
     "ca_bundle": "<path to a PEM CA bundle>",
+    "proxy": "http://<proxy host>:<port> | direct",
 }
 
 
@@ -902,12 +918,18 @@ def requests_verify(source: AgentConfig | str | os.PathLike[str] | None = None) 
     return os.fspath(bundle)
 
 
-def make_session(source: AgentConfig | str | os.PathLike[str] | None = None) -> requests.Session:
-    """A session that trusts what :func:`requests_verify` says and ignores the REQUESTS_CA_BUNDLE family."""
-    import requests
+def make_session(
+    source: AgentConfig | str | os.PathLike[str] | None = None, *, proxy: str | None = None
+) -> requests.Session:
+    """A session that trusts only what :func:`requests_verify` says and reaches hosts through the one
+    proxy rule (:mod:`entraclaw.platform.proxy`: ENTRACLAW_PROXY > HTTPS_PROXY/HTTP_PROXY > the Windows
+    system proxy; NO_PROXY), resolved here once. ``trust_env`` stays off: the REQUESTS_CA_BUNDLE
+    family never replaces the trust anchors. ``proxy``: ENTRACLAW_PROXY when ``source`` is not a config.
+    """
+    from entraclaw.platform.proxy import PinnedSession, resolve_proxy_rule
 
-    session = requests.Session()
-    session.trust_env = False
+    explicit = source.proxy if isinstance(source, AgentConfig) and source.proxy is not None else proxy
+    session = PinnedSession(resolve_proxy_rule(explicit))
     session.verify = requests_verify(source)
     return session
 

@@ -38,6 +38,7 @@ __all__ = [
     "KeystoreError",
     "NativeModuleUnavailableError",
     "NetworkError",
+    "ProxyAuthenticationError",
     "PssSaltUnsupportedError",
     "SecretRefusedError",
     "SigningError",
@@ -316,7 +317,14 @@ class TokenDeadlineExceededError(TokenExchangeError):
 class NetworkError(TokenExchangeError):
     """The request never got an HTTP answer (DNS, TCP, TLS, timeout)."""
 
-    default_remedy = "Check network access and proxy settings to the authority host, then retry."
+    default_remedy = (
+        "Check network access to the authority host; behind a proxy set ENTRACLAW_PROXY (setup/rotate/doctor: "
+        "--proxy) or HTTPS_PROXY, then retry."
+    )
+
+
+class ProxyAuthenticationError(NetworkError):
+    """The proxy answered 407 Proxy Authentication Required. ``proxy``: its URL without credentials."""
 
 
 class GraphRequestError(EntraclawError):

@@ -203,8 +203,8 @@ def _checked_token_response(outcome: Mapping[str, Any]) -> dict[str, Any] | str:
 
 
 def _is_retryable_network_error(exc: BaseException) -> bool:
-    if isinstance(exc, requests.exceptions.SSLError):
-        return False
+    if isinstance(exc, requests.exceptions.SSLError) or getattr(exc, "auth_required", False):
+        return False  # a TLS failure or a proxy's 407 is the same on every retry
     return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
 
 

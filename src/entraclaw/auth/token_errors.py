@@ -17,7 +17,12 @@ from typing import Any
 
 import requests
 
-from entraclaw.errors import NetworkError, TokenEndpointUnavailableError, TokenExchangeError
+from entraclaw.errors import (
+    NetworkError,
+    ProxyAuthenticationError,
+    TokenEndpointUnavailableError,
+    TokenExchangeError,
+)
 
 __all__ = [
     "AADSTS_REMEDIES",
@@ -272,13 +277,31 @@ def _network_kind(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, requests.exceptions.Timeout):
         return "timeout", "The token endpoint did not answer in time: check connectivity or raise the timeout."
     if isinstance(exc, requests.exceptions.ProxyError):
-        return "proxy", "The proxy refused the connection: check HTTPS_PROXY / NO_PROXY."
+        from entraclaw.platform.proxy import proxy_failure
+
+        failed = proxy_failure(exc)
+        where = f"the proxy {failed.proxy} (from {failed.source})" if failed is not None else "the proxy"
+        if failed is not None and failed.auth_required:
+            return "proxy_auth", (
+                f"{where} asks for credentials (HTTP 407): put them in the proxy URL, "
+                "http://USER:PASSWORD@host:port, in ENTRACLAW_PROXY (setup/rotate/doctor: --proxy) or "
+                "HTTPS_PROXY; only Basic proxy authentication is supported. `entraclaw doctor` shows the proxy in use."
+            )
+        return "proxy", (
+            f"{where} could not be reached or refused the tunnel: start it or fix its address in ENTRACLAW_PROXY "
+            "(setup/rotate/doctor: --proxy) or HTTPS_PROXY; set ENTRACLAW_PROXY=direct to go without it, or list "
+            "the host in NO_PROXY. `entraclaw doctor` shows the proxy in use."
+        )
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connection", (
             "Could not connect to the token endpoint (refused, reset or DNS failure): check the authority "
-            "URL, network access and proxy settings."
+            "URL and network access; behind a proxy set ENTRACLAW_PROXY (setup/rotate/doctor: --proxy) or "
+            "HTTPS_PROXY, since entraclaw goes direct when neither (nor the Windows system proxy) names one."
         )
-    return "other", "Check network access and proxy settings to the authority host, then retry."
+    return "other", (
+        "Check network access to the authority host; behind a proxy set ENTRACLAW_PROXY (setup/rotate/doctor: "
+        "--proxy) or HTTPS_PROXY, then retry."
+    )
 
 
 _OS_REASON = re.compile(r"(\[Errno -?\d+\] [^'\")]+|certificate verify failed[^'\")]*|Read timed out|timed out)")
@@ -293,11 +316,17 @@ def _reason(exc: BaseException) -> str:
 
 def network_error(exc: BaseException, *, hop: int | None, client_id: str, url: str, attempts: int = 1) -> NetworkError:
     """A :class:`NetworkError` for a request that got no HTTP answer. The URL carries no secret."""
+    from entraclaw.platform.proxy import proxy_failure
+
     kind, remedy = _network_kind(exc)
     label = HOP_LABELS.get(hop, HOP_LABELS[None])
-    return NetworkError(
-        f"{label} for client {client_id} got no answer from {url} ({kind} error: "
-        f"{_reason(exc)}) after {attempts} attempt(s).",
+    failed = proxy_failure(exc)
+    through = f" through the proxy {failed.proxy} (from {failed.source})" if failed is not None else ""
+    cls = ProxyAuthenticationError if kind == "proxy_auth" else NetworkError
+    return cls(
+        f"{label} for client {client_id} got no answer from {url}{through} ({kind} error: "
+        f"{'HTTP 407 Proxy Authentication Required' if kind == 'proxy_auth' else _reason(exc)}) "
+        f"after {attempts} attempt(s).",
         remedy=remedy,
         hop=hop,
         client_id=client_id,
@@ -308,5 +337,6 @@ def network_error(exc: BaseException, *, hop: int | None, client_id: str, url: s
         http_status=None,
         network_kind=kind,
         url=url,
+        proxy=failed.proxy if failed is not None else None,
         attempts=attempts,
     )

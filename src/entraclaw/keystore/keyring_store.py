@@ -59,10 +59,12 @@ logger = logging.getLogger(__name__)
 CRED_MAX_CREDENTIAL_BLOB_SIZE = 5 * 512
 
 _REMEDY_NO_BACKEND = (
-    "Install and unlock an OS secret store. Linux: `apt-get install gnome-keyring libsecret-1-0 dbus-user-session` "
-    "and log in to a desktop session, or on a headless machine start the agent inside its own session: "
-    '`dbus-run-session -- sh -c \'printf %s "$KEYRING_PASSWORD" | gnome-keyring-daemon --daemonize --unlock '
-    "--components=secrets >/dev/null; exec <command>'` (the keyring password is yours; entraclaw never holds it). "
+    "On a headless machine or a service account without a keyring, keep the key in an owner-only PEM in the "
+    "state directory: `entraclaw setup --key-storage file` (protected by file permissions only), or run "
+    "entraclaw inside scripts/with_state_keyring.sh (a private `dbus-run-session` with a gnome-keyring kept in "
+    "the state directory, unlocked from a password file or a systemd credential; docs/headless.md). "
+    "With a desktop session: "
+    "`apt-get install gnome-keyring libsecret-1-0 dbus-user-session` and log in. "
     "`python -m keyring --list-backends` shows what keyring can use; PYTHON_KEYRING_BACKEND must not name a "
     "plaintext or null backend."
 )
@@ -175,8 +177,10 @@ class KeyringStore(KeyStore[str]):
             f"{self.name} could not {action} entry {entry!r} of service {self.service!r} "
             f"({describe_exception(exc, secret)}).",
             remedy=(
-                "Unlock the keyring (log in to the desktop session, or on a headless Linux start the agent under "
-                "`dbus-run-session` with `gnome-keyring-daemon --unlock`) and retry; "
+                "Unlock the keyring (log in to the desktop session; on a headless Linux run the agent inside "
+                "scripts/with_state_keyring.sh, a private `dbus-run-session` + gnome-keyring, with the password "
+                "the keyring was created with, from "
+                "ENTRACLAW_KEYRING_PASSWORD_FILE or the systemd credential entraclaw-keyring) and retry; "
                 "`python -m keyring --list-backends` shows the backends."
             ),
             service=self.service,

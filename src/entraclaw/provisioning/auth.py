@@ -38,6 +38,9 @@ from entraclaw.errors import (
     AdminSignInRefusedError,
     ConfigurationError,
     EntraclawError,
+    GraphRequestError,
+    NetworkError,
+    TokenEndpointUnavailableError,
     TokenExchangeError,
 )
 from entraclaw.provisioning.diagnose import explain

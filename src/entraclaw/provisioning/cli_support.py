@@ -22,6 +22,11 @@ def add_endpoint_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--authority-host", help=f"ENTRACLAW_AUTHORITY_HOST (default {DEFAULT_AUTHORITY_HOST})")
     g.add_argument("--graph-url", help=f"ENTRACLAW_GRAPH_URL (default {DEFAULT_GRAPH_URL})")
     g.add_argument("--ca-bundle", help="PEM bundle trusted for the authority and Graph; ENTRACLAW_CA_BUNDLE")
+    g.add_argument(
+        "--proxy",
+        help="HTTP(S) proxy URL, or `direct` (default: HTTPS_PROXY/NO_PROXY, then the Windows system proxy); "
+        "ENTRACLAW_PROXY. Trust is still --ca-bundle's",
+    )
 
 
 def add_admin_args(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -55,6 +60,7 @@ def endpoints_from_args(args: argparse.Namespace, config: dict[str, str]) -> End
         authority_host=(args.authority_host or config.get("ENTRACLAW_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST),
         graph_url=(args.graph_url or config.get("ENTRACLAW_GRAPH_URL") or DEFAULT_GRAPH_URL).rstrip("/"),
         ca_bundle=ca_bundle,
+        proxy=args.proxy or config.get("ENTRACLAW_PROXY") or os.environ.get("ENTRACLAW_PROXY") or None,
     )
 
 

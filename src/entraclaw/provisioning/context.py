@@ -26,9 +26,10 @@ __all__ = [
 ]
 
 
-def make_session(ca_bundle: str | None) -> requests.Session:
-    """The config's one trust rule: ENTRACLAW_CA_BUNDLE (or certifi), REQUESTS_CA_BUNDLE ignored."""
-    return config_make_session(ca_bundle or None)
+def make_session(ca_bundle: str | None, proxy: str | None = None) -> requests.Session:
+    """The config's one trust and proxy rule: ENTRACLAW_CA_BUNDLE (or certifi), REQUESTS_CA_BUNDLE ignored;
+    ENTRACLAW_PROXY (``proxy``) > HTTPS_PROXY/NO_PROXY > the Windows system proxy."""
+    return config_make_session(ca_bundle or None, proxy=proxy or None)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Endpoints:
     authority_host: str = DEFAULT_AUTHORITY_HOST
     graph_url: str = DEFAULT_GRAPH_URL
     ca_bundle: str | None = None
+    #: ENTRACLAW_PROXY (--proxy): a proxy URL or ``direct``; None: the environment's / system's proxy.
+    proxy: str | None = None
 
     @property
     def authority(self) -> str:
@@ -47,7 +50,7 @@ class Endpoints:
         return self.authority_host.rstrip("/").lower() == DEFAULT_AUTHORITY_HOST
 
     def session(self) -> requests.Session:
-        return make_session(self.ca_bundle)
+        return make_session(self.ca_bundle, self.proxy)
 
 
 def describe(value: Any) -> str:

@@ -29,6 +29,7 @@ from entraclaw.errors import (
 )
 from entraclaw.platform import paths
 from entraclaw.provisioning.diagnose import aadsts_text, classify
+from entraclaw.provisioning.doctor_unattended import proxy_check, self_rotation_check
 from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.keys import DeviceKey, delete_device_key, local_key_refs, open_device_key
 from entraclaw.provisioning.rotate import DEFAULT_DAYS_BEFORE_EXPIRY, endpoints_from_config
@@ -199,6 +200,7 @@ def run_doctor(
     else:
         report.add("config", "ok", f"{env_file}: Blueprint {config['ENTRACLAW_BLUEPRINT_APP_ID']}")
     endpoints = endpoints_from_config(config)
+    proxy_check(report, endpoints.authority_host, endpoints.proxy)
 
     key: DeviceKey | None = None
     try:
@@ -210,6 +212,7 @@ def run_doctor(
         if key is not None:
             _key_checks(report, key, config, clock, days_warn)
             _attestation_check(report, key)
+            self_rotation_check(report, home, key.certificate.not_valid_after_utc, clock)
         if admin_graph is not None:
             registered = _registration_check(report, admin_graph, config, key)
         _clock_check(report, endpoints, clock)

@@ -42,6 +42,7 @@ from entraclaw.auth.msal_http import parse_retry_after
 from entraclaw.auth.retry import TokenRetryPolicy
 from entraclaw.auth.token_errors import redact
 from entraclaw.errors import ConfigurationError, GraphRequestError
+from entraclaw.platform.proxy import proxy_failure
 from entraclaw.provisioning.auth import GraphAuth
 
 __all__ = [
@@ -306,13 +307,18 @@ class GraphClient:
                     self.counts["retries"] += 1
                     self._sleep(delay)
                     continue
+                failed = proxy_failure(exc)
+                through = f" through the proxy {failed.proxy} (from {failed.source})" if failed is not None else ""
                 raise GraphRequestError(
-                    f"Graph {what} ({method.upper()} {url}) got no answer ({type(exc).__name__}).",
+                    f"Graph {what} ({method.upper()} {url}) got no answer{through} ({type(exc).__name__}"
+                    f"{': HTTP 407 Proxy Authentication Required' if failed and failed.auth_required else ''}).",
                     remedy=(
                         "Check that the Graph URL (ENTRACLAW_GRAPH_URL) is reachable and, for a private CA, "
-                        "that ENTRACLAW_CA_BUNDLE names its certificate."
+                        "that ENTRACLAW_CA_BUNDLE names its certificate; behind a proxy set ENTRACLAW_PROXY "
+                        "(--proxy; credentials as http://USER:PASSWORD@host:port) or HTTPS_PROXY / NO_PROXY."
                     ),
-                    http_status=None,
+                    proxy=failed.proxy if failed is not None else None,
+                    http_status=407 if failed is not None and failed.auth_required else None,
                     code=type(exc).__name__,
                     request_id=None,
                     url=url,

@@ -84,6 +84,7 @@ def endpoints_from_config(config: dict[str, str]) -> Endpoints:
         authority_host=config.get("ENTRACLAW_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST,
         graph_url=config.get("ENTRACLAW_GRAPH_URL") or DEFAULT_GRAPH_URL,
         ca_bundle=config.get("ENTRACLAW_CA_BUNDLE") or None,
+        proxy=config.get("ENTRACLAW_PROXY") or None,
     )
 
 

@@ -369,6 +369,7 @@ class Setup:
                     "ENTRACLAW_AUTHORITY_HOST": endpoints.authority_host,
                     "ENTRACLAW_GRAPH_URL": endpoints.graph_url,
                     **({"ENTRACLAW_CA_BUNDLE": endpoints.ca_bundle} if endpoints.ca_bundle else {}),
+                    **({"ENTRACLAW_PROXY": endpoints.proxy} if endpoints.proxy else {}),
                 },
             }
             self.journal.save()
@@ -887,6 +888,8 @@ class Setup:
         }
         if ep.ca_bundle:
             values["ENTRACLAW_CA_BUNDLE"] = ep.ca_bundle
+        if ep.proxy:
+            values["ENTRACLAW_PROXY"] = ep.proxy
         if all(current.get(k) == v for k, v in values.items()):
             self._plan("config", "exists", str(self.env_file))
         else:

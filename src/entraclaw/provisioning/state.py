@@ -68,11 +68,18 @@ def checkpoint(name: str) -> None:
 
 
 def resolve_state_dir(state_dir: Path | None = None) -> Path:
+    """``state_dir`` as given, else the platform's, after moving a legacy ``~/.entraclaw`` there.
+
+    setup, rotate and doctor come through here before they read or write anything, so the
+    migration (Windows without ENTRACLAW_HOME; a no-op elsewhere) runs for them as it does when
+    the runtime loads its config. Its failure is a ConfigurationError that says nothing was lost.
+    """
     if state_dir is not None:
         return state_dir
-    from entraclaw.platform.paths import state_dir as _state_dir
+    from entraclaw.platform import paths
 
-    return _state_dir()
+    paths.migrate_legacy_state()
+    return paths.state_dir()
 
 
 def atomic_write(path: Path, data: bytes) -> None:
