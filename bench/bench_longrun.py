@@ -17,9 +17,9 @@ Runs, in one go against one emulator:
 
 Per run: Hop-1 signatures (successful Hop-1 requests) against the number of T1 lifetimes in
 the day (the goal: at most one Hop 1 per T1 lifetime, independent of the process count;
-refreshing ahead signed about twice per lifetime); the share of get_token calls that waited (took the foreground exchange path:
-the goal is 0 after each process's first call); p50/p99 call time against a warm dict
-lookup measured the same way in the same process (the baseline).
+refreshing ahead signed about twice per lifetime); the share of get_token calls that waited
+(took the foreground exchange path: the goal is 0 after each process's first call); p50/p99 call time
+against a warm dict lookup measured the same way in the same process (the baseline).
 
 Run: python bench/bench_longrun.py [--processes 16] [--lifetime 1800] [--step 150]
 """
