@@ -12,12 +12,14 @@ Runs, in one go against one emulator:
 - 16 processes sharing it (the goal: the same Hop-1 count as 1 process);
 - 16 processes with memory-only caches (what sharing saves).
 
-Per run: Hop-1 signatures (successful Hop-1 requests) against the number of T1 refresh
-periods in the day (refresh at half the lifetime, so a period is lifetime/2: the goal
-is one Hop 1 per period, i.e. about two per T1 lifetime, independent of the process
-count); the share of get_token calls that waited (took the foreground exchange path:
-the goal is 0 after each process's first call); p50/p99 call time against a warm dict
-lookup measured the same way in the same process (the baseline).
+- the same two shared-cache runs with T1/T2 refreshed ahead at half their lifetime, as before
+  issue 16 (the baseline the on-need renewal is compared with).
+
+Per run: Hop-1 signatures (successful Hop-1 requests) against the number of T1 lifetimes in
+the day (the goal: at most one Hop 1 per T1 lifetime, independent of the process count;
+refreshing ahead signed about twice per lifetime); the share of get_token calls that waited
+(took the foreground exchange path: the goal is 0 after each process's first call); p50/p99 call time
+against a warm dict lookup measured the same way in the same process (the baseline).
 
 Run: python bench/bench_longrun.py [--processes 16] [--lifetime 1800] [--step 150]
 """
@@ -48,6 +50,8 @@ def _child(config: dict[str, Any], offset: Any, done: Any, go: Any, steps: int, 
         return time.time() + offset.value
 
     cred = child_credential(config, clock=clock)
+    # "ahead": T1/T2 refreshed at their own half-life, as before issue 16 (the baseline of this run).
+    cred._inner_refresh_ahead = bool(config.get("ahead"))
     # "Waited" = the call took the foreground exchange path (its own exchange, or waiting on
     # another thread's or process's exchange of the key); background refreshes are not counted.
     local = threading.local()
@@ -98,13 +102,22 @@ def _steps(
         go.wait()
 
 
-def run(emu: Any, base: dict[str, Any], processes: int, cache_path: str | None, steps: int, step: float) -> dict:
+def run(
+    emu: Any,
+    base: dict[str, Any],
+    processes: int,
+    cache_path: str | None,
+    steps: int,
+    step: float,
+    *,
+    ahead: bool = False,
+) -> dict:
     ctx = multiprocessing.get_context("spawn")
     offset = ctx.Value("d", emu.clock_offset)
     done, go = ctx.Barrier(processes + 1), ctx.Barrier(processes + 1)
     out = ctx.Queue()
     emu.stats.reset()
-    config = dict(base, cache_path=cache_path)
+    config = dict(base, cache_path=cache_path, ahead=ahead)
     procs = [ctx.Process(target=_child, args=(config, offset, done, go, steps, out)) for _ in range(processes)]
     for proc in procs:
         proc.start()
@@ -176,17 +189,24 @@ def main() -> None:
                 run(emu, base, args.processes, str(tmp / "shared.bin"), steps, args.step),
             ),
             (f"{args.processes} processes, memory-only", run(emu, base, args.processes, None, steps, args.step)),
+            (
+                "1 process, T1 refreshed ahead (before)",
+                run(emu, base, 1, str(tmp / "one-ahead.bin"), steps, args.step, ahead=True),
+            ),
+            (
+                f"{args.processes} processes, shared, ahead (before)",
+                run(emu, base, args.processes, str(tmp / "shared-ahead.bin"), steps, args.step, ahead=True),
+            ),
         ]
 
-    periods = args.day / (args.lifetime / 2)
     lifetimes = args.day / args.lifetime
     print(
         f"Simulated day: {args.day:.0f} s in steps of {args.step:g} s, token lifetime {args.lifetime} s "
-        f"(refresh at half: {periods:.0f} refresh periods, {lifetimes:.0f} T1 lifetimes), "
+        f"({lifetimes:.0f} T1 lifetimes), "
         f"{len(SCOPES)} scopes per process"
     )
     header = (
-        f"{'case':<34} {'hop1/day':>8} {'vs 1 proc':>9} {'per period':>10} {'calls':>7} {'waited':>7} "
+        f"{'case':<40} {'hop1/day':>8} {'vs 1 proc':>9} {'per T1 life':>11} {'calls':>7} {'waited':>7} "
         f"{'waited after 1st step':>21} {'p50 us':>8} {'p99 us':>8} {'p50 x dict':>10} {'p99 x dict':>10}"
     )
     print(header)
@@ -194,7 +214,7 @@ def main() -> None:
     one = rows[0][1]
     for name, row in rows:
         print(
-            f"{name:<34} {row['hop1']:>8} {row['hop1'] / one['hop1']:>8.2f}x {row['hop1'] / periods:>10.2f} "
+            f"{name:<40} {row['hop1']:>8} {row['hop1'] / one['hop1']:>8.2f}x {row['hop1'] / lifetimes:>11.2f} "
             f"{row['calls']:>7} {row['waited']:>7} "
             f"{row['later_waited']:>12} ({row['later_waited'] / max(1, row['later_calls']):>5.1%}) "
             f"{row['p50']:>8.1f} {row['p99']:>8.1f} {row['p50'] / row['base_p50']:>9.1f}x "
@@ -207,9 +227,10 @@ def main() -> None:
     )
     shared = rows[1][1]
     print(
-        f"goal: Hop 1 once per refresh period per device, independent of process count: "
-        f"{'met' if shared['hop1'] <= one['hop1'] + 1 else 'MISSED'} "
-        f"(1 process {one['hop1']}, {args.processes} processes {shared['hop1']}, memory-only {rows[2][1]['hop1']})"
+        f"goal: at most 1 Hop 1 per T1 lifetime per device, whatever the process count: "
+        f"{'met' if max(one['hop1'], shared['hop1']) <= lifetimes + 1 else 'MISSED'} "
+        f"(1 process {one['hop1']}, {args.processes} processes {shared['hop1']} for {lifetimes:.0f} lifetimes; "
+        f"before: {rows[3][1]['hop1']} and {rows[4][1]['hop1']}; memory-only {rows[2][1]['hop1']})"
     )
     print(
         f"goal: no call waits after the first: "
