@@ -36,8 +36,8 @@ from entraclaw.conformance.transcript import Entry, Transcript
 from entraclaw.errors import ConfigurationError, GraphRequestError
 from entraclaw.provisioning.auth import GraphAuth
 from entraclaw.provisioning.context import Endpoints
-from entraclaw.provisioning.propagation import is_propagation_error
 from entraclaw.provisioning.proofs import build_proof
+from entraclaw.provisioning.propagation import is_propagation_error
 
 __all__ = ["SCENARIOS", "Run", "run_scenario"]
 

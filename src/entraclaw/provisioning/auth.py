@@ -38,9 +38,6 @@ from entraclaw.errors import (
     AdminSignInRefusedError,
     ConfigurationError,
     EntraclawError,
-    GraphRequestError,
-    NetworkError,
-    TokenEndpointUnavailableError,
     TokenExchangeError,
 )
 from entraclaw.provisioning.diagnose import explain

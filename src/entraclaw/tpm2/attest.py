@@ -107,7 +107,6 @@ def attest_key(signer: Tpm2Signer, *, ak_public: bytes | None = None) -> KeyAtte
         ek, ek_problem = _ek_certificate(signer)
     if ek_problem:
         problems.append(ek_problem)
-    from entraclaw.tpm2.signer import public_key_of
 
     # The AK as its TPM2B_PUBLIC (issue 14): verify_key_claim checks it is a restricted signing key
     # bound to its TPM and that its Name is the claim's signer, not just that a key verifies.

@@ -275,10 +275,7 @@ class Tpm2Signer(Signer):
         from entraclaw.tpm2.attest import attest_key, unattested
 
         attributes = int(self._public.publicArea.objectAttributes)
-        if attest:
-            attestation = attest_key(self, ak_public=ak_public)
-        else:
-            attestation = unattested(attributes, "not requested")
+        attestation = attest_key(self, ak_public=ak_public) if attest else unattested(attributes, "not requested")
         sign = bool(attributes & int(self.tss.TPMA_OBJECT.SIGN_ENCRYPT))
         decrypt = bool(attributes & int(self.tss.TPMA_OBJECT.DECRYPT))
         return Tpm2KeyInfo(
