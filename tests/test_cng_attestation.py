@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
+import attestation_helpers as ah
 from cng_helpers import PLATFORM, Standin, standin_fixture  # noqa: F401  (fixture)
 from conftest import KeyPair
 from entraclaw import attestation, cng, errors
@@ -23,21 +23,22 @@ def _setup(standin: Standin, kp: KeyPair, *, ek: KeyPair | None = None, **option
     standin.create_aik(AIK)
     if ek is not None:
         standin.set_ek_certificate(ek.der)
-    return cng.CngSigner(installed.thumbprint), standin.key_public_der(PLATFORM, AIK)
+    # The AIK as a relying party enrolls it: its TPM2B_PUBLIC.
+    return cng.CngSigner(installed.thumbprint), standin.key_tpm_public(PLATFORM, AIK)
 
 
 def _claim(standin: Standin, kp: KeyPair) -> tuple[bytes, bytes, KeyPair]:
     signer, aik = _setup(standin, kp)
-    info = signer.info(aik=AIK, aik_public_key=aik)
+    info = signer.info(aik=AIK)
     signer.close()
-    assert info.attestation.claim is not None
-    return info.attestation.claim, aik, kp
+    assert info.evidence.claim is not None
+    return info.evidence.claim, aik, kp
 
 
 def test_attested_tpm_key(standin: Standin, keypair: KeyPair, other_keypair: KeyPair) -> None:
     signer, aik = _setup(standin, keypair, ek=other_keypair)
-    info = signer.info(aik=AIK, aik_public_key=aik)
-    att = info.attestation
+    info = signer.info(aik=AIK)
+    att = attestation.assess(info, aik_public=aik)
     assert att.hardware is True
     assert att.signature_verified is True
     assert att.problems == ()
@@ -49,7 +50,7 @@ def test_attested_tpm_key(standin: Standin, keypair: KeyPair, other_keypair: Key
     assert att.ek_certificate is not None
     assert att.ek_certificate.subject == other_keypair.cert.subject
     assert att.platform_type is not None and "TPM-Version:2.0" in att.platform_type
-    assert attestation.attestation_summary(info) == "TPM-backed, non-exportable, attested"
+    assert attestation.attestation_summary(info, aik_public=aik) == "TPM-backed, non-exportable, attested"
     signer.close()
     assert standin.open_handles() == 0
 
@@ -57,7 +58,7 @@ def test_attested_tpm_key(standin: Standin, keypair: KeyPair, other_keypair: Key
 def test_sign_only_key_is_reported(standin: Standin, keypair: KeyPair) -> None:
     tpma = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 18)
     signer, aik = _setup(standin, keypair, tpma=tpma)
-    attrs = signer.info(aik=AIK, aik_public_key=aik).attestation.attributes
+    attrs = attestation.assess(signer.info(aik=AIK), aik_public=aik).attributes
     assert attrs is not None and attrs.sign_only is True
     signer.close()
 
@@ -66,12 +67,13 @@ def test_created_key_is_attested_sign_only(standin: Standin) -> None:
     made = cng.create_certificate("entraclaw-blueprint-attest-usage", provider="tpm")
     standin.create_aik(AIK)
     signer = cng.CngSigner(made.thumbprint)
-    info = signer.info(aik=AIK, aik_public_key=standin.key_public_der(PLATFORM, AIK))
-    attrs = info.attestation.attributes
+    info = signer.info(aik=AIK)
+    aik = standin.key_tpm_public(PLATFORM, AIK)
+    attrs = attestation.assess(info, aik_public=aik).attributes
     assert attrs is not None
     assert (attrs.sign, attrs.decrypt, attrs.sign_only) == (True, False, True)
     assert info.sign_only is True
-    assert attestation.attestation_summary(info) == "TPM-backed, non-exportable, sign-only, attested"
+    assert attestation.attestation_summary(info, aik_public=aik) == "TPM-backed, non-exportable, sign-only, attested"
     signer.close()
 
 
@@ -90,9 +92,9 @@ def test_claim_wins_over_the_providers_usage(standin: Standin, keypair: KeyPair)
     signer, aik = _setup(
         standin, keypair, key_usage=2, tpma=(1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 17) | (1 << 18)
     )
-    info = signer.info(aik=AIK, aik_public_key=aik)
+    info = signer.info(aik=AIK)
     assert info.sign_only is True
-    summary = attestation.attestation_summary(info)
+    summary = attestation.attestation_summary(info, aik_public=aik)
     assert summary.startswith("TPM-backed, non-exportable, not sign-only")
     assert "decryption" in summary
     signer.close()
@@ -104,24 +106,26 @@ def test_without_an_aik_the_summary_says_what_is_missing(standin: Standin, keypa
     summary = attestation.attestation_summary(info)
     assert summary.startswith("TPM-backed, non-exportable (reported by the provider), not attested:")
     assert "no AIK" in summary
-    assert info.attestation.ek_certificate is None
-    assert "EK certificate" in " ".join(info.attestation.problems)
+    att = attestation.assess(info)
+    assert att.ek_certificate is None
+    assert "EK certificate" in " ".join(att.problems)
     signer.close()
 
 
 def test_claim_without_aik_public_key_is_parsed_but_not_attested(standin: Standin, keypair: KeyPair) -> None:
     signer, _aik = _setup(standin, keypair)
     info = signer.info(aik=AIK)
-    assert info.attestation.attributes is not None
-    assert info.attestation.signature_verified is False
-    assert "AIK public key" in attestation.attestation_summary(info)
+    att = attestation.assess(info)
+    assert att.attributes is not None
+    assert att.signature_verified is False
+    assert "AIK public area" in attestation.attestation_summary(info)
     signer.close()
 
 
 def test_software_key_summary(standin: Standin, keypair: KeyPair) -> None:
     signer = cng.CngSigner(standin.add(keypair).thumbprint)
     info = signer.info(aik=AIK)
-    assert info.attestation.hardware is False
+    assert info.evidence.hardware is False and attestation.assess(info).hardware is False
     assert attestation.attestation_summary(info).startswith("not TPM-backed")
     assert standin.calls("NCryptCreateClaim") == 0
     signer.close()
@@ -130,7 +134,7 @@ def test_software_key_summary(standin: Standin, keypair: KeyPair) -> None:
 def test_key_attributes_that_are_not_tpm_bound_are_named(standin: Standin, keypair: KeyPair) -> None:
     # An imported (not TPM-generated) duplicable key: no fixedParent, no sensitiveDataOrigin.
     signer, aik = _setup(standin, keypair, tpma=(1 << 6) | (1 << 18))
-    summary = attestation.attestation_summary(signer.info(aik=AIK, aik_public_key=aik))
+    summary = attestation.attestation_summary(signer.info(aik=AIK), aik_public=aik)
     assert "fixedTPM" in summary
     assert "sensitiveDataOrigin" in summary
     assert "attested" not in summary.replace("not attested", "")
@@ -144,10 +148,11 @@ def test_key_attributes_that_are_not_tpm_bound_are_named(standin: Standin, keypa
 def test_tampered_claims_from_the_provider(standin: Standin, keypair: KeyPair, mode: int, reason: str) -> None:
     signer, aik = _setup(standin, keypair)
     standin.set_claim_tamper(mode)
-    info = signer.info(aik=AIK, aik_public_key=aik)
-    assert info.attestation.signature_verified is False
-    assert any(reason in p for p in info.attestation.problems), info.attestation.problems
-    summary = attestation.attestation_summary(info)
+    info = signer.info(aik=AIK)
+    att = attestation.assess(info, aik_public=aik)
+    assert att.signature_verified is False
+    assert any(reason in p for p in att.problems), att.problems
+    summary = attestation.attestation_summary(info, aik_public=aik)
     assert "not attested" in summary
     assert reason in summary
     signer.close()
@@ -162,9 +167,7 @@ def test_parse_genuine_claim(standin: Standin, keypair: KeyPair) -> None:
     assert claim.attest.magic == attestation.TPM_GENERATED_VALUE
     assert claim.attest.type == attestation.TPM_ST_ATTEST_CERTIFY
     assert claim.public.modulus == kp.key.public_key().public_numbers().n.to_bytes(256, "big")
-    attestation.verify_key_claim(
-        claim, public_key=kp.cert.public_key(), aik_public_key=serialization.load_der_public_key(aik)
-    )
+    attestation.verify_key_claim(claim, public_key=kp.cert.public_key(), aik_public=aik)
 
 
 @pytest.mark.parametrize("cut", [1, 10, 24, 100])
@@ -195,7 +198,7 @@ def test_forged_public_area_does_not_match_attested_name(standin: Standin, keypa
         attestation.verify_key_claim(
             forged_claim,
             public_key=other_keypair.cert.public_key(),
-            aik_public_key=serialization.load_der_public_key(aik),
+            aik_public=aik,
         )
     assert info.value.reason == "name"
     # And a genuine claim for key A does not vouch for key B's certificate.
@@ -204,15 +207,15 @@ def test_forged_public_area_does_not_match_attested_name(standin: Standin, keypa
     assert info2.value.reason == "public_key"
 
 
-def test_signature_by_another_aik_is_rejected(standin: Standin, keypair: KeyPair, other_keypair) -> None:
+def test_a_bare_public_key_is_not_accepted_as_aik(standin: Standin, keypair: KeyPair) -> None:
     blob, _aik, kp = _claim(standin, keypair)
     claim = attestation.parse_key_claim(blob)
     with pytest.raises(errors.AttestationError) as info:
         attestation.verify_key_claim(
-            claim, public_key=kp.cert.public_key(), aik_public_key=other_keypair.cert.public_key()
+            claim, public_key=kp.cert.public_key(), aik_public=standin.key_public_der(PLATFORM, AIK)
         )
-    assert info.value.reason == "signature"
-    assert "AIK" in str(info.value)
+    assert info.value.reason == "aik_format"
+    assert "TPM2B_PUBLIC" in str(info.value)
 
 
 def test_garbage_is_rejected_without_leaking_bytes() -> None:
@@ -225,32 +228,16 @@ def test_garbage_is_rejected_without_leaking_bytes() -> None:
 def test_claim_with_a_tpmt_signature_and_sha256_aik(keypair: KeyPair, other_keypair: KeyPair) -> None:
     # Built here, not by the stand-in: a claim whose signature is a TPMT_SIGNATURE
     # (RSASSA, SHA-256) by an AIK we hold, around a bare TPM2B_PUBLIC key blob.
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    n = keypair.key.public_key().public_numbers().n.to_bytes(256, "big")
-    attrs = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 18)
-    area = struct.pack(">HHI", 0x0001, 0x000B, attrs) + struct.pack(">H", 0)
-    area += struct.pack(">HHHI", 0x0010, 0x0010, 2048, 0) + struct.pack(">H", len(n)) + n
-    import hashlib
-
-    name = struct.pack(">H", 0x000B) + hashlib.sha256(area).digest()
-
-    def b2(data: bytes) -> bytes:
-        return struct.pack(">H", len(data)) + data
-
-    attest = struct.pack(">IH", 0xFF544347, 0x8017) + b2(b"\x00\x0b" + b"\x11" * 32) + b2(b"nonce")
-    attest += struct.pack(">QIIB", 1, 2, 3, 1) + struct.pack(">Q", 4) + b2(name) + b2(name)
-    aik = other_keypair.key
-    raw_sig = aik.sign(attest, padding.PKCS1v15(), hashes.SHA256())
-    sig = struct.pack(">HH", 0x0014, 0x000B) + b2(raw_sig)
-    key_blob = b2(area)
-    blob = struct.pack("<6I", 0x5344414B, 2, 24, len(attest), len(sig), len(key_blob)) + attest + sig + key_blob
+    area = ah.tpmt_public(keypair.key.public_key(), ah.KEY_ATTRS)
+    aik_area = ah.tpmt_public(other_keypair.key.public_key(), ah.AIK_ATTRS, scheme=ah.ALG_RSASSA)
+    blob = ah.claim_blob(ah.attest(ah.name_of(aik_area), b"nonce", ah.name_of(area)), other_keypair.key, area)
     claim = attestation.parse_key_claim(blob)
     assert claim.signature_hash == 0x000B
     assert claim.attest.extra_data == b"nonce"
     assert claim.public.attributes.sign_only
-    attestation.verify_key_claim(claim, public_key=keypair.cert.public_key(), aik_public_key=aik.public_key())
+    attestation.verify_key_claim(
+        claim, public_key=keypair.cert.public_key(), aik_public=ah.b2(aik_area), nonce=b"nonce"
+    )
     with pytest.raises(errors.AttestationError) as info:
         attestation.parse_key_claim(blob + b"\x00")
     assert info.value.reason == "format"

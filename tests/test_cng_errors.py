@@ -64,6 +64,8 @@ def test_table_matches_sdk_values_and_is_consistent(standin: Standin) -> None:
         "NTE_INVALID_HANDLE",
         "TPM_20_E_HANDLE",
         "TPM_E_PCP_KEY_HANDLE_INVALIDATED",
+        "TPM_E_PCP_INVALID_HANDLE",
+        "TPM_E_KEY_NOT_LOADED",
     }
     assert {n for n, a in by_action.items() if a == "resize"} == {"NTE_BUFFER_TOO_SMALL", "TPM_E_PCP_BUFFER_TOO_SMALL"}
     assert by_action["TPM_20_E_LOCKOUT"] == by_action["TPM_E_DEFEND_LOCK_RUNNING"] == "none"
@@ -156,7 +158,10 @@ def test_lockout_is_never_retried(standin: Standin, keypair, name: str) -> None:
     signer.close()
 
 
-@pytest.mark.parametrize("name", ["NTE_BAD_KEYSET", "NTE_INVALID_HANDLE", "TPM_20_E_HANDLE"])
+@pytest.mark.parametrize(
+    "name",
+    ["NTE_BAD_KEYSET", "NTE_INVALID_HANDLE", "TPM_20_E_HANDLE", "TPM_E_PCP_INVALID_HANDLE", "TPM_E_KEY_NOT_LOADED"],
+)
 def test_stale_handle_once_reacquires_then_succeeds(standin: Standin, keypair, name: str) -> None:
     signer = _warm_signer(standin, keypair)
     standin.fail("NCryptSignHash", HR[name], 1)

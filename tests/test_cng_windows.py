@@ -19,7 +19,7 @@ import pytest
 from capabilities import require
 from cng_helpers import verify
 from entraclaw import cng, errors
-from entraclaw.attestation import attestation_summary
+from entraclaw.attestation import assess, attestation_summary, parse_key_claim
 from entraclaw.auth import build_client_assertion
 
 DATA = b"windows.signing-input"
@@ -159,11 +159,15 @@ def test_tpm_attestation_is_readable(prefix: str) -> None:
     made = create_tpm_certificate_or_skip(prefix)
     signer = cng.CngSigner(made.thumbprint)
     aik = os.environ.get("ENTRACLAW_TEST_AIK")  # an AIK container in PCP, when the runner has one
-    info = signer.info(aik=aik)
-    att = info.attestation
+    # The AIK's TPM2B_PUBLIC as the relying party enrolled it (hex), when known.
+    aik_public_hex = os.environ.get("ENTRACLAW_TEST_AIK_TPM2B_PUBLIC")
+    aik_public = bytes.fromhex(aik_public_hex) if aik_public_hex else None
+    nonce = os.urandom(32)
+    info = signer.info(aik=aik, nonce=nonce)
+    att = assess(info, aik_public=aik_public)
     assert att.hardware is True
     assert att.platform_type is not None and "TPM-Version:2.0" in att.platform_type
-    summary = attestation_summary(info)
+    summary = attestation_summary(info, aik_public=aik_public)
     assert summary.startswith("TPM-backed, non-exportable")
     if aik:
         # The claim must parse and be about this key (fixedTPM etc. from the TPM itself).
@@ -171,6 +175,12 @@ def test_tpm_attestation_is_readable(prefix: str) -> None:
         assert att.attributes.non_exportable
         assert att.attributes.sign
         assert att.attributes.sign_only  # the usage set at creation reached the TPM object
+        claim = parse_key_claim(info.evidence.claim or b"")
+        # NCRYPTBUFFER_CLAIM_KEYATTESTATION_NONCE (49): if this fails, PCP ignores the nonce for this claim type
+        # and a relying party must use its own challenge path (docs/attestation.md).
+        assert claim.attest.extra_data == nonce, "PCP did not put the nonce into extraData"
+        if aik_public is not None:
+            assert att.signature_verified and att.nonce_verified, att.problems
     signer.close()
 
 

@@ -41,7 +41,7 @@ def test_three_hops_yield_verified_agent_user_token(seeded):
     t3 = _verify(chain.t3.token, emu, "https://graph.microsoft.com")
     assert t3["idtyp"] == "user"
     assert t3["oid"] == seeded.agent_user_id
-    assert t3["scp"] == "User.Read"
+    assert t3["scp"] == "User.Read openid profile"  # MSAL's openid profile, listed in scp as Entra does
     assert t3["appid"] == seeded.agent_identity_app_id
 
     hops = [(r["hop"], r["grant_type"], r["client_id"], r["status"]) for r in emu.stats.token_requests]

@@ -72,7 +72,8 @@ def test_graph_token_as_t1_rejected(fresh):
     cert = make_cert(4)
     app = fresh.emu.tenant.add_application("provisioner", certificates=[cert.cert])
     graph_token = fresh.graph_app_token(app, cert)
-    body = assert_sts_error(fresh.post_token(fresh.hop2_form(graph_token)), 50027, "invalid_request")
+    # Upstream saw AADSTS700211 for a Graph token presented as T1 (HWL Learning #12).
+    body = assert_sts_error(fresh.post_token(fresh.hop2_form(graph_token)), 700211, "invalid_client")
     assert "audience" in body["error_description"]
 
 

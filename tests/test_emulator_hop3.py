@@ -35,7 +35,8 @@ def test_hop3_issues_t3(seeded, chain, msal_style):
     assert claims["idtyp"] == "user"
     assert claims["oid"] == seeded.au.object_id
     assert claims["upn"] == seeded.au.upn
-    assert claims["scp"] == "User.Read"
+    # MSAL asks for openid profile offline_access too; Entra lists openid and profile in scp.
+    assert claims["scp"] == ("User.Read openid profile" if msal_style else "User.Read")
     assert claims["appid"] == seeded.ai.app_id
     id_claims = verify_token(seeded.emu, body["id_token"], seeded.ai.app_id)
     assert id_claims["oid"] == seeded.au.object_id
@@ -141,7 +142,7 @@ def test_bad_requested_token_use_rejected(seeded, chain):
     assert_sts_error(seeded.post_token(form), 9002313, "invalid_request")
 
 
-@pytest.mark.parametrize("scope", ["openid profile offline_access", f"{GRAPH}/.default {GRAPH}/User.Read"])
+@pytest.mark.parametrize("scope", ["profile offline_access", f"{GRAPH}/.default {GRAPH}/User.Read"])
 def test_hop3_invalid_scope_rejected(seeded, chain, scope):
     t1, t2 = chain
     assert_sts_error(seeded.post_token(seeded.hop3_form(t1, t2, scope=scope)), 70011, "invalid_scope")

@@ -66,7 +66,7 @@ def test_msal_three_legs(fresh, builder):
     )
     assert "access_token" in r3, r3
     t3 = verify_token(s.emu, r3["access_token"], GRAPH)
-    assert (t3["idtyp"], t3["oid"], t3["scp"]) == ("user", s.au.object_id, "User.Read")
+    assert (t3["idtyp"], t3["oid"], t3["scp"]) == ("user", s.au.object_id, "User.Read openid profile")
     verify_token(s.emu, r3["id_token"], s.ai.app_id)
     # MSAL built an account from client_info + id_token.
     accounts = agent.get_accounts()

@@ -121,3 +121,99 @@ def test_workflow_builds_both_windows_arches_sdist_and_pure_wheel():
         if "uses:" in line:
             ref = line.split("@", 1)[1].split()[0]
             assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), f"action not pinned by SHA: {line}"
+
+
+# --- issue 14: self-contained Windows wheels, the TPM job, the release workflow ---------------------------
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def _yaml(path: Path) -> dict:
+    from ruamel.yaml import YAML  # check-jsonschema's YAML reader, installed with it
+
+    return dict(YAML(typ="safe").load(path.read_text()))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_workflow_validates_and_has_no_high_zizmor_finding(path: Path) -> None:
+    exe = _tool("check-jsonschema")
+    result = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    exe = _tool("zizmor")
+    result = subprocess.run([exe, "--offline", "--format", "json", "--min-severity", "high", str(path)],
+                            capture_output=True, text=True)
+    assert json.loads(result.stdout or "[]") == [], result.stdout[:2000]
+    for line in path.read_text().splitlines():
+        if "uses:" in line:
+            ref = line.split("@", 1)[1].split()[0]
+            assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), f"{path.name}: not pinned: {line}"
+        assert "secrets." not in line, f"{path.name}: no secrets/tokens in workflows: {line}"
+
+
+def test_windows_wheels_are_repaired_by_delvewheel_with_name_mangling() -> None:
+    require("packaging", tomllib is not None, "tomllib needs Python 3.11+")
+    windows = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["cibuildwheel"]["windows"]
+    repair = windows["repair-wheel-command"]
+    assert repair.startswith("delvewheel repair ") and "{wheel}" in repair and "{dest_dir}" in repair
+    assert "--no-mangle" not in repair  # mangling (the default) is the point: msvcp140-<hash>.dll
+    assert "delvewheel" in windows["before-build"] and "delvewheel" in " ".join(windows["test-requires"])
+    assert windows["test-command"].startswith("delvewheel show {wheel} && pytest")
+    cmake = (ROOT / "native" / "CMakeLists.txt").read_text()
+    assert "target_compile_definitions(entraclaw_cng_core PUBLIC _DISABLE_CONSTEXPR_MUTEX_CONSTRUCTOR)" in cmake
+
+
+def test_tpm_workflow_runs_windows_tpm_required_on_a_self_hosted_tpm_runner() -> None:
+    wf = _yaml(ROOT / ".github" / "workflows" / "windows-tpm.yml")
+    triggers = wf.get("on") or wf.get(True)  # YAML 1.1 reads a bare `on` as True
+    assert set(triggers) == {"workflow_dispatch"}  # never a PR: no untrusted code on the owner's hardware
+    (job,) = wf["jobs"].values()
+    assert {"self-hosted", "Windows", "tpm"} <= set(job["runs-on"])
+    test_step = next(s for s in job["steps"] if "pytest" in s.get("run", ""))
+    assert set(test_step["env"]["ENTRACLAW_REQUIRE"].split(",")) == {"windows", "windows_tpm"}
+    assert "windows_tpm" in test_step["run"]
+    assert wf["permissions"] == {"contents": "read"}
+    assert (ROOT / "docs" / "windows-tpm-runner.md").is_file()
+
+
+def test_release_workflow_builds_tests_publishes_and_attaches() -> None:
+    wf = _yaml(ROOT / ".github" / "workflows" / "release.yml")
+    triggers = wf.get("on") or wf.get(True)
+    assert triggers == {"push": {"tags": ["v*"]}}
+    jobs = wf["jobs"]
+    arches = {row["arch"] for row in jobs["windows"]["strategy"]["matrix"]["include"]}
+    assert arches == {"AMD64", "ARM64"}
+    assert any("cibuildwheel" in s.get("run", "") for s in jobs["windows"]["steps"])  # builds AND tests each
+    pure = " ".join(s.get("run", "") for s in jobs["pure"]["steps"])
+    assert "--wheel --sdist" in pure and "py3-none-any" in pure
+    assert pure.count("pytest") == 2  # the pure wheel and an install from the sdist
+    publish = jobs["publish"]
+    assert set(publish["needs"]) == {"windows", "pure"}
+    assert publish["permissions"] == {"id-token": "write"}  # trusted publishing, no token
+    assert publish["environment"]["name"] == "pypi"
+    assert any(s.get("uses", "").startswith("pypa/gh-action-pypi-publish@") for s in publish["steps"])
+    assert not any("password" in (s.get("with") or {}) for s in publish["steps"])
+    attach = jobs["github-release"]
+    assert attach["needs"] == ["publish"] and attach["permissions"] == {"contents": "write"}
+    assert "gh release upload" in " ".join(s.get("run", "") for s in attach["steps"])
+    assert wf["permissions"] == {"contents": "read"}
+
+
+def test_every_windows_translation_unit_gets_the_constexpr_mutex_escape_hatch(tmp_path: Path) -> None:
+    # An inline std::mutex constructor compiled with and without the macro in one binary is an ODR violation (the
+    # linker may keep the constexpr one), so every TU of the Windows build must see it: the core and the probes
+    # here (mingw cross build, configure only), and _cng through the same PUBLIC definition on Windows.
+    require("wine", shutil.which("x86_64-w64-mingw32-g++-posix") is not None, "mingw-w64 is not installed")
+    cmake = shutil.which("cmake") or shutil.which("cmake", path=str(Path(sys.executable).parent))
+    require("packaging", cmake is not None, "cmake is not installed")
+    assert cmake is not None
+    subprocess.run(
+        [cmake, "-S", str(ROOT / "native" / "wine"), "-B", str(tmp_path),
+         f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'cmake' / 'mingw-w64-x86_64.cmake'}", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"],
+        check=True, capture_output=True,
+    )
+    commands = json.loads((tmp_path / "compile_commands.json").read_text())
+    files = {Path(c["file"]).name for c in commands}
+    assert {"cert_key.cpp", "provision.cpp", "probe.cpp", "dpapi_probe.cpp", "acl_probe.cpp"} <= files
+    missing = [c["file"] for c in commands if "-D_DISABLE_CONSTEXPR_MUTEX_CONSTRUCTOR" not in c["command"]]
+    assert missing == []

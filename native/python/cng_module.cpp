@@ -25,6 +25,7 @@ struct StatusError {
   cng::Status status;
   int attempts;
   int reacquires;
+  cng::Status orphan;  // provisioning: the key left behind after a failed rollback
 };
 struct ClosedError {};
 
@@ -33,7 +34,7 @@ PyObject* g_closed_error = nullptr;
 
 [[noreturn]] void raise_status(const cng::Status& st, int attempts = 1, int reacquires = 0) {
   if (st.api == cng::kClosedApi) throw ClosedError{};
-  throw StatusError{st, attempts, reacquires};
+  throw StatusError{st, attempts, reacquires, cng::ok_status()};
 }
 
 cng::StoreLocation parse_location(const std::string& location) {
@@ -171,12 +172,22 @@ PYBIND11_MODULE(_cng, m) {
   g_closed_error = PyErr_NewException("entraclaw._cng.KeyClosedError", PyExc_RuntimeError, nullptr);
   m.attr("CngStatusError") = py::handle(g_status_error);
   m.attr("KeyClosedError") = py::handle(g_closed_error);
-  py::register_exception_translator([](std::exception_ptr p) {
+  // Module-local: a global translator (py::register_exception_translator) is
+  // consulted for every pybind11 module in the process that shares this ABI.
+  // pybind11 docs, Exceptions, "Local vs Global Exception Translators":
+  // https://pybind11.readthedocs.io/en/stable/advanced/exceptions.html
+  py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const StatusError& e) {
-      // args: (hresult as unsigned, api, attempts, reacquires)
-      py::tuple args = py::make_tuple(e.status.code(), std::string(e.status.api), e.attempts, e.reacquires);
+      // args: (hresult as unsigned, api, attempts, reacquires[, orphan hresult, orphan api])
+      py::tuple args;
+      if (e.orphan.ok()) {
+        args = py::make_tuple(e.status.code(), std::string(e.status.api), e.attempts, e.reacquires);
+      } else {
+        args = py::make_tuple(e.status.code(), std::string(e.status.api), e.attempts, e.reacquires, e.orphan.code(),
+                              std::string(e.orphan.api));
+      }
       PyErr_SetObject(g_status_error, args.ptr());
     } catch (const ClosedError&) {
       PyErr_SetString(g_closed_error, "the key was closed");
@@ -235,12 +246,14 @@ PYBIND11_MODULE(_cng, m) {
            })
       .def(
           "attestation",
-          [](cng::CertKey& self, const std::string& aik) {
+          [](cng::CertKey& self, const std::string& aik, const py::bytes& nonce) {
+            auto [n, nlen] = view(nonce);
+            const std::vector<std::uint8_t> nonce_bytes(n, n + nlen);
             cng::AttestationData data;
             cng::Status st;
             {
               py::gil_scoped_release release;
-              st = self.attestation(aik, data);
+              st = self.attestation(aik, nonce_bytes, data);
             }
             if (!st.ok()) raise_status(st);
             auto part = [](const cng::Status& s) { return py::make_tuple(s.code(), std::string(s.api)); };
@@ -255,7 +268,7 @@ PYBIND11_MODULE(_cng, m) {
             d["claim_status"] = part(data.claim_status);
             return d;
           },
-          py::arg("aik") = "")
+          py::arg("aik") = "", py::arg("nonce") = py::bytes())
       .def_property_readonly("hardware", &cng::CertKey::hardware)
       .def_property_readonly("pss_salt_size", &cng::CertKey::pss_salt)
       .def("certificate",
@@ -318,7 +331,10 @@ PYBIND11_MODULE(_cng, m) {
           py::gil_scoped_release release;
           st = cng::provision_certificate(request, result);
         }
-        if (!st.ok()) raise_status(st, result.tpm_attempts > 0 ? result.tpm_attempts : 1);
+        if (!st.ok()) {
+          if (st.api == cng::kClosedApi) raise_status(st);
+          throw StatusError{st, result.tpm_attempts > 0 ? result.tpm_attempts : 1, 0, result.orphan};
+        }
         py::dict d;
         d["der"] = to_bytes(result.der);
         d["provider"] = result.provider;
@@ -372,6 +388,8 @@ PYBIND11_MODULE(_cng, m) {
         py::dict d;
         d["key_deleted"] = outcome.key_deleted;
         d["capi_provider"] = outcome.capi_provider;
+        d["key_shared_with"] = outcome.key_shared_with.empty() ? py::object(py::none())
+                                                               : py::object(to_bytes(outcome.key_shared_with));
         return d;
       },
       py::arg("thumbprint"), py::arg("location") = "CurrentUser", py::arg("delete_key") = true);

@@ -135,7 +135,8 @@ Status read_key_traits(NCRYPT_KEY_HANDLE key, bool& hardware, DWORD& pss_salt) {
   return ok_status();
 }
 
-Status read_attestation(NCRYPT_KEY_HANDLE key, bool hardware, const std::string& aik, AttestationData& out) {
+Status read_attestation(NCRYPT_KEY_HANDLE key, bool hardware, const std::string& aik,
+                        const std::vector<std::uint8_t>& nonce, AttestationData& out) {
   out = AttestationData{};
   out.hardware = hardware;
   if (!hardware) return ok_status();
@@ -146,7 +147,9 @@ Status read_attestation(NCRYPT_KEY_HANDLE key, bool hardware, const std::string&
   if (st != 0) return Status{st, "NCryptGetProperty"};
   // PCP provider properties: PCP_PLATFORM_TYPE (TPM version, spec revision,
   // vendor) and PCP_EKCERT (the endorsement key certificate, when the TPM or
-  // Windows has one). https://learn.microsoft.com/en-us/windows/win32/seccng/key-storage-property-identifiers
+  // Windows has one). Names: the Windows SDK's ncrypt.h
+  // (NCRYPT_PCP_PLATFORM_TYPE_PROPERTY, NCRYPT_PCP_EKCERT_PROPERTY); the Key
+  // Storage Property Identifiers page does not list them.
   out.platform_status = get_string_property(provider, NCRYPT_PCP_PLATFORM_TYPE_PROPERTY, out.platform_type);
   out.ek_status = get_bytes_property(provider, NCRYPT_PCP_EKCERT_PROPERTY, out.ek_certificate);
   if (aik.empty()) {
@@ -163,12 +166,25 @@ Status read_attestation(NCRYPT_KEY_HANDLE key, bool hardware, const std::string&
       out.claim_status = Status{st, "NCryptOpenKey(AIK)"};
     } else {
       // TPM2_Certify of the key by the AIK. dwFlags must be 0 (NCryptCreateClaim
-      // page); whether PCP can show UI here is not documented.
+      // page); whether PCP can show UI here is not documented. The relying
+      // party's nonce travels as NCRYPTBUFFER_CLAIM_KEYATTESTATION_NONCE (49,
+      // ncrypt.h) into TPMS_ATTEST.extraData; whether PCP honours it for this
+      // claim type is for a real TPM to show (the verifier checks it).
+      std::vector<std::uint8_t> nonce_copy(nonce);
+      NCryptBuffer buffer{};
+      buffer.cbBuffer = static_cast<ULONG>(nonce_copy.size());
+      buffer.BufferType = NCRYPTBUFFER_CLAIM_KEYATTESTATION_NONCE;
+      buffer.pvBuffer = nonce_copy.data();
+      NCryptBufferDesc params{};
+      params.ulVersion = NCRYPTBUFFER_VERSION;
+      params.cBuffers = 1;
+      params.pBuffers = &buffer;
+      NCryptBufferDesc* list = nonce_copy.empty() ? nullptr : &params;
       DWORD size = 0;
-      st = NCryptCreateClaim(key, authority, NCRYPT_CLAIM_AUTHORITY_AND_SUBJECT, nullptr, nullptr, 0, &size, 0);
+      st = NCryptCreateClaim(key, authority, NCRYPT_CLAIM_AUTHORITY_AND_SUBJECT, list, nullptr, 0, &size, 0);
       if (st == 0) {
         out.claim.resize(size);
-        st = NCryptCreateClaim(key, authority, NCRYPT_CLAIM_AUTHORITY_AND_SUBJECT, nullptr, out.claim.data(), size,
+        st = NCryptCreateClaim(key, authority, NCRYPT_CLAIM_AUTHORITY_AND_SUBJECT, list, out.claim.data(), size,
                                &size, 0);
         out.claim.resize(st == 0 ? size : 0);
       }
@@ -349,7 +365,7 @@ Status CertKey::properties(KeyProperties& out) {
   return read_key_properties(key_, out);
 }
 
-Status CertKey::attestation(const std::string& aik, AttestationData& out) {
+Status CertKey::attestation(const std::string& aik, const std::vector<std::uint8_t>& nonce, AttestationData& out) {
   std::shared_lock<std::shared_mutex> lock(mu_);
   if (closed_) return Status{static_cast<HRESULT>(NTE_INVALID_HANDLE), kClosedApi};
   if (!hardware_) {
@@ -358,7 +374,7 @@ Status CertKey::attestation(const std::string& aik, AttestationData& out) {
   }
   // The claim is a TPM command like a signature: same lock.
   std::lock_guard<std::mutex> device(device_mu_);
-  return read_attestation(key_, hardware_, aik, out);
+  return read_attestation(key_, hardware_, aik, nonce, out);
 }
 
 bool CertKey::hardware() const {

@@ -93,7 +93,9 @@ class CertKey {
   Status certificate(CertificateInfo& out);
   // Platform type, EK certificate and, when `aik` names an AIK container in
   // the Platform Crypto Provider, a key attestation claim. Software keys: none.
-  Status attestation(const std::string& aik, AttestationData& out);
+  // `nonce` (may be empty) goes to NCryptCreateClaim as an
+  // NCRYPTBUFFER_CLAIM_KEYATTESTATION_NONCE buffer: TPMS_ATTEST.extraData.
+  Status attestation(const std::string& aik, const std::vector<std::uint8_t>& nonce, AttestationData& out);
   bool hardware() const;
   DWORD pss_salt() const;
 
@@ -137,7 +139,8 @@ Status read_key_properties(NCRYPT_KEY_HANDLE key, KeyProperties& out);
 // Hardware flag and, for hardware keys, "PSS Salt Size" (UNKNOWN when the
 // provider does not report it).
 Status read_key_traits(NCRYPT_KEY_HANDLE key, bool& hardware, DWORD& pss_salt);
-Status read_attestation(NCRYPT_KEY_HANDLE key, bool hardware, const std::string& aik, AttestationData& out);
+Status read_attestation(NCRYPT_KEY_HANDLE key, bool hardware, const std::string& aik,
+                        const std::vector<std::uint8_t>& nonce, AttestationData& out);
 Status read_certificate_info(PCCERT_CONTEXT cert, CertificateInfo& out);
 
 // Sleep without holding any lock (the GIL is already released by the binding).

@@ -9,10 +9,16 @@ DATA_BLOB blob_of(const std::uint8_t* data, std::size_t len) {
   return DATA_BLOB{static_cast<DWORD>(len), const_cast<BYTE*>(data)};
 }
 
+// DATA_BLOB.cbData is a DWORD: a cast of 4 GiB or more would silently protect
+// only the low 32 bits' worth of bytes. Refused before DPAPI sees it.
+// https://learn.microsoft.com/en-us/windows/win32/api/dpapi/nf-dpapi-cryptprotectdata (pDataIn: DATA_BLOB)
+bool fits_blob(std::size_t len) { return len <= static_cast<std::size_t>(MAXDWORD); }
+
 }  // namespace
 
 Status protect_data(const std::uint8_t* data, std::size_t len, const std::uint8_t* entropy, std::size_t entropy_len,
                     const std::string& description, std::vector<std::uint8_t>& out) {
+  if (!fits_blob(len) || !fits_blob(entropy_len)) return Status{static_cast<HRESULT>(E_INVALIDARG), "CryptProtectData"};
   DATA_BLOB in = blob_of(data, len);
   DATA_BLOB extra = blob_of(entropy, entropy_len);
   DATA_BLOB result{0, nullptr};
@@ -28,6 +34,9 @@ Status protect_data(const std::uint8_t* data, std::size_t len, const std::uint8_
 
 Status unprotect_data(const std::uint8_t* blob, std::size_t len, const std::uint8_t* entropy,
                       std::size_t entropy_len, std::vector<std::uint8_t>& out) {
+  if (!fits_blob(len) || !fits_blob(entropy_len)) {
+    return Status{static_cast<HRESULT>(E_INVALIDARG), "CryptUnprotectData"};
+  }
   DATA_BLOB in = blob_of(blob, len);
   DATA_BLOB extra = blob_of(entropy, entropy_len);
   DATA_BLOB result{0, nullptr};

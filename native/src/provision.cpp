@@ -1,5 +1,7 @@
 #include "provision.h"
 
+#include <cctype>
+#include <cstring>
 #include <memory>
 
 namespace entraclaw::cng {
@@ -52,6 +54,21 @@ bool property_unsupported(SECURITY_STATUS st) {
          st == static_cast<SECURITY_STATUS>(NTE_INVALID_PARAMETER) || st == static_cast<SECURITY_STATUS>(NTE_BAD_FLAGS);
 }
 
+// NCryptSetProperty with the silent flag (and persist where asked). A provider
+// that supports no flags on this call answers NTE_BAD_FLAGS: Microsoft's PCP
+// sample (TSS.MSR PCPTool) passes 0, and dotnet/runtime issue 71310 shows PCP
+// refusing a flag it does not support with NTE_BAD_FLAGS. Before
+// NCryptFinalizeKey the property is part of the key being made either way, so
+// that one call is repeated with 0.
+// https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptsetproperty
+SECURITY_STATUS set_dword_property(NCRYPT_KEY_HANDLE key, LPCWSTR name, DWORD value, DWORD flags) {
+  SECURITY_STATUS st = NCryptSetProperty(key, name, reinterpret_cast<PBYTE>(&value), sizeof(value), flags);
+  if (st == static_cast<SECURITY_STATUS>(NTE_BAD_FLAGS) && flags != 0) {
+    st = NCryptSetProperty(key, name, reinterpret_cast<PBYTE>(&value), sizeof(value), 0);
+  }
+  return st;
+}
+
 // A persisted, non-exportable, sign-only RSA key, finalized silently. On
 // failure nothing is left behind: an unfinalized key is never persisted.
 // `usage` is why the key could not be made sign-only (ok when it is).
@@ -61,14 +78,11 @@ Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bi
   if (st != 0) return Status{st, "NCryptOpenStorageProvider"};
   st = NCryptCreatePersistedKey(provider.h, &key.h, NCRYPT_RSA_ALGORITHM, container.c_str(), 0, 0);
   if (st != 0) return Status{st, "NCryptCreatePersistedKey"};
-  st = NCryptSetProperty(key.h, NCRYPT_LENGTH_PROPERTY, reinterpret_cast<PBYTE>(&bits), sizeof(bits),
-                         NCRYPT_SILENT_FLAG);
+  st = set_dword_property(key.h, NCRYPT_LENGTH_PROPERTY, bits, NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptSetProperty"};
   // Explicitly 0 (no NCRYPT_ALLOW_EXPORT_FLAG): the software KSP's default
   // would otherwise depend on machine policy.
-  DWORD export_policy = 0;
-  st = NCryptSetProperty(key.h, NCRYPT_EXPORT_POLICY_PROPERTY, reinterpret_cast<PBYTE>(&export_policy),
-                         sizeof(export_policy), NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
+  st = set_dword_property(key.h, NCRYPT_EXPORT_POLICY_PROPERTY, 0, NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptSetProperty"};
   // The Blueprint key only ever signs. Both providers default RSA keys to
   // every usage, and PCP turns the usage into the TPM object's sign/decrypt
@@ -79,14 +93,29 @@ Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bi
   // A provider that does not take the property still makes the key with its
   // default usage: a TPM key that could also decrypt beats a software key, and
   // the caller reports it (documentation is silent on providers refusing it).
-  DWORD allowed = NCRYPT_ALLOW_SIGNING_FLAG;
-  st = NCryptSetProperty(key.h, NCRYPT_KEY_USAGE_PROPERTY, reinterpret_cast<PBYTE>(&allowed), sizeof(allowed),
-                         NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
+  st = set_dword_property(key.h, NCRYPT_KEY_USAGE_PROPERTY, NCRYPT_ALLOW_SIGNING_FLAG,
+                          NCRYPT_PERSIST_FLAG | NCRYPT_SILENT_FLAG);
   usage = Status{st, "NCryptSetProperty(Key Usage)"};
   if (st != 0 && !property_unsupported(st)) return Status{st, "NCryptSetProperty"};
   st = NCryptFinalizeKey(key.h, NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptFinalizeKey"};
   return ok_status();
+}
+
+// Delete a key whose handle we own. NCryptDeleteKey frees the handle only when
+// it succeeds; after a failure the caller frees it with NCryptFreeObject.
+// https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptdeletekey
+// ("The NCryptDeleteKey function deletes the key and frees the handle.
+// Applications may use NCryptFreeObject function to free the handle if
+// NCryptDeleteKey fails.")
+Status delete_owned_key(KeyHandle& key) {
+  const SECURITY_STATUS st = NCryptDeleteKey(key.h, NCRYPT_SILENT_FLAG);
+  if (st == 0) {
+    key.h = 0;
+    return ok_status();
+  }
+  NCryptFreeObject(key.release());
+  return Status{st, "NCryptDeleteKey"};
 }
 
 Status encode_subject(const std::string& common_name, std::vector<BYTE>& out) {
@@ -107,10 +136,26 @@ Status encode_subject(const std::string& common_name, std::vector<BYTE>& out) {
   return ok_status();
 }
 
-HCERTSTORE open_my_store(StoreLocation location, bool writable) {
-  DWORD flags = system_store_flag(location) | CERT_STORE_OPEN_EXISTING_FLAG;
+// `create`: open My or create it. A profile that never had a My store (a fresh
+// service account, a virtual account) has none, and CERT_STORE_OPEN_EXISTING_FLAG
+// means "only open an existing store", which fails there. Provisioning creates
+// it; reading and deleting open an existing one only (no store = nothing in it).
+// https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/nf-wincrypt-certopenstore
+HCERTSTORE open_my_store(StoreLocation location, bool writable, bool create = false) {
+  DWORD flags = system_store_flag(location);
+  if (!create) flags |= CERT_STORE_OPEN_EXISTING_FLAG;
   if (!writable) flags |= CERT_STORE_READONLY_FLAG;
   return CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, flags, L"My");
+}
+
+bool same_text_ci(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto x = static_cast<unsigned char>(a[i]);
+    const auto y = static_cast<unsigned char>(b[i]);
+    if (std::tolower(x) != std::tolower(y)) return false;
+  }
+  return true;
 }
 
 struct KeyLink {
@@ -136,6 +181,34 @@ bool read_key_link(PCCERT_CONTEXT cert, KeyLink& link) {
   link.prov_type = info->dwProvType;
   link.key_spec = info->dwKeySpec;
   return true;
+}
+
+// The DER of another certificate in `store` whose CERT_KEY_PROV_INFO names the
+// same provider (case-insensitive, as provider names are), container and key
+// set as `link`; empty when there is none.
+Status find_other_link(HCERTSTORE store, PCCERT_CONTEXT self, const KeyLink& link, std::vector<std::uint8_t>& other) {
+  other.clear();
+  const bool machine = (link.flags & CRYPT_MACHINE_KEYSET) != 0;
+  PCCERT_CONTEXT cert = nullptr;
+  while ((cert = CertEnumCertificatesInStore(store, cert)) != nullptr) {
+    if (cert->cbCertEncoded == self->cbCertEncoded &&
+        std::memcmp(cert->pbCertEncoded, self->pbCertEncoded, cert->cbCertEncoded) == 0) {
+      continue;
+    }
+    KeyLink candidate;
+    if (!read_key_link(cert, candidate) || candidate.prov_type != 0) continue;
+    if (((candidate.flags & CRYPT_MACHINE_KEYSET) != 0) != machine) continue;
+    if (candidate.container == link.container && same_text_ci(candidate.provider, link.provider)) {
+      other.assign(cert->pbCertEncoded, cert->pbCertEncoded + cert->cbCertEncoded);
+      CertFreeCertificateContext(cert);
+      return ok_status();
+    }
+  }
+  const DWORD last = GetLastError();
+  if (last != 0 && hresult_from_last_error(last) != static_cast<HRESULT>(CRYPT_E_NOT_FOUND)) {
+    return Status{hresult_from_last_error(last), "CertEnumCertificatesInStore"};
+  }
+  return ok_status();
 }
 
 }  // namespace
@@ -177,7 +250,12 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
         sleep_ms(request.policy.delay_before(result.tpm_attempts + 1));
         continue;
       }
-      if (request.provider == ProviderChoice::Tpm || !tpm_failure_allows_fallback(st.hr)) return st;
+      // NTE_BAD_FLAGS from NCryptSetProperty was already retried with 0: what
+      // is left is a caller/provider mismatch to fix, not a reason for a
+      // software key.
+      const bool flags_refused =
+          st.hr == static_cast<HRESULT>(NTE_BAD_FLAGS) && std::string(st.api) == "NCryptSetProperty";
+      if (request.provider == ProviderChoice::Tpm || flags_refused || !tpm_failure_allows_fallback(st.hr)) return st;
       result.tpm_failure = st;
       break;
     }
@@ -188,15 +266,10 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
   }
 
   // From here on a failure must not leave a persisted key without a
-  // certificate: it would hold a TPM slot nobody can find.
-  // NCryptDeleteKey frees the handle even when the delete fails (reported for
-  // PCP; the documentation only promises it on success): never free it again.
-  // A leaked handle is a small loss, a double free is a crash.
-  auto fail = [&key](Status st) {
-    if (key.h != 0) {
-      NCryptDeleteKey(key.h, NCRYPT_SILENT_FLAG);
-      key.h = 0;
-    }
+  // certificate: it would hold a TPM slot nobody can find. If the delete
+  // fails too, `orphan` says so (the caller names the container).
+  auto fail = [&key, &result](Status st) {
+    if (key.h != 0) result.orphan = delete_owned_key(key);
     return st;
   };
 
@@ -211,7 +284,7 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
   if (self_signed.h == nullptr) return fail(last_error("CertCreateSelfSignCertificate"));
 
   StoreHandle store;
-  store.h = open_my_store(StoreLocation::CurrentUser, true);
+  store.h = open_my_store(StoreLocation::CurrentUser, true, true);
   if (store.h == nullptr) return fail(last_error("CertOpenStore"));
   CertContext stored;
   if (!CertAddCertificateContextToStore(store.h, self_signed.h, CERT_STORE_ADD_NEW, &stored.h)) {
@@ -247,7 +320,12 @@ Status list_certificates(StoreLocation location, const std::string& prefix, std:
   out.clear();
   StoreHandle store;
   store.h = open_my_store(location, false);
-  if (store.h == nullptr) return last_error("CertOpenStore");
+  if (store.h == nullptr) {
+    // No My store yet (never provisioned on this profile): nothing to list.
+    const DWORD why = GetLastError();
+    if (why == 2u || why == 0x80070002u) return ok_status();  // ERROR_FILE_NOT_FOUND, plain or as HRESULT
+    return last_error("CertOpenStore");
+  }
   PCCERT_CONTEXT cert = nullptr;
   // CertEnumCertificatesInStore frees the previous context it is given.
   while ((cert = CertEnumCertificatesInStore(store.h, cert)) != nullptr) {
@@ -260,7 +338,9 @@ Status list_certificates(StoreLocation location, const std::string& prefix, std:
     item.container = link.container;
     out.push_back(std::move(item));
   }
-  const HRESULT end = hresult_from_last_error(GetLastError());
+  // The end of the enumeration sets CRYPT_E_NOT_FOUND (or nothing).
+  const DWORD last = GetLastError();
+  const HRESULT end = last == 0 ? 0 : hresult_from_last_error(last);
   if (end != 0 && end != static_cast<HRESULT>(CRYPT_E_NOT_FOUND)) return Status{end, "CertEnumCertificatesInStore"};
   return ok_status();
 }
@@ -286,6 +366,14 @@ Status delete_certificate(StoreLocation location, const Sha1& thumbprint, bool d
       out.capi_provider = link.provider.empty() ? std::string("(unnamed CSP)") : link.provider;
       return ok_status();
     }
+    // Another certificate may link the same key container (a renewal with
+    // certreq -renew, a CA-issued certificate on the same key): deleting the
+    // key would break it. Then only this certificate goes.
+    if (Status st = find_other_link(store.h, cert.h, link, out.key_shared_with); !st.ok()) return st;
+    if (!out.key_shared_with.empty()) {
+      if (!CertDeleteCertificateFromStore(cert.release())) return last_error("CertDeleteCertificateFromStore");
+      return ok_status();
+    }
     ProviderHandle prov;
     SECURITY_STATUS st = NCryptOpenStorageProvider(&prov.h, widen(link.provider).c_str(), 0);
     if (st != 0) return Status{st, "NCryptOpenStorageProvider"};
@@ -298,9 +386,7 @@ Status delete_certificate(StoreLocation location, const Sha1& thumbprint, bool d
     const DWORD legacy_spec = (link.key_spec == AT_KEYEXCHANGE || link.key_spec == AT_SIGNATURE) ? link.key_spec : 0;
     st = NCryptOpenKey(prov.h, &key.h, widen(link.container).c_str(), legacy_spec, open_flags);
     if (st == 0) {
-      st = NCryptDeleteKey(key.h, NCRYPT_SILENT_FLAG);
-      key.h = 0;  // freed by NCryptDeleteKey, whatever it returned
-      if (st != 0) return Status{st, "NCryptDeleteKey"};
+      if (Status deleted = delete_owned_key(key); !deleted.ok()) return deleted;
       out.key_deleted = true;
     } else if (st != static_cast<SECURITY_STATUS>(NTE_BAD_KEYSET) && st != static_cast<SECURITY_STATUS>(NTE_NO_KEY)) {
       return Status{st, "NCryptOpenKey"};

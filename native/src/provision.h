@@ -41,6 +41,9 @@ struct ProvisionResult {
   // default usage. ok when the key allows signing only.
   Status key_usage_status;
   std::vector<std::uint8_t> der;  // the stored certificate
+  // A step after key creation failed and deleting the new key failed too: the
+  // key container is left behind (its name is the request's container).
+  Status orphan;
 };
 
 // Whether Auto may use the software KSP after the TPM failed with `hr`.
@@ -60,6 +63,9 @@ struct ListedCertificate {
 struct DeleteOutcome {
   bool key_deleted = false;   // a key was actually removed (it may already be gone)
   std::string capi_provider;  // set when refused: the key belongs to this legacy CAPI CSP
+  // DER of another certificate linking the same key container: the key was
+  // kept for it and only the certificate was deleted.
+  std::vector<std::uint8_t> key_shared_with;
 };
 
 // Certificates in `location`\My whose simple display name starts with `prefix`.

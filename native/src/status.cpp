@@ -178,6 +178,15 @@ ENTRACLAW_CHECK_SDK(E_OUTOFMEMORY)
 #ifdef TPM_E_PCP_KEY_HANDLE_INVALIDATED
 ENTRACLAW_CHECK_SDK(TPM_E_PCP_KEY_HANDLE_INVALIDATED)
 #endif
+#ifdef TPM_E_PCP_INVALID_HANDLE
+ENTRACLAW_CHECK_SDK(TPM_E_PCP_INVALID_HANDLE)
+#endif
+#ifdef TPM_E_KEY_NOT_LOADED
+ENTRACLAW_CHECK_SDK(TPM_E_KEY_NOT_LOADED)
+#endif
+#ifdef E_FAIL
+ENTRACLAW_CHECK_SDK(E_FAIL)
+#endif
 #ifdef TPM_E_LOCKED_OUT
 ENTRACLAW_CHECK_SDK(TPM_E_LOCKED_OUT)
 #endif
@@ -281,8 +290,12 @@ Action action_of(HRESULT hr) {
 }
 
 HRESULT hresult_from_last_error(DWORD error) {
+  // Only called after a BOOL API reported failure. Some (CertOpenStore with
+  // particular providers, CertAddCertificateContextToStore) can fail without
+  // setting a last error; 0 would read as success, so it becomes E_FAIL.
+  if (error == 0) return static_cast<HRESULT>(0x80004005u);  // E_FAIL
   // FACILITY_WIN32 codes fit in 16 bits; anything larger already is an HRESULT.
-  if (error != 0 && error <= 0xFFFFu) return static_cast<HRESULT>(0x80070000u | error);
+  if (error <= 0xFFFFu) return static_cast<HRESULT>(0x80070000u | error);
   return static_cast<HRESULT>(error);
 }
 

@@ -29,6 +29,11 @@
   X(NTE_INVALID_HANDLE,                     0x80090026u, StaleHandle,     Reacquire)  \
   X(TPM_20_E_HANDLE,                        0x8028008Bu, StaleHandle,     Reacquire)  \
   X(TPM_E_PCP_KEY_HANDLE_INVALIDATED,       0x80290422u, StaleHandle,     Reacquire)  \
+  /* PCP: the handle it was given is not (or no longer) one of its own, and */       \
+  /* the key object is not loaded in the TPM (evicted, TPM reset): a fresh   */       \
+  /* NCryptOpenKey reloads it from the PCP key file (issue 14)               */       \
+  X(TPM_E_PCP_INVALID_HANDLE,               0x80290402u, StaleHandle,     Reacquire)  \
+  X(TPM_E_KEY_NOT_LOADED,                   0x8029040Fu, StaleHandle,     Reacquire)  \
   /* an allocation failed in the provider: not a full TPM */                          \
   X(NTE_NO_MEMORY,                          0x8009000Eu, OutOfMemory,     None)       \
   /* no room for another key or handle in the TPM / TBS */                            \
@@ -71,7 +76,11 @@
   X(TPM_20_E_NV_RATE,                       0x80280920u, Transient,       Retry)      \
   X(TPM_20_E_CANCELED,                      0x80280909u, Transient,       Retry)      \
   X(TBS_E_COMMAND_CANCELED,                 0x8028400Du, Transient,       Retry)      \
-  /* NTSTATUS some providers leak through NCrypt unchanged */                         \
+  /* NTSTATUS the software KSP leaks through NCrypt unchanged, intermittently, */    \
+  /* from NCryptSignHash / NCryptDecrypt (dotnet/runtime 30289, 36381, 29683;   */    \
+  /* .NET retries it once since dotnet/corefx PR 41300). Not documented on any  */    \
+  /* NCrypt page, so the decision rests on that evidence: retried (bounded), and */   \
+  /* a TPM creation that still fails with it does not become a software key.    */    \
   X(STATUS_UNSUCCESSFUL,                    0xC0000001u, Transient,       Retry)      \
   /* a TPM before spec 1.16 makes PSS only with the maximum salt (a *positive*  */   \
   /* HRESULT: FAILED() misses it); PS256 needs salt = hash length */                 \
@@ -98,4 +107,6 @@
   X(TPM_E_PCP_KEY_NOT_AIK,                  0x80290419u, Other,           None)       \
   X(CRYPT_E_EXISTS,                         0x80092005u, Other,           None)       \
   X(E_INVALIDARG,                           0x80070057u, Other,           None)       \
-  X(E_OUTOFMEMORY,                          0x8007000Eu, Other,           None)
+  X(E_OUTOFMEMORY,                          0x8007000Eu, Other,           None)       \
+  /* a BOOL API failed with GetLastError() == 0 (hresult_from_last_error) */          \
+  X(E_FAIL,                                 0x80004005u, Other,           None)

@@ -136,10 +136,13 @@ void test_status_table() {
   CHECK(cng::action_of(TPM_20_E_LOCKOUT) == cng::Action::None);
   CHECK(cng::category_of(TPM_20_E_LOCKOUT) == cng::Category::LockedOut);
   CHECK(cng::action_of(STATUS_UNSUCCESSFUL) == cng::Action::Retry);
+  CHECK(cng::action_of(static_cast<HRESULT>(0x80290402u)) == cng::Action::Reacquire);  // TPM_E_PCP_INVALID_HANDLE
+  CHECK(cng::action_of(static_cast<HRESULT>(0x8029040Fu)) == cng::Action::Reacquire);  // TPM_E_KEY_NOT_LOADED
   CHECK(cng::find_status(0x12345678u) == nullptr);
   CHECK(static_cast<std::uint32_t>(cng::hresult_from_last_error(ERROR_INVALID_DATA)) == 0x8007000Du);
   CHECK(cng::hresult_from_last_error(static_cast<DWORD>(CRYPT_E_NOT_FOUND)) == CRYPT_E_NOT_FOUND);
-  CHECK(cng::hresult_from_last_error(0) == 0);
+  // A failed BOOL API with GetLastError() == 0 must not read as success.
+  CHECK(static_cast<std::uint32_t>(cng::hresult_from_last_error(0)) == 0x80004005u);  // E_FAIL
 }
 
 void test_text() {
@@ -387,22 +390,23 @@ void test_tpm_behaviour() {
     for (int mode = 0; mode <= 4; ++mode) {
       standin_set_claim_tamper(mode);
       cng::AttestationData data;
-      CHECK_OK(key.attestation("core-aik", data));
+      CHECK_OK(key.attestation("core-aik", {}, data));
       CHECK(data.claim_status.ok() && data.claim.size() > 200);
       CHECK(data.platform_status.ok() && data.platform_type.find("TPM-Version:2.0") == 0);
       CHECK(!data.ek_status.ok());  // no EK certificate set
     }
     standin_set_claim_tamper(0);
     cng::AttestationData none;
-    CHECK_OK(key.attestation("", none));
+    CHECK_OK(key.attestation("", {}, none));
     CHECK(none.claim.empty() && !none.claim_status.ok());
     key.close();
   }
-  // NCryptDeleteKey that fails still frees its handle: no double free.
+  // NCryptDeleteKey that fails leaves its handle to the caller, who frees it
+  // once (documented contract; contract_test.cpp covers the rest).
   standin_fail("NCryptDeleteKey", NTE_PERM, 1, 0);
   cng::DeleteOutcome outcome;
   CHECK(cng::delete_certificate(cng::StoreLocation::CurrentUser, p.thumbprint, true, outcome).hr == NTE_PERM);
-  CHECK(standin_invalid_frees() == 0);
+  CHECK(standin_invalid_frees() == 0 && standin_open_handles("key") == 0);
   CHECK_OK(cng::delete_certificate(cng::StoreLocation::CurrentUser, p.thumbprint, true, outcome));
   CHECK(outcome.key_deleted);
 

@@ -74,7 +74,7 @@ void print_inherit(const std::string& path) {
     wide.push_back(0);
     const DWORD error = SetNamedSecurityInfoW(wide.data(), SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, nullptr, nullptr,
                                               reinterpret_cast<PACL>(acl.data()), nullptr);
-    st = cng::Status{cng::hresult_from_last_error(error), error != 0 ? "SetNamedSecurityInfoW" : ""};
+    st = error != 0 ? cng::Status{cng::hresult_from_last_error(error), "SetNamedSecurityInfoW"} : cng::ok_status();
   }
   std::printf("inherit\t%s\t%s\t%s\t%s\t0\t0x00000000\t-\n", path.c_str(), hr_text(st.code()).c_str(), api_text(st),
               sid_text.empty() ? "-" : sid_text.c_str());

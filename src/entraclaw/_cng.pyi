@@ -7,7 +7,7 @@ PADDING_PKCS1: Final[int]
 PADDING_PSS: Final[int]
 
 class CngStatusError(RuntimeError):
-    """args = (hresult: int (unsigned), api: str, attempts: int, reacquires: int)."""
+    """args = (hresult: int (unsigned), api: str, attempts: int, reacquires: int[, orphan hresult, orphan api])."""
 
 class KeyClosedError(RuntimeError): ...
 
@@ -45,6 +45,7 @@ class AttestationDict(TypedDict):
 class DeleteOutcomeDict(TypedDict):
     key_deleted: bool
     capi_provider: str
+    key_shared_with: bytes | None
 
 class ProvisionedDict(TypedDict):
     der: bytes
@@ -93,7 +94,7 @@ class CertKey:
     ) -> None: ...
     def properties(self) -> KeyPropertiesDict: ...
     def certificate(self) -> CertificateDict: ...
-    def attestation(self, aik: str = "") -> AttestationDict: ...
+    def attestation(self, aik: str = "", nonce: bytes = b"") -> AttestationDict: ...
     @property
     def hardware(self) -> bool: ...
     @property

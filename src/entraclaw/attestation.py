@@ -26,16 +26,24 @@ TPMT_SIGNATURE is accepted too. The parser is strict so that a real TPM run
 shows at once if the layout differs (see docs/attestation.md).
 
 A claim proves something only when its signature verifies under an AIK the
-relying party trusts (an AIK bound to the TPM's endorsement key by credential
-activation); without that, the attributes are what the provider reports.
+relying party trusts, given as the AIK's TPM2B_PUBLIC: restricted, sign,
+fixedTPM and fixedParent (only a restricted key is barred by the TPM from
+signing outside data that starts with TPM_GENERATED_VALUE), its Name equal to
+the claim's qualifiedSigner, and its binding to the TPM's endorsement key
+established by the relying party (see docs/attestation.md). A nonce in
+extraData makes the claim fresh.
+
+This module parses and checks; it never calls the signer (entraclaw.cng), and
+the signer never parses: ``assess`` takes what ``CngSigner.info`` read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, Protocol, overload
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -43,9 +51,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from entraclaw.errors import AttestationError
-
-if TYPE_CHECKING:
-    from entraclaw.cng import CngKeyInfo
 
 __all__ = [
     "TPMA_DECRYPT",
@@ -61,9 +66,10 @@ __all__ = [
     "TpmObjectAttributes",
     "TpmPublic",
     "TpmsAttest",
+    "assess",
     "attestation_summary",
-    "build_attestation",
     "parse_key_claim",
+    "parse_tpm_public",
     "verify_key_claim",
 ]
 
@@ -199,6 +205,8 @@ class TpmPublic:
     modulus: bytes
     name: bytes
     raw: bytes
+    scheme: int = ALG_NULL  # TPMT_RSA_SCHEME.scheme (RSASSA for a PCP AIK)
+    scheme_hash: int | None = None  # its hash algorithm, when the scheme has one
 
 
 @dataclass(frozen=True)
@@ -243,8 +251,9 @@ def _parse_public(data: bytes) -> TpmPublic:
         r.u16()
         r.u16()
     scheme = r.u16()
+    scheme_hash = None
     if scheme not in (ALG_NULL, ALG_RSAES):
-        r.u16()  # the scheme's hash
+        scheme_hash = r.u16()
     key_bits = r.u16()
     exponent = r.u32() or 65537
     modulus = r.tpm2b()
@@ -260,6 +269,8 @@ def _parse_public(data: bytes) -> TpmPublic:
         modulus=modulus,
         name=struct.pack(">H", name_alg) + digest,
         raw=area,
+        scheme=scheme,
+        scheme_hash=scheme_hash,
     )
 
 
@@ -340,63 +351,144 @@ def parse_key_claim(blob: bytes) -> KeyClaim:
     return KeyClaim(attest, alg, hash_alg, sig, public)
 
 
+def parse_tpm_public(data: bytes) -> TpmPublic:
+    """An RSA key's TPM2B_PUBLIC (bare, or inside a PCP key blob 'PCPM'); raises AttestationError ``aik_format``."""
+    try:
+        return _parse_public(_key_blob_public(data))
+    except AttestationError as exc:
+        raise _fail(
+            "aik_format",
+            "The AIK must be given as its TPM2B_PUBLIC (the public area the relying party enrolled, or PCP's key "
+            f"blob holding it), not a bare public key: {exc.message}",
+        ) from None
+
+
+_AIK_NEEDS = (("restricted", TPMA_RESTRICTED), ("sign", TPMA_SIGN), ("fixedTPM", TPMA_FIXED_TPM),
+              ("fixedParent", TPMA_FIXED_PARENT))
+
+
+def _check_aik(aik: TpmPublic) -> None:
+    missing = [name for name, bit in _AIK_NEEDS if not aik.attributes.raw & bit]
+    if missing:
+        raise _fail(
+            "aik_not_restricted",
+            f"The key given as AIK lacks {', '.join(missing)}: only a restricted signing key bound to its TPM is "
+            "kept by the TPM from signing outside data that starts with TPM_GENERATED_VALUE, so a claim it signed "
+            "proves nothing.",
+        )
+
+
+def _signature_hashes(claim: KeyClaim, aik: TpmPublic) -> list[hashes.HashAlgorithm]:
+    chosen = claim.signature_hash if claim.signature_hash is not None else aik.scheme_hash
+    if chosen is not None:
+        if chosen not in _HASHES:
+            raise _fail("signature", f"The claim's signature hash 0x{chosen:04X} is unknown.")
+        return [_HASHES[chosen][1]()]
+    # A raw signature and an AIK without a scheme hash: PCP AIKs sign SHA-1
+    # digests, newer ones SHA-256. A collision does not help a forger: the TPM
+    # hashes TPMS_ATTEST itself and a restricted key never signs outside data
+    # that starts with TPM_GENERATED_VALUE.
+    return [hashes.SHA1(), hashes.SHA256()]  # noqa: S303 - see above
+
+
 def verify_key_claim(
     claim: KeyClaim,
     *,
     public_key: Any,
-    aik_public_key: Any | None = None,
+    aik_public: bytes | TpmPublic | None = None,
+    nonce: bytes | None = None,
+    aik_qualified_name: bytes | None = None,
 ) -> None:
-    """Check that the claim is about ``public_key`` and, given the AIK, that the TPM signed it.
+    """Check that the claim is about ``public_key`` and, given the AIK, that this AIK's TPM made it now.
 
     1. the attested name equals the name of the public area in the claim (the
-       public area was not swapped);
-    2. that public area is ``public_key`` (the certificate's key);
-    3. the signature over TPMS_ATTEST verifies under ``aik_public_key``.
-    Raises AttestationError with ``reason`` "name", "public_key" or "signature".
+       public area was not swapped), and that public area is ``public_key``;
+    2. ``aik_public`` (TPM2B_PUBLIC) is restricted + sign + fixedTPM + fixedParent;
+    3. the claim's qualifiedSigner is that AIK: its Name, or ``aik_qualified_name``
+       when the relying party recorded the AIK's qualified name;
+    4. the signature over TPMS_ATTEST verifies under the AIK;
+    5. extraData equals ``nonce`` (when given): not a replay.
+    Raises AttestationError with ``reason`` "name", "public_key", "aik_format",
+    "aik_not_restricted", "signer", "signature" or "nonce".
     """
     if claim.attest.attested_name != claim.public.name:
         raise _fail(
             "name",
             "The attested name does not match the key's public area in the claim: the claim vouches for another key.",
         )
+    if isinstance(public_key, bytes):
+        public_key = serialization.load_der_public_key(public_key)
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise _fail("public_key", "The certificate's key is not an RSA key; the claim is about an RSA key.")
     numbers = public_key.public_numbers()
     if int.from_bytes(claim.public.modulus, "big") != numbers.n or claim.public.exponent != numbers.e:
         raise _fail("public_key", "The attested key is not the certificate's key (the RSA moduli differ).")
-    if aik_public_key is None:
+    if aik_public is None:
         return
-    if isinstance(aik_public_key, bytes):
-        aik_public_key = serialization.load_der_public_key(aik_public_key)
-    if not isinstance(aik_public_key, rsa.RSAPublicKey):
-        raise _fail("signature", "The AIK public key is not an RSA key.")
-    if claim.signature_hash is None:
-        # A raw signature does not name its hash: PCP AIKs sign SHA-1 digests;
-        # SHA-256 for AIKs made with an RSASSA-SHA256 scheme. A collision does
-        # not help a forger: the TPM hashes TPMS_ATTEST itself and never signs
-        # outside data that starts with TPM_GENERATED_VALUE.
-        candidates = [hashes.SHA1(), hashes.SHA256()]  # noqa: S303 - see above
-    elif claim.signature_hash in _HASHES:
-        candidates = [_HASHES[claim.signature_hash][1]()]
-    else:
-        raise _fail("signature", f"The claim's signature hash 0x{claim.signature_hash:04X} is unknown.")
-    for algorithm in candidates:
+    aik = aik_public if isinstance(aik_public, TpmPublic) else parse_tpm_public(aik_public)
+    _check_aik(aik)
+    signers = {aik.name} | ({aik_qualified_name} if aik_qualified_name else set())
+    if claim.attest.qualified_signer not in signers:
+        raise _fail(
+            "signer",
+            "The claim's qualifiedSigner is not the AIK given: another key signed it (a claim from another AIK).",
+        )
+    aik_key = rsa.RSAPublicNumbers(aik.exponent, int.from_bytes(aik.modulus, "big")).public_key()
+    verified = False
+    for algorithm in _signature_hashes(claim, aik):
         pad: padding.AsymmetricPadding = (
             padding.PKCS1v15()
             if claim.signature_alg == ALG_RSASSA
             else padding.PSS(mgf=padding.MGF1(algorithm), salt_length=padding.PSS.AUTO)
         )
         try:
-            aik_public_key.verify(claim.signature, claim.attest.raw, pad, algorithm)
-            return
+            aik_key.verify(claim.signature, claim.attest.raw, pad, algorithm)
+            verified = True
+            break
         except InvalidSignature:
             continue
-    raise _fail(
-        "signature", "The claim's signature does not verify under the AIK public key given: not signed by that TPM."
-    )
+    if not verified:
+        raise _fail("signature", "The claim's signature does not verify under the AIK given: not signed by that TPM.")
+    if nonce is not None and not hmac.compare_digest(claim.attest.extra_data, nonce):
+        raise _fail(
+            "nonce",
+            "The claim's extraData is not the nonce asked for: it was made for another challenge (a replayed claim).",
+        )
 
 
-# --- what CngKeyInfo carries --------------------------------------------------------
+# --- judging what CngSigner.info read ----------------------------------------------------
+
+
+class Evidence(Protocol):
+    """What ``entraclaw.cng.AttestationEvidence`` carries (no import: the parser needs no signer)."""
+
+    @property
+    def hardware(self) -> bool: ...
+    @property
+    def public_key_der(self) -> bytes: ...
+    @property
+    def nonce(self) -> bytes: ...
+    @property
+    def claim(self) -> bytes | None: ...
+    @property
+    def ek_certificate(self) -> bytes | None: ...
+    @property
+    def platform_type(self) -> str | None: ...
+    @property
+    def ek_problem(self) -> str | None: ...
+    @property
+    def claim_problem(self) -> str | None: ...
+
+
+class KeyFacts(Protocol):
+    """What ``entraclaw.cng.CngKeyInfo`` carries that the summary needs."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def sign_only(self) -> bool | None: ...
+    @property
+    def evidence(self) -> Evidence: ...
 
 
 @dataclass(frozen=True)
@@ -408,52 +500,53 @@ class KeyAttestation:
     parsed: KeyClaim | None = None
     attributes: TpmObjectAttributes | None = None
     signature_verified: bool = False
+    nonce_verified: bool = False
     ek_certificate: x509.Certificate | None = None
     platform_type: str | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
     claim_problem: str | None = None  # why there is no valid claim (first problem about it)
 
 
-def _status_text(status: tuple[int, str], format_hresult: Any) -> str:
-    code, api = status
-    return f"{api} returned {format_hresult(code)}"
-
-
-def build_attestation(
-    raw: dict[str, Any],
+def assess(
+    info: KeyFacts,
     *,
-    public_key: Any,
-    aik: str | None,
-    aik_public_key: Any | None,
-    format_hresult: Any,
+    aik_public: bytes | TpmPublic | None = None,
+    nonce: bytes | None = None,
+    aik_qualified_name: bytes | None = None,
 ) -> KeyAttestation:
-    """Turn the native module's attestation dict into a KeyAttestation (never raises for a bad claim)."""
-    if not raw["hardware"]:
-        return KeyAttestation(hardware=False, claim_problem="the key is not in a TPM")
+    """Judge the evidence ``CngSigner.info(aik=..., nonce=...)`` read; never raises for a bad claim.
+
+    ``aik_public`` is the AIK's TPM2B_PUBLIC as enrolled; ``nonce`` the
+    challenge the claim must carry (default: the nonce ``info`` passed, if any).
+    """
+    ev = info.evidence
+    if not ev.hardware:
+        return KeyAttestation(hardware=False, claim_problem=ev.claim_problem or "the key is not in a TPM")
     problems: list[str] = []
     ek: x509.Certificate | None = None
-    if raw["ek_certificate"] is not None:
+    if ev.ek_certificate is not None:
         try:
-            ek = x509.load_der_x509_certificate(raw["ek_certificate"])
+            ek = x509.load_der_x509_certificate(ev.ek_certificate)
         except ValueError:
             problems.append("the EK certificate the provider returned is not DER X.509")
-    else:
-        problems.append(f"no EK certificate readable ({_status_text(raw['ek_status'], format_hresult)})")
-    claim_problem: str | None = None
+    elif ev.ek_problem:
+        problems.append(ev.ek_problem)
+    expected = nonce if nonce is not None else (ev.nonce or None)
+    claim_problem = ev.claim_problem
     parsed: KeyClaim | None = None
     verified = False
-    claim = raw["claim"]
-    if claim is None:
-        if not aik:
-            claim_problem = "no AIK was given to certify the key (pass aik=<AIK container>)"
-        else:
-            claim_problem = f"no claim from AIK {aik!r} ({_status_text(raw['claim_status'], format_hresult)})"
-    else:
+    if ev.claim is not None:
         try:
-            parsed = parse_key_claim(claim)
-            verify_key_claim(parsed, public_key=public_key, aik_public_key=aik_public_key)
-            if aik_public_key is None:
-                claim_problem = "no AIK public key was given to verify the claim's signature"
+            parsed = parse_key_claim(ev.claim)
+            verify_key_claim(
+                parsed,
+                public_key=ev.public_key_der,
+                aik_public=aik_public,
+                nonce=expected,
+                aik_qualified_name=aik_qualified_name,
+            )
+            if aik_public is None:
+                claim_problem = "no AIK public area (TPM2B_PUBLIC) was given to verify the claim's signature"
             else:
                 verified = True
         except AttestationError as exc:
@@ -464,18 +557,19 @@ def build_attestation(
         problems.append(claim_problem)
     return KeyAttestation(
         hardware=True,
-        claim=claim,
+        claim=ev.claim,
         parsed=parsed,
         attributes=parsed.public.attributes if parsed is not None else None,
         signature_verified=verified,
+        nonce_verified=verified and expected is not None,
         ek_certificate=ek,
-        platform_type=raw["platform_type"],
+        platform_type=ev.platform_type,
         problems=tuple(problems),
         claim_problem=claim_problem,
     )
 
 
-def _usage_phrase(info: CngKeyInfo, attrs: TpmObjectAttributes | None) -> str:
+def _usage_phrase(info: KeyFacts, attrs: TpmObjectAttributes | None) -> str:
     # The TPM's own attributes, when the claim parsed, win over the provider's property.
     if attrs is not None:
         if attrs.sign_only:
@@ -486,14 +580,16 @@ def _usage_phrase(info: CngKeyInfo, attrs: TpmObjectAttributes | None) -> str:
     return ", sign-only (reported by the provider)" if info.sign_only else ""
 
 
-def attestation_summary(info: CngKeyInfo) -> str:
+def attestation_summary(
+    info: KeyFacts, *, aik_public: bytes | TpmPublic | None = None, nonce: bytes | None = None
+) -> str:
     """One line for `entraclaw doctor`: "TPM-backed, non-exportable, sign-only, attested" or what could not be shown.
 
     "sign-only" appears when the key may only sign: from the claim's TPM
     attributes (sign set, decrypt clear) when there is a claim, else from the
     provider's key usage property, marked as such.
     """
-    att = info.attestation
+    att = assess(info, aik_public=aik_public, nonce=nonce)
     if not att.hardware:
         return f"not TPM-backed: the key is in {info.provider} (software), so it cannot be attested"
     attrs = att.attributes

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "entraclaw.commands.setup",
     "entraclaw.commands.rotate",
     "entraclaw.commands.doctor",
+    "entraclaw.commands.conformance",
 )
 
 

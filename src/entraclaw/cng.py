@@ -32,18 +32,18 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from entraclaw import _native
 from entraclaw._native import IMPORT_ERROR as _IMPORT_ERROR
 from entraclaw._native import cng_module as _cng
-from entraclaw.attestation import KeyAttestation, build_attestation
 from entraclaw.auth.signer import Algorithm, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint, validate_sha1_thumbprint
 from entraclaw.errors import (
@@ -318,7 +318,27 @@ def _utc(seconds: int) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
 
 
-_NO_ATTESTATION = KeyAttestation(hardware=False, claim_problem="not read")
+@dataclass(frozen=True)
+class AttestationEvidence:
+    """What the provider returned about where the key lives, unparsed.
+
+    The signer reads; it does not judge. ``entraclaw.attestation.assess`` parses
+    and checks the claim (and a relying party does the same on its side).
+    ``ek_problem`` / ``claim_problem`` say why a part is missing.
+    """
+
+    hardware: bool
+    public_key_der: bytes  # the certificate's SubjectPublicKeyInfo: what the claim must be about
+    aik: str | None = None
+    nonce: bytes = b""
+    claim: bytes | None = None
+    ek_certificate: bytes | None = None  # DER, as PCP_EKCERT returned it
+    platform_type: str | None = None
+    ek_problem: str | None = None
+    claim_problem: str | None = None
+
+
+_NOT_READ = AttestationEvidence(hardware=False, public_key_der=b"", claim_problem="not read")
 
 
 @dataclass(frozen=True)
@@ -332,7 +352,8 @@ class CngKeyInfo:
     ``key_usage`` is the provider's ``NCRYPT_KEY_USAGE_PROPERTY`` (``NCRYPT_ALLOW_*``
     bits; None when the provider does not report it): keys made by
     :func:`create_certificate` allow signing only.
-    ``attestation`` says what could be shown about the key living in the TPM.
+    ``evidence`` is what the provider returned to attest the key (see
+    ``entraclaw.attestation.assess``).
     """
 
     thumbprint: str
@@ -347,7 +368,7 @@ class CngKeyInfo:
     subject: str
     export_policy: int = 0
     pss_salt_size: str | None = None
-    attestation: KeyAttestation = _NO_ATTESTATION
+    evidence: AttestationEvidence = _NOT_READ
     key_usage: int | None = None
 
     @property
@@ -363,6 +384,36 @@ class CngKeyInfo:
         if self.key_usage is None:
             return None
         return self.key_usage & NCRYPT_ALLOW_ALL_USAGES == NCRYPT_ALLOW_SIGNING_FLAG
+
+
+def _evidence(raw: dict[str, Any], cert: x509.Certificate, aik: str | None, nonce: bytes) -> AttestationEvidence:
+    def failed(part: tuple[int, str]) -> str:
+        code, api = part
+        return f"{api} returned {format_hresult(int(code))}"
+
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if not raw["hardware"]:
+        return AttestationEvidence(hardware=False, public_key_der=spki, claim_problem="the key is not in a TPM")
+    ek = raw["ek_certificate"]
+    claim = raw["claim"]
+    claim_problem = None
+    if claim is None:
+        claim_problem = (
+            f"no claim from AIK {aik!r} ({failed(raw['claim_status'])})"
+            if aik
+            else "no AIK was given to certify the key (pass aik=<AIK container>)"
+        )
+    return AttestationEvidence(
+        hardware=True,
+        public_key_der=spki,
+        aik=aik,
+        nonce=nonce,
+        claim=claim if isinstance(claim, bytes) else None,
+        ek_certificate=ek if isinstance(ek, bytes) else None,
+        platform_type=raw["platform_type"] if isinstance(raw["platform_type"], str) else None,
+        ek_problem=None if ek is not None else f"no EK certificate readable ({failed(raw['ek_status'])})",
+        claim_problem=claim_problem,
+    )
 
 
 class CngSigner(Signer):
@@ -479,28 +530,29 @@ class CngSigner(Signer):
                 algorithm="PS256",
             ) from None
 
-    def info(self, *, aik: str | None = None, aik_public_key: object | None = None) -> CngKeyInfo:
-        """Provider, key length, hardware flag, exportability, validity dates and attestation.
+    def info(self, *, aik: str | None = None, nonce: bytes = b"") -> CngKeyInfo:
+        """Provider, key length, hardware flag, exportability, validity dates and attestation evidence.
 
         ``aik`` names an attestation identity key in the Platform Crypto
-        Provider (user or machine key set) to certify a TPM key with;
-        ``aik_public_key`` (DER SubjectPublicKeyInfo or a cryptography RSA
-        public key) lets the claim's signature be checked here.
+        Provider (user or machine key set) to certify a TPM key with; ``nonce``
+        (at most 64 bytes, from the relying party) is passed to
+        NCryptCreateClaim as NCRYPTBUFFER_CLAIM_KEYATTESTATION_NONCE so the
+        claim's extraData carries it. ``entraclaw.attestation.assess`` checks
+        the result.
         """
+        if not isinstance(nonce, bytes) or len(nonce) > 64:
+            raise ConfigurationError(
+                f"The attestation nonce for certificate {self._thumbprint} must be at most 64 bytes.",
+                remedy="Use the relying party's challenge as given (32 bytes is usual).",
+            )
         try:
             props = self._key.properties()
-            raw = self._key.attestation(aik or "")
+            raw = self._key.attestation(aik or "", nonce)
         except _cng.CngStatusError as exc:
             raise self._translate(exc) from exc
         except _cng.KeyClosedError as exc:
             raise self._closed_error() from exc
-        attestation = build_attestation(
-            dict(raw),
-            public_key=self._cert.public_key(),
-            aik=aik,
-            aik_public_key=aik_public_key,
-            format_hresult=format_hresult,
-        )
+        evidence = _evidence(dict(raw), self._cert, aik, nonce)
         return CngKeyInfo(
             thumbprint=self._thumbprint,
             store_location=self._location,
@@ -516,7 +568,7 @@ class CngSigner(Signer):
             pss_salt_size=_SALT_NAMES.get(props["pss_salt_size"], str(props["pss_salt_size"]))
             if props["hardware"]
             else None,
-            attestation=attestation,
+            evidence=evidence,
             key_usage=props["key_usage"],
         )
 
@@ -672,14 +724,15 @@ def create_certificate(
             common_name, container, provider, key_bits, start, start + days * 86400, *policy._native_args()
         )
     except _cng.CngStatusError as exc:
-        hresult, api, attempts, _reacquires = exc.args
-        raise error_for_status(
-            hresult,
-            api,
-            thumbprint=None,
-            subject=f"new certificate CN={common_name} (key container {container})",
-            attempts=attempts,
-        ) from exc
+        hresult, api, attempts, _reacquires = exc.args[:4]
+        subject = f"new certificate CN={common_name} (key container {container})"
+        if len(exc.args) >= 6:
+            # The rollback could not delete the new key (NCryptDeleteKey failed): say where it is.
+            subject += (
+                f"; the new key container {container} was left behind: {exc.args[5]} failed with "
+                f"{format_hresult(exc.args[4])}"
+            )
+        raise error_for_status(hresult, api, thumbprint=None, subject=subject, attempts=attempts) from exc
     der = result["der"]
     usage_problem = None
     if result["usage_hresult"]:
@@ -729,7 +782,12 @@ def list_certificates(prefix: str = "entraclaw-", location: str = "CurrentUser")
 
 
 def delete_certificate(thumbprint: str, location: str = "CurrentUser", *, delete_key: bool = True) -> bool:
-    """Delete a certificate and (by default) its key. Returns whether a key was deleted."""
+    """Delete a certificate and (by default) its key. Returns whether a key was deleted.
+
+    The key stays when another certificate in the store links the same key
+    container (a renewal on the same key): only this certificate goes, and the
+    result is False.
+    """
     _require_native("delete_certificate")
     thumb = validate_sha1_thumbprint(thumbprint, source="certificate thumbprint to delete")
     where = _check_location(location)

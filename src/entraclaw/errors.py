@@ -43,6 +43,7 @@ __all__ = [
     "TokenEndpointUnavailableError",
     "TokenExchangeError",
     "TpmLockedOutError",
+    "TpmRequiredError",
     "TpmUnavailableError",
     "TransientSigningError",
     "UnsupportedKeyError",
@@ -252,13 +253,27 @@ class UnsupportedKeyStorageError(SigningError):
 class AttestationError(EntraclawError):
     """A TPM key attestation claim is truncated, forged, or does not match the key.
 
-    ``reason`` is one of ``truncated``, ``magic``, ``type``, ``name``,
-    ``public_key``, ``signature``, ``format``.
+    ``reason`` is one of ``truncated``, ``magic``, ``type``, ``format``,
+    ``name``, ``public_key``, ``aik_format``, ``aik_not_restricted``,
+    ``signer``, ``signature``, ``nonce``.
     """
 
     default_remedy = (
         "Do not treat this key as attested. Re-create the claim on the machine that holds the key "
-        "(`entraclaw doctor`) and compare the AIK public key with the one your relying party enrolled."
+        "(`entraclaw doctor`) with a fresh nonce, and verify it against the AIK's TPM2B_PUBLIC your relying "
+        "party enrolled."
+    )
+
+
+class TpmRequiredError(SigningError):
+    """The TPM is required (``--require-tpm`` / ENTRACLAW_REQUIRE_TPM) and could not hold the key.
+
+    ``reason`` says why; no software key was made.
+    """
+
+    default_remedy = (
+        "Fix what the reason names (`entraclaw doctor` shows the TPM's state), or run `entraclaw setup` "
+        "without --require-tpm (and ENTRACLAW_REQUIRE_TPM unset) to accept a software key."
     )
 
 

@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include <chrono>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -161,11 +162,37 @@ PYBIND11_MODULE(_cng_standin, m) {
     standin_key_public_der(provider.c_str(), container.c_str(), reinterpret_cast<uint8_t*>(out.data()), out.size());
     return py::bytes(out);
   });
+  m.def("key_tpm_public", [](const std::string& provider, const std::string& container) {
+    const std::int64_t len = standin_key_tpm_public(provider.c_str(), container.c_str(), nullptr, 0);
+    if (len < 0) throw py::value_error("no such hardware key");
+    std::string out(static_cast<std::size_t>(len), '\0');
+    standin_key_tpm_public(provider.c_str(), container.c_str(), reinterpret_cast<uint8_t*>(out.data()), out.size());
+    return py::bytes(out);
+  });
   m.def("set_ek_certificate", [](const py::bytes& der) {
     const std::string data = der;
     standin_set_ek_certificate(reinterpret_cast<const uint8_t*>(data.data()), data.size());
   });
   m.def("set_claim_tamper", &standin_set_claim_tamper);
+  m.def("set_pcp_setproperty_flags", [](bool accepted) { standin_set_pcp_setproperty_flags(accepted ? 1 : 0); });
+  m.def(
+      "set_store_missing",
+      [](const std::string& location, bool missing) { standin_set_store_missing(location_id(location), missing ? 1 : 0); },
+      py::arg("location"), py::arg("missing") = true);
+  m.def("add_linked_certificate", [](const std::string& location, const py::bytes& existing, const std::string& cn) {
+    const std::string der = existing;
+    const int32_t st = standin_add_linked_certificate(location_id(location), reinterpret_cast<const uint8_t*>(der.data()),
+                                                      der.size(), cn.c_str());
+    if (st != 0) throw py::value_error("no linked certificate with that DER in the store");
+  });
+  m.def("store_exists", [](const std::string& location) { return standin_store_exists(location_id(location)) != 0; });
+  // How many exception translators are registered process-wide (every
+  // pybind11 module of this ABI shares them). A module that registers its own
+  // with register_exception_translator adds one here for everyone.
+  m.def("global_exception_translators", [] {
+    auto& list = py::detail::get_internals().registered_exception_translators;
+    return static_cast<int>(std::distance(list.begin(), list.end()));
+  });
   m.def("library_path", [] { return std::string(standin_library_path()); });
   // advapi32 part (native/standin/src/advapi.cpp).
   m.def(

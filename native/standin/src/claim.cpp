@@ -27,6 +27,7 @@ namespace {
 constexpr uint32_t kTpmGenerated = 0xff544347u;
 constexpr uint16_t kStAttestCertify = 0x8017;
 constexpr uint16_t kAlgRsa = 0x0001;
+constexpr uint16_t kAlgSha1 = 0x0004;
 constexpr uint16_t kAlgSha256 = 0x000B;
 constexpr uint16_t kAlgNull = 0x0010;
 constexpr uint16_t kAlgRsassa = 0x0014;
@@ -75,7 +76,8 @@ Bytes modulus_of(EVP_PKEY* key) {
 }
 
 // TPMT_PUBLIC of an RSA key: unrestricted signing keys have a NULL scheme
-// (the caller picks per signature), AIKs RSASSA-SHA256.
+// (the caller picks per signature), AIKs RSASSA with the hash they sign with
+// (SHA-1, as PCP-made AIKs).
 Bytes tpmt_public(const KeyRecord& r, uint32_t attributes) {
   Bytes b;
   be16(b, kAlgRsa);
@@ -85,7 +87,7 @@ Bytes tpmt_public(const KeyRecord& r, uint32_t attributes) {
   be16(b, kAlgNull);  // symmetric
   if (r.is_aik) {
     be16(b, kAlgRsassa);
-    be16(b, kAlgSha256);
+    be16(b, kAlgSha1);
   } else {
     be16(b, kAlgNull);
   }
@@ -135,6 +137,20 @@ bool rsa_sign_sha1(EVP_PKEY* key, const Bytes& data, Bytes& sig) {
 
 extern "C" {
 
+int64_t standin_key_tpm_public(const char* provider, const char* container, uint8_t* out, size_t capacity) {
+  std::shared_ptr<KeyRecord> record;
+  {
+    std::lock_guard<std::mutex> lock(state().mu);
+    auto it = state().keys.find(std::make_pair(std::string(provider), wide(container)));
+    if (it == state().keys.end() || !it->second->pkey || !it->second->hardware) return -1;
+    record = it->second;
+  }
+  Bytes outer;
+  tpm2b(outer, tpmt_public(*record, attributes_of(*record)));
+  if (out != nullptr && capacity >= outer.size()) std::memcpy(out, outer.data(), outer.size());
+  return static_cast<int64_t>(outer.size());
+}
+
 SECURITY_STATUS WINAPI NCryptCreateClaim(NCRYPT_KEY_HANDLE subject, NCRYPT_KEY_HANDLE authority, DWORD type,
                                          NCryptBufferDesc* params, PBYTE out, DWORD capacity, DWORD* written, DWORD) {
   if (int32_t st = enter(Fn::NCryptCreateClaim)) return st;
@@ -155,10 +171,13 @@ SECURITY_STATUS WINAPI NCryptCreateClaim(NCRYPT_KEY_HANDLE subject, NCRYPT_KEY_H
   Bytes nonce;
   if (params != nullptr) {
     for (ULONG i = 0; i < params->cBuffers; ++i) {
+      if (params->pBuffers[i].BufferType != NCRYPTBUFFER_CLAIM_KEYATTESTATION_NONCE) return NTE_INVALID_PARAMETER;
       const auto* p = static_cast<const BYTE*>(params->pBuffers[i].pvBuffer);
       nonce.assign(p, p + params->pBuffers[i].cbBuffer);
     }
   }
+  // TPM2B_DATA extraData holds at most a digest's worth (64 bytes here).
+  if (nonce.size() > 64) return NTE_INVALID_PARAMETER;
   const Bytes key_public = tpmt_public(*key, attributes_of(*key));
   const Bytes aik_public = tpmt_public(*aik, attributes_of(*aik));
   Bytes key_name = name_of(key_public);

@@ -76,8 +76,17 @@ HCERTSTORE WINAPI CertOpenStore(LPCSTR provider, DWORD, HCRYPTPROV_LEGACY, DWORD
   if (std::wcscmp(static_cast<LPCWSTR>(para), L"My") != 0) {
     return fail_null<void>(0x80070002);  // HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND): only My exists here
   }
-  auto* s = new StoreObj{location, (flags & CERT_STORE_READONLY_FLAG) != 0, false, {}};
   std::lock_guard<std::mutex> lock(state().mu);
+  auto missing = state().store_missing.find(location);
+  if (missing != state().store_missing.end() && missing->second) {
+    // A profile that never had a My store (a fresh service or virtual
+    // account): CERT_STORE_OPEN_EXISTING_FLAG means "only open an existing
+    // store" and fails; without it the system store is created.
+    // https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/nf-wincrypt-certopenstore
+    if ((flags & CERT_STORE_OPEN_EXISTING_FLAG) != 0) return fail_null<void>(0x80070002);  // ERROR_FILE_NOT_FOUND
+    missing->second = false;
+  }
+  auto* s = new StoreObj{location, (flags & CERT_STORE_READONLY_FLAG) != 0, false, {}};
   s->snapshot = state().stores[location];
   track(s, Kind::Store);
   return s;

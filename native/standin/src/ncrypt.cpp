@@ -109,6 +109,10 @@ SECURITY_STATUS WINAPI NCryptSetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBY
   KeyRecord* r = record_of(handle);
   if (r == nullptr) return NTE_INVALID_HANDLE;
   if (r->finalized) return NTE_BAD_KEY_STATE;  // the stand-in only supports pre-finalize properties
+  // A PCP that takes no flags on NCryptSetProperty (Microsoft's PCPTool passes
+  // 0; dotnet/runtime issue 71310 shows PCP answering NTE_BAD_FLAGS to a flag it
+  // does not support): standin_set_pcp_setproperty_flags(0).
+  if (r->hardware && flags != 0 && !state().pcp_setproperty_flags.load()) return NTE_BAD_FLAGS;
   if (size != sizeof(DWORD)) return NTE_INVALID_PARAMETER;
   DWORD value = 0;
   std::memcpy(&value, input, sizeof(value));
@@ -171,12 +175,11 @@ SECURITY_STATUS WINAPI NCryptDeleteKey(NCRYPT_KEY_HANDLE handle, DWORD flags) {
   if (!is_live(handle, Kind::Key)) return NTE_INVALID_HANDLE;
   auto* k = reinterpret_cast<KeyObj*>(handle);
   if (injected != 0) {
-    // The handle is gone even when the delete fails (reported for PCP and the
-    // software KSP; the documentation only says it is freed on success), so a
-    // caller that frees it again double-frees.
-    // https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptdeletekey
-    untrack(handle, Kind::Key);
-    delete k;
+    // The documented contract: the handle is freed only when the key was
+    // deleted; after a failure it stays open and the caller frees it with
+    // NCryptFreeObject. https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptdeletekey
+    // ("Applications may use NCryptFreeObject function to free the handle if
+    // NCryptDeleteKey fails.") A caller that forgets leaks a "key" handle.
     return injected;
   }
   auto key = std::make_pair(k->record->provider, k->record->container);

@@ -213,7 +213,9 @@ void standin_reset(void) {
     state().keys.clear();
     state().provider_status.clear();
     state().ek_cert.clear();
+    state().store_missing.clear();
   }
+  state().pcp_setproperty_flags = true;
   state().tpm_max_bits = 2048;
   state().claim_tamper = 0;
   state().provider_pss_salt = -1;
@@ -444,6 +446,56 @@ void standin_set_tpm_max_bits(uint32_t bits) { state().tpm_max_bits = bits; }
 
 void standin_set_provider_pss_salt(int64_t value) { state().provider_pss_salt = value; }
 void standin_set_claim_tamper(int mode) { state().claim_tamper = mode; }
+int32_t standin_add_linked_certificate(int location, const uint8_t* existing_der, size_t len, const char* common_name) {
+  auto probe = make_entry(existing_der, len);
+  if (!probe || common_name == nullptr) return E_INVALIDARG;
+  std::shared_ptr<CertEntry> existing;
+  std::shared_ptr<KeyRecord> record;
+  {
+    std::lock_guard<std::mutex> lock(state().mu);
+    for (auto& entry : state().stores[location]) {
+      if (entry->sha1 == probe->sha1) existing = entry;
+    }
+    if (!existing || !existing->has_link) return CRYPT_E_NOT_FOUND;
+    auto it = state().keys.find(std::make_pair(utf8(existing->link.provider), existing->link.container));
+    if (it == state().keys.end() || !it->second->pkey) return NTE_BAD_KEYSET;
+    record = it->second;
+  }
+  // A new self-signed certificate over the same key (another serial and name).
+  X509Ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), static_cast<long>(std::time(nullptr) & 0x7fffffff));
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(common_name), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 86400);
+  X509_set_pubkey(cert.get(), record->pkey.get());
+  if (X509_sign(cert.get(), record->pkey.get(), EVP_sha256()) <= 0) return NTE_FAIL;
+  unsigned char* der = nullptr;
+  const int der_len = i2d_X509(cert.get(), &der);
+  if (der_len <= 0) return NTE_FAIL;
+  auto entry = make_entry(der, static_cast<size_t>(der_len));
+  OPENSSL_free(der);
+  if (!entry) return NTE_FAIL;
+  entry->has_link = true;
+  entry->link = existing->link;
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().stores[location].push_back(entry);
+  return 0;
+}
+
+void standin_set_pcp_setproperty_flags(int accepted) { state().pcp_setproperty_flags = accepted != 0; }
+void standin_set_store_missing(int location, int missing) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().store_missing[location] = missing != 0;
+  if (missing != 0) state().stores.erase(location);
+}
+int standin_store_exists(int location) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  auto it = state().store_missing.find(location);
+  return it == state().store_missing.end() || !it->second;
+}
 
 int64_t standin_open_handles(const char* kind) {
   static const std::map<std::string, Kind> kinds = {{"store", Kind::Store},

@@ -154,6 +154,8 @@ struct State {
   std::atomic<uint64_t> ui_prompts{0};
   std::atomic<int> claim_tamper{0};
   std::atomic<int64_t> provider_pss_salt{-1};  // "PSS Salt Size" on a PCP provider handle (-1 = not answered)
+  std::atomic<bool> pcp_setproperty_flags{true};  // false: PCP NCryptSetProperty refuses dwFlags != 0 (NTE_BAD_FLAGS)
+  std::map<int, bool> store_missing;               // a location whose My store was never created
   std::vector<BYTE> ek_cert;      // what PCP_EKCERT reads (empty = not readable)
   std::string platform_type = "TPM-Version:2.0 -Level:0-Revision:1.59-VendorId:0x53544e44-Firmware:0x1";
 };

@@ -50,6 +50,25 @@ def register(sub: Any) -> None:
         default=0.0,
         help="seconds before an object created over Graph can be used (models Entra's replication lag)",
     )
+    serve.add_argument(
+        "--permission-delay",
+        type=float,
+        default=0.0,
+        help="seconds before a consent or app-role change made over Graph reaches tokens (Entra: 30-120 s)",
+    )
+    serve.add_argument(
+        "--max-key-credentials",
+        type=int,
+        default=None,
+        help="certificates an application may hold before Graph answers Directory_ResourceSizeExceeded "
+        "(default 600)",
+    )
+    serve.add_argument(
+        "--max-certificate-lifetime-days",
+        type=float,
+        default=None,
+        help="app management policy: refuse certificates that live longer (asymmetricKeyLifetime)",
+    )
     serve.set_defaults(handler=serve_command)
     approve = actions.add_parser("approve", help="approve (or --deny) a device code shown by a client")
     approve.add_argument("user_code", metavar="CODE", help="the user code the client printed")
@@ -79,6 +98,27 @@ def _absolute(path: str | Path) -> str:
     return str(Path(path).absolute())
 
 
+def _apply_limits(emu: Any, args: argparse.Namespace) -> None:
+    from entraclaw.emulator.graph.app_limits import AppLimits
+
+    limits = AppLimits()
+    if args.max_key_credentials is not None:
+        if args.max_key_credentials < 1:
+            raise EmulatorError(
+                f"--max-key-credentials {args.max_key_credentials} is below 1.",
+                remedy="Pass `entraclaw emulator serve --max-key-credentials` a count of 1 or more.",
+            )
+        limits.max_key_credentials = args.max_key_credentials
+    if args.max_certificate_lifetime_days is not None:
+        if not 0 < args.max_certificate_lifetime_days <= 36500:
+            raise EmulatorError(
+                f"--max-certificate-lifetime-days {args.max_certificate_lifetime_days} is outside (0, 36500].",
+                remedy="Pass `entraclaw emulator serve --max-certificate-lifetime-days` a number of days, e.g. 90.",
+            )
+        limits.max_certificate_lifetime_days = args.max_certificate_lifetime_days
+    emu.graph_service.app_limits = limits
+
+
 def serve_command(args: argparse.Namespace) -> int:
     from entraclaw.emulator import Emulator
     from entraclaw.emulator.state import file_error
@@ -98,7 +138,9 @@ def serve_command(args: argparse.Namespace) -> int:
         tenant_id=args.tenant_id,
         token_lifetime=args.token_lifetime,
         propagation_delay=args.propagation_delay,
+        permission_delay=args.permission_delay,
     )
+    _apply_limits(emu, args)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -145,6 +187,8 @@ def serve_command(args: argparse.Namespace) -> int:
         ]
         if args.propagation_delay:
             lines.append(("propagation_delay", str(args.propagation_delay)))
+        if args.permission_delay:
+            lines.append(("permission_delay", str(args.permission_delay)))
         if args.state is not None:
             lines.append(("state", _absolute(args.state)))
         for key, value in lines:

@@ -51,6 +51,13 @@ def register(sub: Any) -> None:
         help="auto: TPM/CNG on Windows, the OS keystore elsewhere; file: an owner-only PEM in the state dir",
     )
     g.add_argument(
+        "--require-tpm",
+        action="store_true",
+        default=None,
+        help="the key must be in the TPM: a software-KSP fallback becomes an error naming the reason "
+        "(also ENTRACLAW_REQUIRE_TPM=1)",
+    )
+    g.add_argument(
         "--patch-key-credentials",
         action="store_true",
         help="when other devices' certificates exist and this device has no registered key, append with PATCH",
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         smoke_test=not args.no_smoke_test,
         state_dir=state_dir,
         propagation_timeout=args.propagation_timeout,
+        require_tpm=args.require_tpm,
     )
     setup = Setup(options, graph, echo=echo)
     if args.rollback:
@@ -104,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             "graph_requests": result.graph_requests,
             "graph_writes": result.graph_writes,
             "warnings": result.warnings,
+            "waits": result.waits,
             "config": {k: v for k, v in result.config.items()},
         }
         print(json.dumps(document, indent=2))
@@ -112,4 +121,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"OK: setup complete ({result.graph_writes} Graph write(s), {result.graph_requests} request(s)); "
               f"config in {state_dir / '.env'}")
+    if result.waits and not args.json:
+        print("propagation waits: " + ", ".join(f"{step} {n}" for step, n in result.waits.items()))
     return 0

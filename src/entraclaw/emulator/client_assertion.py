@@ -92,6 +92,20 @@ def _numeric(claims: dict[str, object], name: str) -> float | None:
     return number
 
 
+def _thumbprint(value: object) -> str | None:
+    """A header thumbprint in the unpadded form keys are stored under.
+
+    MSAL and azure-identity send ``x5t`` / ``x5t#S256`` as base64url WITH '=' padding
+    (``base64.urlsafe_b64encode``); upstream entraclaw and RFC 7515 send it unpadded. Entra
+    takes both, so the padding a base64url value of that length would carry is dropped; any
+    other '=' is left in place and so matches no key.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    bare = value.rstrip("=")
+    return bare if len(value) - len(bare) == (-len(bare)) % 4 else value
+
+
 def verify_certificate_assertion(
     assertion: str,
     *,
@@ -132,12 +146,8 @@ def verify_certificate_assertion(
             f"for {client_id} must be this token endpoint.",
         )
 
-    s256 = header.get("x5t#S256")
-    sha1 = header.get("x5t")
-    if not isinstance(s256, str):
-        s256 = None
-    if not isinstance(sha1, str):
-        sha1 = None
+    s256 = _thumbprint(header.get("x5t#S256"))
+    sha1 = _thumbprint(header.get("x5t"))
     cred = app.find_key(x5t_s256=s256, x5t=sha1) if (s256 or sha1) else None
     if cred is None:
         shown = s256 or sha1 or "(none: the header has neither x5t#S256 nor x5t)"

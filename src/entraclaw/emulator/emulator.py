@@ -57,6 +57,8 @@ ADMIN_APP_ROLES = (
     "AppRoleAssignment.ReadWrite.All",
     "DelegatedPermissionGrant.ReadWrite.All",
     "Domain.Read.All",
+    # setup reads the tenant's app management policy to issue a certificate it allows
+    "Policy.Read.All",
     "User.Read.All",
 )
 #: Delegated scopes consented for the device-code client, so the admin's ``.default`` token carries them.
@@ -116,6 +118,7 @@ class Emulator:
         *,
         token_lifetime: int | None = None,
         propagation_delay: float = 0.0,
+        permission_delay: float = 0.0,
     ) -> None:
         self.state_file = Path(state_file) if state_file is not None else None
         self._admin_info: dict[str, Any] | None = None
@@ -161,6 +164,7 @@ class Emulator:
         self.clock_offset = 0.0
         self.tenant.clock = self.clock
         self.propagation_delay = propagation_delay
+        self.permission_delay = permission_delay
         self.token_service = TokenService(self.tenant, self._issuer, self._realm, self.clock, self._token_lifetime)
         self.graph_service = GraphService(self.tenant, self._issuer, self._realm, self.clock, self._after_write)
         self._server: EmulatorHTTPServer | None = None
@@ -219,6 +223,20 @@ class Emulator:
                 remedy="Pass a delay in seconds between 0 and 3600 (0 turns it off).",
             )
         self.tenant.propagation_delay = float(seconds)
+
+    @property
+    def permission_delay(self) -> float:
+        """Seconds (emulator clock) before a consent or app-role change made over Graph reaches tokens."""
+        return self.tenant.permission_delay
+
+    @permission_delay.setter
+    def permission_delay(self, seconds: float) -> None:
+        if not 0 <= seconds <= 3600:
+            raise EmulatorError(
+                f"permission_delay {seconds} is outside 0..3600 seconds.",
+                remedy="Pass a delay in seconds between 0 and 3600 (0 turns it off).",
+            )
+        self.tenant.permission_delay = float(seconds)
 
     @property
     def auto_approve(self) -> bool:

@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from entraclaw.emulator.aadsts import StsError, error_body
 from entraclaw.emulator.faults import Fault, FaultInjector
-from entraclaw.emulator.graph import GraphError, GraphService
+from entraclaw.emulator.graph import GraphError, GraphService, is_graph_path
 from entraclaw.emulator.stats import Stats
 from entraclaw.emulator.token_service import TokenService
 
@@ -50,6 +50,9 @@ __all__ = ["EmulatorHTTPServer", "Routes"]
 log = logging.getLogger("entraclaw.emulator")
 
 _MAX_BODY = 64 * 1024
+# "Write requests in the Microsoft Graph API are limited to 4 MB" (https://learn.microsoft.com/graph/use-the-api):
+# a PATCH of a Blueprint's keyCredentials carries every device's certificate (~1.2 KB each).
+_GRAPH_MAX_BODY = 4 * 1024 * 1024
 _DRAIN_LIMIT = 1024 * 1024
 _DIGITS = re.compile(r"[0-9]{1,12}")
 DEFAULT_MAX_CONNECTIONS = 128
@@ -121,7 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(400, "The Content-Length header is not a non-negative integer.")
             return None
         length = int(text)
-        if length > _MAX_BODY:
+        graph = self.path.startswith(("/v1.0/", "/beta/"))
+        if length > (_GRAPH_MAX_BODY if graph else _MAX_BODY):
             if length <= _DRAIN_LIMIT:
                 # Read what the client is still sending so it sees the 413 instead of a reset.
                 self.rfile.read(length)
@@ -182,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         now = routes.clock()
         correlation = self.headers.get("client-request-id")
-        if urlsplit(self.path).path.startswith("/v1.0/"):
+        if is_graph_path(urlsplit(self.path).path):
             self._graph_fault(fault, correlation)
             return True
         if fault.kind == "429":
@@ -256,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_internal_error(self) -> None:
         routes = self.server.routes
-        if urlsplit(self.path).path.startswith("/v1.0/"):
+        if is_graph_path(urlsplit(self.path).path):
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
             request_id = str(uuid.uuid4())
             payload: dict[str, Any] = {
@@ -309,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         segments = [s for s in path.split("/") if s]
-        if path.startswith("/v1.0/"):
+        if is_graph_path(path):
             headers = self._headers_lower()
             query = dict(parse_qsl(parts.query, keep_blank_values=True))
             result = routes.graph_service.handle(self.command, path, query, headers, body)

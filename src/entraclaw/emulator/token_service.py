@@ -48,11 +48,16 @@ from entraclaw.emulator.tenant import (
     Application,
     DirectoryUser,
     Tenant,
+    first_party_resource,
 )
 
 __all__ = ["Realm", "TokenResult", "TokenService"]
 
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+#: The OIDC scopes Entra copies into an access token's ``scp`` when they were asked for (not
+#: offline_access, which only asks for a refresh token), in the order Entra lists them.
+_SCP_OIDC = ("openid", "profile", "email")
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _EXCHANGE_RESOURCES = frozenset({"api://AzureADTokenExchange", TOKEN_EXCHANGE_AUDIENCE})
 _GRAPH_RESOURCES = frozenset({GRAPH_RESOURCE, GRAPH_APP_ID})
 
@@ -102,6 +107,16 @@ def _resource_not_found(resource: str, tenant_id: str) -> StsError:
         500011,
         "invalid_resource",
         f"The resource principal named {resource} was not found in the tenant named {tenant_id}.",
+    )
+
+
+def _no_federated_record(identity: AgentIdentity, why: str) -> StsError:
+    return StsError(
+        700211,
+        "invalid_client",
+        f"No matching federated identity record found for presented assertion issuer: the assertion presented by "
+        f"Agent Identity '{identity.app_id}' is not a T1 for it ({why}). Request T1 with "
+        "scope api://AzureADTokenExchange/.default and fmi_path=<Agent Identity app id>.",
     )
 
 
@@ -339,7 +354,7 @@ class TokenService:
                 f"Only one client credential may be sent for {client_id}: both 'client_secret' and "
                 "'client_assertion' were present.",
             )
-        if grant_type not in ("client_credentials", "user_fic"):
+        if grant_type not in ("client_credentials", "user_fic", JWT_BEARER_GRANT):
             raise StsError(
                 70003, "unsupported_grant_type", f"The app requested an unsupported grant type '{grant_type}'."
             )
@@ -378,7 +393,7 @@ class TokenService:
             )
 
         if app is not None:
-            if grant_type != "client_credentials":
+            if grant_type == "user_fic":
                 raise StsError(
                     70000,
                     "invalid_grant",
@@ -387,6 +402,8 @@ class TokenService:
             verify_certificate_assertion(
                 assertion, app=app, audiences=realm.assertion_audiences, now=now, replay=self.replay
             )
+            if grant_type == JWT_BEARER_GRANT:
+                self._on_behalf_of(client_id, form, realm)
             fmi_path = form.get("fmi_path")
             if fmi_path is not None:
                 return 1, self._hop1(app, fmi_path, form["scope"], realm, now)
@@ -394,6 +411,8 @@ class TokenService:
 
         assert identity is not None
         self._verify_t1(assertion, identity, realm, now)
+        if grant_type == JWT_BEARER_GRANT:
+            self._on_behalf_of(client_id, form, realm)
         if grant_type == "client_credentials":
             return 2, self._hop2(identity, form["scope"], realm, now)
         return 3, self._hop3(identity, form, realm, now)
@@ -434,19 +453,27 @@ class TokenService:
     def _app_token(self, app: Application, scope: str, realm: Realm, now: float) -> dict[str, Any]:
         # An app-only token's oid is the app's service principal, not its application object.
         sp = self.tenant.service_principal_by_app_id(app.app_id)
-        return self._resource_token(app.app_id, sp.object_id if sp else app.object_id, scope, realm, now)
+        oid = sp.object_id if sp else app.object_id
+        if self._single_default_scope(scope, app.app_id) in _EXCHANGE_RESOURCES:
+            # The exchange audience without fmi_path: a token about the app itself (sub = its
+            # principal), not a T1 for any Agent Identity; Hop 2 refuses it with AADSTS700211.
+            return self._token_response(
+                self._mint_app(realm, now, aud=TOKEN_EXCHANGE_AUDIENCE, sub=oid, appid=app.app_id, oid=oid)
+            )
+        return self._resource_token(app.app_id, oid, scope, realm, now)
 
     def _resource_token(self, app_id: str, object_id: str, scope: str, realm: Realm, now: float) -> dict[str, Any]:
         """An app-only token for a resource (Graph), carrying the app roles granted to ``app_id``."""
         resource = self._single_default_scope(scope, app_id)
-        if resource not in _GRAPH_RESOURCES:
+        audience = first_party_resource(resource)
+        if audience is None:
             raise _resource_not_found(resource, realm.tenant_id)
         extra: dict[str, Any] = {}
-        roles = sorted(self.tenant.app_roles(app_id, GRAPH_RESOURCE))
+        roles = sorted(self.tenant.app_roles(app_id, audience))
         if roles:
             extra["roles"] = roles
         return self._token_response(
-            self._mint_app(realm, now, aud=GRAPH_RESOURCE, sub=object_id, appid=app_id, oid=object_id, **extra)
+            self._mint_app(realm, now, aud=audience, sub=object_id, appid=app_id, oid=object_id, **extra)
         )
 
     def _hop2(self, identity: AgentIdentity, scope: str, realm: Realm, now: float) -> dict[str, Any]:
@@ -532,6 +559,14 @@ class TokenService:
                 f"{identity.app_id} cannot act as it.",
             )
 
+        asked_oidc = [s for s in form["scope"].split() if s in _OIDC_SCOPES]
+        if not any(s not in _OIDC_SCOPES for s in form["scope"].split()) and "openid" in asked_oidc:
+            # Sign-in only (upstream HWL Learning #40: user_fic + scope=openid -> 200 with an id_token
+            # whose aud is the Agent Identity): no resource scope, so no consent to check.
+            return self._user_token(
+                realm, now, user, client_id=identity.app_id, appidacr="2",
+                scp=[s for s in _SCP_OIDC if s in asked_oidc], oidc=[], id_token=True,
+            )  # fmt: skip
         resource, wanted = self._user_scopes(form["scope"], identity)
         granted = self.tenant.consented_scopes(identity.app_id, resource, user.object_id)
         if not granted or not (wanted == {".default"} or wanted <= granted):
@@ -548,8 +583,9 @@ class TokenService:
             user,
             client_id=identity.app_id,
             appidacr="2",
-            scp=sorted(granted if wanted == {".default"} else wanted),
-            oidc=[s for s in form["scope"].split() if s in _OIDC_SCOPES],
+            # Entra lists the asked OIDC scopes in scp too (openid profile email; upstream HWL:385-395).
+            scp=[*sorted(granted if wanted == {".default"} else wanted), *(s for s in _SCP_OIDC if s in asked_oidc)],
+            oidc=[s for s in asked_oidc if s not in _SCP_OIDC],
             id_token=True,
         )
 
@@ -577,13 +613,16 @@ class TokenService:
                 "resources or combines '.default' with named scopes.",
             )
         resource = resources.pop()
-        if resource != GRAPH_RESOURCE:
+        # First-party resources (Graph, Azure Storage, ...) have a principal in every tenant: a
+        # scope for one is a consent question (AADSTS65001, upstream HWL Learning #34), never 500011.
+        known = first_party_resource(resource)
+        if known is None:
             raise _resource_not_found(resource, self.tenant.tenant_id)
-        return resource, wanted
+        return known, wanted
 
     # --- token checks -----------------------------------------------------------------
 
-    def _parse_own(self, token: str, what: str, realm: Realm) -> jwt_codec.ParsedJwt:
+    def _parse_own(self, token: str, what: str, realm: Realm, *, exchange_audience: bool = True) -> jwt_codec.ParsedJwt:
         try:
             parsed = jwt_codec.parse(token)
         except jwt_codec.MalformedJwt as exc:
@@ -596,13 +635,13 @@ class TokenService:
             )
         if parsed.claims.get("iss") != realm.issuer or parsed.claims.get("tid") != realm.tenant_id:
             raise StsError(50027, "invalid_request", f"Invalid JWT token. {what} has the wrong issuer.")
-        if parsed.claims.get("aud") not in TOKEN_EXCHANGE_AUDIENCES:
+        if exchange_audience and parsed.claims.get("aud") not in TOKEN_EXCHANGE_AUDIENCES:
             raise StsError(
                 50027,
                 "invalid_request",
                 f"Invalid JWT token. {what} has the wrong audience: it must be api://AzureADTokenExchange.",
             )
-        if parsed.claims.get("idtyp") != "app":
+        if exchange_audience and parsed.claims.get("idtyp") != "app":
             raise StsError(50027, "invalid_request", f"Invalid JWT token. {what} is not an app token.")
         return parsed
 
@@ -614,7 +653,17 @@ class TokenService:
         return nbf - ALLOWED_SKEW <= now <= exp
 
     def _verify_t1(self, token: str, identity: AgentIdentity, realm: Realm, now: float) -> None:
-        t1 = self._parse_own(token, "The client assertion (T1)", realm)
+        t1 = self._parse_own(token, "The client assertion (T1)", realm, exchange_audience=False)
+        if t1.claims.get("aud") not in TOKEN_EXCHANGE_AUDIENCES:
+            # A token of this tenant for another resource (Hop 1 asked for Graph, without fmi_path):
+            # upstream saw AADSTS700211 for exactly this (HWL Learning #12).
+            raise _no_federated_record(
+                identity, f"its audience is {t1.claims.get('aud')!r}, not api://AzureADTokenExchange"
+            )
+        if t1.claims.get("idtyp") != "app":
+            raise StsError(
+                50027, "invalid_request", "Invalid JWT token. The client assertion (T1) is not an app token."
+            )
         if not self._in_window(t1, now):
             raise StsError(
                 700024,
@@ -629,6 +678,9 @@ class TokenService:
                 f"'{t1.claims.get('appid')}', not to the parent Blueprint '{identity.blueprint_app_id}' of Agent "
                 f"Identity '{identity.app_id}'.",
             )
+        if t1.claims.get("sub") == t1.claims.get("oid"):
+            # Hop 1 without fmi_path: the token is about the Blueprint itself, not an Agent Identity.
+            raise _no_federated_record(identity, "it was requested without fmi_path")
         if t1.claims.get("sub") != identity.app_id:
             raise StsError(
                 700213,
@@ -636,6 +688,39 @@ class TokenService:
                 f"No matching federated identity record found for presented assertion subject "
                 f"'{t1.claims.get('sub')}': the assertion's fmi_path is not Agent Identity '{identity.app_id}'.",
             )
+
+    def _on_behalf_of(self, client_id: str, form: Mapping[str, str], realm: Realm) -> None:
+        """jwt-bearer (on-behalf-of): the ``assertion`` must be a token addressed to the client itself.
+
+        Upstream (HWL Learning #40) sent a T3 (audience Graph) here and got AADSTS50013. A token
+        that is addressed to the client would be exchanged by Entra; the emulator does not model
+        on-behalf-of beyond this refusal and says so (docs/fidelity.md).
+        """
+        user_token = form.get("assertion")
+        if not user_token:
+            raise _missing("assertion")
+        try:
+            parsed = jwt_codec.parse(user_token)
+        except jwt_codec.MalformedJwt as exc:
+            raise StsError(50013, "invalid_grant", f"Assertion is invalid: {exc}.") from exc
+        aud = parsed.claims.get("aud")
+        if not self.issuer.verify(parsed) or parsed.claims.get("iss") != realm.issuer:
+            raise StsError(
+                50013, "invalid_grant", "Assertion failed signature validation: it is not a token of this tenant."
+            )
+        if aud not in (client_id, f"api://{client_id}"):
+            raise StsError(
+                50013,
+                "invalid_grant",
+                f"Assertion is invalid: its audience {aud!r} is not the client '{client_id}' presenting it "
+                "(an on-behalf-of assertion must be a token issued to that client).",
+            )
+        raise StsError(
+            70003,
+            "unsupported_grant_type",
+            f"The emulator does not model the on-behalf-of exchange for '{client_id}' (Entra would); "
+            "use the user_fic grant (Hop 3).",
+        )
 
     def _verify_t2(self, token: str, identity: AgentIdentity, realm: Realm, now: float) -> None:
         t2 = self._parse_own(token, "The user_federated_identity_credential (T2)", realm)

@@ -20,10 +20,11 @@ how doctor finds this product's certificates in the Windows store.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from entraclaw.auth.certgen import generate_rsa_key, private_key_to_pem, self_signed_certificate
 from entraclaw.auth.signer import PemSigner, Signer
 from entraclaw.auth.thumbprint import compute_cert_thumbprint, compute_sha1_thumbprint
-from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError
+from entraclaw.errors import ConfigurationError, EntraclawError, KeystoreError, SigningError, TpmRequiredError
 from entraclaw.platform import paths
 from entraclaw.provisioning.state import atomic_write
 
@@ -132,6 +133,20 @@ def _signer_from_bundle(bundle: bytes, where: str) -> tuple[PemSigner, x509.Cert
     return PemSigner.from_pem(bundle[:start], certificate=certificate), certificate
 
 
+def _create_cng(cng: Any, subject: str, days: int, app_id: str) -> Any:
+    """The TPM or nothing: what ``auto`` would have fallen back from becomes the error."""
+    try:
+        return cng.create_certificate(subject, provider="tpm", days=days)
+    except SigningError as exc:
+        raise TpmRequiredError(
+            f"The TPM is required for the Blueprint key of {app_id} and could not hold it: {exc.message} "
+            "No software key was made.",
+            reason=exc.message,
+            hresult=exc.context.get("hresult"),
+            api=exc.context.get("api"),
+        ) from exc
+
+
 def create_device_key(
     blueprint_app_id: str,
     storage: KeyStorage,
@@ -139,14 +154,28 @@ def create_device_key(
     state_dir: Path,
     keystore: object | None = None,
     days: int = 365,
+    require_tpm: bool | None = None,
 ) -> DeviceKey:
-    """A new key + self-signed certificate, stored where ``storage`` says."""
+    """A new key + self-signed certificate, stored where ``storage`` says.
+
+    ``require_tpm`` (default: ENTRACLAW_REQUIRE_TPM) turns the software fallback into TpmRequiredError.
+    """
     where = resolve_storage(storage)
     subject = certificate_subject(blueprint_app_id)
+    if require_tpm is None:
+        require_tpm = os.environ.get("ENTRACLAW_REQUIRE_TPM", "").strip().lower() in ("1", "true", "yes", "on")
+    if require_tpm and where != "cng":
+        raise TpmRequiredError(
+            f"The TPM is required for the Blueprint key of {blueprint_app_id}, but key storage {storage!r} resolves to "
+            f"{where!r}, which is not a TPM; no key was made.",
+            reason=f"key storage {where}",
+        )
     if where == "cng":
         from entraclaw import cng
 
-        made = cng.create_certificate(subject, provider="auto", days=days)
+        made = _create_cng(cng, subject, days, blueprint_app_id) if require_tpm else cng.create_certificate(
+            subject, provider="auto", days=days
+        )
         handle = cng.CngKeyHandle(made.thumbprint)
         warning = None
         if not made.hardware:

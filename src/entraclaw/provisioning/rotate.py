@@ -30,6 +30,7 @@ from typing import Any
 from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestError
 from entraclaw.platform import paths
 from entraclaw.provisioning.context import Endpoints, PropagationWait
+from entraclaw.provisioning.fleet import register_by_patch
 from entraclaw.provisioning.graph import BlueprintInfo, GraphClient
 from entraclaw.provisioning.keys import (
     DeviceKey,
@@ -39,9 +40,10 @@ from entraclaw.provisioning.keys import (
     open_device_key,
     unclaimed_key_refs,
 )
+from entraclaw.provisioning.limits import DEFAULT_CERTIFICATE_DAYS, read_certificate_policy
 from entraclaw.provisioning.plan import PlanStep, describe
 from entraclaw.provisioning.proofs import build_proof
-from entraclaw.provisioning.setup import key_credential_body, key_id_for, patch_keeping_others
+from entraclaw.provisioning.setup import key_credential_body, key_id_for
 from entraclaw.provisioning.smoke import prove_hop1
 from entraclaw.provisioning.state import Journal, checkpoint, read_device_config, resolve_state_dir, write_device_config
 
@@ -342,7 +344,12 @@ class Rotate:
             self.journal.data["new_key_pending"] = True
             self.journal.save()
             key = create_device_key(
-                blueprint_app_id, _storage_of(old_ref), state_dir=self.state_dir, keystore=self.keystore
+                blueprint_app_id,
+                _storage_of(old_ref),
+                state_dir=self.state_dir,
+                keystore=self.keystore,
+                # Inside the tenant's app management policy (asymmetricKeyLifetime), when it can be read.
+                days=read_certificate_policy(self.graph).days if self.read_key_list else DEFAULT_CERTIFICATE_DAYS,
             )
             checkpoint("new_key:created")
         if key.warning:
@@ -432,7 +439,17 @@ class Rotate:
         if self.journal.data.get("old_lost") and valid:
             old_sha1 = str(self.journal.data.get("old_sha1") or "")
             info = BlueprintInfo(blueprint_oid, str(self.journal.data.get("blueprint_app_id")), "")
-            patch_keeping_others(self.graph, info, credentials, key_credential_body(new), drop_sha1=old_sha1 or None)
+            register_by_patch(
+                self.graph,
+                info,
+                key_credential_body(new),
+                new.sha1,
+                wait=self.wait,
+                drop=lambda c: bool(old_sha1) and c.sha1 == old_sha1,
+                timeout=self.wait.timeout,
+                echo=self.echo,
+                sleep=self.wait.sleep,
+            )
             # The PATCH dropped the old certificate: removeKey of its keyId would be Graph's 404.
             self.journal.data["old_key_ids"] = []
             self._plan("add_key", "done", f"{new.sha1} registered with PATCH; the lost {old_sha1 or 'key'} dropped")
@@ -440,7 +457,18 @@ class Rotate:
             return
         if not valid:
             # Nothing valid to prove with (every certificate expired): Graph's rule is PATCH.
-            self.graph.patch_key_credentials(blueprint_oid, [key_credential_body(new)])
+            info = BlueprintInfo(blueprint_oid, str(self.journal.data.get("blueprint_app_id")), "")
+            register_by_patch(
+                self.graph,
+                info,
+                key_credential_body(new),
+                new.sha1,
+                wait=self.wait,
+                drop=lambda c: not c.valid_at(now),
+                timeout=self.wait.timeout,
+                echo=self.echo,
+                sleep=self.wait.sleep,
+            )
             self.journal.data["old_key_ids"] = []  # the list was replaced: the old certificate is gone too
             self._plan("add_key", "done", f"{new.sha1} registered with PATCH (the Blueprint had no valid certificate)")
             self._done("add_key")
@@ -455,7 +483,11 @@ class Rotate:
                     thumbprint=old.sha1,
                 )
             proof = build_proof(old.signer, blueprint_oid, now=now)
-            self.graph.add_key(blueprint_oid, key_credential_body(new), proof)
+            self.wait.run(
+                f"Blueprint {blueprint_oid}",
+                lambda: self.graph.add_key(blueprint_oid, key_credential_body(new), proof),
+                step="add_key",
+            )
             checkpoint("add_key:sent")
         finally:
             old.close()

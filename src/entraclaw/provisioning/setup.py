@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestError
 from entraclaw.platform import paths
 from entraclaw.provisioning.context import Endpoints, PropagationWait
+from entraclaw.provisioning.fleet import patch_keeping_others, register_by_patch
 from entraclaw.provisioning.graph import (
     GRAPH_APP_ID,
     AgentIdentityInfo,
@@ -52,6 +53,7 @@ from entraclaw.provisioning.keys import (
     resolve_storage,
     unclaimed_key_refs,
 )
+from entraclaw.provisioning.limits import KEY_CREDENTIALS_GUARD, explained, read_certificate_policy, refuse_if_full
 from entraclaw.provisioning.plan import PlanStep, describe
 from entraclaw.provisioning.proofs import build_proof
 from entraclaw.provisioning.setup_rules import certificate_action, journal_has_progress, remove_own_certificate
@@ -133,42 +135,6 @@ def key_credential_body(key: DeviceKey) -> dict[str, Any]:
     }
 
 
-def patch_keeping_others(
-    graph: GraphClient,
-    blueprint: BlueprintInfo,
-    credentials: list[KeyCredentialInfo],
-    body: dict[str, Any],
-    *,
-    drop_sha1: str | None = None,
-) -> None:
-    """PATCH keyCredentials = the current list (minus ``drop_sha1``) + ``body``: a read-modify-write.
-
-    Only for when addKey is impossible (no key of this device is registered): a
-    change another device makes between the GET and this PATCH would be lost.
-    """
-    kept: list[dict[str, Any]] = []
-    for cred in credentials:
-        if drop_sha1 is not None and cred.sha1 == drop_sha1:
-            continue
-        if not cred.key_b64:
-            raise ConfigurationError(
-                f"Graph did not return the certificate of key {cred.key_id} on Blueprint {blueprint.app_id}, so a "
-                "PATCH would drop it.",
-                remedy="Register this device's certificate from a device that holds a registered key (addKey).",
-                client_id=blueprint.app_id,
-            )
-        kept.append(
-            {
-                "type": "AsymmetricX509Cert",
-                "usage": "Verify",
-                "key": cred.key_b64,
-                "keyId": cred.key_id,
-                "displayName": cred.display_name,
-            }
-        )
-    graph.patch_key_credentials(blueprint.object_id, [*kept, body])
-
-
 @dataclass
 class SetupOptions:
     endpoints: Endpoints
@@ -185,6 +151,11 @@ class SetupOptions:
     smoke_test: bool = True
     state_dir: Path | None = None
     propagation_timeout: float = 180.0
+    #: Seconds between the two reads that confirm a PATCHed certificate list stayed put (fleet.py).
+    fleet_settle: float = 2.0
+    #: Certificates a Blueprint may hold before setup refuses another device (limits.py).
+    max_key_credentials: int = KEY_CREDENTIALS_GUARD
+    require_tpm: bool | None = None  # True: no software key fallback (None: ENTRACLAW_REQUIRE_TPM decides)
 
 
 @dataclass
@@ -195,6 +166,8 @@ class SetupResult:
     graph_writes: int = 0
     completed: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: Propagation waits per step (the one bounded wait's retries), e.g. {"agent_identity": 3}.
+    waits: dict[str, int] = field(default_factory=dict)
 
 
 class Setup:
@@ -222,12 +195,14 @@ class Setup:
         self.env_file = paths.env_file_path(self.state_dir)
         self.journal = Journal(self.state_dir / JOURNAL_NAME)
         self.wait = PropagationWait(timeout=options.propagation_timeout, echo=echo, sleep=sleep)
+        self._sleep = sleep
         self.result = SetupResult()
         self._act = True
         self._sponsor_ids: tuple[str, ...] | None = None
         # Kinds this process created: nothing can hang below an object made moments ago by this
         # process, so the lookups under it are skipped (fewer requests, no propagation waits).
         self._fresh: set[str] = set()
+        self._known: list[KeyCredentialInfo] = []  # the certificate list the certificate step read
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -330,6 +305,20 @@ class Setup:
                 self.journal.save()
             raise
 
+    def _create_waiting(self, kind: str, what: str, send: Callable[[], T]) -> T:
+        """A create that names a new parent, through the one propagation wait.
+
+        Each attempt is marked pending only while it is in flight: a 4xx (the parent not there yet)
+        made nothing, so an interruption during the wait between attempts leaves nothing to adopt.
+        """
+
+        def attempt() -> T:
+            with self._creating(kind):
+                return send()
+
+        with self._creating(kind):
+            return self.wait.run(what, attempt, step=kind)
+
     def _created(self, kind: str, object_id: str, name: str, *, by_this_process: bool = True) -> None:
         if by_this_process:
             self._fresh.add(kind)
@@ -430,6 +419,7 @@ class Setup:
             self.result.completed = True
         self.result.graph_requests = self.graph.requests_made
         self.result.graph_writes = self.graph.writes_made
+        self.result.waits = dict(self.wait.retries)
         return self.result
 
     # --- steps ---------------------------------------------------------------------------
@@ -496,10 +486,11 @@ class Setup:
             self._plan("blueprint_principal", "create", f"for app id {blueprint.app_id}")
             if not self._act:
                 return None
-            with self._creating("blueprint_principal"):
-                principal = self.wait.run(
-                    f"Blueprint {bp_app_id}", lambda: self.graph.create_blueprint_principal(bp_app_id)
-                )
+            principal = self._create_waiting(
+                "blueprint_principal",
+                f"Blueprint {bp_app_id}",
+                lambda: self.graph.create_blueprint_principal(bp_app_id),
+            )
             checkpoint("blueprint_principal:sent")
             self._created("blueprint_principal", principal.object_id, principal.display_name)
         if self._act:
@@ -544,10 +535,17 @@ class Setup:
                 self._record("key", self._key_record(key, blueprint, created=True))
                 self._plan("key", "exists", f"{ref} (made by the interrupted run; SHA-1 {key.sha1})")
                 return key
+        # A tenant's app management policy may cap certificate lifetimes: issue one it allows.
+        policy = read_certificate_policy(self.graph)
         self.journal.data["key_pending"] = True
         self.journal.save()
         key = create_device_key(
-            blueprint.app_id, self.options.key_storage, state_dir=self.state_dir, keystore=self.keystore
+            blueprint.app_id,
+            self.options.key_storage,
+            state_dir=self.state_dir,
+            keystore=self.keystore,
+            days=policy.days,
+            require_tpm=self.options.require_tpm,
         )
         checkpoint("key:created")
         self.key = key
@@ -601,17 +599,35 @@ class Setup:
         credentials: list[KeyCredentialInfo] = []
         if "blueprint" not in self._fresh:
             credentials = self.wait.run(
-                f"Blueprint {blueprint.app_id}", lambda: self.graph.key_credentials(blueprint.object_id)
+                f"Blueprint {blueprint.app_id}",
+                lambda: self.graph.key_credentials(blueprint.object_id),
+                step="certificate",
             )
+        if key is not None and any(c.sha1 == key.sha1 for c in credentials):
+            self._plan("certificate", "exists", f"SHA-1 {key.sha1} is registered on the Blueprint")
+            if self._act:
+                self._record("certificate", {"sha1": key.sha1})
+            return
+        refuse_if_full(blueprint, len(credentials), limit=self.options.max_key_credentials)
+        shown = key.sha1 if key is not None else "(the new key)"
+        explained(lambda: self._register(blueprint, key, credentials, config), blueprint, certificate=shown)
+        if self._act and key is not None:
+            self._record("certificate", {"sha1": key.sha1})
+
+    def _register(
+        self,
+        blueprint: BlueprintInfo,
+        key: DeviceKey | None,
+        credentials: list[KeyCredentialInfo],
+        config: dict[str, str],
+    ) -> None:
+        self._known = credentials
         now = self.clock()
         valid = [c for c in credentials if c.valid_at(now)]
-        registered = {c.sha1 for c in credentials if c.sha1}
-        prover = None
-        if valid and (key is None or key.sha1 not in registered):
-            prover = self._device_registered_key(blueprint, valid, key.key_ref if key else "", config)
+        prover = self._device_registered_key(blueprint, valid, key.key_ref if key else "", config) if valid else None
         # The dry run (key None: not made yet) and the run decide by the same rule (setup_rules).
         decision = certificate_action(
-            registered_sha1s=registered,
+            registered_sha1s={c.sha1 for c in credentials if c.sha1},
             valid_count=len(valid),
             key_sha1=key.sha1 if key is not None else None,
             prover_sha1=prover.sha1 if prover is not None else None,
@@ -643,17 +659,49 @@ class Setup:
                 return
             body = key_credential_body(key)
             if decision.action == "patch":
-                self.graph.patch_key_credentials(blueprint.object_id, [body])
+                # Expired certificates go; one another device adds meanwhile stays (fleet.py).
+                self._register_by_patch(blueprint, key, body, drop=lambda c: not c.valid_at(now))
                 checkpoint("certificate:sent")
             elif decision.action == "add_key" and prover is not None:
-                self.graph.add_key(blueprint.object_id, body, build_proof(prover.signer, blueprint.object_id, now=now))
+                proof = build_proof(prover.signer, blueprint.object_id, now=now)
+                self.wait.run(
+                    f"Blueprint {blueprint.app_id}",
+                    lambda: self.graph.add_key(blueprint.object_id, body, proof),
+                    step="certificate",
+                )
                 checkpoint("certificate:sent")
             elif decision.action == "patch_keeping_others":
-                patch_keeping_others(self.graph, blueprint, credentials, body)
-            self._record("certificate", {"sha1": key.sha1})
+                self._register_by_patch(blueprint, key, body)
         finally:
             if prover is not None:
                 prover.close()
+
+    def _register_by_patch(
+        self,
+        blueprint: BlueprintInfo,
+        key: DeviceKey,
+        body: dict[str, Any],
+        *,
+        drop: Callable[[KeyCredentialInfo], bool] = lambda _c: False,
+    ) -> None:
+        """PATCH keyCredentials until this device's certificate sticks and nobody else's was lost."""
+        patches = register_by_patch(
+            self.graph,
+            blueprint,
+            body,
+            key.sha1,
+            wait=self.wait,
+            drop=drop,
+            # A Blueprint this process made moments ago is known to no other device yet.
+            contended="blueprint" not in self._fresh,
+            known=self._known,
+            settle=self.options.fleet_settle,
+            timeout=self.options.propagation_timeout,
+            echo=self.echo,
+            sleep=self._sleep,
+        )
+        if patches > 1:
+            self.wait.retries["certificate"] += patches - 1
 
     def _agent_identity(
         self, blueprint: BlueprintInfo | None, principal: ServicePrincipalInfo | None
@@ -689,13 +737,13 @@ class Setup:
             if not self._act:
                 return None
             sponsors = self._sponsors()
-            with self._creating("agent_identity"):
-                found = self.wait.run(
-                    f"the principal of Blueprint {blueprint.app_id}",
-                    lambda: self.graph.create_agent_identity(
-                        opts.agent_identity_name, blueprint.app_id, sponsor_ids=sponsors
-                    ),
-                )
+            found = self._create_waiting(
+                "agent_identity",
+                f"the principal of Blueprint {blueprint.app_id}",
+                lambda: self.graph.create_agent_identity(
+                    opts.agent_identity_name, blueprint.app_id, sponsor_ids=sponsors
+                ),
+            )
             checkpoint("agent_identity:sent")
             self._created("agent_identity", found.object_id, found.display_name)
         if self._act:
@@ -750,13 +798,13 @@ class Setup:
             if not self._act:
                 return None
             try:
-                with self._creating("agent_user"):
-                    found = self.wait.run(
-                        f"Agent Identity {identity.app_id}",
-                        lambda: self.graph.create_agent_user(
-                            upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
-                        ),
-                    )
+                found = self._create_waiting(
+                    "agent_user",
+                    f"Agent Identity {identity.app_id}",
+                    lambda: self.graph.create_agent_user(
+                        upn, opts.agent_user_display_name, identity.object_id, mail_nickname=upn.split("@", 1)[0]
+                    ),
+                )
             except GraphRequestError as exc:
                 # The lookup above is skipped for a fresh Agent Identity, so a UPN held by another device's
                 # Agent User (the default name, a second Blueprint) or a person surfaces here as Graph's 400.
@@ -806,20 +854,25 @@ class Setup:
         if personal is not None:
             self._plan("consent", "update", f"add {' '.join(missing)} to grant {personal.grant_id}")
             if self._act:
-                self.graph.update_permission_grant(personal.grant_id, sorted(personal.scopes | set(missing)))
+                wanted = sorted(personal.scopes | set(missing))
+                self.wait.run(
+                    f"Agent User {user.object_id}",
+                    lambda: self.graph.update_permission_grant(personal.grant_id, wanted),
+                    step="consent",
+                )
             return
         self._plan("consent", "create", f"{' '.join(scopes)} on Microsoft Graph for {user.upn}")
         if self._act:
-            with self._creating("consent"):
-                grant = self.wait.run(
-                    f"Agent User {user.object_id}",
-                    lambda: self.graph.create_permission_grant(
-                        client_id=identity.object_id,
-                        resource_id=graph_sp.object_id,
-                        scopes=list(scopes),
-                        principal_id=user.object_id,
-                    ),
-                )
+            grant = self._create_waiting(
+                "consent",
+                f"Agent User {user.object_id}",
+                lambda: self.graph.create_permission_grant(
+                    client_id=identity.object_id,
+                    resource_id=graph_sp.object_id,
+                    scopes=list(scopes),
+                    principal_id=user.object_id,
+                ),
+            )
             checkpoint("consent:sent")
             self._created("consent", grant.grant_id, f"{identity.app_id} -> Graph for {user.upn}")
 
@@ -885,6 +938,7 @@ class Setup:
                 agent_user_id=user.object_id,
                 signer=key.signer,
             ),
+            step="smoke",
         )
         self._plan("smoke", "run", f"Hops 1-3 OK; /me answered {result.me_upn} ({result.me_id})")
 

@@ -107,8 +107,24 @@ ENTRACLAW_STANDIN_CONTROL void standin_set_provider_pss_salt(int64_t value);
 ENTRACLAW_STANDIN_CONTROL int32_t standin_create_aik(const char* container);
 ENTRACLAW_STANDIN_CONTROL int64_t standin_key_public_der(const char* provider, const char* container, uint8_t* out,
                                                          size_t capacity);
+/* TPM2B_PUBLIC of a hardware key (an AIK's is what a relying party enrolls);
+ * returns the length, -1 if absent or not in the "TPM". */
+ENTRACLAW_STANDIN_CONTROL int64_t standin_key_tpm_public(const char* provider, const char* container, uint8_t* out,
+                                                         size_t capacity);
 ENTRACLAW_STANDIN_CONTROL void standin_set_ek_certificate(const uint8_t* der, size_t len);
 ENTRACLAW_STANDIN_CONTROL void standin_set_claim_tamper(int mode);
+/* 0: NCryptSetProperty on a Platform (hardware) key refuses any dwFlags != 0
+ * with NTE_BAD_FLAGS, as a PCP that supports none (default 1: flags taken). */
+ENTRACLAW_STANDIN_CONTROL void standin_set_pcp_setproperty_flags(int accepted);
+/* Add a new self-signed certificate (CN `common_name`) over the key of the
+ * certificate `existing_der` in `location`, linked to the same provider and
+ * container: a renewal on the same key. Returns 0 or an HRESULT. */
+ENTRACLAW_STANDIN_CONTROL int32_t standin_add_linked_certificate(int location, const uint8_t* existing_der, size_t len,
+                                                                 const char* common_name);
+/* The My store of `location` does not exist until someone opens it without
+ * CERT_STORE_OPEN_EXISTING_FLAG (a profile that never had one). */
+ENTRACLAW_STANDIN_CONTROL void standin_set_store_missing(int location, int missing);
+ENTRACLAW_STANDIN_CONTROL int standin_store_exists(int location);
 
 /* Filesystem path of the loaded stand-in library (for ctypes users). */
 ENTRACLAW_STANDIN_CONTROL const char* standin_library_path(void);

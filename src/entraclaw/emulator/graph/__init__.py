@@ -24,13 +24,23 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from entraclaw.emulator import jwt_codec
-from entraclaw.emulator.graph import applications, domains, grants, service_principals, users
+from entraclaw.emulator.graph import app_limits, applications, domains, grants, service_principals, users
 from entraclaw.emulator.graph._core import Caller, Context, GraphError, GraphResponse, Request, no_segment
 from entraclaw.emulator.issuer import TokenIssuer
 from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, Tenant
 from entraclaw.emulator.token_service import Realm
 
-__all__ = ["GraphError", "GraphResponse", "GraphService"]
+__all__ = ["VERSIONS", "GraphError", "GraphResponse", "GraphService", "is_graph_path"]
+
+#: The Graph versions served. The Agent ID APIs began on beta and upstream still calls them there
+#: (evidence #12: AIB:360, EAU:68); both serve the same resources here.
+VERSIONS = ("v1.0", "beta")
+
+
+def is_graph_path(path: str) -> bool:
+    """True for ``/v1.0/...`` and ``/beta/...``: a Graph request rather than a token endpoint one."""
+    return any(path.startswith(f"/{v}/") for v in VERSIONS)
+
 
 log = logging.getLogger("entraclaw.emulator")
 
@@ -41,6 +51,7 @@ _FAMILIES: dict[str, Callable[[Context], GraphResponse]] = {
     "me": users.handle_me,
     "oauth2PermissionGrants": grants.handle,
     "domains": domains.handle,
+    "policies": app_limits.handle_policies,
 }
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -64,6 +75,8 @@ class GraphService:
         self._clock = clock
         #: Called after every successful write, before the response is sent (the emulator saves state).
         self.on_write = on_write
+        #: Object-size limit and app management policy on keyCredentials (graph/app_limits.py).
+        self.app_limits = app_limits.AppLimits()
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
@@ -98,13 +111,17 @@ class GraphService:
                 },
             }
         }
+        details = getattr(err, "details", None)
+        if details:
+            payload["error"]["details"] = details
         return GraphResponse(err.status, payload, {**err.headers, "request-id": request_id})
 
     def _route(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
     ) -> GraphResponse:
-        graph_url = f"{self._realm().base_url}/v1.0"
-        rest = path[len("/v1.0") :]
+        version = path.split("/", 2)[1]
+        graph_url = f"{self._realm().base_url}/{version}"
+        rest = path[len(version) + 1 :]
         segments = [s for s in rest.split("/") if s]
         family = None
         if segments:

@@ -72,6 +72,8 @@ from entraclaw.emulator.graph._core import (
     split_key,
     stamp,
 )
+from entraclaw.emulator.graph.app_limits import check_key_credentials
+from entraclaw.emulator.graph.propagation import refuse_if_propagating
 from entraclaw.emulator.tenant import Application, KeyCredential
 
 __all__ = ["handle"]
@@ -163,6 +165,8 @@ def handle(ctx: Context) -> GraphResponse:
         if app.kind != "blueprint":
             raise not_found(key)
         rest = rest[1:]
+    if method in ("PATCH", "POST"):
+        refuse_if_propagating(ctx, app, key)  # PATCH keyCredentials / addKey right after the create
     action = rest[0].removeprefix("microsoft.graph.") if rest else None
     if action is None:
         if method == "GET":
@@ -344,7 +348,9 @@ def _patch(ctx: Context, app: Application) -> GraphResponse:
             f"Property '{unknown[0]}' does not exist on type 'microsoft.graph.application' or cannot be set here."
         )
     if "keyCredentials" in payload:
-        ctx.tenant.set_key_credentials(app.object_id, _parse_key_credentials(payload["keyCredentials"], app))
+        creds = _parse_key_credentials(payload["keyCredentials"], app)
+        check_key_credentials(ctx, app, creds)
+        ctx.tenant.set_key_credentials(app.object_id, creds)
     if "displayName" in payload:
         name = payload["displayName"]
         if not isinstance(name, str) or not name:
@@ -462,6 +468,7 @@ def _add_key(ctx: Context, app: Application) -> GraphResponse:
         raise bad_request(f"The certificate {cred.x5t_s256} is already registered on application {app.app_id}.")
     if any(c.key_id == cred.key_id for c in app.key_credentials):
         raise bad_request(f"keyId {cred.key_id} is already used on application {app.app_id}.")
+    check_key_credentials(ctx, app, [*app.key_credentials, cred])
     ctx.tenant.set_key_credentials(app.object_id, [*app.key_credentials, cred])
     body = {"@odata.context": metadata_url(ctx, "microsoft.graph.keyCredential")}
     body.update(cred.to_graph(include_key=False))

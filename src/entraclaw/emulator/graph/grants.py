@@ -48,6 +48,7 @@ from entraclaw.emulator.graph._core import (
     require_graph_resource,
     require_principal,
 )
+from entraclaw.emulator.graph.propagation import PRINCIPAL_NOT_FOUND, refuse_if_propagating
 from entraclaw.emulator.tenant import GRAPH_DELEGATED_SCOPES, PermissionGrant
 
 __all__ = ["handle"]
@@ -99,11 +100,7 @@ def handle(ctx: Context) -> GraphResponse:
         if set(payload) - {"scope"}:
             raise bad_request(f"Property '{sorted(set(payload) - {'scope'})[0]}' cannot be updated; only 'scope' can.")
         scopes = _scopes(payload.get("scope"))
-        ctx.tenant.put_grant(
-            PermissionGrant(
-                grant.id, grant.client_id, grant.consent_type, grant.principal_id, grant.resource_id, " ".join(scopes)
-            )
-        )
+        ctx.tenant.rescope_grant(grant.id, scopes, delayed=True)
         return GraphResponse(204, None)
     if method == "DELETE":
         require(ctx.caller, app=_WRITE_APP, delegated=_WRITE_DELEGATED)
@@ -149,6 +146,9 @@ def _create(ctx: Context) -> GraphResponse:
     principal_id = payload.get("principalId")
     tenant = ctx.tenant
     require_principal(ctx, client_id, "clientId")
+    refuse_if_propagating(
+        ctx, tenant.service_principal(client_id) or tenant.agent_identity_by_object_id(client_id), client_id
+    )
     require_graph_resource(ctx, resource_id, "scopes")
     if consent_type not in ("AllPrincipals", "Principal"):
         raise bad_request("Property 'consentType' must be 'AllPrincipals' or 'Principal'.")
@@ -158,6 +158,10 @@ def _create(ctx: Context) -> GraphResponse:
         ):
             raise bad_request("consentType 'Principal' needs 'principalId', the object id of a user in the tenant.")
         principal_id = principal_id.lower()
+        # A consent for an Agent User made moments ago (upstream create_entra_agent_ids.py retries this text).
+        refuse_if_propagating(
+            ctx, tenant.user(principal_id), principal_id, error=bad_request(PRINCIPAL_NOT_FOUND)
+        )
     elif principal_id is not None:
         raise bad_request("consentType 'AllPrincipals' must not name a principalId.")
     scopes = _scopes(payload.get("scope"))
@@ -173,5 +177,5 @@ def _create(ctx: Context) -> GraphResponse:
                 "PATCH its scope instead.",
                 "Request_MultipleObjectsWithSameKeyValue",
             )
-    grant = tenant.upsert_grant(client_id, str(consent_type), principal_id, resource_id, set(scopes))
+    grant = tenant.upsert_grant(client_id, str(consent_type), principal_id, resource_id, set(scopes), delayed=True)
     return created(ctx, "oauth2PermissionGrants", grant.id, entity(ctx, "oauth2PermissionGrants", grant_json(grant)))

@@ -32,7 +32,8 @@ Endpoints and the doc page each follows:
   serviceprincipal-delete-approleassignments (204).
 
 The Microsoft Graph principal (appId 00000003-0000-0000-c000-000000000000) lists the app roles
-and delegated scopes the emulator knows, with ids of its own (see tenant.GRAPH_APP_ROLES).
+and delegated scopes the emulator knows, with Graph's published ids where checked (tenant/permissions.py,
+data/graph_permissions.json).
 Docs silent: the status of a duplicate Blueprint principal (400
 Request_MultipleObjectsWithSameKeyValue here), of an unknown Blueprint app id (404 here), the
 status of the Agent ID error codes (403 for the caller-type errors, 400 for the others here),
@@ -67,6 +68,11 @@ from entraclaw.emulator.graph._core import (
     require_principal,
     split_key,
     stamp,
+)
+from entraclaw.emulator.graph.propagation import (
+    BLUEPRINT_PRINCIPAL_MISSING,
+    refuse_if_propagating,
+    still_propagating,
 )
 from entraclaw.emulator.tenant import (
     GRAPH_APP_ROLES,
@@ -182,6 +188,7 @@ def handle(ctx: Context) -> GraphResponse:
         if method == "GET":
             return _list(ctx, cast)
         if method == "POST":
+            cast = cast or _cast_in_body(ctx)
             if cast == AGENT_IDENTITY:
                 return _create_identity(ctx)
             return _create_principal(ctx, typed=cast == BLUEPRINT_PRINCIPAL)
@@ -222,6 +229,8 @@ def handle(ctx: Context) -> GraphResponse:
             return _delete(ctx, target)
         raise _method(method)
     oid = target.object_id
+    if method == "POST":
+        refuse_if_propagating(ctx, target, key)
     if rest[0] == "appRoleAssignments":
         if len(rest) == 1 and method == "GET":
             return _list_assignments(ctx, lambda a: a.principal_id == oid)
@@ -239,6 +248,26 @@ def handle(ctx: Context) -> GraphResponse:
     raise no_segment(rest[0])
 
 
+def _cast_in_body(ctx: Context) -> str | None:
+    """The derived type a plain ``POST /servicePrincipals`` names in ``@odata.type``.
+
+    Graph documents creating an Agent Identity by ``POST /servicePrincipals`` with
+    ``"@odata.type": "#microsoft.graph.agentIdentity"`` (agentidentity-post, "HTTP request"), and
+    upstream did so with ``"Microsoft.Graph.AgentIdentity"`` (evidence #18, CEA:293-302): the
+    type name is matched without case and with or without its '#'.
+    """
+    odata_type = ctx.req.json().get("@odata.type")
+    if not isinstance(odata_type, str):
+        return None
+    named = odata_type.lstrip("#").lower()
+    for cast in (AGENT_IDENTITY, BLUEPRINT_PRINCIPAL):
+        if named == cast.lower():
+            return cast
+    if named != "microsoft.graph.serviceprincipal":
+        raise bad_request(f"The @odata.type '{odata_type}' cannot be created at /servicePrincipals.")
+    return None
+
+
 def _method(method: str) -> GraphError:
     return method_not_allowed(method, "servicePrincipals")
 
@@ -248,9 +277,9 @@ def _list(ctx: Context, cast: str | None) -> GraphResponse:
     # https://learn.microsoft.com/graph/api/agentidentity-list
     # https://learn.microsoft.com/graph/api/agentidentityblueprintprincipal-list
     require(ctx.caller, app=(*_READ, "Application.ReadWrite.OwnedBy", "AgentIdentityBlueprint.Create"), delegated=_READ)
-    clauses = query_filter(
-        ctx, "servicePrincipal", "appId", "displayName", "id", "servicePrincipalType", "agentIdentityBlueprintId"
-    )
+    # Graph does not support $filter on agentIdentityBlueprintId (upstream filters client-side,
+    # evidence #21, CEA:218-219): it is refused with Request_UnsupportedQuery like any other.
+    clauses = query_filter(ctx, "servicePrincipal", "appId", "displayName", "id", "servicePrincipalType")
     items: list[dict[str, Any]] = []
     if cast != AGENT_IDENTITY:
         for sp in ctx.tenant.service_principals:
@@ -280,6 +309,7 @@ def _create_principal(ctx: Context, *, typed: bool) -> GraphResponse:
     app = ctx.tenant.application(app_id)
     if app is None:
         raise not_found(app_id)  # docs silent on the status
+    refuse_if_propagating(ctx, app, app_id)
     caller = ctx.caller
     if typed and app.kind != "blueprint":
         raise bad_request(
@@ -334,14 +364,17 @@ def _create_identity(ctx: Context) -> GraphResponse:
     blueprint = ctx.tenant.application(parent)
     if blueprint is None:
         raise not_found(parent)
+    refuse_if_propagating(ctx, blueprint, parent)
     if blueprint.kind != "blueprint":
         raise bad_request(
             f"The specified Application ({parent}) isn't an Agent Blueprint.", "AgentIdentity_IncompatibleParentType"
         )
-    if ctx.tenant.service_principal_by_app_id(parent) is None:
+    principal = ctx.tenant.service_principal_by_app_id(parent)
+    if principal is None or still_propagating(ctx, principal):
+        # The same answer while a new Blueprint principal propagates (hard-won-learnings.md, upstream).
         raise bad_request(
             f"The required agent identity blueprint principal doesn't exist for blueprint {parent}.",
-            "AgentIdentity_AgentBlueprintPrincipalDoesNotExist",
+            BLUEPRINT_PRINCIPAL_MISSING,
         )
     caller_app = ctx.tenant.application(caller.app_id)
     if not caller.delegated and caller_app is not None and caller_app.kind == "blueprint" and caller.app_id != parent:
@@ -464,6 +497,11 @@ def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> Gra
     if resource is not None and resource_id != resource:
         raise bad_request(f"resourceId must be the service principal in the URL ({resource}).")
     require_principal(ctx, principal_id, "principalId")
+    refuse_if_propagating(
+        ctx,
+        ctx.tenant.service_principal(principal_id) or ctx.tenant.agent_identity_by_object_id(principal_id),
+        principal_id,
+    )
     require_graph_resource(ctx, resource_id, "roles")
     roles = {permission_id(r, "role"): r for r in GRAPH_APP_ROLES}
     if role_id not in roles:
@@ -479,7 +517,7 @@ def _assign(ctx: Context, *, principal: str | None, resource: str | None) -> Gra
         raise bad_request(
             "Permission being assigned already exists on the object.", "Request_MultipleObjectsWithSameKeyValue"
         )
-    assignment = ctx.tenant.assign_app_role(principal_id, role_id, roles[role_id])
+    assignment = ctx.tenant.assign_app_role(principal_id, role_id, roles[role_id], delayed=True)
     return GraphResponse(201, entity(ctx, "appRoleAssignments", assignment_json(ctx, assignment)))
 
 

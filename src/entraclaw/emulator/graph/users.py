@@ -49,6 +49,7 @@ from entraclaw.emulator.graph._core import (
     query_filter,
     require,
 )
+from entraclaw.emulator.graph.propagation import refuse_if_propagating
 from entraclaw.emulator.tenant import AgentUser, DirectoryUser
 
 __all__ = ["handle", "handle_me"]
@@ -225,6 +226,7 @@ def _create(ctx: Context, *, typed: bool) -> GraphResponse:
     identity = ctx.tenant.agent_identity_by_object_id(parent_id) if GUID_RE.match(parent_id) else None
     if identity is None:
         raise bad_request(f"identityParentId '{parent_id}' is not an agent identity in tenant {ctx.tenant.tenant_id}.")
+    refuse_if_propagating(ctx, identity, parent_id)
     _authorize_parented(ctx, identity.app_id)
     if any(u.identity_parent_id == identity.object_id for u in ctx.tenant.agent_users):
         raise bad_request(f"Agent identity {identity.object_id} is already the identity parent of another agent user.")
