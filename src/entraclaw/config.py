@@ -620,6 +620,25 @@ def _file_layer(path: Path, explicit: bool, problems: list[ConfigProblem]) -> _L
                 f"Edit {path}: one KEY=value per line, each key once, or a # comment.",
             )
         )
+    known = {*_ENV_FIELD, ENV_BLUEPRINT_CERT_THUMBPRINT, ENV_KEY_PASSWORD, ENV_HOME}
+    for key in env_file.values():
+        if key.startswith("ENTRACLAW_") and key not in known:
+            import difflib
+
+            # A misspelled key would silently leave its setting unset; the nearest known key names the fix.
+            near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
+            if near:
+                problems.append(
+                    ConfigProblem(
+                        key,
+                        f"{path} line {env_file.line_of(key)}",
+                        f"is not a setting entraclaw knows; did you mean {near[0]}?",
+                        f"Rename it to {near[0]} in {path}.",
+                    )
+                )
+            else:
+                logger.warning("%s line %s: %s is not a setting entraclaw reads; it is ignored.",
+                               path, env_file.line_of(key), key)
     if env_file.had_bom:
         logger.warning(
             "%s starts with a UTF-8 byte-order mark (PowerShell 5 writes one); it was ignored and the next "

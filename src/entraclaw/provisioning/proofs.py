@@ -45,6 +45,7 @@ def build_proof(
     *,
     now: float | None = None,
     lifetime: int = MAX_PROOF_LIFETIME,
+    audience: str = PROOF_AUDIENCE,
 ) -> str:
     """A proof JWT for ``application_object_id`` signed (RS256) by ``signer``'s registered key."""
     if not 0 < lifetime <= MAX_PROOF_LIFETIME:
@@ -63,7 +64,7 @@ def build_proof(
     header = {"alg": "RS256", "kid": sha1, "typ": "JWT", "x5t": b64url_encode(bytes.fromhex(sha1))}
     issued = int(time.time() if now is None else now)
     claims = {
-        "aud": PROOF_AUDIENCE,
+        "aud": audience,  # only the conformance run passes another, to record the refusal
         "iss": application_object_id,
         "nbf": issued,
         "iat": issued,

@@ -56,6 +56,7 @@ from entraclaw.provisioning.keys import (
 from entraclaw.provisioning.limits import KEY_CREDENTIALS_GUARD, explained, read_certificate_policy, refuse_if_full
 from entraclaw.provisioning.plan import PlanStep, describe
 from entraclaw.provisioning.proofs import build_proof
+from entraclaw.provisioning.setup_rules import certificate_action, journal_has_progress, remove_own_certificate
 from entraclaw.provisioning.smoke import run_chain
 from entraclaw.provisioning.state import (
     CONFIG_KEYS,
@@ -216,6 +217,11 @@ class Setup:
         """Object ids of the sponsors Graph requires on a new Blueprint / Agent Identity."""
         if self._sponsor_ids is not None:
             return self._sponsor_ids
+        remembered = self.journal.data.get("sponsor_ids")
+        if not self.options.sponsor_ids and isinstance(remembered, list) and remembered:
+            # A resumed run needs only the admin sign-in (README): the sponsors the first run was given.
+            self._sponsor_ids = tuple(str(i) for i in remembered)
+            return self._sponsor_ids
         ids: list[str] = []
         for value in self.options.sponsor_ids:
             if "@" in value:
@@ -238,6 +244,8 @@ class Setup:
                 )
             ids.append(me.object_id)
         self._sponsor_ids = tuple(ids)
+        # Saved with the create that needs them (_creating writes the journal before sending it).
+        self.journal.data["sponsor_ids"] = list(ids)
         return self._sponsor_ids
 
     def _await_pending(self, kind: str, finder: Callable[[], T | None]) -> T | None:
@@ -350,6 +358,9 @@ class Setup:
         self.graph.reset_counts()
         self.journal.load()
         endpoints = self.options.endpoints
+        if self.journal.data and not journal_has_progress(self.journal.data):
+            # A run that stopped before it made anything (a wrong tenant, no sign-in) binds nothing.
+            self.journal.data = {}
         if self.journal.data.get("tenant_id") not in (None, endpoints.tenant_id):
             raise ConfigurationError(
                 f"The setup journal {self.journal.path} belongs to tenant {self.journal.data.get('tenant_id')}, "
@@ -586,7 +597,7 @@ class Setup:
         return None
 
     def _certificate(self, blueprint: BlueprintInfo | None, key: DeviceKey | None, config: dict[str, str]) -> None:
-        if blueprint is None or key is None:
+        if blueprint is None:
             self._plan("certificate", "register", "the new certificate (PATCH: a new Blueprint has none)")
             return
         credentials: list[KeyCredentialInfo] = []
@@ -596,55 +607,38 @@ class Setup:
                 lambda: self.graph.key_credentials(blueprint.object_id),
                 step="certificate",
             )
-        if any(c.sha1 == key.sha1 for c in credentials):
+        if key is not None and any(c.sha1 == key.sha1 for c in credentials):
             self._plan("certificate", "exists", f"SHA-1 {key.sha1} is registered on the Blueprint")
             if self._act:
                 self._record("certificate", {"sha1": key.sha1})
             return
         refuse_if_full(blueprint, len(credentials), limit=self.options.max_key_credentials)
-        explained(lambda: self._register(blueprint, key, credentials, config), blueprint, certificate=key.sha1)
-        if self._act:
+        shown = key.sha1 if key is not None else "(the new key)"
+        explained(lambda: self._register(blueprint, key, credentials, config), blueprint, certificate=shown)
+        if self._act and key is not None:
             self._record("certificate", {"sha1": key.sha1})
 
     def _register(
-        self, blueprint: BlueprintInfo, key: DeviceKey, credentials: list[KeyCredentialInfo], config: dict[str, str]
+        self,
+        blueprint: BlueprintInfo,
+        key: DeviceKey | None,
+        credentials: list[KeyCredentialInfo],
+        config: dict[str, str],
     ) -> None:
         self._known = credentials
         now = self.clock()
         valid = [c for c in credentials if c.valid_at(now)]
-        body = key_credential_body(key)
-        if not valid:
-            self._plan("certificate", "register (PATCH)", f"SHA-1 {key.sha1}; the Blueprint has no valid certificate")
-            if self._act:
-                # Expired certificates go; one another device adds meanwhile stays (fleet.py).
-                self._register_by_patch(blueprint, key, body, drop=lambda c: not c.valid_at(now))
-                checkpoint("certificate:sent")
-        else:
-            prover = self._device_registered_key(blueprint, valid, key.key_ref, config)
-            if prover is not None:
-                self._plan(
-                    "certificate", "register (addKey)", f"SHA-1 {key.sha1}, proof signed by this device's {prover.sha1}"
-                )
-                if self._act:
-                    try:
-                        proof = build_proof(prover.signer, blueprint.object_id, now=now)
-                        self.wait.run(
-                            f"Blueprint {blueprint.app_id}",
-                            lambda: self.graph.add_key(blueprint.object_id, body, proof),
-                            step="certificate",
-                        )
-                        checkpoint("certificate:sent")
-                    finally:
-                        prover.close()
-            elif self.options.patch_key_credentials:
-                self._plan(
-                    "certificate",
-                    "register (PATCH, keeping others)",
-                    f"SHA-1 {key.sha1} appended to {len(credentials)} certificate(s) by read-modify-write",
-                )
-                if self._act:
-                    self._register_by_patch(blueprint, key, body)
-            else:
+        prover = self._device_registered_key(blueprint, valid, key.key_ref if key else "", config) if valid else None
+        # The dry run (key None: not made yet) and the run decide by the same rule (setup_rules).
+        decision = certificate_action(
+            registered_sha1s={c.sha1 for c in credentials if c.sha1},
+            valid_count=len(valid),
+            key_sha1=key.sha1 if key is not None else None,
+            prover_sha1=prover.sha1 if prover is not None else None,
+            patch_allowed=self.options.patch_key_credentials,
+        )
+        try:
+            if decision.action == "refuse":
                 others = ", ".join(c.sha1 or c.key_id for c in valid)
                 raise ConfigurationError(
                     f"Blueprint {blueprint.app_id} already has {len(valid)} valid certificate(s) ({others}) from "
@@ -656,8 +650,35 @@ class Setup:
                         "or register it from a device that holds a registered key."
                     ),
                     client_id=blueprint.app_id,
-                    thumbprint=key.sha1,
+                    thumbprint=key.sha1 if key is not None else None,
                 )
+            labels = {
+                "exists": "exists",
+                "patch": "register (PATCH)",
+                "add_key": "register (addKey)",
+                "patch_keeping_others": "register (PATCH, keeping others)",
+            }
+            self._plan("certificate", labels[decision.action], decision.detail)
+            if not self._act or key is None:
+                return
+            body = key_credential_body(key)
+            if decision.action == "patch":
+                # Expired certificates go; one another device adds meanwhile stays (fleet.py).
+                self._register_by_patch(blueprint, key, body, drop=lambda c: not c.valid_at(now))
+                checkpoint("certificate:sent")
+            elif decision.action == "add_key" and prover is not None:
+                proof = build_proof(prover.signer, blueprint.object_id, now=now)
+                self.wait.run(
+                    f"Blueprint {blueprint.app_id}",
+                    lambda: self.graph.add_key(blueprint.object_id, body, proof),
+                    step="certificate",
+                )
+                checkpoint("certificate:sent")
+            elif decision.action == "patch_keeping_others":
+                self._register_by_patch(blueprint, key, body)
+        finally:
+            if prover is not None:
+                prover.close()
 
     def _register_by_patch(
         self,
@@ -934,8 +955,9 @@ class Setup:
         self._act = not dry_run
         self.journal.load()
         if not self.journal.data:
-            self._plan("rollback", "skip", f"no setup journal at {self.journal.path}")
+            self._plan("rollback", "skip", f"nothing to undo: no setup journal at {self.journal.path}")
             return self.result.plan
+        planned = len(self.result.plan)
         if self.journal.data.get("status") == "complete" and not force:
             raise ConfigurationError(
                 f"The setup recorded in {self.journal.path} completed; rolling it back would delete a working "
@@ -944,6 +966,7 @@ class Setup:
                 path=str(self.journal.path),
             )
         created = list(self.journal.data.get("created", []))
+        blueprint_deleted = any(c.get("kind") == "blueprint" for c in created)
         for kind in _DELETE_ORDER:
             for item in [c for c in created if c.get("kind") == kind]:
                 self._plan("rollback", f"delete {kind}", f"{item.get('name')} ({item.get('id')})")
@@ -960,6 +983,15 @@ class Setup:
                 f"a {pending} create was sent when the run stopped; if it exists it is not in the journal — "
                 "re-run `entraclaw setup` to adopt it, then --rollback",
             )
+        remove_own_certificate(
+            self.graph,
+            self.journal.data,
+            blueprint_deleted=blueprint_deleted,
+            keystore=self.keystore,
+            now=self.clock(),
+            plan=self._plan,
+            act=self._act,
+        )
         recorded = self.journal.data.get("key")
         config = read_device_config(self.env_file)
         recorded_bp = self.journal.data.get("blueprint")
@@ -978,6 +1010,8 @@ class Setup:
             self._plan("rollback", "delete key", ref + (" (also the configured key)" if in_use else ""))
             if self._act:
                 delete_device_key(ref, keystore=self.keystore)
+        if len(self.result.plan) == planned:
+            self._plan("rollback", "skip", f"nothing to undo: the journal {self.journal.path} records nothing made")
         if self._act:
             if configured_here and force:
                 # The config would name objects that no longer exist.
