@@ -36,7 +36,7 @@ from entraclaw.conformance.transcript import Entry, Transcript
 from entraclaw.errors import ConfigurationError, GraphRequestError
 from entraclaw.provisioning.auth import GraphAuth
 from entraclaw.provisioning.context import Endpoints
-from entraclaw.provisioning.proofs import build_proof
+from entraclaw.provisioning.proofs import PROOF_AUDIENCE, build_proof
 from entraclaw.provisioning.propagation import is_propagation_error
 
 __all__ = ["SCENARIOS", "Run", "run_scenario"]
@@ -45,9 +45,7 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-# The proof audience Graph's addKey/removeKey pages name (application-addkey, agentidentityblueprint-addkey);
-# Graph's own app id is the audience users report a 401 for.
-PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
+# Graph's own app id: the proof audience users report a 401 for (the pages name PROOF_AUDIENCE).
 WRONG_PROOF_AUDIENCE = GRAPH_APP_ID
 SCENARIOS = ("full", "read-only")
 
