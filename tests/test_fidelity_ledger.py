@@ -8,8 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER = ROOT / "docs" / "fidelity.md"
-# `tests/x.py::test_a`, a bare `tests/x.py`, and `::test_b` (a further test of the file named before it).
-TEST_REF = re.compile(r"(tests/[\w/]+\.py)?(?:::(\w+))?")
+# `tests/x.py::test_a` (or `x.py::test_a`), a bare `tests/x.py`, `::test_b` (a further test of the file
+# named before it), and a bare `test_c` (found in whichever test file defines it).
+TEST_REF = re.compile(r"((?:tests/)?[\w/]+\.py)?(?:::(\w+))?|\b(test_\w+)")
 
 
 def _rows() -> list[list[str]]:
@@ -40,15 +41,20 @@ def test_every_row_has_a_source_and_an_existing_test() -> None:
         behaviour, source, does, pinned = cells
         if not source or not does:
             problems.append(f"{behaviour}: no source or description")
-        refs = [(f, n) for f, n in TEST_REF.findall(pinned) if f or n]
+        refs = [(f, n or bare) for f, n, bare in TEST_REF.findall(pinned) if f or n or bare]
         if not refs:
             problems.append(f"{behaviour}: no test named")
         file = ""
         for named_file, name in refs:
-            file = named_file or file
+            if named_file:
+                file = named_file if named_file.startswith("tests/") else f"tests/{named_file}"
+            if not file:
+                if not any(name in _tests_in(p) for p in ROOT.joinpath("tests").rglob("test_*.py")):
+                    problems.append(f"{behaviour}: no test named {name}")
+                continue
             path = ROOT / file
-            if not file or not path.is_file():
-                problems.append(f"{behaviour}: test file {file or '(none)'} does not exist")
+            if not path.is_file():
+                problems.append(f"{behaviour}: test file {file} does not exist")
             elif name and name not in _tests_in(path):
                 problems.append(f"{behaviour}: {file}::{name} does not exist")
     assert problems == []
