@@ -91,6 +91,9 @@ def _agent_token(s: requests.Session, info: dict[str, str], scopes: str) -> tupl
             "principalId": au["id"],
             "resourceId": graph_sp,
             "scope": scopes,
+            # Graph refuses a grant without them (issue 13, upstream Learning #10).
+            "startTime": "2026-01-01T00:00:00Z",
+            "expiryTime": "2036-01-01T00:00:00Z",
         },
     )
     t1 = post_token(cc(bp["appId"], cert, "api://AzureADTokenExchange/.default", fmi_path=ai["appId"]))

@@ -97,7 +97,8 @@ def test_due_token_is_served_at_once_while_one_background_refresh_runs(world):
     finally:
         release.set()
     assert cred.wait_for_refresh(timeout=30)
-    assert _hops(emu, start) == [1, 2, 3], "exactly one refresh per key"
+    # T3 only: T1 and T2 are still usable and are renewed on need, not ahead (issue 16).
+    assert _hops(emu, start) == [3], "exactly one refresh of the due key"
     second = cred.get_token(GRAPH_SCOPE)
     assert second.token != first.token
 
@@ -287,10 +288,10 @@ def test_background_refresh_adopts_a_token_another_process_wrote(world, tmp_path
     clock.now += 1801
     assert first.get_token(GRAPH_SCOPE).token == old.token
     assert first.wait_for_refresh(timeout=30)
-    assert emu.stats.count() == 6
+    assert emu.stats.count() == 4  # T3 only (T1 and T2 renewed on need, issue 16)
     renewed = first.get_token(GRAPH_SCOPE).token
     # The second process's token is due too; its background refresh finds the renewed one.
     assert second.get_token(GRAPH_SCOPE).token == old.token
     assert second.wait_for_refresh(timeout=30)
     assert second.get_token(GRAPH_SCOPE).token == renewed
-    assert emu.stats.count() == 6, "the second process exchanged although the file had a fresh token"
+    assert emu.stats.count() == 4, "the second process exchanged although the file had a fresh token"

@@ -140,7 +140,8 @@ def _linux_auto() -> Literal["keystore", "tpm"]:
             remedy=(
                 f"Make the TPM usable (enable it; add this user to the `tss` group for /dev/tpmrm0; or set "
                 f"ENTRACLAW_TPM2_TCTI, now {tcti_config()}) and run `entraclaw setup --key-storage tpm`; or start a "
-                "Secret Service (gnome-keyring in a D-Bus session) and run `entraclaw setup --key-storage keystore`; "
+                "Secret Service (gnome-keyring in a D-Bus session; for a service, scripts/with_state_keyring.sh keeps "
+                "one in the state directory: docs/headless.md) and run `entraclaw setup --key-storage keystore`; "
                 "or keep an owner-only PEM file with `entraclaw setup --key-storage file` (protected by file "
                 "permissions only)."
             ),
