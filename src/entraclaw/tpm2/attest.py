@@ -117,7 +117,13 @@ def attest_key(signer: Tpm2Signer, *, ak_public: bytes | None = None) -> KeyAtte
         if claim.attest.extra_data != nonce:
             raise AttestationError("The certification does not carry the nonce sent with it (a replay).",
                                    reason="nonce")
-        verify_key_claim(claim, public_key=signer.certificate.public_key(), aik_public=trusted, nonce=nonce)
+        verify_key_claim(
+            claim,
+            public_key=signer.certificate.public_key(),
+            aik_public=trusted,
+            nonce=nonce,
+            aik_qualified_name=endorsement_primary_qualified_name(trusted),
+        )
     except AttestationError as exc:
         why = f"the claim is invalid ({exc.context.get('reason', 'format')}): {exc.message}"
         return KeyAttestation(hardware=True, claim=raw_attest, problems=(*problems, why), claim_problem=why)
@@ -145,3 +151,26 @@ def ak_public_area(signer: Tpm2Signer) -> bytes:
             raise signer._error(failed) from None
         conn.flush(ak)
     return bytes(public.marshal())
+
+
+#: TPM_RH_ENDORSEMENT: the qualified name of a hierarchy is its handle (TPM 2.0 Part 1, "Qualified Name").
+_TPM_RH_ENDORSEMENT = 0x4000000B
+
+
+def endorsement_primary_qualified_name(ak_public: bytes) -> bytes:
+    """The qualified name a primary key of the endorsement hierarchy signs TPM2_Certify with.
+
+    qualifiedSigner in TPMS_ATTEST is the signer's qualified name: nameAlg || H(QN(parent) || Name), and
+    a hierarchy's QN is its handle, so the AK made by ``create_primary("ENDORSEMENT", ...)`` has this one.
+    """
+    import hashlib
+
+    from entraclaw.attestation import parse_tpm_public
+
+    aik = parse_tpm_public(ak_public)
+    alg = aik.name[:2]
+    digest = {b"\x00\x0b": hashlib.sha256, b"\x00\x0c": hashlib.sha384, b"\x00\x04": hashlib.sha1}.get(alg)
+    if digest is None:
+        return aik.name
+    return alg + digest(_TPM_RH_ENDORSEMENT.to_bytes(4, "big") + aik.name).digest()
+
