@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -288,10 +289,24 @@ void test_threads() {
   cng::CertKey key;
   CHECK_OK(key.open(p.thumbprint, cng::StoreLocation::CurrentUser, cng::RetryPolicy{}, nullptr));
   standin_set_sign_latency_us(2000);
-  // A stale-handle storm in the middle: one re-acquire serves every thread.
-  const int good = sign_concurrently(key, p.der, 6, 10, true,
-                                     [] { standin_fail("NCryptSignHash", NTE_INVALID_HANDLE, 3, 5); });
+  // The key's handles go stale while six threads sign (an eviction): every
+  // thread holding the old handle fails once, and one re-acquire serves them
+  // all. The eviction is tied to the handle, not to a count of calls: an
+  // injected "next 3 calls fail" also fails a thread's retry on the NEW handle
+  // when another thread's call was slower, which real staleness never does
+  // (that made this test fail 59/60 now and then).
+  const auto acquires_before = standin_call_count("CryptAcquireCertificatePrivateKey");
+  const std::string container = p.container;
+  const auto signs_before = standin_call_count("NCryptSignHash");
+  const int good = sign_concurrently(key, p.der, 6, 10, true, [&container, signs_before] {
+    // Mid-run: after a dozen signing calls, with 48+ still to come.
+    while (standin_call_count("NCryptSignHash") - signs_before < 12) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    CHECK(standin_evict_key(kSoftware, container.c_str()) == 1);
+  });
   CHECK(good == 60);
+  CHECK(standin_call_count("CryptAcquireCertificatePrivateKey") - acquires_before == 1);
   key.close();
   standin_set_sign_latency_us(0);
   expect_clean();

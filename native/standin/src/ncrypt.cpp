@@ -37,7 +37,9 @@ SECURITY_STATUS write_dword(DWORD value, PBYTE out, DWORD capacity, DWORD* writt
 // The key record behind a live key handle (caller holds state().mu).
 KeyRecord* record_of(NCRYPT_HANDLE handle) {
   if (!is_live(handle, Kind::Key)) return nullptr;
-  return reinterpret_cast<KeyObj*>(handle)->record.get();
+  auto* k = reinterpret_cast<KeyObj*>(handle);
+  if (k->epoch != k->record->epoch.load()) return nullptr;  // evicted: stale handle
+  return k->record.get();
 }
 
 }  // namespace
@@ -273,7 +275,8 @@ SECURITY_STATUS WINAPI NCryptSignHash(NCRYPT_KEY_HANDLE handle, VOID* padding, P
   std::shared_ptr<KeyRecord> record;
   {
     std::lock_guard<std::mutex> lock(state().mu);
-    if (!is_live(handle, Kind::Key)) return NTE_INVALID_HANDLE;
+    KeyRecord* current = record_of(handle);
+    if (current == nullptr) return NTE_INVALID_HANDLE;
     record = reinterpret_cast<KeyObj*>(handle)->record;
   }
   if (record->deleted) return NTE_BAD_KEYSET;

@@ -282,6 +282,14 @@ int standin_remove_key(const char* provider, const char* container) {
   return 1;
 }
 
+int standin_evict_key(const char* provider, const char* container) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  auto it = state().keys.find(std::make_pair(std::string(provider), wide(container)));
+  if (it == state().keys.end()) return 0;
+  it->second->epoch.fetch_add(1);
+  return 1;
+}
+
 int standin_key_exists(const char* provider, const char* container) {
   std::lock_guard<std::mutex> lock(state().mu);
   return state().keys.count(std::make_pair(std::string(provider), wide(container))) ? 1 : 0;

@@ -87,6 +87,10 @@ struct KeyRecord {
   // false: the key handle does not answer "PSS Salt Size" (only the provider may).
   bool pss_salt_on_key = true;
   std::atomic<int> active_signs{0};
+  // Bumped by standin_evict_key: handles opened before go stale (NTE_INVALID_HANDLE)
+  // while the key itself stays, as after a TPM resource-manager eviction or a
+  // KeyIso restart; a handle opened afterwards works.
+  std::atomic<uint64_t> epoch{0};
 };
 
 struct KeyLink {
@@ -130,7 +134,9 @@ struct CertObj {
 };
 
 struct KeyObj {
+  explicit KeyObj(std::shared_ptr<KeyRecord> r) : record(std::move(r)), epoch(record->epoch.load()) {}
   std::shared_ptr<KeyRecord> record;
+  uint64_t epoch;  // the record's epoch when this handle was opened
 };
 
 struct ProviderObj {

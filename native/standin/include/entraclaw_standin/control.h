@@ -33,6 +33,11 @@ ENTRACLAW_STANDIN_CONTROL int32_t standin_add_certificate(int location, const ui
 /* Delete a key out of band (as if someone removed it with certutil);
  * handles already open to it go stale. Returns 1 if the key existed. */
 ENTRACLAW_STANDIN_CONTROL int standin_remove_key(const char* provider, const char* container);
+/* Make every handle already open to a key stale (NTE_INVALID_HANDLE on use)
+ * while the key stays: what a TPM resource-manager eviction or a key isolation
+ * service restart does. A handle opened afterwards works. Returns 1 if the key
+ * existed. */
+ENTRACLAW_STANDIN_CONTROL int standin_evict_key(const char* provider, const char* container);
 /* Whether a key container exists in provider. */
 ENTRACLAW_STANDIN_CONTROL int standin_key_exists(const char* provider, const char* container);
 /* Number of certificates in a store. */
