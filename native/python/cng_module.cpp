@@ -79,6 +79,42 @@ py::dict certificate_dict(const cng::CertificateInfo& info) {
   return d;
 }
 
+py::dict account_dict(const cng::AccountInfo& info) {
+  py::dict d;
+  d["sid"] = info.sid;
+  d["name"] = info.name;
+  d["domain"] = info.domain;
+  d["kind"] = std::string(cng::account_kind_name(info.kind));
+  d["lookup_hresult"] = info.lookup.code();
+  d["lookup_api"] = std::string(info.lookup.api);
+  return d;
+}
+
+py::dict dacl_dict(const cng::DaclInfo& info) {
+  py::list aces;
+  for (const auto& ace : info.aces) {
+    aces.append(py::make_tuple(ace.sid, ace.mask, static_cast<int>(ace.type), static_cast<int>(ace.flags)));
+  }
+  py::dict d;
+  d["owner"] = info.owner_sid;
+  d["control"] = info.control;
+  d["dacl_present"] = info.dacl_present;
+  d["protected"] = info.is_protected;
+  d["aces"] = aces;
+  return d;
+}
+
+std::vector<std::uint8_t> account_sid(const std::string& name, cng::AccountInfo& info) {
+  std::vector<std::uint8_t> sid;
+  cng::Status st;
+  {
+    py::gil_scoped_release release;
+    st = cng::lookup_account(name, sid, info);
+  }
+  if (!st.ok()) raise_status(st);
+  return sid;
+}
+
 std::unique_ptr<cng::CertKey> open_key(const std::string& thumbprint, const std::string& location, int attempts,
                                        double initial_delay_ms, double multiplier, double max_delay_ms) {
   const cng::Sha1 hash = parse_thumbprint(thumbprint);
@@ -127,17 +163,7 @@ void bind_file_security(py::module_& m) {
           st = cng::read_dacl(path, info);
         }
         if (!st.ok()) raise_status(st);
-        py::list aces;
-        for (const auto& ace : info.aces) {
-          aces.append(py::make_tuple(ace.sid, ace.mask, static_cast<int>(ace.type), static_cast<int>(ace.flags)));
-        }
-        py::dict d;
-        d["owner"] = info.owner_sid;
-        d["control"] = info.control;
-        d["dacl_present"] = info.dacl_present;
-        d["protected"] = info.is_protected;
-        d["aces"] = aces;
-        return d;
+        return dacl_dict(info);
       },
       py::arg("path"));
 
@@ -149,15 +175,18 @@ void bind_file_security(py::module_& m) {
       st = cng::current_account(info);
     }
     if (!st.ok()) raise_status(st);
-    py::dict d;
-    d["sid"] = info.sid;
-    d["name"] = info.name;
-    d["domain"] = info.domain;
-    d["kind"] = std::string(cng::account_kind_name(info.kind));
-    d["lookup_hresult"] = info.lookup.code();
-    d["lookup_api"] = std::string(info.lookup.api);
-    return d;
+    return account_dict(info);
   });
+
+  // Machine installs: the account a service runs as, by name.
+  m.def(
+      "lookup_account",
+      [](const std::string& name) {
+        cng::AccountInfo info;
+        account_sid(name, info);
+        return account_dict(info);
+      },
+      py::arg("name"));
 }
 
 }  // namespace
@@ -269,6 +298,49 @@ PYBIND11_MODULE(_cng, m) {
             return d;
           },
           py::arg("aik") = "", py::arg("nonce") = py::bytes())
+      .def("read_access",
+           [](cng::CertKey& self) {
+             cng::DaclInfo info;
+             std::vector<std::string> ace_names;
+             cng::Status st;
+             {
+               py::gil_scoped_release release;
+               st = self.read_access(info);
+             }
+             py::list names;  // "DOMAIN\\name" per ACE, "" where the SID does not map
+             {
+               py::gil_scoped_release release;
+               if (st.ok()) {
+                 for (const auto& ace : info.aces) {
+                   cng::AccountInfo who;
+                   if (!ace.sid_bytes.empty() && cng::describe_sid(ace.sid_bytes, who).ok() && !who.name.empty()) {
+                     ace_names.push_back(who.domain.empty() ? who.name : who.domain + "\\" + who.name);
+                   } else {
+                     ace_names.emplace_back();
+                   }
+                 }
+               }
+             }
+             if (!st.ok()) raise_status(st);
+             for (const auto& name : ace_names) names.append(name);
+             py::dict d = dacl_dict(info);
+             d["names"] = names;
+             return d;
+           })
+      .def(
+          "restrict_access",
+          [](cng::CertKey& self, const std::string& account) {
+            cng::AccountInfo info;
+            const std::vector<std::uint8_t> sid = account_sid(account, info);
+            cng::Status st;
+            {
+              py::gil_scoped_release release;
+              st = self.restrict_access(sid);
+            }
+            if (!st.ok()) raise_status(st);
+            return account_dict(info);
+          },
+          py::arg("account"))
       .def_property_readonly("hardware", &cng::CertKey::hardware)
       .def_property_readonly("pss_salt_size", &cng::CertKey::pss_salt)
       .def("certificate",
@@ -308,8 +380,9 @@ PYBIND11_MODULE(_cng, m) {
       "provision_certificate",
       [](const std::string& common_name, const std::string& container, const std::string& provider,
          std::uint32_t key_bits, std::int64_t not_before, std::int64_t not_after, int attempts,
-         double initial_delay_ms, double multiplier, double max_delay_ms) {
+         double initial_delay_ms, double multiplier, double max_delay_ms, const std::string& location) {
         cng::ProvisionRequest request;
+        request.location = parse_location(location);
         request.common_name = common_name;
         request.container = container;
         if (provider == "auto") {
@@ -348,7 +421,7 @@ PYBIND11_MODULE(_cng, m) {
       },
       py::arg("common_name"), py::arg("container"), py::arg("provider"), py::arg("key_bits"), py::arg("not_before"),
       py::arg("not_after"), py::arg("attempts") = 2, py::arg("initial_delay_ms") = 100.0, py::arg("multiplier") = 2.0,
-      py::arg("max_delay_ms") = 2000.0);
+      py::arg("max_delay_ms") = 2000.0, py::arg("location") = "CurrentUser");
 
   m.def(
       "list_certificates",

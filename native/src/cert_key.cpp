@@ -1,5 +1,7 @@
 #include "cert_key.h"
 
+#include "key_access.h"
+
 #include <chrono>
 #include <thread>
 
@@ -375,6 +377,18 @@ Status CertKey::attestation(const std::string& aik, const std::vector<std::uint8
   // The claim is a TPM command like a signature: same lock.
   std::lock_guard<std::mutex> device(device_mu_);
   return read_attestation(key_, hardware_, aik, nonce, out);
+}
+
+Status CertKey::read_access(DaclInfo& out) {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  if (closed_) return Status{static_cast<HRESULT>(NTE_INVALID_HANDLE), kClosedApi};
+  return read_key_dacl(key_, out);
+}
+
+Status CertKey::restrict_access(const std::vector<std::uint8_t>& sid) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  if (closed_) return Status{static_cast<HRESULT>(NTE_INVALID_HANDLE), kClosedApi};
+  return set_key_dacl(key_, sid);
 }
 
 bool CertKey::hardware() const {

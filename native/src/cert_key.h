@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "file_security.h"
 #include "retry.h"
 #include "sign.h"
 #include "status.h"
@@ -96,6 +97,10 @@ class CertKey {
   // `nonce` (may be empty) goes to NCryptCreateClaim as an
   // NCRYPTBUFFER_CLAIM_KEYATTESTATION_NONCE buffer: TPMS_ATTEST.extraData.
   Status attestation(const std::string& aik, const std::vector<std::uint8_t>& nonce, AttestationData& out);
+  // Who may use the key (key_access.h): read its owner and DACL, or replace
+  // the DACL by one grant to `sid`.
+  Status read_access(DaclInfo& out);
+  Status restrict_access(const std::vector<std::uint8_t>& sid);
   bool hardware() const;
   DWORD pss_salt() const;
 

@@ -49,15 +49,6 @@ bool owner_refused(DWORD error) {
   return error == ERROR_ACCESS_DENIED || error == ERROR_INVALID_OWNER || error == ERROR_PRIVILEGE_NOT_HELD;
 }
 
-// Bytes of a SID whose header sits at `sid`, or 0 when it does not fit in
-// `available` bytes. Reads only the fixed 8-byte header to find out.
-std::size_t sid_length_within(const std::uint8_t* sid, std::size_t available) {
-  constexpr std::size_t kHeader = 8;  // revision, count, 6-byte authority
-  if (available < kHeader) return 0;
-  const std::size_t length = kHeader + 4u * sid[1];
-  return length <= available ? length : 0;
-}
-
 bool has_plain_sid(std::uint8_t ace_type) {
   // ACE types laid out as header, mask, SID (the callback variants append
   // application data after the SID). Object ACEs put GUIDs first.
@@ -67,6 +58,15 @@ bool has_plain_sid(std::uint8_t ace_type) {
 }
 
 }  // namespace
+
+// Bytes of a SID whose header sits at `sid`, or 0 when it does not fit in
+// `available` bytes. Reads only the fixed 8-byte header to find out.
+std::size_t sid_length_within(const std::uint8_t* sid, std::size_t available) {
+  constexpr std::size_t kHeader = 8;  // revision, count, 6-byte authority
+  if (available < kHeader) return 0;
+  const std::size_t length = kHeader + 4u * sid[1];
+  return length <= available ? length : 0;
+}
 
 const char* account_kind_name(AccountKind kind) {
   switch (kind) {
@@ -103,7 +103,8 @@ Status current_user_sid(std::vector<std::uint8_t>& sid) {
   return ok_status();
 }
 
-Status build_owner_only_acl(const std::vector<std::uint8_t>& sid, bool inherit, std::vector<std::uint8_t>& acl) {
+Status build_single_ace_acl(const std::vector<std::uint8_t>& sid, ACCESS_MASK mask, DWORD ace_flags,
+                            std::vector<std::uint8_t>& acl) {
   PSID psid = const_cast<std::uint8_t*>(sid.data());
   if (sid.empty() || !IsValidSid(psid)) return win32_error(ERROR_INVALID_SID, "IsValidSid");
   // Size as the InitializeAcl documentation gives it: the ACL header, one
@@ -113,13 +114,14 @@ Status build_owner_only_acl(const std::vector<std::uint8_t>& sid, bool inherit, 
   acl.assign(size, 0);
   auto* pacl = reinterpret_cast<PACL>(acl.data());
   if (!InitializeAcl(pacl, static_cast<DWORD>(size), ACL_REVISION)) return last_error("InitializeAcl");
-  const DWORD flags = inherit ? (OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE) : 0;
+  if (!AddAccessAllowedAceEx(pacl, ACL_REVISION, ace_flags, mask, psid)) return last_error("AddAccessAllowedAceEx");
+  return ok_status();
+}
+
+Status build_owner_only_acl(const std::vector<std::uint8_t>& sid, bool inherit, std::vector<std::uint8_t>& acl) {
   // FILE_ALL_ACCESS rather than GENERIC_ALL: it is what Windows stores after
   // mapping generic rights, so what read_dacl returns equals what was written.
-  if (!AddAccessAllowedAceEx(pacl, ACL_REVISION, flags, FILE_ALL_ACCESS, psid)) {
-    return last_error("AddAccessAllowedAceEx");
-  }
-  return ok_status();
+  return build_single_ace_acl(sid, FILE_ALL_ACCESS, inherit ? (OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE) : 0, acl);
 }
 
 Status sid_to_string(const void* sid, std::string& out) {
@@ -180,6 +182,10 @@ Status read_dacl(const std::string& utf8_path, DaclInfo& out) {
   SECURITY_DESCRIPTOR_CONTROL control = 0;
   DWORD revision = 0;
   if (!GetSecurityDescriptorControl(descriptor, &control, &revision)) return last_error("GetSecurityDescriptorControl");
+  return describe_dacl(owner, dacl, control, out);
+}
+
+Status describe_dacl(const void* owner, const ACL* dacl, SECURITY_DESCRIPTOR_CONTROL control, DaclInfo& out) {
   out.control = control;
   out.is_protected = (control & SE_DACL_PROTECTED) != 0;
   out.dacl_present = (control & SE_DACL_PRESENT) != 0 && dacl != nullptr;
@@ -191,7 +197,7 @@ Status read_dacl(const std::string& utf8_path, DaclInfo& out) {
 
   for (DWORD i = 0; i < dacl->AceCount; ++i) {
     LPVOID raw = nullptr;
-    if (!GetAce(dacl, i, &raw)) return last_error("GetAce");
+    if (!GetAce(const_cast<PACL>(dacl), i, &raw)) return last_error("GetAce");
     const auto* bytes = static_cast<const std::uint8_t*>(raw);
     ACE_HEADER header;
     std::memcpy(&header, bytes, sizeof header);
@@ -206,6 +212,8 @@ Status read_dacl(const std::string& utf8_path, DaclInfo& out) {
         sid_length_within(bytes + kSidOffset, header.AceSize - kSidOffset) != 0) {
       Status st = sid_to_string(bytes + kSidOffset, ace.sid);
       if (!st.ok()) return st;
+      const std::size_t length = sid_length_within(bytes + kSidOffset, header.AceSize - kSidOffset);
+      ace.sid_bytes.assign(bytes + kSidOffset, bytes + kSidOffset + length);
     }
     out.aces.push_back(std::move(ace));
   }
@@ -213,11 +221,19 @@ Status read_dacl(const std::string& utf8_path, DaclInfo& out) {
 }
 
 Status current_account(AccountInfo& out) {
-  out = AccountInfo{};
   std::vector<std::uint8_t> sid;
-  Status st = current_user_sid(sid, out.sid);
+  std::string text;
+  Status st = current_user_sid(sid, text);
   if (!st.ok()) return st;
-  PSID psid = sid.data();
+  return describe_sid(sid, out);
+}
+
+Status describe_sid(const std::vector<std::uint8_t>& sid, AccountInfo& out) {
+  out = AccountInfo{};
+  PSID psid = const_cast<std::uint8_t*>(sid.data());
+  if (sid.empty() || !IsValidSid(psid)) return win32_error(ERROR_INVALID_SID, "IsValidSid");
+  Status st = sid_to_string(psid, out.sid);
+  if (!st.ok()) return st;
   if (IsWellKnownSid(psid, WinLocalSystemSid)) {
     out.kind = AccountKind::LocalSystem;
   } else if (IsWellKnownSid(psid, WinLocalServiceSid)) {
@@ -248,6 +264,31 @@ Status current_account(AccountInfo& out) {
   out.name = narrow(name.data(), std::wcslen(name.data()));
   out.domain = narrow(domain.data(), std::wcslen(domain.data()));
   return ok_status();
+}
+
+Status lookup_account(const std::string& utf8_name, std::vector<std::uint8_t>& sid, AccountInfo& out) {
+  out = AccountInfo{};
+  sid.clear();
+  const std::wstring name = widen(utf8_name);
+  if (name.empty()) return win32_error(ERROR_NONE_MAPPED, "LookupAccountNameW");
+  // Two calls, as the LookupAccountNameW page describes: sizes, then data.
+  // https://learn.microsoft.com/en-us/windows/win32/api/winbase/nf-winbase-lookupaccountnamew
+  DWORD sid_len = 0;
+  DWORD domain_len = 0;
+  SID_NAME_USE use = SidTypeUnknown;
+  if (!LookupAccountNameW(nullptr, name.c_str(), nullptr, &sid_len, nullptr, &domain_len, &use)) {
+    const DWORD error = GetLastError();
+    if (error != ERROR_INSUFFICIENT_BUFFER) return win32_error(error, "LookupAccountNameW");
+  }
+  if (sid_len == 0) return win32_error(ERROR_NONE_MAPPED, "LookupAccountNameW");
+  sid.assign(sid_len, 0);
+  std::vector<WCHAR> domain(domain_len + 1, 0);
+  if (!LookupAccountNameW(nullptr, name.c_str(), sid.data(), &sid_len, domain.data(), &domain_len, &use)) {
+    sid.clear();
+    return last_error("LookupAccountNameW");
+  }
+  sid.resize(sid_len);
+  return describe_sid(sid, out);
 }
 
 }  // namespace entraclaw::cng

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "status.h"
+#include "win32.h"
 
 namespace entraclaw::cng {
 
@@ -31,6 +32,7 @@ struct AccountInfo {
 
 struct AceInfo {
   std::string sid;  // empty for ACE types whose layout carries no plain SID
+  std::vector<std::uint8_t> sid_bytes;  // the same SID, binary (for describe_sid)
   std::uint32_t mask = 0;
   std::uint8_t type = 0;
   std::uint8_t flags = 0;
@@ -50,10 +52,18 @@ struct OwnerOnlyResult {
   Status owner_status;  // why the owner was left alone, when owner_set is false
 };
 
+// Bytes of a SID whose header sits at `sid`, or 0 when it does not fit in
+// `available` bytes. Reads only the fixed 8-byte header to find out.
+std::size_t sid_length_within(const std::uint8_t* sid, std::size_t available);
+
 // The token user's SID (binary) from the process token.
 Status current_user_sid(std::vector<std::uint8_t>& sid);
 // The same SID, binary and as S-1-... text (every caller that reports the SID needs both).
 Status current_user_sid(std::vector<std::uint8_t>& sid, std::string& text);
+
+// A DACL with exactly one ACCESS_ALLOWED ACE: `mask` for `sid`, with `ace_flags`.
+Status build_single_ace_acl(const std::vector<std::uint8_t>& sid, ACCESS_MASK mask, DWORD ace_flags,
+                            std::vector<std::uint8_t>& acl);
 
 // A DACL with exactly one ACCESS_ALLOWED ACE: FILE_ALL_ACCESS for `sid`.
 // `inherit` adds OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE (for directories,
@@ -67,8 +77,18 @@ Status set_owner_only_dacl(const std::string& utf8_path, bool directory, OwnerOn
 // The owner, control flags and every ACE of `utf8_path`'s DACL.
 Status read_dacl(const std::string& utf8_path, DaclInfo& out);
 
+// Owner, control flags and every ACE of a DACL read from any descriptor.
+Status describe_dacl(const void* owner, const ACL* dacl, SECURITY_DESCRIPTOR_CONTROL control, DaclInfo& out);
+
 // SID, name and kind of the account this process runs as.
 Status current_account(AccountInfo& out);
+
+// SID text, name and kind of any account SID.
+Status describe_sid(const std::vector<std::uint8_t>& sid, AccountInfo& out);
+
+// An account name ("DOMAIN\\name", "NT AUTHORITY\\NETWORK SERVICE",
+// "NT SERVICE\\svc", a gMSA "DOMAIN\\svc$") to its binary SID and facts.
+Status lookup_account(const std::string& utf8_name, std::vector<std::uint8_t>& sid, AccountInfo& out);
 
 // S-1-... text of a binary SID (ConvertSidToStringSidW).
 Status sid_to_string(const void* sid, std::string& out);

@@ -72,11 +72,13 @@ SECURITY_STATUS set_dword_property(NCRYPT_KEY_HANDLE key, LPCWSTR name, DWORD va
 // A persisted, non-exportable, sign-only RSA key, finalized silently. On
 // failure nothing is left behind: an unfinalized key is never persisted.
 // `usage` is why the key could not be made sign-only (ok when it is).
-Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bits, KeyHandle& key, Status& usage) {
+Status create_key(LPCWSTR provider_name, const std::wstring& container, DWORD bits, bool machine, KeyHandle& key,
+                  Status& usage) {
   ProviderHandle provider;
   SECURITY_STATUS st = NCryptOpenStorageProvider(&provider.h, provider_name, 0);
   if (st != 0) return Status{st, "NCryptOpenStorageProvider"};
-  st = NCryptCreatePersistedKey(provider.h, &key.h, NCRYPT_RSA_ALGORITHM, container.c_str(), 0, 0);
+  st = NCryptCreatePersistedKey(provider.h, &key.h, NCRYPT_RSA_ALGORITHM, container.c_str(), 0,
+                                machine ? NCRYPT_MACHINE_KEY_FLAG : 0);
   if (st != 0) return Status{st, "NCryptCreatePersistedKey"};
   st = set_dword_property(key.h, NCRYPT_LENGTH_PROPERTY, bits, NCRYPT_SILENT_FLAG);
   if (st != 0) return Status{st, "NCryptSetProperty"};
@@ -232,11 +234,13 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
 
   KeyHandle key;
   bool in_tpm = false;
+  const bool machine = request.location == StoreLocation::LocalMachine;
   result.tpm_failure = ok_status();
   if (request.provider != ProviderChoice::Software) {
     for (;;) {
       ++result.tpm_attempts;
-      Status st = create_key(MS_PLATFORM_CRYPTO_PROVIDER, container, request.key_bits, key, result.key_usage_status);
+      Status st = create_key(MS_PLATFORM_CRYPTO_PROVIDER, container, request.key_bits, machine, key,
+                             result.key_usage_status);
       if (st.ok()) {
         in_tpm = true;
         break;
@@ -261,7 +265,7 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
     }
   }
   if (!in_tpm) {
-    Status st = create_key(MS_KEY_STORAGE_PROVIDER, container, request.key_bits, key, result.key_usage_status);
+    Status st = create_key(MS_KEY_STORAGE_PROVIDER, container, request.key_bits, machine, key, result.key_usage_status);
     if (!st.ok()) return st;
   }
 
@@ -284,7 +288,7 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
   if (self_signed.h == nullptr) return fail(last_error("CertCreateSelfSignCertificate"));
 
   StoreHandle store;
-  store.h = open_my_store(StoreLocation::CurrentUser, true, true);
+  store.h = open_my_store(request.location, true, true);
   if (store.h == nullptr) return fail(last_error("CertOpenStore"));
   CertContext stored;
   if (!CertAddCertificateContextToStore(store.h, self_signed.h, CERT_STORE_ADD_NEW, &stored.h)) {
@@ -297,6 +301,7 @@ Status provision_certificate(const ProvisionRequest& request, ProvisionResult& r
   link.pwszContainerName = container_copy.data();
   link.pwszProvName = provider_copy.data();
   link.dwProvType = 0;  // 0 = a CNG key storage provider, not a CAPI CSP
+  link.dwFlags = machine ? CRYPT_MACHINE_KEYSET : 0;  // the key set CryptAcquireCertificatePrivateKey opens
   link.dwKeySpec = 0;
   if (!CertSetCertificateContextProperty(stored.h, CERT_KEY_PROV_INFO_PROP_ID, 0, &link)) {
     Status st = last_error("CertSetCertificateContextProperty");

@@ -1,6 +1,6 @@
 // Key lifecycle for provisioning: a non-exportable RSA key in the TPM (or the
 // software KSP as fallback), a self-signed certificate for it in
-// CurrentUser\My, listing by subject prefix, deleting certificate + key.
+// CurrentUser\My (or LocalMachine\My with a machine key), listing by subject prefix, deleting certificate + key.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +23,10 @@ struct ProvisionRequest {
   std::string common_name;  // subject CN; no quotes (validated by the caller and here)
   std::string container;    // key container name, unique per key
   ProviderChoice provider = ProviderChoice::Auto;
+  // LocalMachine: a machine key (NCRYPT_MACHINE_KEY_FLAG) and LocalMachine\My,
+  // for agents run by a service, a scheduled task or a gMSA. Needs an
+  // administrator (LocalMachine\My is not writable by other users).
+  StoreLocation location = StoreLocation::CurrentUser;
   DWORD key_bits = 2048;
   std::int64_t not_before = 0;  // Unix seconds
   std::int64_t not_after = 0;

@@ -624,6 +624,76 @@ void test_current_account_kinds() {
   expect_clean();
 }
 
+// setup --machine: a machine key in LocalMachine\My whose DACL grants one
+// service account only. The installer keeps READ_CONTROL | WRITE_DAC as owner
+// (it can read and repair the grant) but can no longer open the key to sign.
+void test_machine_key_for_one_account() {
+  standin_reset();
+  cng::ProvisionRequest request;
+  request.common_name = "entraclaw-core-machine";
+  request.container = "core-test-machine";
+  request.provider = cng::ProviderChoice::Software;
+  request.location = cng::StoreLocation::LocalMachine;
+  request.not_before = static_cast<std::int64_t>(std::time(nullptr)) - 60;
+  request.not_after = request.not_before + 86400;
+  cng::ProvisionResult result;
+  CHECK_OK(cng::provision_certificate(request, result));
+  cng::Sha1 thumbprint{};
+  CHECK(cng::parse_sha1_hex(sha1_hex(result.der), thumbprint));
+  CHECK(standin_certificate_count(STANDIN_LOCAL_MACHINE) == 1 && standin_certificate_count(STANDIN_CURRENT_USER) == 0);
+  std::vector<cng::ListedCertificate> listed;
+  CHECK_OK(cng::list_certificates(cng::StoreLocation::LocalMachine, "entraclaw-core-machine", listed));
+  CHECK(listed.size() == 1);
+
+  // The machine key set is its own namespace: a user-key open does not find it.
+  cng::CertKey installer;
+  CHECK_OK(installer.open(thumbprint, cng::StoreLocation::LocalMachine, cng::RetryPolicy{}, nullptr));
+  const auto digest = sha256("machine");
+  std::vector<std::uint8_t> sig;
+  cng::SignReport report;
+  CHECK_OK(installer.sign(digest.data(), digest.size(), cng::Padding::Pkcs1, sig, report));
+  cng::DaclInfo before;
+  CHECK_OK(installer.read_access(before));
+  CHECK(before.aces.size() == 3 && before.owner_sid == standin_default_user_sid());
+
+  std::vector<std::uint8_t> service;
+  cng::AccountInfo who;
+  CHECK_OK(cng::lookup_account("NT AUTHORITY\\NETWORK SERVICE", service, who));
+  CHECK(who.sid == "S-1-5-20" && who.kind == cng::AccountKind::NetworkService && who.name == "NETWORK SERVICE");
+  CHECK(standin_add_account("S-1-5-21-1-2-3-1105", "agent$", "CONTOSO") == 0);
+  std::vector<std::uint8_t> gmsa;
+  CHECK_OK(cng::lookup_account("contoso\\AGENT$", gmsa, who));
+  CHECK(who.sid == "S-1-5-21-1-2-3-1105" && who.domain == "CONTOSO");
+  cng::Status missing = cng::lookup_account("CONTOSO\\nobody", gmsa, who);
+  CHECK(missing.code() == 0x80070534u && std::strcmp(missing.api, "LookupAccountNameW") == 0);  // ERROR_NONE_MAPPED
+
+  CHECK_OK(installer.restrict_access(service));
+  cng::DaclInfo after;
+  CHECK_OK(installer.read_access(after));
+  CHECK(after.is_protected && after.dacl_present && after.aces.size() == 1);
+  CHECK(after.aces[0].sid == "S-1-5-20" && after.aces[0].mask == GENERIC_ALL && after.aces[0].type == 0);
+  CHECK(after.owner_sid == standin_default_user_sid());
+  installer.close();
+
+  // The installer can no longer open it ("Keyset does not exist")...
+  cng::CertKey denied;
+  cng::Status st = denied.open(thumbprint, cng::StoreLocation::LocalMachine, cng::RetryPolicy{}, nullptr);
+  CHECK(st.hr == NTE_BAD_KEYSET && std::strcmp(st.api, "CryptAcquireCertificatePrivateKey") == 0);
+  // ...the service account can, and signs.
+  CHECK(standin_set_current_sid("S-1-5-20", "NETWORK SERVICE", "NT AUTHORITY") == 0);
+  cng::CertKey agent;
+  CHECK_OK(agent.open(thumbprint, cng::StoreLocation::LocalMachine, cng::RetryPolicy{}, nullptr));
+  CHECK_OK(agent.sign(digest.data(), digest.size(), cng::Padding::Pss, sig, report));
+  CHECK(verify(result.der, digest, sig, cng::Padding::Pss));
+  agent.close();
+  // Rotation as the service account deletes the old machine key and certificate.
+  cng::DeleteOutcome outcome;
+  CHECK_OK(cng::delete_certificate(cng::StoreLocation::LocalMachine, thumbprint, true, outcome));
+  CHECK(outcome.key_deleted && !standin_key_exists(kSoftware, "core-test-machine"));
+  standin_set_current_sid(nullptr, nullptr, nullptr);
+  expect_clean();
+}
+
 }  // namespace
 
 int main() {
@@ -639,6 +709,7 @@ int main() {
   test_owner_only_acl_builder();
   test_owner_only_dacl_on_a_file();
   test_current_account_kinds();
+  test_machine_key_for_one_account();
   standin_reset();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;

@@ -96,6 +96,9 @@ PYBIND11_MODULE(_cng_standin, m) {
   m.def("remove_key", [](const std::string& provider, const std::string& container) {
     return standin_remove_key(provider.c_str(), container.c_str()) != 0;
   });
+  m.def("evict_key", [](const std::string& provider, const std::string& container) {
+    return standin_evict_key(provider.c_str(), container.c_str()) != 0;
+  });
   m.def("key_exists", [](const std::string& provider, const std::string& container) {
     return standin_key_exists(provider.c_str(), container.c_str()) != 0;
   });
@@ -204,6 +207,14 @@ PYBIND11_MODULE(_cng_standin, m) {
         }
       },
       py::arg("sid") = py::none(), py::arg("name") = py::none(), py::arg("domain") = py::none());
+  m.def(
+      "add_account",
+      [](const std::string& sid, const std::string& name, const std::string& domain) {
+        if (standin_add_account(sid.c_str(), name.c_str(), domain.c_str()) != 0) {
+          throw py::value_error("not a SID in S-1-... form: " + sid);
+        }
+      },
+      py::arg("sid"), py::arg("name"), py::arg("domain") = "");
   m.def("default_user_sid", [] { return std::string(standin_default_user_sid()); });
   m.def("file_security_count", &standin_file_security_count);
   m.def("native_sign_ns", &native_sign_ns, py::arg("thumbprint"), py::arg("iterations"), py::arg("size_query"),

@@ -20,6 +20,7 @@
 // user or Everyone (S-1-1-0).
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -46,11 +47,7 @@ struct Account {
   SID_NAME_USE use = SidTypeUser;
 };
 
-struct FileSd {
-  Bytes owner;
-  Bytes dacl;  // AclSize bytes; empty = no DACL
-  WORD control = 0;
-};
+using FileSd = SecurityRecord;
 
 struct TokenObj {
   Bytes sid;
@@ -61,6 +58,7 @@ struct AdvapiState {
   Account current;
   bool current_named = true;
   std::map<std::string, FileSd> files;  // key: realpath()
+  std::vector<Account> others;           // accounts LookupAccountNameW/SidW know besides the caller
 };
 
 bool parse_sid(const char* text, Bytes& out) {
@@ -196,6 +194,8 @@ size_t acl_used(const BYTE* acl, size_t limit) {
 }
 
 ACCESS_MASK map_generic(ACCESS_MASK mask) {
+  constexpr ACCESS_MASK kFileGenericRead = 0x00120089;  // FILE_GENERIC_READ
+  if ((mask & GENERIC_READ) != 0) mask = (mask & ~static_cast<ACCESS_MASK>(GENERIC_READ)) | kFileGenericRead;
   return (mask & GENERIC_ALL) != 0 ? ((mask & ~static_cast<ACCESS_MASK>(GENERIC_ALL)) | FILE_ALL_ACCESS) : mask;
 }
 
@@ -272,8 +272,73 @@ namespace standin {
 void advapi_reset() {
   std::lock_guard<std::mutex> lock(advapi().mu);
   advapi().files.clear();
+  advapi().others.clear();
   advapi().current = default_account();
   advapi().current_named = true;
+}
+
+SecurityRecord default_key_security(bool machine) {
+  SecurityRecord sd;
+  std::lock_guard<std::mutex> lock(advapi().mu);
+  sd.owner = advapi().current.sid;
+  sd.dacl = empty_acl();
+  append_ace(sd.dacl, ACCESS_ALLOWED_ACE_TYPE, 0, GENERIC_ALL, sid_of(kSystemSid));
+  if (machine) append_ace(sd.dacl, ACCESS_ALLOWED_ACE_TYPE, 0, GENERIC_ALL, sid_of(kAdministratorsSid));
+  // Machine keys: group membership is not modelled, so the caller (who must be
+  // an administrator to write LocalMachine\My) is granted by name as well.
+  append_ace(sd.dacl, ACCESS_ALLOWED_ACE_TYPE, 0, GENERIC_ALL, sd.owner);
+  sd.control = SE_DACL_PRESENT | SE_DACL_PROTECTED;
+  return sd;
+}
+
+bool key_access_granted(const SecurityRecord& sd, ACCESS_MASK desired) {
+  Bytes me;
+  {
+    std::lock_guard<std::mutex> lock(advapi().mu);
+    me = advapi().current.sid;
+  }
+  return granted(sd, me, map_generic(desired));
+}
+
+std::vector<BYTE> self_relative(const SecurityRecord& sd, DWORD parts) {
+  SECURITY_DESCRIPTOR_RELATIVE head{};
+  head.Revision = SECURITY_DESCRIPTOR_REVISION;
+  head.Control = SE_SELF_RELATIVE;
+  Bytes out(sizeof head, 0);
+  if ((parts & OWNER_SECURITY_INFORMATION) != 0 && !sd.owner.empty()) {
+    head.Owner = static_cast<DWORD>(out.size());
+    out.insert(out.end(), sd.owner.begin(), sd.owner.end());
+  }
+  if ((parts & DACL_SECURITY_INFORMATION) != 0) {
+    head.Control = static_cast<WORD>(head.Control | (sd.control & (SE_DACL_PRESENT | SE_DACL_PROTECTED)));
+    if (!sd.dacl.empty()) {
+      head.Dacl = static_cast<DWORD>(out.size());
+      out.insert(out.end(), sd.dacl.begin(), sd.dacl.end());
+    }
+  }
+  std::memcpy(out.data(), &head, sizeof head);
+  return out;
+}
+
+int32_t apply_self_relative_dacl(SecurityRecord& sd, const BYTE* data, size_t size) {
+  SECURITY_DESCRIPTOR_RELATIVE head{};
+  if (data == nullptr || size < sizeof head) return NTE_INVALID_PARAMETER;
+  std::memcpy(&head, data, sizeof head);
+  if (head.Revision != SECURITY_DESCRIPTOR_REVISION || (head.Control & SE_SELF_RELATIVE) == 0 ||
+      (head.Control & SE_DACL_PRESENT) == 0) {
+    return NTE_INVALID_PARAMETER;
+  }
+  if (head.Dacl == 0) {
+    sd.dacl.clear();  // a NULL DACL: everyone may do everything
+  } else {
+    if (head.Dacl + sizeof(ACL) > size) return NTE_INVALID_PARAMETER;
+    ACL acl;
+    std::memcpy(&acl, data + head.Dacl, sizeof acl);
+    if (acl.AclSize > size - head.Dacl || acl_used(data + head.Dacl, acl.AclSize) == 0) return NTE_INVALID_PARAMETER;
+    sd.dacl.assign(data + head.Dacl, data + head.Dacl + acl.AclSize);
+  }
+  sd.control = static_cast<WORD>(SE_DACL_PRESENT | (head.Control & SE_DACL_PROTECTED));
+  return 0;
 }
 
 }  // namespace standin
@@ -367,6 +432,58 @@ BOOL WINAPI ConvertSidToStringSidW(PSID sid, LPWSTR* text) {
   return TRUE;
 }
 
+// Names are "DOMAIN\\name" or a bare name, compared without case, against
+// the well-known accounts, the caller and the accounts a test added.
+BOOL WINAPI LookupAccountNameW(LPCWSTR system, LPCWSTR name, PSID sid, PDWORD sid_len, LPWSTR domain,
+                               PDWORD domain_len, PSID_NAME_USE use) {
+  if (int32_t st = enter(Fn::LookupAccountNameW)) return fail(static_cast<DWORD>(st));
+  if (system != nullptr || name == nullptr || sid_len == nullptr || domain_len == nullptr || use == nullptr) {
+    return fail(ERROR_INVALID_PARAMETER);
+  }
+  auto lower = [](std::string text) {
+    for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return text;
+  };
+  const std::string wanted = lower(utf8(name));
+  auto matches = [&](const std::string& n, const std::string& d) {
+    return wanted == lower(n) || wanted == lower(d + "\\" + n);
+  };
+  Account found;
+  bool hit = false;
+  for (const auto& known : kWellKnown) {
+    if (!hit && matches(known.name, known.domain)) {
+      found = Account{sid_of(known.sid), known.name, known.domain, known.use};
+      hit = true;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(advapi().mu);
+    if (!hit && advapi().current_named && matches(advapi().current.name, advapi().current.domain)) {
+      found = advapi().current;
+      hit = true;
+    }
+    for (const Account& other : advapi().others) {
+      if (!hit && matches(other.name, other.domain)) {
+        found = other;
+        hit = true;
+      }
+    }
+  }
+  if (!hit) return fail(ERROR_NONE_MAPPED);
+  const std::wstring wdomain = wide(found.domain);
+  if (sid == nullptr || domain == nullptr || *sid_len < found.sid.size() || *domain_len < wdomain.size() + 1) {
+    *sid_len = static_cast<DWORD>(found.sid.size());
+    *domain_len = static_cast<DWORD>(wdomain.size() + 1);
+    return fail(ERROR_INSUFFICIENT_BUFFER);
+  }
+  std::memcpy(sid, found.sid.data(), found.sid.size());
+  std::memcpy(domain, wdomain.c_str(), (wdomain.size() + 1) * sizeof(WCHAR));
+  *sid_len = static_cast<DWORD>(found.sid.size());
+  *domain_len = static_cast<DWORD>(wdomain.size());
+  *use = found.use;
+  return TRUE;
+}
+
 BOOL WINAPI LookupAccountSidW(LPCWSTR system, PSID sid, LPWSTR name, PDWORD name_len, LPWSTR domain,
                               PDWORD domain_len, PSID_NAME_USE use) {
   if (int32_t st = enter(Fn::LookupAccountSidW)) return fail(static_cast<DWORD>(st));
@@ -395,6 +512,14 @@ BOOL WINAPI LookupAccountSidW(LPCWSTR system, PSID sid, LPWSTR name, PDWORD name
       found_domain = me.domain;
       found_use = me.use;
       found = true;
+    }
+    for (const Account& other : advapi().others) {
+      if (!found && sid_equal(p, other.sid)) {
+        found_name = other.name;
+        found_domain = other.domain;
+        found_use = other.use;
+        found = true;
+      }
     }
   }
   if (!found) return fail(ERROR_NONE_MAPPED);
@@ -588,6 +713,17 @@ int standin_set_current_sid(const char* sid, const char* name, const char* domai
   std::lock_guard<std::mutex> lock(advapi().mu);
   advapi().current = std::move(account);
   advapi().current_named = named;
+  return 0;
+}
+
+int standin_add_account(const char* sid, const char* name, const char* domain) {
+  Account account;
+  if (sid == nullptr || name == nullptr || !parse_sid(sid, account.sid)) return -1;
+  account.name = name;
+  account.domain = domain != nullptr ? domain : "";
+  account.use = SidTypeUser;
+  std::lock_guard<std::mutex> lock(advapi().mu);
+  advapi().others.push_back(std::move(account));
   return 0;
 }
 

@@ -404,6 +404,8 @@ BOOL WINAPI CryptAcquireCertificatePrivateKey(PCCERT_CONTEXT ctx, DWORD flags, v
   if (blocked != state().provider_status.end()) return fail(blocked->second);
   auto it = state().keys.find(std::make_pair(provider, e.link.container));
   if (it == state().keys.end()) return fail(NTE_BAD_KEYSET);
+  if (((e.link.flags & CRYPT_MACHINE_KEYSET) != 0) != it->second->machine) return fail(NTE_BAD_KEYSET);
+  if (!key_access_granted(it->second->security, GENERIC_READ)) return fail(NTE_BAD_KEYSET);
   if (key_spec != nullptr) *key_spec = CERT_NCRYPT_KEY_SPEC;
   if (state().caller_frees_key) {
     auto* k = new KeyObj{it->second};

@@ -73,6 +73,11 @@ SECURITY_STATUS WINAPI NCryptOpenKey(NCRYPT_PROV_HANDLE provider, NCRYPT_KEY_HAN
   // A key that came from CAPI is found only under the dwLegacyKeySpec it was
   // stored with (the certificate link's dwKeySpec).
   if (it->second->legacy_spec != legacy_spec) return NTE_BAD_KEYSET;
+  // Machine and user key sets are separate namespaces.
+  if (((flags & NCRYPT_MACHINE_KEY_FLAG) != 0) != it->second->machine) return NTE_BAD_KEYSET;
+  // A key whose DACL does not let the caller read it cannot be opened; .NET
+  // users see "Keyset does not exist" for it (dotnet/runtime PR 119124).
+  if (!key_access_granted(it->second->security, GENERIC_READ)) return NTE_BAD_KEYSET;
   auto* k = new KeyObj{it->second};
   track(reinterpret_cast<std::uintptr_t>(k), Kind::Key);
   *out = reinterpret_cast<NCRYPT_KEY_HANDLE>(k);
@@ -97,6 +102,8 @@ SECURITY_STATUS WINAPI NCryptCreatePersistedKey(NCRYPT_PROV_HANDLE provider, NCR
   // The software KSP's default lets the key be exported (machine policy can
   // change that); callers that want non-exportable keys must say so.
   record->export_policy = p->hardware ? 0 : (NCRYPT_ALLOW_EXPORT_FLAG | NCRYPT_ALLOW_PLAINTEXT_EXPORT_FLAG);
+  record->machine = (flags & NCRYPT_MACHINE_KEY_FLAG) != 0;
+  record->security = default_key_security(record->machine);
   auto* k = new KeyObj{record};
   track(reinterpret_cast<std::uintptr_t>(k), Kind::Key);
   *out = reinterpret_cast<NCRYPT_KEY_HANDLE>(k);
@@ -110,6 +117,17 @@ SECURITY_STATUS WINAPI NCryptSetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBY
   std::lock_guard<std::mutex> lock(state().mu);
   KeyRecord* r = record_of(handle);
   if (r == nullptr) return NTE_INVALID_HANDLE;
+  if (std::wcscmp(name, NCRYPT_SECURITY_DESCR_PROPERTY) == 0) {
+    // dwFlags names the part being set; the stand-in models the DACL only.
+    // https://learn.microsoft.com/en-us/windows/win32/api/ncrypt/nf-ncrypt-ncryptsetproperty
+    if ((flags & DACL_SECURITY_INFORMATION) == 0 ||
+        (flags & (OWNER_SECURITY_INFORMATION | GROUP_SECURITY_INFORMATION | SACL_SECURITY_INFORMATION)) != 0) {
+      return NTE_BAD_FLAGS;
+    }
+    if (!r->finalized) return NTE_BAD_KEY_STATE;  // a descriptor belongs to a persisted key
+    if (!key_access_granted(r->security, WRITE_DAC)) return NTE_PERM;
+    return apply_self_relative_dacl(r->security, input, size);
+  }
   if (r->finalized) return NTE_BAD_KEY_STATE;  // the stand-in only supports pre-finalize properties
   // A PCP that takes no flags on NCryptSetProperty (Microsoft's PCPTool passes
   // 0; dotnet/runtime issue 71310 shows PCP answering NTE_BAD_FLAGS to a flag it
@@ -241,6 +259,13 @@ SECURITY_STATUS WINAPI NCryptGetProperty(NCRYPT_HANDLE handle, LPCWSTR name, PBY
   KeyRecord* r = record_of(handle);
   if (r == nullptr) return NTE_INVALID_HANDLE;
   if (r->deleted) return NTE_BAD_KEYSET;
+  if (std::wcscmp(name, NCRYPT_SECURITY_DESCR_PROPERTY) == 0) {
+    const DWORD parts = flags & (OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION);
+    if (parts == 0) return NTE_BAD_FLAGS;
+    if (!key_access_granted(r->security, READ_CONTROL)) return NTE_PERM;
+    const std::vector<BYTE> sd = self_relative(r->security, parts);
+    return write_property(sd.data(), static_cast<DWORD>(sd.size()), out, capacity, written);
+  }
   if (std::wcscmp(name, NCRYPT_PROVIDER_HANDLE_PROPERTY) == 0) {
     if (out == nullptr || written == nullptr) return write_property(nullptr, sizeof(NCRYPT_PROV_HANDLE), nullptr, 0, written);
     if (capacity < sizeof(NCRYPT_PROV_HANDLE)) return NTE_BUFFER_TOO_SMALL;

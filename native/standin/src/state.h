@@ -34,7 +34,7 @@ namespace standin {
 // advapi32 (advapi.cpp): process token, SIDs, ACLs, named security info.
 #define STANDIN_ADVAPI_FUNCTIONS(X)                                                                            \
   X(OpenProcessToken) X(GetTokenInformation) X(CloseHandle) X(IsValidSid) X(IsWellKnownSid)                  \
-  X(ConvertSidToStringSidW) X(LookupAccountSidW) X(InitializeAcl) X(AddAccessAllowedAceEx) X(IsValidAcl)     \
+  X(ConvertSidToStringSidW) X(LookupAccountSidW) X(LookupAccountNameW) X(InitializeAcl) X(AddAccessAllowedAceEx) X(IsValidAcl)     \
   X(GetAce) X(GetSecurityDescriptorControl) X(SetNamedSecurityInfoW) X(GetNamedSecurityInfoW)
 
 enum class Fn {
@@ -60,6 +60,14 @@ struct X509Deleter {
   void operator()(X509* cert) const { X509_free(cert); }
 };
 using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+
+// A security descriptor as the stand-in keeps it (files and keys): owner SID
+// bytes, DACL bytes (AclSize; empty = NULL DACL), SE_* control bits.
+struct SecurityRecord {
+  std::vector<BYTE> owner;
+  std::vector<BYTE> dacl;
+  WORD control = 0;
+};
 
 struct KeyRecord {
   std::string provider;  // UTF-8
@@ -91,6 +99,8 @@ struct KeyRecord {
   // while the key itself stays, as after a TPM resource-manager eviction or a
   // KeyIso restart; a handle opened afterwards works.
   std::atomic<uint64_t> epoch{0};
+  bool machine = false;     // NCRYPT_MACHINE_KEY_FLAG at creation: the machine key set
+  SecurityRecord security;  // NCRYPT_SECURITY_DESCR_PROPERTY (guarded by state().mu)
 };
 
 struct KeyLink {
@@ -198,5 +208,16 @@ void* local_alloc(size_t size);
 
 // advapi.cpp: forget file security descriptors and the configured account.
 void advapi_reset();
+
+// advapi.cpp, for keys. The descriptor a new key gets: owner = the calling
+// account; GENERIC_ALL for LocalSystem, Administrators (machine keys) and the
+// caller.
+SecurityRecord default_key_security(bool machine);
+// Whether the calling account holds every bit of `desired` (generic rights mapped).
+bool key_access_granted(const SecurityRecord& sd, ACCESS_MASK desired);
+// The parts (OWNER_/DACL_SECURITY_INFORMATION) of `sd` as one self-relative block.
+std::vector<BYTE> self_relative(const SecurityRecord& sd, DWORD parts);
+// Apply the DACL of a self-relative descriptor; 0 or an NTE_ status.
+int32_t apply_self_relative_dacl(SecurityRecord& sd, const BYTE* data, size_t size);
 
 }  // namespace standin

@@ -17,6 +17,9 @@ extern "C" {
  * accounts the stand-in names itself (S-1-5-18/19/20). Returns 0, or -1 for a
  * malformed SID. */
 ENTRACLAW_STANDIN_CONTROL int standin_set_current_sid(const char* sid, const char* name, const char* domain);
+/* Another account LookupAccountNameW / LookupAccountSidW know (a service
+ * account, a gMSA "CONTOSO\\agent$"). Returns 0, or -1 for a bad SID. */
+ENTRACLAW_STANDIN_CONTROL int standin_add_account(const char* sid, const char* name, const char* domain);
 
 /* The default user account's SID text (what tokens report after reset). */
 ENTRACLAW_STANDIN_CONTROL const char* standin_default_user_sid(void);

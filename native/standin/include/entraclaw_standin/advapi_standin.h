@@ -136,6 +136,7 @@ typedef struct _ACCESS_DENIED_ACE {
 #define SYNCHRONIZE 0x00100000
 #define STANDARD_RIGHTS_REQUIRED 0x000F0000
 #define GENERIC_ALL 0x10000000
+#define GENERIC_READ 0x80000000
 #define FILE_ALL_ACCESS (STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0x1FF)
 
 /* ---- security descriptors ---- */
@@ -147,6 +148,17 @@ typedef struct _ACCESS_DENIED_ACE {
 #define SE_DACL_AUTO_INHERITED 0x0400
 #define SE_DACL_PROTECTED 0x1000
 #define SE_SELF_RELATIVE 0x8000
+
+/* The self-relative layout (winnt.h): offsets from the start, 0 = absent. */
+typedef struct _SECURITY_DESCRIPTOR_RELATIVE {
+  BYTE Revision;
+  BYTE Sbz1;
+  SECURITY_DESCRIPTOR_CONTROL Control;
+  DWORD Owner;
+  DWORD Group;
+  DWORD Sacl;
+  DWORD Dacl;
+} SECURITY_DESCRIPTOR_RELATIVE, *PISECURITY_DESCRIPTOR_RELATIVE;
 
 #define OWNER_SECURITY_INFORMATION 0x00000001L
 #define GROUP_SECURITY_INFORMATION 0x00000002L
@@ -172,6 +184,10 @@ ENTRACLAW_STANDIN_API BOOL WINAPI ConvertSidToStringSidW(PSID Sid, LPWSTR* Strin
 ENTRACLAW_STANDIN_API BOOL WINAPI LookupAccountSidW(LPCWSTR lpSystemName, PSID Sid, LPWSTR Name, PDWORD cchName,
                                                    LPWSTR ReferencedDomainName, PDWORD cchReferencedDomainName,
                                                    PSID_NAME_USE peUse);
+
+ENTRACLAW_STANDIN_API BOOL WINAPI LookupAccountNameW(LPCWSTR lpSystemName, LPCWSTR lpAccountName, PSID Sid,
+                                                    PDWORD cbSid, LPWSTR ReferencedDomainName,
+                                                    PDWORD cchReferencedDomainName, PSID_NAME_USE peUse);
 
 ENTRACLAW_STANDIN_API BOOL WINAPI InitializeAcl(PACL pAcl, DWORD nAclLength, DWORD dwAclRevision);
 ENTRACLAW_STANDIN_API BOOL WINAPI AddAccessAllowedAceEx(PACL pAcl, DWORD dwAceRevision, DWORD AceFlags,
