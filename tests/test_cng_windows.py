@@ -210,3 +210,30 @@ def test_auto_prefers_tpm(prefix: str) -> None:
         require("windows_tpm", category != "tpm_unavailable", f"no usable TPM: {made.tpm_fallback_reason}")
         pytest.fail(f"auto fell back to software although a TPM is there: {made.tpm_fallback_reason}")
     assert made.tpm_fallback_reason is None
+
+
+@pytest.mark.windows
+def test_machine_key_for_network_service_only(prefix: str) -> None:
+    """`setup --machine`'s native part on real Windows (the runners are elevated, as setup --machine
+    must be): a machine key in LocalMachine\\My, its DACL replaced by one grant to NETWORK SERVICE,
+    read back through NCRYPT_SECURITY_DESCR_PROPERTY; this account can then no longer open it."""
+    from entraclaw.machine import lookup_account
+    from entraclaw.platform import winacl
+
+    made = cng.create_certificate(prefix + "machine", provider="software", location="LocalMachine")
+    me = winacl.current_account()
+    signer = cng.CngSigner(made.thumbprint, "LocalMachine")
+    try:
+        verify(made.certificate, signer.sign(DATA), DATA)
+        granted = signer.restrict_access("NetworkService")
+        assert granted.sid == "S-1-5-20" == lookup_account("NT AUTHORITY\\NETWORK SERVICE").sid
+        access = signer.key_access()
+        assert access.only("S-1-5-20"), access
+        with pytest.raises(errors.SigningError):
+            cng.CngSigner(made.thumbprint, "LocalMachine")  # this (admin) account is not granted any more
+    finally:
+        # The owner keeps WRITE_DAC: give the key back to this account so it can be deleted.
+        with contextlib.suppress(errors.EntraclawError):
+            signer.restrict_access(me.name or me.sid)
+        signer.close()
+        cng.delete_certificate(made.thumbprint, "LocalMachine")

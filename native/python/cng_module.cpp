@@ -178,6 +178,22 @@ void bind_file_security(py::module_& m) {
     return account_dict(info);
   });
 
+  m.def(
+      "set_account_only_dacl",
+      [](const std::string& path, bool directory, const std::string& account) {
+        cng::AccountInfo info;
+        const std::vector<std::uint8_t> sid = account_sid(account, info);
+        std::string text;
+        cng::Status st;
+        {
+          py::gil_scoped_release release;
+          st = cng::set_account_only_dacl(path, directory, sid, text);
+        }
+        if (!st.ok()) raise_status(st);
+        return account_dict(info);
+      },
+      py::arg("path"), py::arg("directory"), py::arg("account"));
+
   // Machine installs: the account a service runs as, by name.
   m.def(
       "lookup_account",

@@ -139,6 +139,22 @@ Status current_user_sid(std::vector<std::uint8_t>& sid, std::string& text) {
   return sid_to_string(sid.data(), text);
 }
 
+Status set_account_only_dacl(const std::string& utf8_path, bool directory, const std::vector<std::uint8_t>& sid,
+                             std::string& sid_text) {
+  Status st = sid_to_string(sid.data(), sid_text);
+  if (!st.ok()) return st;
+  std::vector<std::uint8_t> acl;
+  st = build_owner_only_acl(sid, directory, acl);
+  if (!st.ok()) return st;
+  std::wstring path = widen(utf8_path);
+  // The owner stays (the installer): it keeps READ_CONTROL | WRITE_DAC to repair the grant.
+  const DWORD error = SetNamedSecurityInfoW(&path[0], SE_FILE_OBJECT,
+                                            DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, nullptr,
+                                            nullptr, reinterpret_cast<PACL>(acl.data()), nullptr);
+  if (error != ERROR_SUCCESS) return win32_error(error, "SetNamedSecurityInfoW");
+  return ok_status();
+}
+
 Status set_owner_only_dacl(const std::string& utf8_path, bool directory, OwnerOnlyResult& result) {
   result = OwnerOnlyResult{};
   std::vector<std::uint8_t> sid;

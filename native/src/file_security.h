@@ -74,6 +74,12 @@ Status build_owner_only_acl(const std::vector<std::uint8_t>& sid, bool inherit, 
 // protected, and make the current user the owner where Windows lets us.
 Status set_owner_only_dacl(const std::string& utf8_path, bool directory, OwnerOnlyResult& result);
 
+// Replace the DACL of `utf8_path` by one FILE_ALL_ACCESS ACE for `sid`
+// (another account: the service a machine install runs as), protected; the
+// owner is left as it is. `sid_text` gets the SID as S-1-... text.
+Status set_account_only_dacl(const std::string& utf8_path, bool directory, const std::vector<std::uint8_t>& sid,
+                             std::string& sid_text);
+
 // The owner, control flags and every ACE of `utf8_path`'s DACL.
 Status read_dacl(const std::string& utf8_path, DaclInfo& out);
 

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -86,7 +86,11 @@ __all__ = [
     "unprotect",
 ]
 
+if TYPE_CHECKING:
+    from entraclaw.machine import Account, KeyAccess
+
 StoreLocation = Literal["CurrentUser", "LocalMachine"]
+_NTE_BAD_KEYSET = 0x80090016
 ProviderChoice = Literal["auto", "tpm", "software"]
 _LOCATIONS: frozenset[str] = frozenset({"CurrentUser", "LocalMachine"})
 _SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}")
@@ -457,9 +461,43 @@ class CngSigner(Signer):
 
     def _translate(self, exc: BaseException) -> SigningError:
         hresult, api, attempts, reacquires = exc.args
-        return error_for_status(
+        error = error_for_status(
             hresult, api, thumbprint=self._thumbprint, subject=self._where, attempts=attempts, reacquires=reacquires
         )
+        if self._location == "LocalMachine" and (hresult & 0xFFFFFFFF) == _NTE_BAD_KEYSET:
+            # A machine key whose DACL does not grant this account reads as "Keyset does not exist"
+            # (.NET users report it so: dotnet/runtime PR 119124); `setup --machine` grants one account.
+            error.remedy = (
+                "The machine key exists for another account or not at all. Run entraclaw as the account it was "
+                "set up for (`entraclaw doctor` as that account shows who may use it), or re-run "
+                "`entraclaw setup --machine --account <this account>` from an elevated prompt."
+            )
+        return error
+
+    def key_access(self) -> KeyAccess:
+        """Who may use this key: its owner and DACL, with account names where they resolve."""
+        from entraclaw.machine import KeyAccess
+
+        try:
+            raw = self._key.read_access()
+        except _cng.CngStatusError as exc:
+            raise self._translate(exc) from exc
+        except _cng.KeyClosedError as exc:
+            raise self._closed_error() from exc
+        return KeyAccess.from_native(dict(raw))
+
+    def restrict_access(self, account: str) -> Account:
+        """Replace the key's DACL by one grant to ``account`` (see :mod:`entraclaw.machine`)."""
+        from entraclaw.machine import Account, canonical_account, lookup_account
+
+        lookup_account(account)  # an unknown name is a ConfigurationError before anything changes
+        try:
+            raw = self._key.restrict_access(canonical_account(account))
+        except _cng.CngStatusError as exc:
+            raise self._translate(exc) from exc
+        except _cng.KeyClosedError as exc:
+            raise self._closed_error() from exc
+        return Account.from_native(dict(raw))
 
     def _closed_error(self) -> SigningError:
         return SigningError(
@@ -693,8 +731,12 @@ def create_certificate(
     days: int = 365,
     key_bits: int = 2048,
     retry_policy: RetryPolicy | None = None,
+    location: str = "CurrentUser",
 ) -> ProvisionedCertificate:
-    """Create a non-exportable RSA key and a self-signed certificate for it in CurrentUser\\My.
+    """Create a non-exportable RSA key and a self-signed certificate for it in ``location``\\My.
+
+    ``location="LocalMachine"``: a machine key and LocalMachine\\My (needs an
+    administrator), for agents run by a service (:mod:`entraclaw.machine`).
 
     ``provider="auto"`` tries the TPM (Microsoft Platform Crypto Provider) and
     falls back to the Microsoft Software Key Storage Provider; the reason for a
@@ -716,12 +758,13 @@ def create_certificate(
             f"Certificate for CN={common_name}: days={days} must be 1..3650 and key_bits={key_bits} 2048/3072/4096.",
             remedy="Use the defaults (365 days, RSA-2048).",
         )
+    where = _check_location(location)
     container = f"entraclaw-{uuid.uuid4()}"
     start = int(time.time()) - 300  # tolerate clock skew between this machine and Entra
     policy = retry_policy or RetryPolicy()
     try:
         result = _cng.provision_certificate(
-            common_name, container, provider, key_bits, start, start + days * 86400, *policy._native_args()
+            common_name, container, provider, key_bits, start, start + days * 86400, *policy._native_args(), where
         )
     except _cng.CngStatusError as exc:
         hresult, api, attempts, _reacquires = exc.args[:4]

@@ -249,6 +249,7 @@ int32_t standin_add_certificate(int location, const uint8_t* cert_der, size_t ce
     record->export_policy = exportable ? (NCRYPT_ALLOW_EXPORT_FLAG | NCRYPT_ALLOW_PLAINTEXT_EXPORT_FLAG) : 0;
     record->finalized = true;
     record->pkey = std::move(pkey);
+    record->machine = location == STANDIN_LOCAL_MACHINE;  // the key set the link's CRYPT_MACHINE_KEYSET names
     entry->has_link = true;
     entry->link.provider = wide(provider);
     entry->link.container = record->container;

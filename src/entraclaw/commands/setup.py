@@ -59,6 +59,17 @@ def register(sub: Any) -> None:
         "(also ENTRACLAW_REQUIRE_TPM=1)",
     )
     g.add_argument(
+        "--machine",
+        action="store_true",
+        help="Windows: the key in LocalMachine\\My for an agent run by a service, scheduled task or gMSA; "
+        "only --account may use it (run elevated; needs --state-dir)",
+    )
+    g.add_argument(
+        "--account",
+        help="with --machine: the account the agent runs as (DOMAIN\\user, a gMSA DOMAIN\\name$, "
+        "NT SERVICE\\name, LocalSystem, LocalService, NetworkService)",
+    )
+    g.add_argument(
         "--patch-key-credentials",
         action="store_true",
         help="when other devices' certificates exist and this device has no registered key, append with PATCH",
@@ -85,6 +96,16 @@ def run(args: argparse.Namespace) -> int:
     from entraclaw.provisioning.state import read_device_config, resolve_state_dir, unfinished_setup_endpoints
 
     echo = (lambda _line: None) if args.json else print
+    if args.machine or args.account:
+        from entraclaw.errors import ConfigurationError
+        from entraclaw.provisioning.machine_steps import check_machine_install
+
+        if not (args.machine and args.account):
+            raise ConfigurationError(
+                "--machine and --account go together: the machine key is made for one account.",
+                remedy="Run `entraclaw setup --machine --account <account> --state-dir <dir>` from an elevated prompt.",
+            )
+        check_machine_install(args.account, args.key_storage, args.state_dir)
     state_dir = resolve_state_dir(args.state_dir)
     config = {**unfinished_setup_endpoints(state_dir), **read_device_config(state_dir / ".env")}
     endpoints = endpoints_from_args(args, config)
@@ -103,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         propagation_timeout=args.propagation_timeout,
         require_tpm=args.require_tpm,
+        machine_account=args.account if args.machine else None,
     )
     setup = Setup(options, graph, echo=echo)
     if args.rollback:

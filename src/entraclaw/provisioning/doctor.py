@@ -29,7 +29,7 @@ from entraclaw.errors import (
 )
 from entraclaw.platform import paths
 from entraclaw.provisioning.diagnose import aadsts_text, classify
-from entraclaw.provisioning.doctor_unattended import proxy_check, self_rotation_check
+from entraclaw.provisioning.doctor_unattended import machine_key_check, proxy_check, self_rotation_check
 from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.keys import DeviceKey, delete_device_key, local_key_refs, open_device_key
 from entraclaw.provisioning.rotate import DEFAULT_DAYS_BEFORE_EXPIRY, endpoints_from_config
@@ -211,6 +211,7 @@ def run_doctor(
         registered: set[str] | None = None
         if key is not None:
             _key_checks(report, key, config, clock, days_warn)
+            machine_key_check(report, key)
             _attestation_check(report, key)
             self_rotation_check(report, home, key.certificate.not_valid_after_utc, clock)
         if admin_graph is not None:

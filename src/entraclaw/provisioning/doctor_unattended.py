@@ -1,4 +1,4 @@
-"""Doctor's checks for running unattended: the proxy in use, and whether rotation needs an admin."""
+"""Doctor's checks for running unattended: the proxy, whether rotation needs an admin, who may use a machine key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["proxy_check", "self_rotation_check"]
+__all__ = ["machine_key_check", "proxy_check", "self_rotation_check"]
 
 
 def proxy_check(report: Any, authority_host: str, proxy: str | None) -> None:
@@ -41,4 +41,30 @@ def self_rotation_check(report: Any, state_dir: Path, not_after: _dt.datetime | 
         f"the tenant refused the Blueprint rolling its own key (Graph {refused.get('http_status')}); the "
         f"certificate expires in {left} days and the daily job cannot renew it",
         f"An admin runs `{admin_command(state_dir)}` before then.",
+    )
+
+
+def machine_key_check(report: Any, key: Any) -> None:
+    """For a LocalMachine key (``setup --machine``): which accounts may use it, from its DACL."""
+    from entraclaw.errors import EntraclawError
+
+    if not key.key_ref.startswith("cng:LocalMachine/"):
+        return
+    reader = getattr(key.signer, "key_access", None)
+    if not callable(reader):
+        return
+    try:
+        access = reader()
+    except EntraclawError as exc:
+        report.add("key access", "unknown", exc.message, exc.remedy)
+        return
+    users = access.users
+    if len(users) == 1 and access.protected:
+        report.add("key access", "ok", f"only {users[0].describe()} may use the machine key")
+        return
+    report.add(
+        "key access",
+        "warn",
+        f"{len(users)} accounts may use the machine key: {access.describe()}",
+        "Give it to the agent's account alone: `entraclaw setup --machine --account <account>` (elevated).",
     )

@@ -173,10 +173,10 @@ def _signer_from_bundle(bundle: bytes, where: str) -> tuple[PemSigner, x509.Cert
     return PemSigner.from_pem(bundle[:start], certificate=certificate), certificate
 
 
-def _create_cng(cng: Any, subject: str, days: int, app_id: str) -> Any:
+def _create_cng(cng: Any, subject: str, days: int, app_id: str, location: str = "CurrentUser") -> Any:
     """The TPM or nothing: what ``auto`` would have fallen back from becomes the error."""
     try:
-        return cng.create_certificate(subject, provider="tpm", days=days)
+        return cng.create_certificate(subject, provider="tpm", days=days, location=location)
     except SigningError as exc:
         raise TpmRequiredError(
             f"The TPM is required for the Blueprint key of {app_id} and could not hold it: {exc.message} "
@@ -195,12 +195,21 @@ def create_device_key(
     keystore: object | None = None,
     days: int = 365,
     require_tpm: bool | None = None,
+    machine: bool = False,
 ) -> DeviceKey:
     """A new key + self-signed certificate, stored where ``storage`` says.
 
     ``require_tpm`` (default: ENTRACLAW_REQUIRE_TPM) turns the software fallback into TpmRequiredError.
+    ``machine``: a Windows machine key in LocalMachine\\My (``setup --machine``; CNG storage only).
     """
     where = resolve_storage(storage)
+    if machine and where != "cng":
+        raise ConfigurationError(
+            f"A machine key (--machine) is a Windows CNG key; key storage {storage!r} resolves to {where!r} here.",
+            remedy="On Windows run `entraclaw setup --machine --account <account>` (key storage auto or cng); "
+            "elsewhere run `entraclaw setup` as the account the agent runs as (e.g. --key-storage tpm).",
+        )
+    location = "LocalMachine" if machine else "CurrentUser"
     subject = certificate_subject(blueprint_app_id)
     if require_tpm is None:
         require_tpm = os.environ.get("ENTRACLAW_REQUIRE_TPM", "").strip().lower() in ("1", "true", "yes", "on")
@@ -215,10 +224,12 @@ def create_device_key(
     if where == "cng":
         from entraclaw import cng
 
-        made = _create_cng(cng, subject, days, blueprint_app_id) if require_tpm else cng.create_certificate(
-            subject, provider="auto", days=days
+        made = (
+            _create_cng(cng, subject, days, blueprint_app_id, location)
+            if require_tpm
+            else cng.create_certificate(subject, provider="auto", days=days, location=location)
         )
-        handle = cng.CngKeyHandle(made.thumbprint)
+        handle = cng.CngKeyHandle(made.thumbprint, location)
         warning = None
         if not made.hardware:
             warning = (
@@ -226,7 +237,7 @@ def create_device_key(
                 f"it is in the Microsoft Software Key Storage Provider (non-exportable, not hardware-bound)."
             )
         return DeviceKey(
-            key_ref=f"cng:CurrentUser/{made.thumbprint}",
+            key_ref=f"cng:{location}/{made.thumbprint}",
             provider="tpm" if made.hardware else "software_ksp",
             signer=handle.as_signer(),
             certificate=made.certificate,
@@ -381,8 +392,9 @@ def local_key_refs(blueprint_app_id: str, *, state_dir: Path) -> list[str]:
         if _native_cng():
             from entraclaw import cng
 
-            for listed in cng.list_certificates(certificate_subject(blueprint_app_id)):
-                refs.append(f"cng:CurrentUser/{listed.thumbprint}")
+            for location in ("CurrentUser", "LocalMachine"):
+                for listed in cng.list_certificates(certificate_subject(blueprint_app_id), location):
+                    refs.append(f"cng:{location}/{listed.thumbprint}")
     key_dir = paths.keys_dir(state_dir)
     if key_dir.is_dir():
         for path in sorted(key_dir.glob(f"blueprint-key-{blueprint_app_id}-*.pem")):

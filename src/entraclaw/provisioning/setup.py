@@ -54,6 +54,7 @@ from entraclaw.provisioning.keys import (
     unclaimed_key_refs,
 )
 from entraclaw.provisioning.limits import KEY_CREDENTIALS_GUARD, explained, read_certificate_policy, refuse_if_full
+from entraclaw.provisioning.machine_steps import check_machine_install, grant_machine_access, refuse_granted_machine_key
 from entraclaw.provisioning.plan import PlanStep, describe
 from entraclaw.provisioning.proofs import build_proof
 from entraclaw.provisioning.setup_rules import certificate_action, journal_has_progress, remove_own_certificate
@@ -156,6 +157,8 @@ class SetupOptions:
     #: Certificates a Blueprint may hold before setup refuses another device (limits.py).
     max_key_credentials: int = KEY_CREDENTIALS_GUARD
     require_tpm: bool | None = None  # True: no software key fallback (None: ENTRACLAW_REQUIRE_TPM decides)
+    #: ``--machine --account``: a machine key in LocalMachine\My usable by this account only (machine.py).
+    machine_account: str | None = None
 
 
 @dataclass
@@ -384,6 +387,10 @@ class Setup:
                 },
             }
             self.journal.save()
+        if self.options.machine_account is not None:
+            # Before any Graph write: the account must resolve and the state directory must be one
+            # the service can be pointed at (machine_steps.py).
+            check_machine_install(self.options.machine_account, self.options.key_storage, self.options.state_dir)
         config = read_device_config(self.env_file)
         if self._act and self.keystore is None and resolve_storage(self.options.key_storage) == "keystore":
             # Before any Graph write: a machine without a usable OS keystore fails here, not after
@@ -411,12 +418,21 @@ class Setup:
             checkpoint("config")
             self._smoke(blueprint, identity, user, key)
             checkpoint("smoke")
+            if self._act:
+                self.journal.update(status="complete")
+            if self.options.machine_account is not None:
+                # Last: after the grant only the service account can sign (the smoke test signed as
+                # the installer); a re-run by the installer then stops at the key step, saying so.
+                for step, action, detail in grant_machine_access(
+                    self.options.machine_account, key, self.state_dir, act=self._act
+                ):
+                    self._plan(step, action, detail)
+                    checkpoint(step)
         finally:
             if key is not None:
                 key.close()
         self.result.config = values
         if self._act:
-            self.journal.update(status="complete")
             self.result.completed = True
         self.result.graph_requests = self.graph.requests_made
         self.result.graph_writes = self.graph.writes_made
@@ -521,6 +537,7 @@ class Setup:
             try:
                 key = open_device_key(ref, keystore=self.keystore)
             except EntraclawError:
+                refuse_granted_machine_key(ref, self.options.machine_account)
                 continue
             self.key = key
             self._plan("key", "exists", f"{ref} ({key.provider}, SHA-1 {key.sha1})")
@@ -550,6 +567,7 @@ class Setup:
             keystore=self.keystore,
             days=policy.days,
             require_tpm=self.options.require_tpm,
+            machine=self.options.machine_account is not None,
         )
         checkpoint("key:created")
         self.key = key
