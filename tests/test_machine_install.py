@@ -173,3 +173,21 @@ def test_cli_machine_needs_its_account_and_a_cng_key(tenant: Tenant, tmp_path: P
                        "--key-storage", "file")
     assert file_key.returncode != 0 and "Windows machine key" in file_key.stderr, file_key.stderr
     assert directory_counts(tenant.emu)["blueprints"] == 0
+
+
+def test_rotation_by_the_service_keeps_the_key_its_own(standin: Standin, tenant: Tenant, tmp_path: Path) -> None:
+    from entraclaw.provisioning.rotate import Rotate
+
+    home = tmp_path / "svc"
+    assert _machine_setup(tenant, home).run().completed
+    old = read_device_config(home / ".env", environ={})["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    _as(standin, NETWORK_SERVICE, "NETWORK SERVICE", "NT AUTHORITY")  # the daily job runs as the account
+    result = Rotate(tenant.graph(), state_dir=home, force=True, echo=lambda _l: None).run()
+    assert result.rotated
+    config = read_device_config(home / ".env", environ={})
+    new = config["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    assert config["ENTRACLAW_KEY_REF"] == f"cng:LocalMachine/{new}" and new != old
+    assert [c.thumbprint for c in cng.list_certificates("entraclaw-blueprint-", "LocalMachine")] == [new]
+    signer = cng.CngSigner(new, "LocalMachine")
+    assert signer.key_access().only(NETWORK_SERVICE)
+    signer.close()

@@ -22,7 +22,13 @@ from entraclaw.errors import ConfigurationError
 from entraclaw.platform import paths
 from entraclaw.provisioning.keys import DeviceKey, KeyStorage, resolve_storage
 
-__all__ = ["MACHINE_STEPS", "check_machine_install", "grant_machine_access", "refuse_granted_machine_key"]
+__all__ = [
+    "MACHINE_STEPS",
+    "check_machine_install",
+    "grant_machine_access",
+    "keep_single_grant",
+    "refuse_granted_machine_key",
+]
 
 MACHINE_STEPS: tuple[str, ...] = ("state_access", "key_access")
 
@@ -96,3 +102,29 @@ def refuse_granted_machine_key(ref: str, account: str | None) -> None:
         f"{account}. To replace the key, run `entraclaw rotate --force` as that account.",
         thumbprint=sha1,
     )
+
+
+def keep_single_grant(old_ref: str, new: DeviceKey) -> str | None:
+    """Rotation of a machine key: give the new key to the one account the old key was given to.
+
+    Returns what was done, or None when there is nothing to carry over (not a machine key, or the
+    old key grants more than one account). Idempotent: a resumed rotation re-applies the same grant.
+    """
+    from entraclaw.cng import CngSigner
+    from entraclaw.provisioning.keys import open_device_key
+
+    if not (old_ref.startswith("cng:LocalMachine/") and isinstance(new.signer, CngSigner)):
+        return None
+    old = open_device_key(old_ref)  # the rotating account can open it: it is the one the key was given to
+    try:
+        reader = getattr(old.signer, "key_access", None)
+        access = reader() if callable(reader) else None
+    finally:
+        old.close()
+    if access is None or len(access.users) != 1 or not access.protected:
+        return None
+    who = access.users[0]
+    if new.signer.key_access().only(who.sid):
+        return f"only {who.describe()} may use the new key (as the old one)"
+    new.signer.restrict_access(who.name or who.sid)
+    return f"only {who.describe()} may use the new key (as the old one)"

@@ -41,6 +41,7 @@ from entraclaw.provisioning.keys import (
     unclaimed_key_refs,
 )
 from entraclaw.provisioning.limits import DEFAULT_CERTIFICATE_DAYS, read_certificate_policy
+from entraclaw.provisioning.machine_steps import keep_single_grant
 from entraclaw.provisioning.plan import PlanStep, describe
 from entraclaw.provisioning.proofs import build_proof
 from entraclaw.provisioning.setup import key_credential_body, key_id_for
@@ -355,8 +356,12 @@ class Rotate:
                 keystore=self.keystore,
                 # Inside the tenant's app management policy (asymmetricKeyLifetime), when it can be read.
                 days=read_certificate_policy(self.graph).days if self.read_key_list else DEFAULT_CERTIFICATE_DAYS,
+                machine=old_ref.startswith("cng:LocalMachine/"),
             )
             checkpoint("new_key:created")
+        granted = keep_single_grant(old_ref, key)  # a machine key stays its one account's (setup --machine)
+        if granted:
+            self._plan("new_key", "grant", granted)
         if key.warning:
             self.echo(key.warning)
         self.journal.data.pop("new_key_pending", None)
