@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from capabilities import require
+from cng_helpers import standin_fixture  # noqa: F401  (fixture)
 from entraclaw.schedule import JobSpec, launchd_plist, systemd_units, task_xml
 from entraclaw.schedule.units import TASK_NS
 from provisioning_helpers import HAVE_GRAPH_AGENT_API, emulator_tenant, read_device_config, run_cli
@@ -79,6 +80,44 @@ def test_task_xml_is_accepted_by_schtasks(tmp_path: Path) -> None:
     path.write_text(task_xml(spec, user_id=str(winacl.current_account().sid), logon_type="InteractiveToken"),
                     encoding="utf-16")
     name = f"\\entraclaw-test\\{spec.name}"
+    created = subprocess.run(["schtasks", "/Create", "/TN", name, "/XML", str(path), "/F"],
+                             capture_output=True, text=True, check=False)
+    try:
+        assert created.returncode == 0, created.stdout + created.stderr
+    finally:
+        subprocess.run(["schtasks", "/Delete", "/TN", name, "/F"], capture_output=True, check=False)
+
+
+@pytest.mark.standin
+def test_a_machine_install_task_runs_as_its_account(standin) -> None:  # type: ignore[no-untyped-def]
+    """`schedule install --account` (with `setup --machine`): built-in service accounts log on as
+    ServiceAccount, a gMSA as Password (no stored password), another user as S4U."""
+    from entraclaw.errors import ConfigurationError
+    from entraclaw.schedule.install import task_principal
+
+    standin.add_account("S-1-5-21-7-8-9-4105", "agent-gmsa$", "CONTOSO")
+    standin.add_account("S-1-5-21-7-8-9-1201", "svc-agent", "CONTOSO")
+    assert task_principal("NetworkService") == ("S-1-5-20", "ServiceAccount")
+    assert task_principal("LocalSystem") == ("S-1-5-18", "ServiceAccount")
+    assert task_principal("CONTOSO\\agent-gmsa$") == ("S-1-5-21-7-8-9-4105", "Password")
+    assert task_principal("contoso\\svc-agent") == ("S-1-5-21-7-8-9-1201", "S4U")
+    assert task_principal(None) == (standin.default_user_sid(), "S4U")
+    with pytest.raises(ConfigurationError) as unknown:
+        task_principal("CONTOSO\\nobody")
+    assert "CONTOSO\\nobody" in unknown.value.message
+
+
+@pytest.mark.windows
+@pytest.mark.skipif(sys.platform != "win32", reason="Task Scheduler")
+def test_a_network_service_task_is_accepted_by_schtasks(tmp_path: Path) -> None:
+    """The Windows test step (elevated runner): the machine install's task principal passes /Create."""
+    from entraclaw.schedule.install import task_principal
+
+    spec = JobSpec(tmp_path, python=sys.executable)
+    user_id, logon_type = task_principal("NetworkService")
+    path = tmp_path / "task.xml"
+    path.write_text(task_xml(spec, user_id=user_id, logon_type=logon_type), encoding="utf-16")
+    name = f"\\entraclaw-test\\{spec.name}-ns"
     created = subprocess.run(["schtasks", "/Create", "/TN", name, "/XML", str(path), "/F"],
                              capture_output=True, text=True, check=False)
     try:

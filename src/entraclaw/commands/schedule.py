@@ -32,6 +32,11 @@ def register(sub: Any) -> None:
             v.add_argument(
                 "--no-activate", action="store_true", help="only write the job files; do not enable them"
             )
+            v.add_argument(
+                "--account",
+                help="Windows, with `setup --machine`: run the task as this account (NetworkService, LocalSystem, "
+                "a gMSA DOMAIN\\name$, DOMAIN\\user) instead of this one; run elevated",
+            )
         v.set_defaults(handler=run)
 
 
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return run_job(state_dir, days=args.days)
     spec = JobSpec(state_dir, days=getattr(args, "days", 30))
     if args.verb == "install":
-        result = install(spec, activate=not args.no_activate)
+        result = install(spec, activate=not args.no_activate, account=args.account)
     elif args.verb == "remove":
         result = remove(spec)
     else:

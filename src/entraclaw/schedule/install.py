@@ -57,7 +57,29 @@ def _write(path: Path, data: bytes) -> None:
     atomic_write(path, data, private=False)
 
 
-def install(spec: JobSpec, *, activate: bool = True, platform: str | None = None) -> ScheduleStatus:
+def task_principal(account: str | None) -> tuple[str, str]:
+    """UserId and LogonType of the daily task: this account (S4U), or the machine install's account.
+
+    Built-in service accounts log on as ``ServiceAccount``; a gMSA (a name ending in ``$``) as
+    ``Password`` with no stored password (Task Scheduler fetches it from the directory); any
+    other account as ``S4U`` (no password; needs an administrator when it is not this account).
+    https://learn.microsoft.com/en-us/windows/win32/taskschd/taskschedulerschema-logontype-principaltype-element
+    """
+    if account is None:
+        from entraclaw.platform import winacl
+
+        return str(winacl.current_account().sid), "S4U"
+    from entraclaw.machine import lookup_account
+
+    who = lookup_account(account)
+    if who.kind in ("LocalSystem", "LocalService", "NetworkService"):
+        return who.sid, "ServiceAccount"
+    return who.sid, "Password" if who.name.endswith("$") else "S4U"
+
+
+def install(
+    spec: JobSpec, *, activate: bool = True, platform: str | None = None, account: str | None = None
+) -> ScheduleStatus:
     which = _scheduler(platform)
     st = ScheduleStatus(which, spec.name)
     if which == "systemd":
@@ -84,10 +106,8 @@ def install(spec: JobSpec, *, activate: bool = True, platform: str | None = None
             st.notes.append(f"not activated: run `systemctl --user enable --now {spec.name}.timer`")
         return st
     if which == "task-scheduler":
-        from entraclaw.platform import winacl
-
-        account = winacl.current_account()
-        xml = task_xml(spec, user_id=str(getattr(account, "sid", "")))
+        user_id, logon_type = task_principal(account)
+        xml = task_xml(spec, user_id=user_id, logon_type=logon_type)
         path = spec.state_dir / f"{spec.name}.task.xml"
         _write(path, xml.encode("utf-16"))
         st.files.append(path)
