@@ -123,3 +123,43 @@ def test_rotate_as_the_blueprint_killed_converges(tenant: Tenant, tmp_path: Path
     creds = tenant.graph().key_credentials(after["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
     assert [c.sha1 for c in creds] == [after["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
     assert chain_from_config(home).me_id == after["ENTRACLAW_AGENT_USER_ID"]
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["rollback:consent:sent", "rollback:agent_user:sent", "rollback:agent_identity:sent",
+     "rollback:blueprint_principal:sent", "rollback:blueprint:sent", "rollback:delete_key", "rollback:config"],
+)
+def test_rollback_killed_at_each_step_converges(tenant: Tenant, tmp_path: Path, point: str) -> None:
+    """`setup --rollback --force` of a device that made everything, killed after each delete: the next
+    rollback finishes, nothing is left, and the journal is gone."""
+    home = tmp_path / "device"
+    assert run_cli(*_setup_argv(tenant, home)).returncode == 0
+    argv = ["setup", *tenant.cli_args(home), "--rollback", "--force"]
+    crashed = run_cli(*argv, env={CRASH_ENV: point})
+    assert crashed.returncode in CRASH_RETURN_CODES, crashed.stdout + crashed.stderr
+    finished = run_cli(*argv)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert all(n == 0 for n in directory_counts(tenant.emu).values()), directory_counts(tenant.emu)
+    assert list((home / "keys").glob("*.pem")) == []
+    assert not (home / "setup-journal.json").exists() or "nothing to undo" in finished.stdout
+
+
+@pytest.mark.parametrize("point", ["rollback:remove_key:sent", "rollback:delete_key"])
+def test_rollback_of_a_second_device_killed_converges(tenant: Tenant, tmp_path: Path, point: str) -> None:
+    """The second device of a Blueprint rolls back: removeKey of its own certificate (proof by its own
+    key), then its key. Killed after either, the next rollback ends with the first device untouched."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_cli(*_setup_argv(tenant, one)).returncode == 0
+    assert run_cli(*_setup_argv(tenant, two), "--patch-key-credentials").returncode == 0
+    first = read_device_config(one / ".env", environ={})
+    bp = first["ENTRACLAW_BLUEPRINT_OBJECT_ID"]
+    assert len(tenant.graph().key_credentials(bp)) == 2
+    argv = ["setup", *tenant.cli_args(two), "--rollback", "--force"]
+    crashed = run_cli(*argv, env={CRASH_ENV: point})
+    assert crashed.returncode in CRASH_RETURN_CODES, crashed.stdout + crashed.stderr
+    finished = run_cli(*argv)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert [c.sha1 for c in tenant.graph().key_credentials(bp)] == [first["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+    assert list((two / "keys").glob("*.pem")) == []
+    assert chain_from_config(one).me_id == first["ENTRACLAW_AGENT_USER_ID"]

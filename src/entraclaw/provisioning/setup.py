@@ -984,14 +984,21 @@ class Setup:
                 path=str(self.journal.path),
             )
         created = list(self.journal.data.get("created", []))
-        blueprint_deleted = any(c.get("kind") == "blueprint" for c in created)
+        # Remembered in the journal: a rollback killed after deleting the Blueprint must not ask the next
+        # one to removeKey on an application that is gone (404).
+        blueprint_deleted = any(c.get("kind") == "blueprint" for c in created) or bool(
+            self.journal.data.get("blueprint_deleted")
+        )
         for kind in _DELETE_ORDER:
             for item in [c for c in created if c.get("kind") == kind]:
                 self._plan("rollback", f"delete {kind}", f"{item.get('name')} ({item.get('id')})")
                 if self._act:
                     self.graph.delete(_COLLECTION[kind], str(item["id"]))
+                    checkpoint(f"rollback:{kind}:sent")
                     created.remove(item)
                     self.journal.data["created"] = created
+                    if kind == "blueprint":
+                        self.journal.data["blueprint_deleted"] = True
                     self.journal.save()
         pending = self.journal.data.get("pending")
         if pending:
@@ -1028,11 +1035,13 @@ class Setup:
             self._plan("rollback", "delete key", ref + (" (also the configured key)" if in_use else ""))
             if self._act:
                 delete_device_key(ref, keystore=self.keystore)
+                checkpoint("rollback:delete_key")
         if len(self.result.plan) == planned:
             self._plan("rollback", "skip", f"nothing to undo: the journal {self.journal.path} records nothing made")
         if self._act:
             if configured_here and force:
                 # The config would name objects that no longer exist.
                 write_device_config(self.env_file, dict.fromkeys(CONFIG_KEYS))
+                checkpoint("rollback:config")
             self.journal.delete()
         return self.result.plan

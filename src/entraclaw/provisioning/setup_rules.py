@@ -82,6 +82,7 @@ def remove_own_certificate(
     """
     from entraclaw.provisioning.keys import open_device_key
     from entraclaw.provisioning.proofs import build_proof
+    from entraclaw.provisioning.state import checkpoint
 
     key = journal.get("key")
     blueprint = journal.get("blueprint")
@@ -99,3 +100,4 @@ def remove_own_certificate(
                 graph.remove_key(object_id, cred.key_id, build_proof(device_key.signer, object_id, now=now))
             finally:
                 device_key.close()
+            checkpoint("rollback:remove_key:sent")
