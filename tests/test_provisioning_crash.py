@@ -163,3 +163,25 @@ def test_rollback_of_a_second_device_killed_converges(tenant: Tenant, tmp_path: 
     assert [c.sha1 for c in tenant.graph().key_credentials(bp)] == [first["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
     assert list((two / "keys").glob("*.pem")) == []
     assert chain_from_config(one).me_id == first["ENTRACLAW_AGENT_USER_ID"]
+
+
+@pytest.mark.parametrize("point", ["key:created", "certificate:sent", "certificate", "config"])
+def test_a_second_device_killed_while_joining_converges(tenant: Tenant, tmp_path: Path, point: str) -> None:
+    """The fleet write path (PATCH keeping the other devices' certificates, read back): a second device
+    killed while joining ends, on its next run, with both certificates on the Blueprint and both
+    devices signing in; no duplicate objects, no extra certificate."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_cli(*_setup_argv(tenant, one)).returncode == 0
+    argv = [*_setup_argv(tenant, two), "--patch-key-credentials"]
+    crashed = run_cli(*argv, env={CRASH_ENV: point})
+    assert crashed.returncode in CRASH_RETURN_CODES, crashed.stdout + crashed.stderr
+    finished = run_cli(*argv)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert directory_counts(tenant.emu) == ONE_OF_EACH
+    first = read_device_config(one / ".env", environ={})
+    second = read_device_config(two / ".env", environ={})
+    creds = tenant.graph().key_credentials(first["ENTRACLAW_BLUEPRINT_OBJECT_ID"])
+    assert sorted(c.sha1 for c in creds) == sorted(
+        [first["ENTRACLAW_BLUEPRINT_CERT_SHA1"], second["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+    )
+    assert chain_from_config(one).me_id == chain_from_config(two).me_id == first["ENTRACLAW_AGENT_USER_ID"]

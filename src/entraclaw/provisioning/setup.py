@@ -694,6 +694,7 @@ class Setup:
                 checkpoint("certificate:sent")
             elif decision.action == "patch_keeping_others":
                 self._register_by_patch(blueprint, key, body)
+                checkpoint("certificate:sent")
         finally:
             if prover is not None:
                 prover.close()
