@@ -176,3 +176,22 @@ def test_a_patch_carrying_a_fleets_certificates_is_not_refused_for_its_size(tena
     ]
     graph.patch_key_credentials(oid, [*bodies, *fleet])
     assert len(graph.key_credentials(oid)) == 71
+
+
+def test_rotate_as_the_blueprint_names_the_policy_that_refuses_its_certificate(tenant: Tenant, tmp_path: Path) -> None:
+    """The Blueprint rolling its own key cannot read the policy (no Policy.Read.All for it) and issues the
+    default lifetime; Graph's CredentialInvalidLifetimeAsPerAppPolicy becomes the typed error naming the
+    policy and the admin rotation that reads it, not a raw Graph error."""
+    from provisioning_helpers import run_cli
+
+    _limit(tenant, max_certificate_lifetime_days=90)
+    home = tmp_path / "d"
+    assert tenant.setup(home).run().completed
+    before = read_device_config(home / ".env", environ={})["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    out = run_cli("rotate", "--state-dir", str(home), "--as-blueprint", "--force", "--propagation-timeout", "5")
+    assert out.returncode != 0
+    assert "App management policy" in out.stderr and "rotate --force --device-code" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    # Nothing lost: the old key still signs in.
+    assert read_device_config(home / ".env", environ={})["ENTRACLAW_BLUEPRINT_CERT_SHA1"] == before
+    assert chain_from_config(home).me_upn

@@ -113,8 +113,14 @@ def refuse_if_full(blueprint: BlueprintInfo, count: int, *, limit: int = KEY_CRE
     )
 
 
-def explain_refusal(exc: GraphRequestError, blueprint: BlueprintInfo, *, certificate: str) -> EntraclawError | None:
-    """A typed error naming the limit Graph applied to a certificate write, or None for other refusals."""
+def explain_refusal(
+    exc: GraphRequestError, blueprint: BlueprintInfo, *, certificate: str, policy_fix: str | None = None
+) -> EntraclawError | None:
+    """A typed error naming the limit Graph applied to a certificate write, or None for other refusals.
+
+    ``policy_fix`` replaces the lifetime refusal's remedy (rotate as the Blueprint cannot be granted
+    Policy.Read.All; an admin rotation reads the policy).
+    """
     code = getattr(exc, "code", None)
     if code == "Directory_ResourceSizeExceeded":
         return ConfigurationError(
@@ -133,7 +139,8 @@ def explain_refusal(exc: GraphRequestError, blueprint: BlueprintInfo, *, certifi
         return ConfigurationError(
             f"App management policy {policy} refuses certificate {certificate} on Blueprint {blueprint.app_id}: "
             "it lives longer than the policy's asymmetricKeyLifetime allows.",
-            remedy=(
+            remedy=policy_fix
+            or (
                 "Grant the provisioner Policy.Read.All so that setup can read the allowed lifetime and issue a "
                 "certificate inside it, then re-run `entraclaw setup` (or ask an administrator to exempt the "
                 "Blueprint from the policy)."
@@ -144,12 +151,14 @@ def explain_refusal(exc: GraphRequestError, blueprint: BlueprintInfo, *, certifi
     return None
 
 
-def explained(action: Callable[[], Any], blueprint: BlueprintInfo, *, certificate: str) -> Any:
+def explained(
+    action: Callable[[], Any], blueprint: BlueprintInfo, *, certificate: str, policy_fix: str | None = None
+) -> Any:
     """``action()``, with a limit refusal turned into the typed error that names it."""
     try:
         return action()
     except GraphRequestError as exc:
-        better = explain_refusal(exc, blueprint, certificate=certificate)
+        better = explain_refusal(exc, blueprint, certificate=certificate, policy_fix=policy_fix)
         if better is not None:
             raise better from None
         raise

@@ -40,7 +40,7 @@ from entraclaw.provisioning.keys import (
     open_device_key,
     unclaimed_key_refs,
 )
-from entraclaw.provisioning.limits import DEFAULT_CERTIFICATE_DAYS, read_certificate_policy
+from entraclaw.provisioning.limits import DEFAULT_CERTIFICATE_DAYS, explained, read_certificate_policy
 from entraclaw.provisioning.machine_steps import keep_single_grant
 from entraclaw.provisioning.plan import PlanStep, describe
 from entraclaw.provisioning.proofs import build_proof
@@ -432,8 +432,20 @@ class Rotate:
         self._done("add_key")
 
     def _add_key(self, blueprint_oid: str, old_ref: str, new: DeviceKey) -> None:
+        """Register the new certificate; Graph's limit refusals become the typed errors setup gives."""
         if self._is_done("add_key"):
             return
+        info = BlueprintInfo(blueprint_oid, str(self.journal.data.get("blueprint_app_id") or blueprint_oid), "")
+        fix = (
+            "Rotate with admin credentials, which read the tenant's app management policy and issue a certificate "
+            "inside it: `entraclaw rotate --force --device-code` (or with --admin-app-id, --admin-cert and "
+            "--admin-key)."
+            if not self.read_key_list
+            else None
+        )
+        explained(lambda: self._add_key_inner(blueprint_oid, old_ref, new), info, certificate=new.sha1, policy_fix=fix)
+
+    def _add_key_inner(self, blueprint_oid: str, old_ref: str, new: DeviceKey) -> None:
         if not self.read_key_list:
             self._add_key_blind(blueprint_oid, old_ref, new)
             return
