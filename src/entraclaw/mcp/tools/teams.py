@@ -38,6 +38,17 @@ def _user_bind(graph: AgentGraph, who: str) -> str:
     return f"{graph.graph_url}/users({_odata(who.replace('#', '%23'))})"
 
 
+def _member_entry(graph: AgentGraph, member: str) -> dict[str, Any]:
+    """A conversationMember body for ``member`` (UPN, email or id; an external one as ``email|tenant_id``)."""
+    who, _, tenant = member.partition("|")
+    # Teams: an in-tenant guest (#EXT# UPN) joins as "guest"; members and federated users as "owner".
+    role = "guest" if "#EXT#" in who.upper() else "owner"
+    entry: dict[str, Any] = {"@odata.type": _MEMBER, "roles": [role], "user@odata.bind": _user_bind(graph, who.strip())}
+    if tenant.strip():
+        entry["tenantId"] = tenant.strip()  # chat-post Example 7: a federated user by email + tenant
+    return entry
+
+
 def home_domain_of_guest(upn: str) -> str | None:
     """``alice_contoso.com#EXT#@fabrikam.onmicrosoft.com`` -> ``contoso.com`` (B2B guest UPN pattern)."""
     if "#EXT#" not in upn:
@@ -199,20 +210,12 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
             def work(graph: AgentGraph, scope: str) -> str:
                 me = str(rt.config.agent_user_id or rt.config.agent_user_upn)
                 body_members = [{"@odata.type": _MEMBER, "roles": ["owner"], "user@odata.bind": _user_bind(graph, me)}]
-                for member in members:
-                    who, _, tenant = member.partition("|")
-                    # Teams: an in-tenant guest (#EXT# UPN) joins as "guest"; members and federated users as "owner".
-                    role = "guest" if "#EXT#" in who.upper() else "owner"
-                    entry: dict[str, Any] = {"@odata.type": _MEMBER, "roles": [role],
-                                             "user@odata.bind": _user_bind(graph, who.strip())}
-                    if tenant.strip():
-                        entry["tenantId"] = tenant.strip()  # chat-post Example 7: a federated user by email + tenant
-                    body_members.append(entry)
+                body_members.extend(_member_entry(graph, member) for member in members)
                 body: dict[str, Any] = {"chatType": "oneOnOne" if len(members) == 1 else "group",
                                         "members": body_members}
                 if topic and len(members) > 1:
                     body["topic"] = topic
-                chat = graph.call(scope, "POST", "chats", what="create chat", json_body=body)
+                chat = graph.client(scope).request("POST", "chats", what="create chat", json_body=body)
                 return f"Chat ready: {_format_chat(chat)[2:]}"
 
             return await rt.graph_work(call, PERMISSIONS["create_chat"], work)
@@ -264,16 +267,11 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
                 await rt.require_human(call, ctx, "add_chat_member", f"add {member} to chat {chat_id}")
 
             def work(graph: AgentGraph, scope: str) -> str:
-                who, _, tenant = member.partition("|")
-                role = "guest" if "#EXT#" in who.upper() else "owner"
-                body: dict[str, Any] = {"@odata.type": _MEMBER, "roles": [role],
-                                        "user@odata.bind": _user_bind(graph, who.strip())}
-                if tenant.strip():
-                    body["tenantId"] = tenant.strip()
+                body = _member_entry(graph, member)
                 if share_history:
                     body["visibleHistoryStartDateTime"] = "0001-01-01T00:00:00Z"
-                added = graph.call(scope, "POST", f"chats/{quote(chat_id)}/members", what="add chat member",
-                                   json_body=body)
+                added = graph.client(scope).request("POST", f"chats/{quote(chat_id)}/members",
+                                                    what="add chat member", json_body=body)
                 external_chats.pop(chat_id, None)
                 return f"Added {added.get('displayName') or member} to chat {chat_id}."
 
@@ -330,8 +328,8 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
                     if tags:
                         content = " ".join(tags) + " " + content
                 body["body"] = {"contentType": kind, "content": content}
-                sent = graph.call(scope, "POST", f"chats/{quote(chat_id)}/messages", what="send chat message",
-                                  json_body=body)
+                sent = graph.client(scope).request("POST", f"chats/{quote(chat_id)}/messages",
+                                                   what="send chat message", json_body=body)
                 when = short_time(sent.get("createdDateTime"))
                 return f"Sent to chat {chat_id}: message id={sent.get('id')} at {when}."
 
