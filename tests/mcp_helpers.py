@@ -124,6 +124,7 @@ class Session:
     """What a test sees of one MCP session."""
 
     client: Any
+    init: Any = None  # the InitializeResult (server instructions, capabilities)
     progress: list[tuple[float, float | None, str | None]] = field(default_factory=list)
     elicitations: list[str] = field(default_factory=list)
 
@@ -176,7 +177,7 @@ def run_session(
                 read, write, elicitation_callback=callback
             ) as client:
                 box["init"] = await client.initialize()
-                session = Session(client)
+                session = Session(client, box["init"])
                 session_box.append(session)
                 box["result"] = await body(session)
         finally:

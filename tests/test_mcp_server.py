@@ -67,12 +67,16 @@ def test_not_set_up_device_says_why_and_names_the_fix(tmp_path: Path) -> None:
     box: dict[str, object] = {}
 
     async def body(s: Session) -> None:
+        box["instructions"] = s.init.instructions
         box["whoami"] = await s.call("whoami")
         box["send"] = await s.call("send_teams_message", chat_id="19:x", text="hi")
 
     run_session(env, body)
     for failed, text in (box["whoami"], box["send"]):  # type: ignore[misc]
         assert failed and "not set up" in text and "`entraclaw setup`" in text and "ENTRACLAW_TENANT_ID" in text
+    # initialize already says so (the preflight's finding, fixed before the warm-up thread starts)
+    instructions = str(box["instructions"])
+    assert "NOT READY" in instructions and "not set up" in instructions and "`entraclaw setup`" in instructions
     record = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
     assert record["tool"] == "send_teams_message" and record["status"] == "error"
 

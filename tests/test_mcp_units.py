@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -34,6 +35,25 @@ def test_audit_reduces_bodies_to_hash_and_length_and_redacts_tokens(tmp_path: Pa
     assert record["arguments"]["note"] == "[redacted]" and record["arguments"]["chat_id"] == "19:abc"
     if sys.platform != "win32":
         assert stat.S_IMODE(os.stat(tmp_path / "audit.jsonl").st_mode) == 0o600
+
+
+def test_audit_recreates_a_removed_state_dir_owner_only_and_keeps_appending(tmp_path: Path) -> None:
+    # The log opens the file first and looks at the directory only when that fails: a state directory
+    # removed under a running server comes back owner-only, the file owner-only whatever the umask.
+    state = tmp_path / "state"
+    log = AuditLog(state / "audit.jsonl")
+    log.append({"tool": "whoami", "status": "ok"})
+    shutil.rmtree(state)
+    old_umask = os.umask(0)
+    try:
+        log.append({"tool": "list_chats", "status": "ok"})
+        log.append({"tool": "list_chats", "status": "error"})
+    finally:
+        os.umask(old_umask)
+    assert [r["status"] for r in log.read()] == ["ok", "error"]
+    if sys.platform != "win32":
+        assert stat.S_IMODE(os.stat(state / "audit.jsonl").st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
 
 
 def test_audit_rotates_by_size_and_reads_across_files(tmp_path: Path) -> None:

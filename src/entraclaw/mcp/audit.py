@@ -48,6 +48,7 @@ STATUSES = ("ok", "error", "refused", "declined", "cancelled", "timeout")
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 DEFAULT_KEEP = 3
 _MAX_STRING = 300
+_APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def _digest(text: str) -> dict[str, Any]:
@@ -136,40 +137,58 @@ class AuditLog:
         entry = {"time": _now(), **record}
         line = (json.dumps(_clean(entry), ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         with self._lock:
-            files.ensure_private_dir(self.path.parent)
-            self._rotate_if_due(len(line))
-            self._write_line(line)
+            fd = self._open()
+            try:
+                if self._due(fd, len(line)):
+                    os.close(fd)
+                    fd = -1
+                    self._rotate(len(line))
+                    fd = self._open()
+                written = os.write(fd, line)
+                if written != len(line):  # a full disk: say so rather than leave half a record unnoticed
+                    raise OSError(28, "short write")
+            except OSError as exc:
+                raise self._error("append to", exc) from exc
+            finally:
+                if fd >= 0:
+                    os.close(fd)
 
-    def _write_line(self, line: bytes) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-        existed = self.path.exists()
+    def _open(self) -> int:
+        """The log opened for appending; created owner-only (and its directory) when missing.
+
+        A tool call pays one ``open`` and one ``fstat`` here: the directory and the file are looked
+        at only when the open says they are missing."""
         try:
-            fd = os.open(self.path, flags, 0o600)
+            return os.open(self.path, _APPEND, 0o600)
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             raise self._error("open", exc) from exc
         try:
-            if not existed:
-                if sys.platform == "win32":
-                    files.restrict_to_owner(self.path)
-                else:
-                    os.fchmod(fd, 0o600)
-            written = os.write(fd, line)
-            if written != len(line):  # a full disk: say so rather than leave half a record unnoticed
-                raise OSError(28, "short write")
+            files.ensure_private_dir(self.path.parent)
+            fd = os.open(self.path, _APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another server created it in between
+            return self._open()
         except OSError as exc:
-            raise self._error("append to", exc) from exc
-        finally:
-            os.close(fd)
-
-    def _rotate_if_due(self, incoming: int) -> None:
+            raise self._error("open", exc) from exc
         try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return
+            if sys.platform == "win32":
+                files.restrict_to_owner(self.path)
+            else:
+                os.fchmod(fd, 0o600)  # owner-only whatever the umask
+        except OSError as exc:
+            os.close(fd)
+            raise self._error("open", exc) from exc
+        return fd
+
+    def _due(self, fd: int, incoming: int) -> bool:
+        try:
+            size = os.fstat(fd).st_size
         except OSError as exc:
             raise self._error("stat", exc) from exc
-        if size + incoming <= self.max_bytes:
-            return
+        return size > 0 and size + incoming > self.max_bytes
+
+    def _rotate(self, incoming: int) -> None:
         from entraclaw.auth.file_lock import InterProcessLock
 
         with InterProcessLock(self.path.with_name(self.path.name + ".lock"), timeout=10.0):

@@ -85,7 +85,7 @@ class _CredentialAuth(GraphAuth):
 
 
 class AgentGraph:
-    """The tools' Graph: ``call(permission, method, path, ...)`` and ``pages(...)``."""
+    """The tools' Graph: ``client(scope).request(method, path, ...)`` and ``pages(scope, path, ...)``."""
 
     def __init__(self, credential: Any, graph_url: str, session: requests.Session, *, timeout: float = 30.0) -> None:
         self.credential = credential
@@ -201,7 +201,9 @@ class AgentGraph:
 
     # --- calls --------------------------------------------------------------------------------
 
-    def _client(self, scope: str) -> GraphClient:
+    def client(self, scope: str) -> GraphClient:
+        """The Graph transport (GraphClient: retries, paging, the 401 refresh) calling with ``scope``'s token;
+        one per scope, sharing this session, deadline and request-id collection. Tools call its ``request``."""
         with self._lock:
             client = self._clients.get(scope)
             if client is None:
@@ -216,25 +218,12 @@ class AgentGraph:
                 self._clients[scope] = client
             return client
 
-    def call(
-        self,
-        scope: str,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        json_body: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        return self._client(scope).request(method, path, what=what, json_body=json_body, params=params, headers=headers)
-
     def pages(
         self, scope: str, path: str, *, what: str, params: Mapping[str, str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Items of a collection across ``@odata.nextLink`` pages, at most ``limit``."""
         out: list[dict[str, Any]] = []
-        for item in self._client(scope).pages(path, what=what, params=params):
+        for item in self.client(scope).pages(path, what=what, params=params):
             out.append(item)
             if limit is not None and len(out) >= limit:
                 break

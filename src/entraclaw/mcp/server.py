@@ -28,17 +28,24 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(runtime: Any = None) -> Any:
-    """The MCPServer with every tool registered over ``runtime`` (an AgentRuntime; a new one by default)."""
+def _instructions(rt: Any) -> str:
+    if rt.startup_error is not None:
+        return INSTRUCTIONS + f"\n\nNOT READY: {rt.startup_error}"
+    return INSTRUCTIONS
+
+
+def build_server(runtime: Any = None, *, instructions: str | None = None) -> Any:
+    """The MCPServer with every tool registered over ``runtime`` (an AgentRuntime; a new one by default).
+
+    ``instructions`` defaults to :data:`INSTRUCTIONS` plus the runtime's startup error, if any."""
     from mcp.server.mcpserver import MCPServer
 
     from entraclaw.mcp.runtime import AgentRuntime
     from entraclaw.mcp.tools import identity, mail, teams
 
     rt = runtime if runtime is not None else AgentRuntime()
-    instructions = INSTRUCTIONS
-    if rt.startup_error is not None:
-        instructions += f"\n\nNOT READY: {rt.startup_error}"
+    if instructions is None:
+        instructions = _instructions(rt)
     server = MCPServer(name="entraclaw", instructions=instructions, version=__version__, log_level="WARNING")
     identity.register(server, rt)
     teams.register(server, rt)
@@ -93,10 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rt = AgentRuntime()
     _preflight(rt)
-    server = build_server(rt)
+    instructions = _instructions(rt)  # what the preflight found, before the warm-up can change it
     if rt.startup_error is None:
-        # Config, key and the first token on a side thread while the client initializes.
+        # Config, key and the first token on a side thread, started before the SDK is imported: the
+        # three hops' network waits (Entra's side of each hop) overlap the SDK's import, which is most
+        # of a cold start (bench/bench_mcp.py prints both).
         threading.Thread(target=rt.prepare, name="entraclaw-mcp-warmup", daemon=True).start()
+    server = build_server(rt, instructions=instructions)
     try:
         import anyio
 

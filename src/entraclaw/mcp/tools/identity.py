@@ -26,8 +26,8 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
         async with rt.call("whoami") as call:
 
             def work(graph: AgentGraph, scope: str) -> str:
-                me = graph.call(scope, "GET", "me", what="GET /me",
-                                params={"$select": "id,displayName,userPrincipalName,mail"})
+                me = graph.client(scope).request("GET", "me", what="GET /me",
+                                                 params={"$select": "id,displayName,userPrincipalName,mail"})
                 config = rt.config
                 token = rt.credential.get_token("https://graph.microsoft.com/.default")
                 left = int(token.expires_on - time.time())

@@ -61,8 +61,8 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
                                        f"email {', '.join(outside)} (outside the tenant): {subject!r}")
 
             def work(graph: AgentGraph, scope: str) -> str:
-                graph.call(scope, "POST", "me/sendMail", what="send mail",
-                           json_body={"message": message, "saveToSentItems": True})
+                graph.client(scope).request("POST", "me/sendMail", what="send mail",
+                                            json_body={"message": message, "saveToSentItems": True})
                 return f"Mail sent to {', '.join([*to, *(cc or [])])}: {subject!r} (Graph accepted it: 202)."
 
             return await rt.graph_work(call, PERMISSIONS["send_email"], work)
@@ -93,7 +93,7 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
                     params["$filter"] = " and ".join(clauses)
                 name = folder.strip().lower() if folder.strip().lower() in _WELL_KNOWN else folder.strip()
                 path = f"me/mailFolders/{quote(name)}/messages"
-                client = graph._client(scope)
+                client = graph.client(scope)
                 rows: list[dict[str, Any]] = []
                 url: str | None = path
                 query: dict[str, str] | None = params

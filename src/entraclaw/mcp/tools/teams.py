@@ -23,6 +23,14 @@ __all__ = ["register"]
 _MEMBER = "#microsoft.graph.aadUserConversationMember"
 _MAX_WAIT = 900.0
 
+#: Every chat tool's chat_id parameter.
+ChatId = Annotated[str, Field(description="the chat's id (list_chats / create_chat give it)")]
+
+
+def _chat_path(chat_id: str, collection: str) -> str:
+    """``chats/{id}/{collection}``, the id percent-encoded (chat ids contain ':' and '@')."""
+    return f"chats/{quote(chat_id)}/{collection}"
+
 
 class Mention(BaseModel):
     user_id: str = Field(description="object id of the user to @mention (find_user shows it)")
@@ -36,6 +44,17 @@ def _odata(value: str) -> str:
 def _user_bind(graph: AgentGraph, who: str) -> str:
     # '#' would end the URL at the fragment: a guest's #EXT# UPN goes percent-encoded.
     return f"{graph.graph_url}/users({_odata(who.replace('#', '%23'))})"
+
+
+def _member_entry(graph: AgentGraph, member: str) -> dict[str, Any]:
+    """A conversationMember body for ``member`` (UPN, email or id; an external one as ``email|tenant_id``)."""
+    who, _, tenant = member.partition("|")
+    # Teams: an in-tenant guest (#EXT# UPN) joins as "guest"; members and federated users as "owner".
+    role = "guest" if "#EXT#" in who.upper() else "owner"
+    entry: dict[str, Any] = {"@odata.type": _MEMBER, "roles": [role], "user@odata.bind": _user_bind(graph, who.strip())}
+    if tenant.strip():
+        entry["tenantId"] = tenant.strip()  # chat-post Example 7: a federated user by email + tenant
+    return entry
 
 
 def home_domain_of_guest(upn: str) -> str | None:
@@ -117,7 +136,7 @@ def _messages(
     params = {"$top": str(min(limit, 50)), "$orderby": "lastModifiedDateTime desc"}
     if since is not None:
         params["$filter"] = f"lastModifiedDateTime gt {graph_time(since)}"
-    rows = graph.pages(scope, f"chats/{quote(chat_id)}/messages", what="list chat messages", params=params,
+    rows = graph.pages(scope, _chat_path(chat_id, "messages"), what="list chat messages", params=params,
                        limit=limit * 4)
     out = []
     for row in rows:
@@ -199,20 +218,12 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
             def work(graph: AgentGraph, scope: str) -> str:
                 me = str(rt.config.agent_user_id or rt.config.agent_user_upn)
                 body_members = [{"@odata.type": _MEMBER, "roles": ["owner"], "user@odata.bind": _user_bind(graph, me)}]
-                for member in members:
-                    who, _, tenant = member.partition("|")
-                    # Teams: an in-tenant guest (#EXT# UPN) joins as "guest"; members and federated users as "owner".
-                    role = "guest" if "#EXT#" in who.upper() else "owner"
-                    entry: dict[str, Any] = {"@odata.type": _MEMBER, "roles": [role],
-                                             "user@odata.bind": _user_bind(graph, who.strip())}
-                    if tenant.strip():
-                        entry["tenantId"] = tenant.strip()  # chat-post Example 7: a federated user by email + tenant
-                    body_members.append(entry)
+                body_members.extend(_member_entry(graph, member) for member in members)
                 body: dict[str, Any] = {"chatType": "oneOnOne" if len(members) == 1 else "group",
                                         "members": body_members}
                 if topic and len(members) > 1:
                     body["topic"] = topic
-                chat = graph.call(scope, "POST", "chats", what="create chat", json_body=body)
+                chat = graph.client(scope).request("POST", "chats", what="create chat", json_body=body)
                 return f"Chat ready: {_format_chat(chat)[2:]}"
 
             return await rt.graph_work(call, PERMISSIONS["create_chat"], work)
@@ -235,11 +246,11 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
             return await rt.graph_work(call, PERMISSIONS["list_chats"], work)
 
     @server.tool(description="List the members of a chat (name, email, tenant, roles). Needs Chat.ReadBasic.")
-    async def list_chat_members(chat_id: Annotated[str, Field(description="the chat's id")]) -> str:
+    async def list_chat_members(chat_id: ChatId) -> str:
         async with rt.call("list_chat_members", chat_id=chat_id) as call:
 
             def work(graph: AgentGraph, scope: str) -> str:
-                rows = graph.pages(scope, f"chats/{quote(chat_id)}/members", what="list chat members", limit=500)
+                rows = graph.pages(scope, _chat_path(chat_id, "members"), what="list chat members", limit=500)
                 internal = rt.policy.internal_domains
                 lines = [
                     f"- {m.get('displayName') or '?'} <{m.get('email') or '?'}> user_id={m.get('userId')} "
@@ -254,7 +265,7 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
     @server.tool(description="Add a person to a group chat (asks a human first under the consent policy). "
                  "Needs ChatMember.ReadWrite.")
     async def add_chat_member(
-        chat_id: Annotated[str, Field(description="the chat's id")],
+        chat_id: ChatId,
         member: Annotated[str, Field(description="UPN, email or object id; external as 'email|tenant_id'")],
         ctx: Context,
         share_history: Annotated[bool, Field(description="let them see the chat's earlier messages")] = False,
@@ -264,16 +275,11 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
                 await rt.require_human(call, ctx, "add_chat_member", f"add {member} to chat {chat_id}")
 
             def work(graph: AgentGraph, scope: str) -> str:
-                who, _, tenant = member.partition("|")
-                role = "guest" if "#EXT#" in who.upper() else "owner"
-                body: dict[str, Any] = {"@odata.type": _MEMBER, "roles": [role],
-                                        "user@odata.bind": _user_bind(graph, who.strip())}
-                if tenant.strip():
-                    body["tenantId"] = tenant.strip()
+                body = _member_entry(graph, member)
                 if share_history:
                     body["visibleHistoryStartDateTime"] = "0001-01-01T00:00:00Z"
-                added = graph.call(scope, "POST", f"chats/{quote(chat_id)}/members", what="add chat member",
-                                   json_body=body)
+                added = graph.client(scope).request("POST", _chat_path(chat_id, "members"),
+                                                    what="add chat member", json_body=body)
                 external_chats.pop(chat_id, None)
                 return f"Added {added.get('displayName') or member} to chat {chat_id}."
 
@@ -282,7 +288,7 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
     @server.tool(description="Send a Teams message to a chat (text or basic HTML, optional @mentions). The first "
                  "message to a chat with external members asks a human first. Needs ChatMessage.Send.")
     async def send_teams_message(
-        chat_id: Annotated[str, Field(description="the chat's id (list_chats / create_chat)")],
+        chat_id: ChatId,
         text: Annotated[str, Field(min_length=1, max_length=28000, description="the message")],
         ctx: Context,
         content_type: Annotated[Literal["text", "html"], Field(description="text or basic HTML")] = "text",
@@ -294,7 +300,7 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
             if policy.requires("external_first_message") and not policy.already_approved(chat_id):
                 def members(graph: AgentGraph, scope: str) -> list[str]:
                     if chat_id not in external_chats:
-                        rows = graph.pages(scope, f"chats/{quote(chat_id)}/members", what="list chat members",
+                        rows = graph.pages(scope, _chat_path(chat_id, "members"), what="list chat members",
                                            limit=500)
                         external_chats[chat_id] = [
                             str(m.get("email") or m.get("displayName") or m.get("userId"))
@@ -330,8 +336,8 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
                     if tags:
                         content = " ".join(tags) + " " + content
                 body["body"] = {"contentType": kind, "content": content}
-                sent = graph.call(scope, "POST", f"chats/{quote(chat_id)}/messages", what="send chat message",
-                                  json_body=body)
+                sent = graph.client(scope).request("POST", _chat_path(chat_id, "messages"),
+                                                   what="send chat message", json_body=body)
                 when = short_time(sent.get("createdDateTime"))
                 return f"Sent to chat {chat_id}: message id={sent.get('id')} at {when}."
 
@@ -340,7 +346,7 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
     @server.tool(description="Read a chat's messages, newest first, optionally only those since a time "
                  "(ISO 8601 or 15m/2h/1d). Bodies as text. Needs Chat.Read.")
     async def read_teams_messages(
-        chat_id: Annotated[str, Field(description="the chat's id")],
+        chat_id: ChatId,
         since: Annotated[str | None, Field(description="only messages after this time: ISO 8601 or 30m/2h/1d")] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="at most this many messages")] = 20,
     ) -> str:
@@ -358,7 +364,7 @@ def register(server: MCPServer, rt: AgentRuntime) -> None:
     @server.tool(description="Wait (bounded, cancellable, with progress notifications) for someone other than the "
                  "Agent User to post in a chat; returns the reply or says none came. Needs Chat.Read.")
     async def wait_for_reply(
-        chat_id: Annotated[str, Field(description="the chat's id")],
+        chat_id: ChatId,
         ctx: Context,
         timeout_seconds: Annotated[float, Field(gt=0, le=_MAX_WAIT, description="give up after this long")] = 120.0,
         since: Annotated[str | None, Field(description="count replies after this time (default: now)")] = None,
