@@ -63,3 +63,15 @@ def test_documentation_transcripts_compare_as_subsets() -> None:
     assert compare(exact, produced) != []
     doc_wrong = Transcript("full", "documentation", [Entry("b", "POST", "/v1.0/y", status=400, error="E2", source="p")])
     assert compare(doc_wrong, produced) == ["b: error 'E2' != 'E1'"]
+
+
+def test_a_grant_id_is_a_placeholder_even_when_it_happens_to_look_like_a_word() -> None:
+    """oauth2PermissionGrant ids are 44 base64url characters; about one in ten has neither '-' nor '_'
+    and starts with a lowercase letter, which the vocabulary pattern took for a Graph word (the
+    emulator-full replay then failed now and then)."""
+    from entraclaw.conformance.transcript import path_shape
+
+    wordlike = "abCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFGH"
+    assert len(wordlike) == 44
+    assert path_shape(f"/v1.0/oauth2PermissionGrants/{wordlike}") == "/v1.0/oauth2PermissionGrants/{name}"
+    assert path_shape("/v1.0/delegatedPermissionClassifications") == "/v1.0/delegatedPermissionClassifications"

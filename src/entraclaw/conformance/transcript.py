@@ -42,9 +42,11 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
 _AADSTS = re.compile(r"AADSTS(\d+)")
 # Path segments that are Graph's or Entra's own vocabulary, kept as they are; anything else that is
-# not a GUID (a UPN, a display name, a tenant domain) becomes a placeholder.
+# not a GUID (a UPN, a display name, a tenant domain, a 44-character grant id) becomes a placeholder.
+# Vocabulary words are at most 40 characters: a grant id with no '-' or '_' that starts lowercase
+# looks like a word otherwise.
 _LITERAL_SEGMENT = re.compile(r"^(?:v1\.0|beta|v2\.0|\.well-known|openid-configuration|"
-                              r"microsoft\.graph\.[A-Za-z]+|[a-z][A-Za-z0-9]*|\$[a-z]+)$")
+                              r"microsoft\.graph\.[A-Za-z]+|[a-z][A-Za-z0-9]{0,39}|\$[a-z]+)$")
 # Form values that are protocol vocabulary, not secrets: kept so a transcript shows which grant ran.
 _FORM_VALUES_KEPT = frozenset({"grant_type", "client_assertion_type", "requested_token_use"})
 _JWT = re.compile(r"^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$")
