@@ -26,7 +26,11 @@ Import floors, spawned K times each: ``python -c pass``, the SDK modules ``entra
 (``mcp.server.mcpserver``, ``mcp.server.stdio``), and entraclaw's own modules on the way to the first
 tool result without the SDK; each as wall ms and CPU ms (user + sys of the child). The SDK's row is
 the part of a cold start that is not ours.
-POSIX (resource), Linux for the server's CPU column (/proc). Run: python bench/bench_mcp.py [--calls N] [--starts K]
+``--graph-latency MS`` makes the emulator wait MS before answering each chats request (the bare GET and
+the tool's request alike), to show the same ratio when Graph is not on loopback; the value is an
+assumption the run states, not a measurement of Graph.
+POSIX (resource), Linux for the server's CPU column (/proc).
+Run: python bench/bench_mcp.py [--calls N] [--starts K] [--graph-latency MS]
 """
 
 from __future__ import annotations
@@ -191,6 +195,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument(
+        "--graph-latency",
+        type=float,
+        default=0.0,
+        help="ms the emulator waits before answering each chats request, for the bare GET and the tool alike "
+        "(0: loopback, the default). A stated assumption, e.g. a WAN round trip; not a measurement of Graph",
+    )
     args = parser.parse_args()
 
     with Emulator() as emu:
@@ -215,6 +226,10 @@ def main() -> None:
                 return chat_id
 
             chat_id = anyio.run(_session, env, seed)
+            if args.graph_latency > 0:
+                # Same wait on both sides of every ratio: the bare GET and the tool's Graph request.
+                for pattern in ("/v1.0/me/chats", "/v1.0/chats/*/messages"):
+                    emu.faults.inject("delay", count=10**9, path=pattern, delay=args.graph_latency / 1000)
             cases = [
                 ("list_chats", {"limit": 20}, f"{emu.graph_url}/me/chats", {"$top": "20"}),
                 ("read_teams_messages", {"chat_id": chat_id, "limit": 20},
@@ -265,7 +280,8 @@ def main() -> None:
               f"{'x' if cpu_ratio is not None else ' '}  {goal}")
     print(f"({args.calls} warm calls per row, {args.starts} cold starts / import spawns; CPU ms/op of a cold start "
           f"is the server's user+sys to its exit; server: {' '.join(server_command()[:1])}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; added Graph latency "
+          f"{args.graph_latency:g} ms)")
 
 if __name__ == "__main__":
     main()
