@@ -76,10 +76,13 @@ def test_task_xml_is_accepted_by_schtasks(tmp_path: Path) -> None:
     from entraclaw.platform import winacl
 
     spec = JobSpec(tmp_path, python=sys.executable)
-    path = tmp_path / "task.xml"
-    path.write_text(task_xml(spec, user_id=str(winacl.current_account().sid), logon_type="InteractiveToken"),
-                    encoding="utf-16")
-    name = f"\\entraclaw-test\\{spec.name}"
+    xml = task_xml(spec, user_id=str(winacl.current_account().sid), logon_type="InteractiveToken")
+    _schtasks_accepts(xml, tmp_path / "task.xml", f"\\entraclaw-test\\{spec.name}")
+
+
+def _schtasks_accepts(xml: str, path: Path, name: str) -> None:
+    """Create the task from ``xml`` with schtasks (which checks it against the schema), then delete it."""
+    path.write_text(xml, encoding="utf-16")
     created = subprocess.run(["schtasks", "/Create", "/TN", name, "/XML", str(path), "/F"],
                              capture_output=True, text=True, check=False)
     try:
@@ -115,15 +118,8 @@ def test_a_network_service_task_is_accepted_by_schtasks(tmp_path: Path) -> None:
 
     spec = JobSpec(tmp_path, python=sys.executable)
     user_id, logon_type = task_principal("NetworkService")
-    path = tmp_path / "task.xml"
-    path.write_text(task_xml(spec, user_id=user_id, logon_type=logon_type), encoding="utf-16")
-    name = f"\\entraclaw-test\\{spec.name}-ns"
-    created = subprocess.run(["schtasks", "/Create", "/TN", name, "/XML", str(path), "/F"],
-                             capture_output=True, text=True, check=False)
-    try:
-        assert created.returncode == 0, created.stdout + created.stderr
-    finally:
-        subprocess.run(["schtasks", "/Delete", "/TN", name, "/F"], capture_output=True, check=False)
+    xml = task_xml(spec, user_id=user_id, logon_type=logon_type)
+    _schtasks_accepts(xml, tmp_path / "task.xml", f"\\entraclaw-test\\{spec.name}-ns")
 
 
 def test_launchd_plist_runs_the_same_command_daily(tmp_path: Path) -> None:
