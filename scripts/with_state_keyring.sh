@@ -24,7 +24,8 @@
 #
 # scripts/with_secret_service.sh is the test harness: its keyring is thrown away when CMD ends.
 #
-# Needs: dbus-run-session (Debian: dbus-daemon), dbus-send (dbus-bin), gnome-keyring-daemon (gnome-keyring).
+# Needs: dbus-run-session (Debian: dbus-daemon), dbus-send (dbus-bin), gnome-keyring-daemon (gnome-keyring),
+# and scripts/lib/secret_service.sh beside it (sourced: the session and daemon start shared with the harness).
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
