@@ -32,8 +32,8 @@ mkdir -m 700 "$work/runtime" "$work/data"
 secret_service_use_dirs "$work/runtime" "$work/data"
 
 password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-# Not a pipe: the function exports the daemon's variables, which a pipeline's subshell would lose.
-secret_service_start "$0" < <(printf '%s' "$password")
+# The password travels through a pipe, never a file or an argument.
+secret_service_start "$0" <(printf '%s' "$password")
 unset password
 # Tells the tests this Secret Service is a throwaway one they may write to (they refuse to touch
 # a user's own keyring) and tells scripts/test.sh not to start another.

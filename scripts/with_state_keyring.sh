@@ -58,7 +58,7 @@ trap 'rm -rf "$runtime"' EXIT
 # gnome-keyring keeps keyrings in XDG_DATA_HOME/keyrings (here: the state directory, persistent) and
 # its control socket in XDG_RUNTIME_DIR (here: private to this run). CMD gets the caller's values back.
 secret_service_use_dirs "$runtime" "$state/secret-service"
-secret_service_start "$0" <"$password_file"
+secret_service_start "$0" "$password_file"
 secret_service_restore_xdg
 
 "$@"

@@ -39,13 +39,14 @@ secret_service_restore_xdg() {
 
 _ss_restore() { if [ "$2" = __unset__ ]; then unset "$1"; else export "$1=$2"; fi; }
 
-# Start the daemon with the password on stdin: --unlock creates the "login" keyring (the default
-# collection) if there is none and unlocks it; --start then attaches to that daemon and prints the
-# variables clients need, which are exported here. Waits until the service is on the bus.
-#   secret_service_start SCRIPT <password
+# Start the daemon: --unlock reads the password from PASSWORD_FILE (only it: the other commands keep
+# the caller's stdin), creates the "login" keyring (the default collection) if there is none and
+# unlocks it; --start then attaches to that daemon and prints the variables clients need, which are
+# exported here. Waits until the service is on the bus.
+#   secret_service_start SCRIPT PASSWORD_FILE
 secret_service_start() {
-    local script=$1 unlock_env start_env line
-    unlock_env=$(gnome-keyring-daemon --daemonize --unlock --components=secrets)
+    local script=$1 password_file=$2 unlock_env start_env line
+    unlock_env=$(gnome-keyring-daemon --daemonize --unlock --components=secrets <"$password_file")
     start_env=$(gnome-keyring-daemon --start --components=secrets 2>/dev/null)
     while IFS= read -r line; do
         case "$line" in
