@@ -25,13 +25,11 @@ from typing import Any
 
 import requests
 
-from entraclaw.auth.signer import PemSigner
+from _admin import admin_graph
 from entraclaw.emulator import Emulator
 from entraclaw.emulator.graph.app_limits import AppLimits
 from entraclaw.errors import ConfigurationError
-from entraclaw.provisioning.auth import ClientCertificateAuth
 from entraclaw.provisioning.context import Endpoints
-from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.setup import Setup, SetupOptions
 
 
@@ -42,19 +40,6 @@ class ByteCount:
     def __call__(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
         body = response.request.body or b""
         self.total += len(body if isinstance(body, bytes) else body.encode()) + len(response.content)
-
-
-def _graph(emu: Emulator, endpoints: Endpoints, counter: ByteCount) -> GraphClient:
-    admin = emu.admin
-    auth = ClientCertificateAuth(
-        authority=endpoints.authority,
-        client_id=admin.app_id,
-        signer=PemSigner(admin.key, admin.cert),
-        session=endpoints.session(),
-    )
-    session = endpoints.session()
-    session.hooks["response"].append(counter)
-    return GraphClient(endpoints.graph_url, auth, session=session)
 
 
 def main() -> None:
@@ -82,7 +67,7 @@ def main() -> None:
                 fleet_settle=0.0,
                 max_key_credentials=args.limit,
             )
-            graph = _graph(emu, endpoints, counter)
+            graph = admin_graph(emu, endpoints, on_response=counter)
             started = time.perf_counter()
             try:
                 Setup(options, graph, echo=lambda _line: None).run()

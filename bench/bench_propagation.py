@@ -17,25 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from entraclaw.auth.signer import PemSigner
+from _admin import admin_graph
 from entraclaw.emulator import Emulator
-from entraclaw.provisioning.auth import ClientCertificateAuth
 from entraclaw.provisioning.context import Endpoints
-from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.setup import Setup, SetupOptions
 
 STEPS = ("blueprint_principal", "certificate", "agent_identity", "agent_user", "consent", "smoke")
-
-
-def _graph(emu: Emulator, endpoints: Endpoints) -> GraphClient:
-    admin = emu.admin
-    auth = ClientCertificateAuth(
-        authority=endpoints.authority,
-        client_id=admin.app_id,
-        signer=PemSigner(admin.key, admin.cert),
-        session=endpoints.session(),
-    )
-    return GraphClient(endpoints.graph_url, auth, session=endpoints.session())
 
 
 def run_once(delay: float, *, wall: bool) -> tuple[dict[str, int], float, int, float]:
@@ -59,7 +46,7 @@ def run_once(delay: float, *, wall: bool) -> tuple[dict[str, int], float, int, f
             propagation_timeout=300.0,
         )
         started = time.perf_counter()
-        result = Setup(options, _graph(emu, endpoints), echo=lambda _line: None, sleep=sleep).run()
+        result = Setup(options, admin_graph(emu, endpoints), echo=lambda _line: None, sleep=sleep).run()
         elapsed = time.perf_counter() - started
         assert result.completed
         return result.waits, slept[0], result.graph_requests, elapsed

@@ -34,7 +34,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from entraclaw.auth.signer import PemSigner
+from _admin import admin_graph
 from entraclaw.emulator import Emulator
 from entraclaw.provisioning.auth import ClientCertificateAuth
 from entraclaw.provisioning.context import Endpoints
@@ -45,17 +45,6 @@ from entraclaw.provisioning.setup import Setup, SetupOptions
 FLOORS = {"fresh setup": (10, 6), "re-run setup": (7, 0), "rotate --force": (4, 2), "rotate as BP": (2, 2)}
 
 
-def _graph(emu: Emulator, endpoints: Endpoints) -> GraphClient:
-    admin = emu.admin
-    auth = ClientCertificateAuth(
-        authority=endpoints.authority,
-        client_id=admin.app_id,
-        signer=PemSigner(admin.key, admin.cert),
-        session=endpoints.session(),
-    )
-    return GraphClient(endpoints.graph_url, auth, session=endpoints.session())
-
-
 def main() -> None:
     rows: list[tuple[str, Counter[str], int]] = []
     with Emulator() as emu, tempfile.TemporaryDirectory() as home:
@@ -64,11 +53,11 @@ def main() -> None:
             endpoints=endpoints, key_storage="file", state_dir=Path(home), sponsor_ids=(emu.admin.user_id,)
         )
         for name in ("fresh setup", "re-run setup"):
-            graph = _graph(emu, endpoints)
+            graph = admin_graph(emu, endpoints)
             before = emu.stats.count()
             Setup(options, graph, echo=lambda _line: None).run()
             rows.append((name, Counter(graph.counts), emu.stats.count() - before))
-        graph = _graph(emu, endpoints)
+        graph = admin_graph(emu, endpoints)
         before = emu.stats.count()
         Rotate(graph, state_dir=Path(home), force=True, echo=lambda _line: None).run()
         rows.append(("rotate --force", Counter(graph.counts), emu.stats.count() - before))

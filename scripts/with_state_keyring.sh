@@ -24,7 +24,8 @@
 #
 # scripts/with_secret_service.sh is the test harness: its keyring is thrown away when CMD ends.
 #
-# Needs: dbus-run-session (Debian: dbus-daemon), dbus-send (dbus-bin), gnome-keyring-daemon (gnome-keyring).
+# Needs: dbus-run-session (Debian: dbus-daemon), dbus-send (dbus-bin), gnome-keyring-daemon (gnome-keyring),
+# and scripts/lib/secret_service.sh beside it (sourced: the session and daemon start shared with the harness).
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
@@ -32,18 +33,9 @@ if [ $# -eq 0 ]; then
     exit 2
 fi
 
-if [ "${_ENTRACLAW_IN_STATE_KEYRING:-}" != 1 ]; then
-    missing=()
-    command -v dbus-run-session >/dev/null || missing+=("dbus-run-session (apt-get install dbus-daemon)")
-    command -v dbus-send >/dev/null || missing+=("dbus-send (apt-get install dbus-bin)")
-    command -v gnome-keyring-daemon >/dev/null || missing+=("gnome-keyring-daemon (apt-get install gnome-keyring)")
-    if [ ${#missing[@]} -gt 0 ]; then
-        printf '%s: missing %s\n' "$0" "${missing[*]}" >&2
-        exit 127
-    fi
-    exec env _ENTRACLAW_IN_STATE_KEYRING=1 dbus-run-session -- bash "$0" "$@"
-fi
-unset _ENTRACLAW_IN_STATE_KEYRING
+# shellcheck source=lib/secret_service.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/secret_service.sh"
+secret_service_enter_session _ENTRACLAW_IN_STATE_KEYRING "$0" "$@"
 
 state=${ENTRACLAW_HOME:-$HOME/.entraclaw}
 password_file=
@@ -65,32 +57,8 @@ runtime=$(mktemp -d "${TMPDIR:-/tmp}/entraclaw-keyring-run.XXXXXX")
 trap 'rm -rf "$runtime"' EXIT
 # gnome-keyring keeps keyrings in XDG_DATA_HOME/keyrings (here: the state directory, persistent) and
 # its control socket in XDG_RUNTIME_DIR (here: private to this run). CMD gets the caller's values back.
-saved_runtime=${XDG_RUNTIME_DIR-__unset__} saved_data=${XDG_DATA_HOME-__unset__}
-export XDG_RUNTIME_DIR="$runtime" XDG_DATA_HOME="$state/secret-service"
-
-unlock_env=$(gnome-keyring-daemon --daemonize --unlock --components=secrets <"$password_file")
-start_env=$(gnome-keyring-daemon --start --components=secrets 2>/dev/null)
-while IFS= read -r line; do
-    case "$line" in
-        *=*) export "${line?}" ;;
-    esac
-done <<<"$unlock_env
-$start_env"
-ready=0
-for _ in $(seq 1 150); do
-    if dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q "boolean true"; then
-        ready=1
-        break
-    fi
-    sleep 0.1
-done
-if [ "$ready" != 1 ]; then
-    echo "$0: gnome-keyring-daemon did not register org.freedesktop.secrets within 15 s" >&2
-    exit 1
-fi
-restore() { if [ "$2" = __unset__ ]; then unset "$1"; else export "$1=$2"; fi; }
-restore XDG_RUNTIME_DIR "$saved_runtime"
-restore XDG_DATA_HOME "$saved_data"
+secret_service_use_dirs "$runtime" "$state/secret-service"
+secret_service_start "$0" "$password_file"
+secret_service_restore_xdg
 
 "$@"

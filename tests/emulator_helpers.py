@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,6 +179,19 @@ def hop2_form(identity_app_id: str, t1: str) -> dict[str, str]:
     }
 
 
+def hop3_form(identity_app_id: str, t1: str, t2: str, user_id: str) -> dict[str, str]:
+    """Hop 3 (user_fic): the Agent Identity presents T1 and T2, asking for T3 of ``user_id`` for Graph."""
+    return {
+        "client_id": identity_app_id,
+        "grant_type": "user_fic",
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": t1,
+        "user_federated_identity_credential": t2,
+        "scope": f"{GRAPH}/.default",
+        "user_id": user_id,
+    }
+
+
 def hop1(emu: Emulator, bp_app_id: str, cert: Cert, fmi_path: str) -> requests.Response:
     assertion = make_assertion(cert, bp_app_id, emu.token_endpoint, now=emu.clock())
     return post_token(emu, hop1_form(bp_app_id, assertion, fmi_path))
@@ -270,6 +283,38 @@ def fresh() -> Iterator[Seeded]:
     """A seeded emulator of the test's own, for tests that change keys, consent, clock or faults."""
     with Emulator() as emu:
         yield seed(emu)
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[Seeded, str]]:
+    """A seeded emulator of the test's own with its workspace (colleagues, the guest, the external tenant)
+    and a T3 of Agent User A for the chat, mail and user-lookup scopes (a module may define its own ``world``)."""
+    with Emulator() as emu:
+        s = seed(emu)
+        emu.people  # noqa: B018 - seeds the colleagues, the guest and the external tenant
+        yield s, agent_user_token(s)
+
+
+@pytest.fixture
+def grant_body(fresh: Seeded) -> Callable[..., dict[str, Any]]:
+    """A POST /oauth2PermissionGrants body for Agent User A's consent to Graph; keyword arguments replace
+    properties, and a property given as None is left out."""
+
+    def build(**over: Any) -> dict[str, Any]:
+        body = {
+            "clientId": fresh.ai.object_id,
+            "consentType": "Principal",
+            "principalId": fresh.au.object_id,
+            "resourceId": fresh.emu.tenant.graph_sp.object_id,
+            "scope": "User.Read Mail.Read",
+            # Graph refuses a grant without them (upstream hard-won-learnings #10).
+            "startTime": "2026-01-01T00:00:00Z",
+            "expiryTime": "2036-01-01T00:00:00Z",
+        }
+        body.update(over)
+        return {k: v for k, v in body.items() if v is not None}
+
+    return build
 
 
 def assert_sts_error(

@@ -141,3 +141,25 @@ def flip_last_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-1] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+def plaintext_keyring(module: str, *, priority: float) -> Any:
+    """A keyring backend that poses as a plaintext-file backend living in ``module``; it must never be written."""
+    from keyring.backend import KeyringBackend
+
+    rank = priority
+
+    class PlaintextKeyring(KeyringBackend):
+        priority = rank  # type: ignore[assignment]
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return None
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            raise AssertionError("must never be written to")
+
+        def delete_password(self, service: str, username: str) -> None:
+            return None
+
+    PlaintextKeyring.__module__ = module
+    return PlaintextKeyring()

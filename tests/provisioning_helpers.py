@@ -147,3 +147,27 @@ def directory_counts(emu: Emulator, *, blueprint_name: str = "entraclaw Agent Bl
         "agent_users": len(agent_users),
         "grants": len(grants),
     }
+
+
+# --- `entraclaw setup` against `entraclaw emulator serve` in a subprocess --------------------------
+
+
+def serve_env() -> dict[str, str]:
+    """The environment for a served emulator: none of the caller's ENTRACLAW_* settings, and no
+    REQUESTS_CA_BUNDLE (it would win over the bundle the emulator prints)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
+    env.pop("REQUESTS_CA_BUNDLE", None)
+    return env
+
+
+def admin_argv(info: dict[str, str]) -> list[str]:
+    """`entraclaw setup`'s endpoint and admin-credential flags for the emulator whose ``serve`` printed ``info``."""
+    return [
+        "--tenant", info["tenant_id"],
+        "--authority-host", info["authority"].rsplit("/", 1)[0],
+        "--graph-url", info["graph_url"],
+        "--ca-bundle", info["ca_bundle"],
+        "--admin-app-id", info["admin_app_id"],
+        "--admin-cert", info["admin_cert"],
+        "--admin-key", info["admin_key"],
+    ]  # fmt: skip

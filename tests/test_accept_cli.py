@@ -36,7 +36,7 @@ import pytest
 
 from emulator_helpers import serve, stop_serve
 from entraclaw.platform.files import CRASH_ENV
-from provisioning_helpers import HAVE_GRAPH_AGENT_API, run_cli
+from provisioning_helpers import HAVE_GRAPH_AGENT_API, admin_argv, run_cli, serve_env
 
 pytestmark = [
     pytest.mark.skipif(not HAVE_GRAPH_AGENT_API, reason="the emulator's Graph Agent ID API has not landed"),
@@ -45,23 +45,11 @@ pytestmark = [
 
 
 def _serve(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
-    env.pop("REQUESTS_CA_BUNDLE", None)
-    return serve(*args, env=env, cwd=cwd)
+    return serve(*args, env=serve_env(), cwd=cwd)
 
 
 def _admin_argv(info: dict[str, str]) -> list[str]:
-    return [
-        "--tenant", info["tenant_id"],
-        "--authority-host", info["authority"].rsplit("/", 1)[0],
-        "--graph-url", info["graph_url"],
-        "--ca-bundle", info["ca_bundle"],
-        "--admin-app-id", info["admin_app_id"],
-        "--admin-cert", info["admin_cert"],
-        "--admin-key", info["admin_key"],
-        "--sponsor", info["admin_user"],
-        "--key-storage", "file",
-    ]
+    return [*admin_argv(info), "--sponsor", info["admin_user"], "--key-storage", "file"]
 
 
 def test_serve_prints_absolute_paths_and_a_setup_command_that_works_by_copy_paste(tmp_path: Path) -> None:

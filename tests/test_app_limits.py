@@ -19,6 +19,7 @@ from emulator_helpers import make_cert
 from entraclaw.emulator.graph.app_limits import AppLimits
 from entraclaw.emulator.tenant import permission_id
 from entraclaw.errors import ConfigurationError, GraphRequestError
+from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.keys import open_device_key
 from entraclaw.provisioning.rotate import Rotate
 from entraclaw.provisioning.state import read_device_config
@@ -48,22 +49,22 @@ def _fill(tenant: Tenant, object_id: str, extra: int) -> None:
     tenant.emu.tenant.set_key_credentials(object_id, [*app.key_credentials, *certs])
 
 
+def _with_new_certificates(graph: GraphClient, oid: str, cn: str, count: int) -> list[dict[str, str]]:
+    """The object's keyCredentials as they stand (by keyId) plus ``count`` new certificates: a PATCH body."""
+    have = [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": c.key_b64, "keyId": c.key_id}
+            for c in graph.key_credentials(oid)]  # fmt: skip
+    keys = [base64.b64encode(make_cert(0, cn=f"{cn}{i}").der).decode() for i in range(count)]
+    new = [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": key} for key in keys]
+    return [*have, *new]
+
+
 def test_graph_refuses_more_certificates_than_the_object_holds(tenant: Tenant, tmp_path: Path) -> None:
     _limit(tenant, max_key_credentials=2)
     _, oid, _ = _first_device(tenant, tmp_path)
     graph = tenant.graph()
-    have = graph.key_credentials(oid)
-    bodies = [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": c.key_b64, "keyId": c.key_id} for c in have]
-    extra = [
-        {
-            "type": "AsymmetricX509Cert",
-            "usage": "Verify",
-            "key": base64.b64encode(make_cert(0, cn=f"extra{i}").der).decode(),
-        }
-        for i in range(2)
-    ]
+    body = _with_new_certificates(graph, oid, "extra", 2)
     with pytest.raises(GraphRequestError) as info:
-        graph.patch_key_credentials(oid, [*bodies, *extra])
+        graph.patch_key_credentials(oid, body)
     assert info.value.code == "Directory_ResourceSizeExceeded"  # type: ignore[attr-defined]
     assert "reduce the number of values" in str(info.value)
     assert len(graph.key_credentials(oid)) == 1  # nothing half-written
@@ -164,17 +165,7 @@ def test_a_patch_carrying_a_fleets_certificates_is_not_refused_for_its_size(tena
     # refused any body over 64 KiB, so a Blueprint could never reach the certificate limit over Graph.
     _, oid, _ = _first_device(tenant, tmp_path)
     graph = tenant.graph()
-    have = graph.key_credentials(oid)
-    bodies = [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": c.key_b64, "keyId": c.key_id} for c in have]
-    fleet = [
-        {
-            "type": "AsymmetricX509Cert",
-            "usage": "Verify",
-            "key": base64.b64encode(make_cert(0, cn=f"dev{i}").der).decode(),
-        }
-        for i in range(70)
-    ]
-    graph.patch_key_credentials(oid, [*bodies, *fleet])
+    graph.patch_key_credentials(oid, _with_new_certificates(graph, oid, "dev", 70))
     assert len(graph.key_credentials(oid)) == 71
 
 

@@ -4,9 +4,6 @@ permissions by scp, 404/403 shapes and throttling (https://learn.microsoft.com/g
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator
-
-import pytest
 
 from emulator_helpers import (
     GRAPH,
@@ -14,20 +11,10 @@ from emulator_helpers import (
     agent_user_token,
     assert_graph_error,
     graph_call,
-    seed,
 )
-from entraclaw.emulator import Emulator
 from entraclaw.emulator.workspace import AutoReply
 
 pytest_plugins = ["emulator_helpers"]
-
-
-@pytest.fixture
-def world() -> Iterator[tuple[Seeded, str]]:
-    with Emulator() as emu:
-        s = seed(emu)
-        emu.people  # noqa: B018 - seeds the colleagues, the guest and the external tenant
-        yield s, agent_user_token(s)
 
 
 def _member(user: str, role: str = "owner", tenant: str | None = None) -> dict:

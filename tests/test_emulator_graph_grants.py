@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from emulator_helpers import (
     admin_token,
     app_token,
@@ -14,24 +12,6 @@ from emulator_helpers import (
 )
 
 pytest_plugins = ["emulator_helpers"]
-
-
-@pytest.fixture
-def grant_body(fresh):
-    def build(**over):
-        body = {
-            "clientId": fresh.ai.object_id,
-            "consentType": "Principal",
-            "principalId": fresh.au.object_id,
-            "resourceId": fresh.emu.tenant.graph_sp.object_id,
-            "scope": "User.Read Mail.Read",
-            "startTime": "2026-01-01T00:00:00Z",
-            "expiryTime": "2036-01-01T00:00:00Z",
-        }
-        body.update(over)
-        return {k: v for k, v in body.items() if v is not None}
-
-    return build
 
 
 def test_principal_grant_is_per_user(fresh, grant_body):

@@ -5,23 +5,11 @@ paging, Prefer text bodies, Mail.ReadBasic, 403 ErrorAccessDenied and throttling
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator
 
-import pytest
-
-from emulator_helpers import Seeded, agent_user_token, assert_graph_error, graph_call, seed
-from entraclaw.emulator import Emulator
+from emulator_helpers import Seeded, agent_user_token, assert_graph_error, graph_call
 from entraclaw.emulator.workspace import AutoReply
 
 pytest_plugins = ["emulator_helpers"]
-
-
-@pytest.fixture
-def world() -> Iterator[tuple[Seeded, str]]:
-    with Emulator() as emu:
-        s = seed(emu)
-        emu.people  # noqa: B018 - seeds the colleagues, the guest and the external tenant
-        yield s, agent_user_token(s)
 
 
 def _mail(to: list[str], subject: str = "Hello", content: str = "Body", kind: str = "Text", **extra) -> dict:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from emulator_helpers import (
-    GRAPH,
-    JWT_BEARER,
     admin_token,
     app_token,
     assert_graph_error,
@@ -17,6 +15,7 @@ from emulator_helpers import (
     graph_identity,
     hop1,
     hop2,
+    hop3_form,
     make_cert,
     post_token,
 )
@@ -54,16 +53,7 @@ def _t1_t2(emu, bp, cert, ai):
 
 
 def _hop3(emu, ai, t1, t2, user_id):
-    form = {
-        "client_id": ai["appId"],
-        "grant_type": "user_fic",
-        "client_assertion_type": JWT_BEARER,
-        "client_assertion": t1,
-        "user_federated_identity_credential": t2,
-        "scope": f"{GRAPH}/.default",
-        "user_id": user_id,
-    }
-    return post_token(emu, form)
+    return post_token(emu, hop3_form(ai["appId"], t1, t2, user_id))
 
 
 def test_agent_user_made_over_graph_runs_hop3_and_me(world):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from emulator_helpers import GRAPH, JWT_BEARER, make_assertion, make_cert, serve, stop_serve
+from emulator_helpers import GRAPH, JWT_BEARER, hop2_form, hop3_form, make_assertion, make_cert, serve, stop_serve
 from entraclaw.config import make_session
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals (SIGTERM)")
@@ -97,26 +97,8 @@ def _agent_token(s: requests.Session, info: dict[str, str], scopes: str) -> tupl
         },
     )
     t1 = post_token(cc(bp["appId"], cert, "api://AzureADTokenExchange/.default", fmi_path=ai["appId"]))
-    t2 = post_token(
-        {
-            "client_id": ai["appId"],
-            "grant_type": "client_credentials",
-            "scope": "api://AzureADTokenExchange/.default",
-            "client_assertion_type": JWT_BEARER,
-            "client_assertion": t1,
-        }
-    )
-    return post_token(
-        {
-            "client_id": ai["appId"],
-            "grant_type": "user_fic",
-            "client_assertion_type": JWT_BEARER,
-            "client_assertion": t1,
-            "user_federated_identity_credential": t2,
-            "scope": f"{GRAPH}/.default",
-            "user_id": au["id"],
-        }
-    ), str(au["id"])
+    t2 = post_token(hop2_form(ai["appId"], t1))
+    return post_token(hop3_form(ai["appId"], t1, t2, au["id"])), str(au["id"])
 
 
 def test_serve_colleague_replies_faults_and_state_survives_restart(tmp_path):

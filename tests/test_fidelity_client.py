@@ -65,24 +65,7 @@ def test_emulator_refuses_a_proof_for_graphs_own_app_id(keyed, action) -> None:
 # --- 2. consent grants carry startTime and expiryTime ----------------------------------------------
 # Real tenant: 400 "Missing property: startTime" (upstream hard-won-learnings #10); expiryTime is
 # documented beside it on https://learn.microsoft.com/graph/api/resources/oauth2permissiongrant.
-
-
-@pytest.fixture
-def grant_body(fresh):
-    def build(**over):
-        body = {
-            "clientId": fresh.ai.object_id,
-            "consentType": "Principal",
-            "principalId": fresh.au.object_id,
-            "resourceId": fresh.emu.tenant.graph_sp.object_id,
-            "scope": "User.Read Mail.Read",
-            "startTime": "2026-01-01T00:00:00Z",
-            "expiryTime": "2027-01-01T00:00:00Z",
-        }
-        body.update(over)
-        return {k: v for k, v in body.items() if v is not None}
-
-    return build
+# grant_body: the shared fixture of emulator_helpers.
 
 
 @pytest.mark.parametrize("missing", ["startTime", "expiryTime"])

@@ -21,7 +21,7 @@ from entraclaw.errors import KeystoreError
 from entraclaw.keystore import KeyringStore, default_keystore
 from entraclaw.keystore.keyring_store import resolve_backend
 from keystore_conformance import KeyStoreConformance
-from keystore_helpers import require_secret_service, secret_service_backend, secret_service_name
+from keystore_helpers import plaintext_keyring, require_secret_service, secret_service_backend, secret_service_name
 
 __all__ = ["secret_service_name"]  # the fixture, imported for pytest
 
@@ -231,23 +231,9 @@ def test_chainer_without_backends_is_refused(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_chainer_whose_first_backend_is_plaintext_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from keyring.backend import KeyringBackend
     from keyring.backends import chainer
 
-    class PlaintextKeyring(KeyringBackend):
-        priority = 0.5  # type: ignore[assignment]
-
-        def get_password(self, service: str, username: str) -> str | None:
-            return None
-
-        def set_password(self, service: str, username: str, password: str) -> None:
-            raise AssertionError("must never be written to")
-
-        def delete_password(self, service: str, username: str) -> None:
-            return None
-
-    PlaintextKeyring.__module__ = "keyrings.alt.file"
-    monkeypatch.setattr(chainer.ChainerBackend, "backends", [PlaintextKeyring()])
+    monkeypatch.setattr(chainer.ChainerBackend, "backends", [plaintext_keyring("keyrings.alt.file", priority=0.5)])
     with pytest.raises(KeystoreError, match="plaintext file") as caught:
         KeyringStore(backend=chainer.ChainerBackend())
     assert caught.value.backend == "keyring:keyrings.alt.file.PlaintextKeyring"

@@ -9,7 +9,6 @@ microsoft/entraclaw ``scripts/create_entra_agent_ids.py`` and ``docs/runbooks/ha
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from entraclaw.errors import GraphRequestError
 from entraclaw.provisioning.fleet import register_by_patch
 from entraclaw.provisioning.propagation import PropagationWait, is_propagation_error
 from entraclaw.provisioning.setup import Setup
-from provisioning_helpers import Tenant, chain_from_config, emulator_tenant, run_cli
+from provisioning_helpers import Tenant, admin_argv, chain_from_config, emulator_tenant, run_cli, serve_env
 
 
 @pytest.fixture
@@ -148,18 +147,12 @@ def test_the_first_run_patch_of_a_new_blueprints_certificate_waits_for_it(tenant
 
 @pytest.mark.slow
 def test_cli_setup_against_serve_with_propagation_delay_30_converges_and_prints_its_waits(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
-    env.pop("REQUESTS_CA_BUNDLE", None)
-    proc, info = serve("--state", str(tmp_path / "s.json"), "--propagation-delay", "30", env=env, cwd=tmp_path)
+    proc, info = serve(
+        "--state", str(tmp_path / "s.json"), "--propagation-delay", "30", env=serve_env(), cwd=tmp_path
+    )  # fmt: skip
     try:
         argv = [
-            "--tenant", info["tenant_id"],
-            "--authority-host", info["authority"].rsplit("/", 1)[0],
-            "--graph-url", info["graph_url"],
-            "--ca-bundle", info["ca_bundle"],
-            "--admin-app-id", info["admin_app_id"],
-            "--admin-cert", info["admin_cert"],
-            "--admin-key", info["admin_key"],
+            *admin_argv(info),
             "--sponsor", info["admin_user"],
             "--key-storage", "file",
             "--propagation-timeout", "240",

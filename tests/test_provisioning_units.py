@@ -309,7 +309,7 @@ def _remedy_texts() -> Iterator[tuple[str, str]]:
                 continue
             values = [kw.value for kw in node.keywords if kw.arg == "remedy"]
             if isinstance(node.func, ast.Name) and node.func.id == "_Invalid" and len(node.args) > 1:
-                values.append(node.args[1])  # config.py's problem tuples: (message, remedy)
+                values.append(node.args[1])  # entraclaw.config's problem tuples: (message, remedy)
             for value in values:
                 text = text_of(value)
                 if text is not None:

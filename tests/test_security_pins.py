@@ -15,6 +15,7 @@ import pytest
 from emulator_helpers import GRAPH, assert_graph_error, assert_sts_error, graph_call, make_assertion
 from entraclaw.emulator import Emulator
 from entraclaw.errors import KeystoreError
+from keystore_helpers import plaintext_keyring
 
 pytest_plugins = ["emulator_helpers"]
 
@@ -142,23 +143,8 @@ def test_atomic_write_fsyncs_the_temp_file_before_replacing(tmp_path: Path, monk
 
 
 def test_a_keyring_backend_named_plaintext_is_refused_wherever_it_lives() -> None:
-    from keyring.backend import KeyringBackend
-
     from entraclaw.keystore.keyring_store import KeyringStore
 
-    class PlaintextKeyring(KeyringBackend):
-        priority = 1  # type: ignore[assignment]
-
-        def get_password(self, service: str, username: str) -> str | None:
-            return None
-
-        def set_password(self, service: str, username: str, password: str) -> None:
-            raise AssertionError("must never be written to")
-
-        def delete_password(self, service: str, username: str) -> None:
-            return None
-
-    PlaintextKeyring.__module__ = "someone.elses.backends"
     with pytest.raises(KeystoreError, match="plaintext file") as caught:
-        KeyringStore(backend=PlaintextKeyring())
+        KeyringStore(backend=plaintext_keyring("someone.elses.backends", priority=1))
     assert caught.value.backend == "keyring:someone.elses.backends.PlaintextKeyring"

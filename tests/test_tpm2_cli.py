@@ -9,7 +9,6 @@ option it names works and is reported by doctor as protected by file permissions
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from emulator_helpers import serve, stop_serve
-from provisioning_helpers import HAVE_GRAPH_AGENT_API, run_cli
+from provisioning_helpers import HAVE_GRAPH_AGENT_API, admin_argv, run_cli, serve_env
 from tpm2_helpers import Swtpm, require_tpm2
 
 pytestmark = pytest.mark.skipif(not HAVE_GRAPH_AGENT_API, reason="the emulator's Graph Agent ID API has not landed")
@@ -25,25 +24,11 @@ pytestmark = pytest.mark.skipif(not HAVE_GRAPH_AGENT_API, reason="the emulator's
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRACLAW_")}
-    env.pop("REQUESTS_CA_BUNDLE", None)
-    proc, info = serve("--state", str(tmp_path / "s.json"), expect="admin_app_id", env=env)
+    proc, info = serve("--state", str(tmp_path / "s.json"), expect="admin_app_id", env=serve_env())
     try:
         yield info
     finally:
         stop_serve(proc)
-
-
-def _admin(info: dict[str, str]) -> list[str]:
-    return [
-        "--tenant", info["tenant_id"],
-        "--authority-host", info["authority"].rsplit("/", 1)[0],
-        "--graph-url", info["graph_url"],
-        "--ca-bundle", info["ca_bundle"],
-        "--admin-app-id", info["admin_app_id"],
-        "--admin-cert", info["admin_cert"],
-        "--admin-key", info["admin_key"],
-    ]
 
 
 def _key_ref(home: Path) -> str:
@@ -56,7 +41,7 @@ def test_setup_tpm_then_token_rotate_doctor(tmp_path: Path, served: dict[str, st
     home = tmp_path / "home"
     with Swtpm(tmp_path / "tpm") as tpm:
         env = {"ENTRACLAW_HOME": str(home), **tpm.env()}
-        admin = _admin(served)
+        admin = admin_argv(served)
         setup = run_cli("setup", *admin, "--sponsor", served["admin_user"], "--key-storage", "tpm", env=env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         assert "OK: setup complete" in setup.stdout
@@ -91,7 +76,7 @@ def test_auto_picks_the_tpm_when_one_answers(tmp_path: Path, served: dict[str, s
     home = tmp_path / "home"
     with Swtpm(tmp_path / "tpm") as tpm:
         env = {"ENTRACLAW_HOME": str(home), **tpm.env()}
-        setup = run_cli("setup", *_admin(served), "--sponsor", served["admin_user"], "--no-smoke-test", env=env)
+        setup = run_cli("setup", *admin_argv(served), "--sponsor", served["admin_user"], "--no-smoke-test", env=env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         assert _key_ref(home).startswith("tpm2:")
 
@@ -105,7 +90,7 @@ def test_auto_without_tpm_or_keyring_names_both_fixes_and_the_file_option(
         "ENTRACLAW_TPM2_TCTI": f"device:{tmp_path / 'no-tpm'}",
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
-    setup = run_cli("setup", *_admin(served), "--sponsor", served["admin_user"], env=env)
+    setup = run_cli("setup", *admin_argv(served), "--sponsor", served["admin_user"], env=env)
     assert setup.returncode != 0
     err = setup.stderr
     assert "Traceback" not in err, err
@@ -114,7 +99,7 @@ def test_auto_without_tpm_or_keyring_names_both_fixes_and_the_file_option(
     assert "`entraclaw setup --key-storage file`" in err, err
     assert "[blueprint]" not in setup.stdout, "setup wrote to Graph before finding it had nowhere to keep the key"
 
-    done = run_cli("setup", *_admin(served), "--sponsor", served["admin_user"], "--key-storage", "file", env=env)
+    done = run_cli("setup", *admin_argv(served), "--sponsor", served["admin_user"], "--key-storage", "file", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     doctor = run_cli("doctor", "--no-smoke-test", env=env)
     assert "protected by file permissions only" in doctor.stdout, doctor.stdout
@@ -128,7 +113,7 @@ def test_the_cli_never_leaves_the_key_loaded_in_a_tpm_without_resource_manager(t
     home = tmp_path / "home"
     with Swtpm(tmp_path / "tpm") as tpm:
         env = {"ENTRACLAW_HOME": str(home), **tpm.env()}
-        setup = run_cli("setup", *_admin(served), "--sponsor", served["admin_user"], "--key-storage", "tpm",
+        setup = run_cli("setup", *admin_argv(served), "--sponsor", served["admin_user"], "--key-storage", "tpm",
                         "--no-smoke-test", env=env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         for _ in range(4):
@@ -148,7 +133,8 @@ def test_a_setup_killed_after_making_the_tpm_key_adopts_it_on_the_next_run(tmp_p
     home = tmp_path / "home"
     with Swtpm(tmp_path / "tpm") as tpm:
         env = {"ENTRACLAW_HOME": str(home), **tpm.env()}
-        argv = ["setup", *_admin(served), "--sponsor", served["admin_user"], "--key-storage", "tpm", "--no-smoke-test"]
+        argv = ["setup", *admin_argv(served), "--sponsor", served["admin_user"], "--key-storage", "tpm",
+                "--no-smoke-test"]  # fmt: skip
         crashed = run_cli(*argv, env={**env, CRASH_ENV: "key:created"})
         assert crashed.returncode in (-9, 86), crashed.stdout + crashed.stderr
         made = list((home / "keys").glob("*.tpm2"))

@@ -79,21 +79,25 @@ class Swtpm:
     def tcti(self) -> str:
         return f"swtpm:host=127.0.0.1,port={self.port}"
 
+    def _launch(self, port: int) -> subprocess.Popen[bytes]:
+        """swtpm on ``port`` (commands) and ``port + 1`` (control), keeping its seeds in the state dir."""
+        return subprocess.Popen(
+            [
+                "swtpm", "socket", "--tpm2",
+                "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+                "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+                "--flags", "not-need-init,startup-clear",
+                "--tpmstate", f"dir={self.state_dir}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+
     def start(self) -> Swtpm:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for _attempt in range(3):  # a port taken between the probe and swtpm's bind: try another
             self.port = _free_port_pair()
-            self.proc = subprocess.Popen(
-                [
-                    "swtpm", "socket", "--tpm2",
-                    "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
-                    "--ctrl", f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
-                    "--flags", "not-need-init,startup-clear",
-                    "--tpmstate", f"dir={self.state_dir}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+            self.proc = self._launch(self.port)
             try:
                 _wait_port(self.port, self.proc, time.monotonic() + _STARTUP_WAIT)
                 return self
@@ -115,17 +119,7 @@ class Swtpm:
         """Power-cycle: the same seeds (state dir), every transient object gone."""
         port = self.port
         self.stop()
-        self.proc = subprocess.Popen(
-            [
-                "swtpm", "socket", "--tpm2",
-                "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-                "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                "--flags", "not-need-init,startup-clear",
-                "--tpmstate", f"dir={self.state_dir}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self.proc = self._launch(port)
         _wait_port(port, self.proc, time.monotonic() + _STARTUP_WAIT)
 
     def env(self) -> dict[str, str]:

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "data_protection.h"
 #include "entraclaw_standin/control.h"
 #include "provision.h"
@@ -18,21 +19,6 @@
 namespace cng = entraclaw::cng;
 
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-#define CHECK(cond)                                                         \
-  do {                                                                      \
-    ++g_checks;                                                             \
-    if (!(cond)) {                                                          \
-      ++g_failures;                                                         \
-      std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                       \
-  } while (0)
-
-constexpr const char* kSoftware = "Microsoft Software Key Storage Provider";
-constexpr const char* kPlatform = "Microsoft Platform Crypto Provider";
 
 cng::ProvisionRequest request_for(const std::string& cn, const std::string& container, cng::ProviderChoice choice) {
   cng::ProvisionRequest request;
@@ -203,6 +189,5 @@ int main() {
   test_pcp_bad_flags_retried_with_zero();
   test_dpapi_refuses_more_than_maxdword();
   standin_reset();
-  std::printf("contract_test: %d checks, %d failures\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return report("contract_test: ");
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cert_key.h"
+#include "check.h"
 #include "data_protection.h"
 #include "file_security.h"
 #include "entraclaw_standin/control.h"
@@ -29,32 +30,6 @@
 namespace cng = entraclaw::cng;
 
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    ++g_checks;                                                                \
-    if (!(cond)) {                                                             \
-      ++g_failures;                                                            \
-      std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_OK(status)                                                                                   \
-  do {                                                                                                     \
-    const cng::Status _st = (status);                                                                      \
-    ++g_checks;                                                                                            \
-    if (!_st.ok()) {                                                                                       \
-      ++g_failures;                                                                                        \
-      std::fprintf(stderr, "FAIL %s:%d: %s -> 0x%08X from %s\n", __FILE__, __LINE__, #status, _st.code(), \
-                   _st.api);                                                                               \
-    }                                                                                                      \
-  } while (0)
-
-constexpr const char* kSoftware = "Microsoft Software Key Storage Provider";
-constexpr const char* kPlatform = "Microsoft Platform Crypto Provider";
 
 std::vector<std::uint8_t> sha256(const std::string& data) {
   std::vector<std::uint8_t> out(SHA256_DIGEST_LENGTH);
@@ -711,6 +686,5 @@ int main() {
   test_current_account_kinds();
   test_machine_key_for_one_account();
   standin_reset();
-  std::printf("%d checks, %d failures\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return report("");
 }

@@ -147,3 +147,30 @@ def error_body(err: StsError, *, correlation_id: str | None, now: float) -> dict
         "correlation_id": correlation,
         "error_uri": f"https://login.microsoftonline.com/error?code={err.code}",
     }
+
+
+# --- refusals raised by more than one check -------------------------------------------
+
+
+def missing_parameter(name: str) -> StsError:
+    return StsError(900144, "invalid_request", f"The request body must contain the following parameter: '{name}'.")
+
+
+def app_not_found(client_id: str, tenant_id: str) -> StsError:
+    return StsError(
+        700016,
+        "unauthorized_client",
+        f"Application with identifier '{client_id}' was not found in the directory '{tenant_id}'.",
+    )
+
+
+def resource_not_found(resource: str, tenant_id: str) -> StsError:
+    return StsError(
+        500011,
+        "invalid_resource",
+        f"The resource principal named {resource} was not found in the tenant named {tenant_id}.",
+    )
+
+
+def user_not_found(user: str, tenant_id: str) -> StsError:
+    return StsError(50034, "invalid_grant", f"The user account {user} does not exist in the {tenant_id} directory.")

@@ -29,12 +29,13 @@ from entraclaw.emulator.control import handle_control
 from entraclaw.emulator.faults import FaultInjector
 from entraclaw.emulator.graph import GraphService
 from entraclaw.emulator.issuer import TokenIssuer
+from entraclaw.emulator.realm import Realm
 from entraclaw.emulator.server import EmulatorHTTPServer
 from entraclaw.emulator.state import StateLock, file_error, load_state, save_state
 from entraclaw.emulator.stats import Stats
 from entraclaw.emulator.tenant import DEVICE_CODE_CLIENT_ID, GRAPH_RESOURCE, Application, KeyCredential, Tenant
 from entraclaw.emulator.tls import CertificateAuthority
-from entraclaw.emulator.token_service import Realm, TokenService
+from entraclaw.emulator.token_service import TokenService
 from entraclaw.emulator.workspace import SeededPeople, Workspace
 from entraclaw.errors import ConfigurationError, EmulatorError
 from entraclaw.platform.files import atomic_write

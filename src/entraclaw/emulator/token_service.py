@@ -34,11 +34,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from entraclaw.auth._b64 import b64url_encode
-from entraclaw.emulator import jwt_codec
-from entraclaw.emulator.aadsts import CLIENT_ASSERTION_TYPE, StsError, error_body
-from entraclaw.emulator.client_assertion import ALLOWED_SKEW, ReplayCache, verify_certificate_assertion
+from entraclaw.emulator import token_checks
+from entraclaw.emulator.aadsts import (
+    CLIENT_ASSERTION_TYPE,
+    StsError,
+    app_not_found,
+    error_body,
+    missing_parameter,
+    resource_not_found,
+    user_not_found,
+)
+from entraclaw.emulator.client_assertion import ReplayCache, verify_certificate_assertion
 from entraclaw.emulator.device_code import DEVICE_CODE_GRANT, DeviceFlow, DeviceFlows
-from entraclaw.emulator.issuer import TOKEN_EXCHANGE_AUDIENCE, TOKEN_EXCHANGE_AUDIENCES, TokenIssuer
+from entraclaw.emulator.issuer import TOKEN_EXCHANGE_AUDIENCE, TokenIssuer
+from entraclaw.emulator.realm import Realm
 from entraclaw.emulator.tenant import (
     GRAPH_APP_ID,
     GRAPH_DELEGATED_SCOPES,
@@ -51,7 +60,7 @@ from entraclaw.emulator.tenant import (
     first_party_resource,
 )
 
-__all__ = ["Realm", "TokenResult", "TokenService"]
+__all__ = ["TokenResult", "TokenService"]
 
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 #: The OIDC scopes Entra copies into an access token's ``scp`` when they were asked for (not
@@ -63,65 +72,10 @@ _GRAPH_RESOURCES = frozenset({GRAPH_RESOURCE, GRAPH_APP_ID})
 
 
 @dataclass(frozen=True)
-class Realm:
-    """Where the emulator lives: base URL and tenant, and the URLs derived from them."""
-
-    base_url: str
-    tenant_id: str
-
-    @property
-    def issuer(self) -> str:
-        return f"{self.base_url}/{self.tenant_id}/v2.0"
-
-    @property
-    def token_endpoint(self) -> str:
-        return f"{self.base_url}/{self.tenant_id}/oauth2/v2.0/token"
-
-    @property
-    def assertion_audiences(self) -> frozenset[str]:
-        # Entra accepts its v2 and v1 token endpoints as the audience of a client assertion.
-        return frozenset({self.token_endpoint, f"{self.base_url}/{self.tenant_id}/oauth2/token"})
-
-
-@dataclass(frozen=True)
 class TokenResult:
     hop: int | None
     status: int
     body: dict[str, Any]
-
-
-def _missing(name: str) -> StsError:
-    return StsError(900144, "invalid_request", f"The request body must contain the following parameter: '{name}'.")
-
-
-def _app_not_found(client_id: str, tenant_id: str) -> StsError:
-    return StsError(
-        700016,
-        "unauthorized_client",
-        f"Application with identifier '{client_id}' was not found in the directory '{tenant_id}'.",
-    )
-
-
-def _resource_not_found(resource: str, tenant_id: str) -> StsError:
-    return StsError(
-        500011,
-        "invalid_resource",
-        f"The resource principal named {resource} was not found in the tenant named {tenant_id}.",
-    )
-
-
-def _no_federated_record(identity: AgentIdentity, why: str) -> StsError:
-    return StsError(
-        700211,
-        "invalid_client",
-        f"No matching federated identity record found for presented assertion issuer: the assertion presented by "
-        f"Agent Identity '{identity.app_id}' is not a T1 for it ({why}). Request T1 with "
-        "scope api://AzureADTokenExchange/.default and fmi_path=<Agent Identity app id>.",
-    )
-
-
-def _user_not_found(user: str, tenant_id: str) -> StsError:
-    return StsError(50034, "invalid_grant", f"The user account {user} does not exist in the {tenant_id} directory.")
 
 
 def _split_scope(scope: str) -> tuple[str, str]:
@@ -188,12 +142,12 @@ class TokenService:
             self._check_tenant(tenant_in_path, realm)
             client_id = form.get("client_id")
             if not client_id:
-                raise _missing("client_id")
+                raise missing_parameter("client_id")
             if not form.get("scope"):
-                raise _missing("scope")
+                raise missing_parameter("scope")
             app = self.tenant.application(client_id, include_hidden=False)
             if app is None:
-                raise _app_not_found(client_id, realm.tenant_id)
+                raise app_not_found(client_id, realm.tenant_id)
             if not app.public_client:
                 raise StsError(
                     7000218,
@@ -267,11 +221,11 @@ class TokenService:
     def _device_code_token(self, form: Mapping[str, str], client_id: str, realm: Realm, now: float) -> dict[str, Any]:
         device_code = form.get("device_code")
         if not device_code:
-            raise _missing("device_code")
+            raise missing_parameter("device_code")
         flow: DeviceFlow = self.device_flows.poll(device_code, client_id, now)
         person = self.tenant.person(flow.user_id or "")
         if person is None:
-            raise _user_not_found(str(flow.user_id), realm.tenant_id)
+            raise user_not_found(str(flow.user_id), realm.tenant_id)
         named = {s for s in flow.scopes if s not in _OIDC_SCOPES}
         if ".default" in named:
             # .default: what the client was consented to; the admin approving consents to named scopes.
@@ -339,10 +293,10 @@ class TokenService:
     def _dispatch(self, form: Mapping[str, str], realm: Realm, now: float) -> tuple[int | None, dict[str, Any]]:
         grant_type = form.get("grant_type")
         if not grant_type:
-            raise _missing("grant_type")
+            raise missing_parameter("grant_type")
         client_id = form.get("client_id")
         if not client_id:
-            raise _missing("client_id")
+            raise missing_parameter("client_id")
         if grant_type == DEVICE_CODE_GRANT:
             return None, self._device_code_token(form, client_id, realm, now)
         secret = form.get("client_secret")
@@ -359,13 +313,13 @@ class TokenService:
                 70003, "unsupported_grant_type", f"The app requested an unsupported grant type '{grant_type}'."
             )
         if not form.get("scope"):
-            raise _missing("scope")
+            raise missing_parameter("scope")
 
         # Objects created over Graph are not found until they have propagated.
         app = self.tenant.application(client_id, include_hidden=False)
         identity = self.tenant.agent_identity(client_id, include_hidden=False)
         if app is None and identity is None:
-            raise _app_not_found(client_id, realm.tenant_id)
+            raise app_not_found(client_id, realm.tenant_id)
         if app is not None and self.tenant.service_principal_by_app_id(client_id, include_hidden=False) is None:
             raise StsError(
                 7000229,
@@ -384,7 +338,7 @@ class TokenService:
             )
         assertion_type = form.get("client_assertion_type")
         if not assertion_type:
-            raise _missing("client_assertion_type")
+            raise missing_parameter("client_assertion_type")
         if assertion_type != CLIENT_ASSERTION_TYPE:
             raise StsError(
                 700021,
@@ -403,16 +357,16 @@ class TokenService:
                 assertion, app=app, audiences=realm.assertion_audiences, now=now, replay=self.replay
             )
             if grant_type == JWT_BEARER_GRANT:
-                self._on_behalf_of(client_id, form, realm)
+                token_checks.refuse_on_behalf_of(self.issuer, client_id, form, realm)
             fmi_path = form.get("fmi_path")
             if fmi_path is not None:
                 return 1, self._hop1(app, fmi_path, form["scope"], realm, now)
             return None, self._app_token(app, form["scope"], realm, now)
 
         assert identity is not None
-        self._verify_t1(assertion, identity, realm, now)
+        token_checks.verify_t1(self.issuer, assertion, identity, realm, now)
         if grant_type == JWT_BEARER_GRANT:
-            self._on_behalf_of(client_id, form, realm)
+            token_checks.refuse_on_behalf_of(self.issuer, client_id, form, realm)
         if grant_type == "client_credentials":
             return 2, self._hop2(identity, form["scope"], realm, now)
         return 3, self._hop3(identity, form, realm, now)
@@ -467,7 +421,7 @@ class TokenService:
         resource = self._single_default_scope(scope, app_id)
         audience = first_party_resource(resource)
         if audience is None:
-            raise _resource_not_found(resource, realm.tenant_id)
+            raise resource_not_found(resource, realm.tenant_id)
         extra: dict[str, Any] = {}
         roles = sorted(self.tenant.app_roles(app_id, audience))
         if roles:
@@ -517,8 +471,8 @@ class TokenService:
     def _hop3(self, identity: AgentIdentity, form: Mapping[str, str], realm: Realm, now: float) -> dict[str, Any]:
         t2 = form.get("user_federated_identity_credential")
         if not t2:
-            raise _missing("user_federated_identity_credential")
-        self._verify_t2(t2, identity, realm, now)
+            raise missing_parameter("user_federated_identity_credential")
+        token_checks.verify_t2(self.issuer, t2, identity, realm, now)
 
         requested_use = form.get("requested_token_use")
         if requested_use is not None and requested_use != "on_behalf_of":
@@ -535,7 +489,7 @@ class TokenService:
                 "Invalid request. Request is malformed or invalid: send either 'user_id' or 'username', not both.",
             )
         if not user_id and not username:
-            raise _missing("user_id")
+            raise missing_parameter("user_id")
         if user_id:
             if "@" in user_id:
                 raise StsError(
@@ -550,7 +504,7 @@ class TokenService:
             user = self.tenant.user_by_upn(str(username), include_hidden=False)
             lookup = str(username)
         if user is None:
-            raise _user_not_found(lookup, realm.tenant_id)
+            raise user_not_found(lookup, realm.tenant_id)
         if user.identity_parent_id != identity.object_id:
             raise StsError(
                 70000,
@@ -617,126 +571,8 @@ class TokenService:
         # scope for one is a consent question (AADSTS65001, upstream HWL Learning #34), never 500011.
         known = first_party_resource(resource)
         if known is None:
-            raise _resource_not_found(resource, self.tenant.tenant_id)
+            raise resource_not_found(resource, self.tenant.tenant_id)
         return known, wanted
-
-    # --- token checks -----------------------------------------------------------------
-
-    def _parse_own(self, token: str, what: str, realm: Realm, *, exchange_audience: bool = True) -> jwt_codec.ParsedJwt:
-        try:
-            parsed = jwt_codec.parse(token)
-        except jwt_codec.MalformedJwt as exc:
-            raise StsError(50027, "invalid_request", f"JWT token is invalid or malformed: {what}: {exc}.") from exc
-        if not self.issuer.verify(parsed):
-            raise StsError(
-                50027,
-                "invalid_request",
-                f"Invalid JWT token. {what} is not signed by this tenant's token signing key.",
-            )
-        if parsed.claims.get("iss") != realm.issuer or parsed.claims.get("tid") != realm.tenant_id:
-            raise StsError(50027, "invalid_request", f"Invalid JWT token. {what} has the wrong issuer.")
-        if exchange_audience and parsed.claims.get("aud") not in TOKEN_EXCHANGE_AUDIENCES:
-            raise StsError(
-                50027,
-                "invalid_request",
-                f"Invalid JWT token. {what} has the wrong audience: it must be api://AzureADTokenExchange.",
-            )
-        if exchange_audience and parsed.claims.get("idtyp") != "app":
-            raise StsError(50027, "invalid_request", f"Invalid JWT token. {what} is not an app token.")
-        return parsed
-
-    @staticmethod
-    def _in_window(parsed: jwt_codec.ParsedJwt, now: float) -> bool:
-        exp, nbf = parsed.claims.get("exp"), parsed.claims.get("nbf", 0)
-        if not isinstance(exp, (int, float)) or not isinstance(nbf, (int, float)):
-            return False
-        return nbf - ALLOWED_SKEW <= now <= exp
-
-    def _verify_t1(self, token: str, identity: AgentIdentity, realm: Realm, now: float) -> None:
-        t1 = self._parse_own(token, "The client assertion (T1)", realm, exchange_audience=False)
-        if t1.claims.get("aud") not in TOKEN_EXCHANGE_AUDIENCES:
-            # A token of this tenant for another resource (Hop 1 asked for Graph, without fmi_path):
-            # upstream saw AADSTS700211 for exactly this (HWL Learning #12).
-            raise _no_federated_record(
-                identity, f"its audience is {t1.claims.get('aud')!r}, not api://AzureADTokenExchange"
-            )
-        if t1.claims.get("idtyp") != "app":
-            raise StsError(
-                50027, "invalid_request", "Invalid JWT token. The client assertion (T1) is not an app token."
-            )
-        if not self._in_window(t1, now):
-            raise StsError(
-                700024,
-                "invalid_client",
-                f"Client assertion is not within its valid time range (T1 for Agent Identity {identity.app_id}).",
-            )
-        if t1.claims.get("appid") != identity.blueprint_app_id:
-            raise StsError(
-                700213,
-                "invalid_client",
-                f"No matching federated identity record found for presented assertion: it was issued to "
-                f"'{t1.claims.get('appid')}', not to the parent Blueprint '{identity.blueprint_app_id}' of Agent "
-                f"Identity '{identity.app_id}'.",
-            )
-        if t1.claims.get("sub") == t1.claims.get("oid"):
-            # Hop 1 without fmi_path: the token is about the Blueprint itself, not an Agent Identity.
-            raise _no_federated_record(identity, "it was requested without fmi_path")
-        if t1.claims.get("sub") != identity.app_id:
-            raise StsError(
-                700213,
-                "invalid_client",
-                f"No matching federated identity record found for presented assertion subject "
-                f"'{t1.claims.get('sub')}': the assertion's fmi_path is not Agent Identity '{identity.app_id}'.",
-            )
-
-    def _on_behalf_of(self, client_id: str, form: Mapping[str, str], realm: Realm) -> None:
-        """jwt-bearer (on-behalf-of): the ``assertion`` must be a token addressed to the client itself.
-
-        Upstream (HWL Learning #40) sent a T3 (audience Graph) here and got AADSTS50013. A token
-        that is addressed to the client would be exchanged by Entra; the emulator does not model
-        on-behalf-of beyond this refusal and says so (docs/fidelity.md).
-        """
-        user_token = form.get("assertion")
-        if not user_token:
-            raise _missing("assertion")
-        try:
-            parsed = jwt_codec.parse(user_token)
-        except jwt_codec.MalformedJwt as exc:
-            raise StsError(50013, "invalid_grant", f"Assertion is invalid: {exc}.") from exc
-        aud = parsed.claims.get("aud")
-        if not self.issuer.verify(parsed) or parsed.claims.get("iss") != realm.issuer:
-            raise StsError(
-                50013, "invalid_grant", "Assertion failed signature validation: it is not a token of this tenant."
-            )
-        if aud not in (client_id, f"api://{client_id}"):
-            raise StsError(
-                50013,
-                "invalid_grant",
-                f"Assertion is invalid: its audience {aud!r} is not the client '{client_id}' presenting it "
-                "(an on-behalf-of assertion must be a token issued to that client).",
-            )
-        raise StsError(
-            70003,
-            "unsupported_grant_type",
-            f"The emulator does not model the on-behalf-of exchange for '{client_id}' (Entra would); "
-            "use the user_fic grant (Hop 3).",
-        )
-
-    def _verify_t2(self, token: str, identity: AgentIdentity, realm: Realm, now: float) -> None:
-        t2 = self._parse_own(token, "The user_federated_identity_credential (T2)", realm)
-        if not self._in_window(t2, now):
-            raise StsError(
-                50013,
-                "invalid_grant",
-                f"Assertion is not within its valid time range (T2 for Agent Identity {identity.app_id}).",
-            )
-        if t2.claims.get("appid") != identity.app_id:
-            raise StsError(
-                50013,
-                "invalid_grant",
-                f"Assertion is invalid: the user_federated_identity_credential was issued to "
-                f"'{t2.claims.get('appid')}', not to Agent Identity '{identity.app_id}'.",
-            )
 
     def hop_hint(self, form: Mapping[str, str]) -> int | None:
         """Which hop a refused (or faulted) request was attempting, for the stats."""

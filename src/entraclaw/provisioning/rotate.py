@@ -31,7 +31,7 @@ from entraclaw.errors import ConfigurationError, EntraclawError, GraphRequestErr
 from entraclaw.platform import paths
 from entraclaw.provisioning.context import Endpoints, PropagationWait
 from entraclaw.provisioning.fleet import register_by_patch
-from entraclaw.provisioning.graph import BlueprintInfo, GraphClient
+from entraclaw.provisioning.graph import BlueprintInfo, GraphClient, KeyCredentialInfo
 from entraclaw.provisioning.keys import (
     DeviceKey,
     KeyStorage,
@@ -431,6 +431,27 @@ class Rotate:
             old.close()
         self._done("add_key")
 
+    def _add_key_by_patch(
+        self, blueprint_oid: str, new: DeviceKey, *, drop: Callable[[KeyCredentialInfo], bool], detail: str
+    ) -> None:
+        """Register ``new`` by a PATCH of the whole list, leaving out what ``drop`` names; the step is done."""
+        info = BlueprintInfo(blueprint_oid, str(self.journal.data.get("blueprint_app_id")), "")
+        register_by_patch(
+            self.graph,
+            info,
+            key_credential_body(new),
+            new.sha1,
+            wait=self.wait,
+            drop=drop,
+            timeout=self.wait.timeout,
+            echo=self.echo,
+            sleep=self.wait.sleep,
+        )
+        # The PATCH replaced the list and the old certificate with it: removeKey of its keyId would be Graph's 404.
+        self.journal.data["old_key_ids"] = []
+        self._plan("add_key", "done", detail)
+        self._done("add_key")
+
     def _add_key(self, blueprint_oid: str, old_ref: str, new: DeviceKey) -> None:
         """Register the new certificate; Graph's limit refusals become the typed errors setup gives."""
         if self._is_done("add_key"):
@@ -459,41 +480,21 @@ class Rotate:
         now = self.clock()
         valid = [c for c in credentials if c.valid_at(now)]
         if self.journal.data.get("old_lost") and valid:
-            old_sha1 = str(self.journal.data.get("old_sha1") or "")
-            info = BlueprintInfo(blueprint_oid, str(self.journal.data.get("blueprint_app_id")), "")
-            register_by_patch(
-                self.graph,
-                info,
-                key_credential_body(new),
-                new.sha1,
-                wait=self.wait,
+            self._add_key_by_patch(
+                blueprint_oid,
+                new,
                 drop=lambda c: bool(old_sha1) and c.sha1 == old_sha1,
-                timeout=self.wait.timeout,
-                echo=self.echo,
-                sleep=self.wait.sleep,
+                detail=f"{new.sha1} registered with PATCH; the lost {old_sha1 or 'key'} dropped",
             )
-            # The PATCH dropped the old certificate: removeKey of its keyId would be Graph's 404.
-            self.journal.data["old_key_ids"] = []
-            self._plan("add_key", "done", f"{new.sha1} registered with PATCH; the lost {old_sha1 or 'key'} dropped")
-            self._done("add_key")
             return
         if not valid:
             # Nothing valid to prove with (every certificate expired): Graph's rule is PATCH.
-            info = BlueprintInfo(blueprint_oid, str(self.journal.data.get("blueprint_app_id")), "")
-            register_by_patch(
-                self.graph,
-                info,
-                key_credential_body(new),
-                new.sha1,
-                wait=self.wait,
+            self._add_key_by_patch(
+                blueprint_oid,
+                new,
                 drop=lambda c: not c.valid_at(now),
-                timeout=self.wait.timeout,
-                echo=self.echo,
-                sleep=self.wait.sleep,
+                detail=f"{new.sha1} registered with PATCH (the Blueprint had no valid certificate)",
             )
-            self.journal.data["old_key_ids"] = []  # the list was replaced: the old certificate is gone too
-            self._plan("add_key", "done", f"{new.sha1} registered with PATCH (the Blueprint had no valid certificate)")
-            self._done("add_key")
             return
         old = open_device_key(old_ref, keystore=self.keystore)
         try:

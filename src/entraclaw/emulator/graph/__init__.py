@@ -92,8 +92,8 @@ from entraclaw.emulator.graph._core import (
     not_found,
 )
 from entraclaw.emulator.issuer import TokenIssuer
+from entraclaw.emulator.realm import Realm
 from entraclaw.emulator.tenant import GRAPH_APP_ID, GRAPH_RESOURCE, Tenant
-from entraclaw.emulator.token_service import Realm
 from entraclaw.emulator.workspace import Workspace
 
 __all__ = ["VERSIONS", "GraphError", "GraphResponse", "GraphService", "is_graph_path"]

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Generic, overload
 
 from cryptography import x509
 
@@ -29,6 +29,26 @@ from entraclaw.emulator.tenant.store import dump, load
 from entraclaw.errors import EmulatorError
 
 __all__ = ["Tenant"]
+
+
+class _Snapshot(Generic[_T]):
+    """A read-only attribute of the tenant: a list copy of one of its tables, taken under its lock."""
+
+    def __init__(self, table: str) -> None:
+        self._table = table
+
+    @overload
+    def __get__(self, tenant: None, owner: type[Any]) -> _Snapshot[_T]: ...
+
+    @overload
+    def __get__(self, tenant: Tenant, owner: type[Any]) -> list[_T]: ...
+
+    def __get__(self, tenant: Tenant | None, owner: type[Any]) -> _Snapshot[_T] | list[_T]:
+        if tenant is None:
+            return self
+        table: dict[str, _T] | list[_T] = getattr(tenant, self._table)
+        with tenant._lock:
+            return list(table.values() if isinstance(table, dict) else table)
 
 
 class Tenant(ConsentMixin):
@@ -365,10 +385,6 @@ class Tenant(ConsentMixin):
                     return self._shown(item, include_hidden)
         return None
 
-    def _snapshot(self, items: Iterable[_T]) -> list[_T]:
-        with self._lock:
-            return list(items)
-
     def application(self, app_id: str, *, include_hidden: bool = True) -> Application | None:
         with self._lock:
             return self._shown(self._apps.get(app_id), include_hidden)
@@ -421,29 +437,12 @@ class Tenant(ConsentMixin):
     def person_by_upn(self, upn: str) -> DirectoryUser | None:
         return self._first(self._people.values(), lambda p: p.upn.lower() == upn.lower(), include_hidden=True)
 
-    @property
-    def applications(self) -> list[Application]:
-        return self._snapshot(self._apps.values())
-
-    @property
-    def service_principals(self) -> list[ServicePrincipal]:
-        return self._snapshot(self._sps.values())
-
-    @property
-    def agent_identities(self) -> list[AgentIdentity]:
-        return self._snapshot(self._identities.values())
-
-    @property
-    def agent_users(self) -> list[AgentUser]:
-        return self._snapshot(self._users.values())
-
-    @property
-    def people(self) -> list[DirectoryUser]:
-        return self._snapshot(self._people.values())
-
-    @property
-    def domains(self) -> list[Domain]:
-        return self._snapshot(self._domains)
+    applications: _Snapshot[Application] = _Snapshot("_apps")
+    service_principals: _Snapshot[ServicePrincipal] = _Snapshot("_sps")
+    agent_identities: _Snapshot[AgentIdentity] = _Snapshot("_identities")
+    agent_users: _Snapshot[AgentUser] = _Snapshot("_users")
+    people: _Snapshot[DirectoryUser] = _Snapshot("_people")
+    domains: _Snapshot[Domain] = _Snapshot("_domains")
 
     @property
     def default_domain(self) -> str:
