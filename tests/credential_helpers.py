@@ -33,8 +33,9 @@ from entraclaw.config import make_session  # noqa: E402
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 JWT_RE = re.compile(r"eyJ[\w-]+\.[\w-]+\.")
-# Any base64url JSON header start, even of a truncated token.
-JWT_PREFIX_RE = re.compile(r"eyJ[\w-]{6,}")
+# Any base64url JSON header start, even of a truncated token. A token starts a word: "eyJ" inside a
+# longer base64 run (a certificate's PEM body has it about once in 250 certificates) is not one.
+JWT_PREFIX_RE = re.compile(r"(?<![A-Za-z0-9+_-])eyJ[\w-]{6,}")
 # A PEM private key, whole or cut: its armour line, or the start of its base64 body. An unencrypted
 # PKCS#8 key is DER 30 82 LL LL 02 01 00 30 0D.. -> "MII" + 3 chars + "IBADAN"; PKCS#1 (RSA PRIVATE
 # KEY) 30 82 LL LL 02 01 00 02 82.. -> "IBAAKC". Certificates and public keys never match.

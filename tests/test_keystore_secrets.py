@@ -50,6 +50,16 @@ def test_scanner_does_not_flag_certificates_thumbprints_or_paths(keypair: KeyPai
     assert_no_secrets(cert_pem + public.decode("ascii") + keypair.sha1 + keypair.x5t_s256 + " /home/x/.entraclaw/keys")
 
 
+def test_scanner_takes_eyj_inside_a_base64_run_for_certificate_bytes_not_a_token() -> None:
+    """About one certificate in 250 has "eyJ" and six base64url characters inside its PEM body; the
+    scanner flagged it as a JWT prefix and the test above failed now and then. A token starts a word."""
+    from credential_helpers import JWT_PREFIX_RE
+
+    assert_no_secrets("MIIDBTCCAe2gAwIBAgIUeyJabcdefgh0123+/Q==")
+    for text in ("Bearer eyJhbGciOiJSUzI1NiJ9", "client_assertion=eyJ0eXAiOiJKV1Qi", "'eyJraWQiOiJhYmMi'"):
+        assert JWT_PREFIX_RE.search(text), text
+
+
 # --- every path that raises or logs ----------------------------------------------------------------
 
 
