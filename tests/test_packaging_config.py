@@ -129,8 +129,12 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 
 def _yaml(path: Path) -> dict:
-    from ruamel.yaml import YAML  # check-jsonschema's YAML reader, installed with it
-
+    try:
+        from ruamel.yaml import YAML  # check-jsonschema's YAML reader, installed with it (the dev extra)
+    except ImportError:
+        YAML = None
+    require("packaging", YAML is not None, "ruamel.yaml is not installed (pip install -e '.[dev]')")
+    assert YAML is not None
     return dict(YAML(typ="safe").load(path.read_text()))
 
 
