@@ -186,3 +186,37 @@ def test_rotate_as_the_blueprint_names_the_policy_that_refuses_its_certificate(t
     # Nothing lost: the old key still signs in.
     assert read_device_config(home / ".env", environ={})["ENTRACLAW_BLUEPRINT_CERT_SHA1"] == before
     assert chain_from_config(home).me_upn
+
+
+def test_doctor_prunes_the_expired_certificates_of_retired_devices_and_keeps_the_valid_ones(
+    tenant: Tenant, tmp_path: Path
+) -> None:
+    """`entraclaw doctor --prune-expired` (admin sign-in): the limit's way out names a command that exists."""
+    from entraclaw.provisioning.doctor import run_doctor
+
+    home, object_id, _app_id = _first_device(tenant, tmp_path)
+    second = tmp_path / "device-1"
+    assert tenant.setup(second, patch_key_credentials=True).run().completed
+    app = tenant.emu.tenant.application_by_object_id(object_id)
+    assert app is not None
+    expired = [
+        make_cert(i, cn="retired", days=30, not_before=_dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=60)).cert
+        for i in range(3)
+    ]
+    tenant.emu.tenant.set_key_credentials(object_id, [*app.key_credentials, *expired])
+    graph = tenant.graph()
+    assert len(graph.key_credentials(object_id)) == 5
+    looked = run_doctor(state_dir=home, admin_graph=graph, smoke=False)
+    check = next(c for c in looked.checks if c.name == "expired certificates")
+    assert check.status == "warn" and "3 of 5" in check.detail and "--prune-expired" in check.remedy
+    assert len(graph.key_credentials(object_id)) == 5  # looking removes nothing
+    pruned = run_doctor(state_dir=home, admin_graph=graph, smoke=False, prune_expired=True)
+    check = next(c for c in pruned.checks if c.name == "expired certificates")
+    assert check.status == "ok" and check.detail.startswith("removed 3"), check
+    left = {c.sha1 for c in graph.key_credentials(object_id)}
+    mine = read_device_config(home / ".env", environ={})["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    other = read_device_config(second / ".env", environ={})["ENTRACLAW_BLUEPRINT_CERT_SHA1"]
+    assert left == {mine, other}
+    assert chain_from_config(second).me_upn  # the other device still signs in
+    again = run_doctor(state_dir=home, admin_graph=graph, smoke=False, prune_expired=True)
+    assert next(c for c in again.checks if c.name == "expired certificates").detail == "none of the 2 on the Blueprint"

@@ -23,6 +23,12 @@ def register(sub: Any) -> None:
     add_endpoint_args(p)
     add_admin_args(p, required=False)
     p.add_argument("--clean-stale", action="store_true", help="remove entraclaw certificates/keys not registered")
+    p.add_argument(
+        "--prune-expired",
+        action="store_true",
+        help="with an admin sign-in: remove the Blueprint's expired certificates (retired devices'), keeping every "
+        "valid one",
+    )
     p.add_argument("--no-smoke-test", action="store_true", help="skip Hops 1-3 and /me")
     p.add_argument("--state-dir", type=Path, help="state directory (default ENTRACLAW_HOME or the platform's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -43,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
             endpoints = endpoints_from_args(args, config)
             admin = graph_client(endpoints, admin_auth(args, endpoints))
         report = run_doctor(
-            state_dir=state_dir, admin_graph=admin, clean_stale=args.clean_stale, smoke=not args.no_smoke_test
+            state_dir=state_dir,
+            admin_graph=admin,
+            clean_stale=args.clean_stale,
+            prune_expired=args.prune_expired,
+            smoke=not args.no_smoke_test,
         )
     except EntraclawError as exc:
         report = DoctorReport()

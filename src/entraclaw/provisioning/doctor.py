@@ -29,7 +29,12 @@ from entraclaw.errors import (
 )
 from entraclaw.platform import paths
 from entraclaw.provisioning.diagnose import aadsts_text, classify
-from entraclaw.provisioning.doctor_unattended import machine_key_check, proxy_check, self_rotation_check
+from entraclaw.provisioning.doctor_unattended import (
+    machine_key_check,
+    proxy_check,
+    prune_expired_check,
+    self_rotation_check,
+)
 from entraclaw.provisioning.graph import GraphClient
 from entraclaw.provisioning.keys import DeviceKey, delete_device_key, local_key_refs, open_device_key
 from entraclaw.provisioning.rotate import DEFAULT_DAYS_BEFORE_EXPIRY, endpoints_from_config
@@ -171,6 +176,7 @@ def run_doctor(
     state_dir: Path | None = None,
     admin_graph: GraphClient | None = None,
     clean_stale: bool = False,
+    prune_expired: bool = False,
     smoke: bool = True,
     keystore: object | None = None,
     clock: Callable[[], float] = time.time,
@@ -216,6 +222,7 @@ def run_doctor(
             self_rotation_check(report, home, key.certificate.not_valid_after_utc, clock)
         if admin_graph is not None:
             registered = _registration_check(report, admin_graph, config, key)
+            prune_expired_check(report, admin_graph, config, key, now=clock(), act=prune_expired)
         _clock_check(report, endpoints, clock)
         _stale_check(report, config, home, registered, clean=clean_stale, keystore=keystore, clock=clock)
         if smoke and key is not None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_key_check", "proxy_check", "self_rotation_check"]
+__all__ = ["machine_key_check", "proxy_check", "prune_expired_check", "self_rotation_check"]
 
 
 def proxy_check(report: Any, authority_host: str, proxy: str | None) -> None:
@@ -68,3 +68,59 @@ def machine_key_check(report: Any, key: Any) -> None:
         f"{len(users)} accounts may use the machine key: {access.describe()}",
         "Give it to the agent's account alone: `entraclaw setup --machine --account <account>` (elevated).",
     )
+
+
+def prune_expired_check(report: Any, graph: Any, config: dict[str, str], key: Any, *, now: float, act: bool) -> None:
+    """The Blueprint's expired certificates (retired devices'), and with ``act`` their removal.
+
+    An expired certificate signs nobody in, whichever device it was; removing them frees the
+    Blueprint's certificate budget (limits.py). The removal is the fleet's PATCH (fleet.py): it
+    keeps every valid certificate, this device's first, and converges against other devices'
+    PATCHes. Needs an admin sign-in (the Blueprint cannot PATCH its own keyCredentials).
+    """
+    from entraclaw.errors import EntraclawError
+    from entraclaw.provisioning.context import PropagationWait
+    from entraclaw.provisioning.fleet import register_by_patch
+    from entraclaw.provisioning.graph import BlueprintInfo
+    from entraclaw.provisioning.setup import key_credential_body
+
+    object_id = config["ENTRACLAW_BLUEPRINT_OBJECT_ID"]
+    blueprint = BlueprintInfo(object_id, config["ENTRACLAW_BLUEPRINT_APP_ID"], "")
+    try:
+        current = graph.key_credentials(object_id)
+    except EntraclawError as exc:
+        report.add("expired certificates", "unknown", exc.message, exc.remedy)
+        return
+    expired = [c for c in current if not c.valid_at(now)]
+    if not expired:
+        report.add("expired certificates", "ok", f"none of the {len(current)} on the Blueprint")
+        return
+    listed = ", ".join(c.sha1 or c.key_id for c in expired)
+    if not act:
+        report.add(
+            "expired certificates",
+            "warn",
+            f"{len(expired)} of {len(current)} on the Blueprint have expired (retired devices'?): {listed}",
+            "Remove them with `entraclaw doctor --prune-expired` and an admin sign-in.",
+        )
+        return
+    if key is None or key.sha1 not in {c.sha1 for c in current} or not any(
+        c.sha1 == key.sha1 and c.valid_at(now) for c in current
+    ):
+        report.add(
+            "expired certificates",
+            "fail",
+            f"not removed: this device's certificate is not a valid one on the Blueprint ({listed} expired)",
+            "Run `entraclaw setup` with admin credentials first, then `entraclaw doctor --prune-expired`.",
+        )
+        return
+    try:
+        register_by_patch(
+            graph, blueprint, key_credential_body(key), key.sha1,
+            wait=PropagationWait(timeout=60.0, echo=lambda _line: None),
+            drop=lambda c: not c.valid_at(now), echo=lambda _line: None,
+        )
+    except EntraclawError as exc:
+        report.add("expired certificates", "fail", exc.message, exc.remedy)
+        return
+    report.add("expired certificates", "ok", f"removed {len(expired)} from the Blueprint: {listed}")

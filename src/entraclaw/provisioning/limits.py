@@ -105,9 +105,9 @@ def refuse_if_full(blueprint: BlueprintInfo, count: int, *, limit: int = KEY_CRE
         "setup allows (Entra refuses an application object past about 600 certificates, "
         "Directory_ResourceSizeExceeded, and about 1000 items across its collections).",
         remedy=(
-            "Remove the certificates of retired devices from the Blueprint (Entra admin center > App "
-            "registrations > Certificates & secrets, or Graph removeKey), or put this device on a Blueprint "
-            "of its own with `entraclaw setup --blueprint-name`."
+            "Remove the expired certificates of retired devices with `entraclaw doctor --prune-expired` and an "
+            "admin sign-in (valid ones: Entra admin center > App registrations > Certificates & secrets), or put "
+            "this device on a Blueprint of its own with `entraclaw setup --blueprint-name`."
         ),
         client_id=blueprint.app_id,
     )
@@ -127,8 +127,9 @@ def explain_refusal(
             f"Graph refused certificate {certificate} on Blueprint {blueprint.app_id}: the application object is "
             "at its size limit (Directory_ResourceSizeExceeded).",
             remedy=(
-                "Remove the certificates of retired devices from the Blueprint (Entra admin center or Graph "
-                "removeKey), or put this device on a Blueprint of its own with `entraclaw setup --blueprint-name`."
+                "Remove the expired certificates of retired devices with `entraclaw doctor --prune-expired` and an "
+                "admin sign-in (valid ones: Entra admin center), or put this device on a Blueprint of its own with "
+                "`entraclaw setup --blueprint-name`."
             ),
             client_id=blueprint.app_id,
             thumbprint=certificate,
