@@ -19,7 +19,7 @@ manufacturer's EK chain -- real hardware, not swtpm.
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
 
@@ -28,7 +28,25 @@ from entraclaw.errors import AttestationError, EntraclawError
 from entraclaw.tpm2.session import TpmCallFailed, ak_template
 
 if TYPE_CHECKING:
-    from entraclaw.tpm2.signer import Tpm2Signer
+    from entraclaw.errors import SigningError
+    from entraclaw.tpm2.session import TpmConnection
+
+
+class Tpm2Signer(Protocol):
+    """What attestation needs of a loaded TPM key (tpm2.signer.Tpm2Signer has it): its connection, the
+    key's public area and certificate, a way to run a command with the key loaded, the error rule.
+    A protocol, so that this module does not import the signer that imports it."""
+
+    @property
+    def connection(self) -> TpmConnection: ...
+    @property
+    def tss(self) -> Any: ...
+    @property
+    def public_area(self) -> Any: ...
+    @property
+    def certificate(self) -> x509.Certificate: ...
+    def _with_key(self, command: str, fn: Any) -> Any: ...
+    def _error(self, failed: TpmCallFailed, *, reloads: int = 0) -> SigningError: ...
 
 __all__ = ["EK_CERT_NV_RSA", "attest_key", "unattested"]
 
