@@ -185,3 +185,29 @@ def test_a_second_device_killed_while_joining_converges(tenant: Tenant, tmp_path
         [first["ENTRACLAW_BLUEPRINT_CERT_SHA1"], second["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
     )
     assert chain_from_config(one).me_id == chain_from_config(two).me_id == first["ENTRACLAW_AGENT_USER_ID"]
+
+
+def test_doctor_prune_expired_killed_after_its_patch_converges(tenant: Tenant, tmp_path: Path) -> None:
+    """`doctor --prune-expired` writes the Blueprint's certificate list: killed right after its PATCH, the
+    next run finds nothing left to prune and every valid certificate still there."""
+    import datetime as _dt
+
+    from emulator_helpers import make_cert
+
+    home = tmp_path / "device"
+    assert run_cli(*_setup_argv(tenant, home)).returncode == 0
+    config = read_device_config(home / ".env", environ={})
+    object_id = config["ENTRACLAW_BLUEPRINT_OBJECT_ID"]
+    app = tenant.emu.tenant.application_by_object_id(object_id)
+    assert app is not None
+    old = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=60)
+    retired = [make_cert(i, cn="retired", days=30, not_before=old).cert for i in range(2)]
+    tenant.emu.tenant.set_key_credentials(object_id, [*app.key_credentials, *retired])
+    argv = ["doctor", *tenant.cli_args(home), "--prune-expired", "--no-smoke-test"]
+    crashed = run_cli(*argv, env={CRASH_ENV: "prune:sent"})
+    assert crashed.returncode in CRASH_RETURN_CODES, crashed.stdout + crashed.stderr
+    finished = run_cli(*argv)
+    assert "none of the 1 on the Blueprint" in finished.stdout, finished.stdout + finished.stderr
+    creds = tenant.graph().key_credentials(object_id)
+    assert [c.sha1 for c in creds] == [config["ENTRACLAW_BLUEPRINT_CERT_SHA1"]]
+    assert chain_from_config(home).me_id == config["ENTRACLAW_AGENT_USER_ID"]

@@ -35,7 +35,7 @@ from entraclaw.provisioning.doctor_unattended import (
     prune_expired_check,
     self_rotation_check,
 )
-from entraclaw.provisioning.graph import GraphClient
+from entraclaw.provisioning.graph import GraphClient, KeyCredentialInfo
 from entraclaw.provisioning.keys import DeviceKey, delete_device_key, local_key_refs, open_device_key
 from entraclaw.provisioning.rotate import DEFAULT_DAYS_BEFORE_EXPIRY, endpoints_from_config
 from entraclaw.provisioning.rotate import JOURNAL_NAME as ROTATE_JOURNAL_NAME
@@ -221,8 +221,10 @@ def run_doctor(
             _attestation_check(report, key)
             self_rotation_check(report, home, key.certificate.not_valid_after_utc, clock)
         if admin_graph is not None:
-            registered = _registration_check(report, admin_graph, config, key)
-            prune_expired_check(report, admin_graph, config, key, now=clock(), act=prune_expired)
+            listed = _registration_check(report, admin_graph, config, key)
+            if listed is not None:
+                registered = {c.sha1 for c in listed if c.sha1}
+                prune_expired_check(report, admin_graph, config, key, listed, now=clock(), act=prune_expired)
         _clock_check(report, endpoints, clock)
         _stale_check(report, config, home, registered, clean=clean_stale, keystore=keystore, clock=clock)
         if smoke and key is not None:
@@ -323,7 +325,8 @@ def _key_checks(
 
 def _registration_check(
     report: DoctorReport, graph: GraphClient, config: dict[str, str], key: DeviceKey | None
-) -> set[str] | None:
+) -> list[KeyCredentialInfo] | None:
+    """The Blueprint's certificate list (None when it could not be read), and whether this key is on it."""
     object_id = config.get("ENTRACLAW_BLUEPRINT_OBJECT_ID")
     if not object_id:
         report.add(
@@ -346,7 +349,7 @@ def _registration_check(
                 f"{key.sha1} is not on Blueprint {config['ENTRACLAW_BLUEPRINT_APP_ID']} ({len(creds)} others)",
                 "Run `entraclaw setup` with admin credentials to register it.",
             )
-    return registered
+    return list(creds)
 
 
 def _clock_check(report: DoctorReport, endpoints: Any, clock: Callable[[], float]) -> None:

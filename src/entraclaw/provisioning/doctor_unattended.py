@@ -70,27 +70,26 @@ def machine_key_check(report: Any, key: Any) -> None:
     )
 
 
-def prune_expired_check(report: Any, graph: Any, config: dict[str, str], key: Any, *, now: float, act: bool) -> None:
+def prune_expired_check(
+    report: Any, graph: Any, config: dict[str, str], key: Any, current: list[Any], *, now: float, act: bool
+) -> None:
     """The Blueprint's expired certificates (retired devices'), and with ``act`` their removal.
 
     An expired certificate signs nobody in, whichever device it was; removing them frees the
     Blueprint's certificate budget (limits.py). The removal is the fleet's PATCH (fleet.py): it
     keeps every valid certificate, this device's first, and converges against other devices'
-    PATCHes. Needs an admin sign-in (the Blueprint cannot PATCH its own keyCredentials).
+    PATCHes. Needs an admin sign-in (the Blueprint cannot PATCH its own keyCredentials). ``current``
+    is the certificate list the registration check read.
     """
     from entraclaw.errors import EntraclawError
     from entraclaw.provisioning.context import PropagationWait
     from entraclaw.provisioning.fleet import register_by_patch
     from entraclaw.provisioning.graph import BlueprintInfo
     from entraclaw.provisioning.setup import key_credential_body
+    from entraclaw.provisioning.state import checkpoint
 
     object_id = config["ENTRACLAW_BLUEPRINT_OBJECT_ID"]
     blueprint = BlueprintInfo(object_id, config["ENTRACLAW_BLUEPRINT_APP_ID"], "")
-    try:
-        current = graph.key_credentials(object_id)
-    except EntraclawError as exc:
-        report.add("expired certificates", "unknown", exc.message, exc.remedy)
-        return
     expired = [c for c in current if not c.valid_at(now)]
     if not expired:
         report.add("expired certificates", "ok", f"none of the {len(current)} on the Blueprint")
@@ -123,4 +122,5 @@ def prune_expired_check(report: Any, graph: Any, config: dict[str, str], key: An
     except EntraclawError as exc:
         report.add("expired certificates", "fail", exc.message, exc.remedy)
         return
+    checkpoint("prune:sent")
     report.add("expired certificates", "ok", f"removed {len(expired)} from the Blueprint: {listed}")
