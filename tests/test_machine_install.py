@@ -191,3 +191,19 @@ def test_rotation_by_the_service_keeps_the_key_its_own(standin: Standin, tenant:
     signer = cng.CngSigner(new, "LocalMachine")
     assert signer.key_access().only(NETWORK_SERVICE)
     signer.close()
+
+
+def test_a_state_file_windows_refuses_is_named(standin: Standin, tmp_path: Path) -> None:
+    """One account lookup for the whole directory; the path Windows refused is the one the error names."""
+    from entraclaw.errors import FilePermissionError
+    from entraclaw.machine import grant_state_dir
+
+    home = tmp_path / "svc"
+    home.mkdir()
+    (home / ".env").write_text("ENTRACLAW_TENANT_ID=x\n")
+    standin.reset_counters()
+    standin.fail("SetNamedSecurityInfoW", 0x80070005, 1, 1)  # the second path: E_ACCESSDENIED
+    with pytest.raises(FilePermissionError) as refused:
+        grant_state_dir(home, "NetworkService")
+    assert refused.value.context["path"] == str(home / ".env") and "NetworkService" in refused.value.message
+    assert standin.calls("LookupAccountNameW") == 2  # sizes, then data: once for every path

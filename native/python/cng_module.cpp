@@ -178,21 +178,29 @@ void bind_file_security(py::module_& m) {
     return account_dict(info);
   });
 
+  // Every path of a state directory to one account: the name is looked up once (a gMSA's lookup
+  // may ask a domain controller). Stops at the first failure and says which entry it was.
   m.def(
-      "set_account_only_dacl",
-      [](const std::string& path, bool directory, const std::string& account) {
+      "set_account_only_dacls",
+      [](const std::string& account, const std::vector<std::pair<std::string, bool>>& entries) {
         cng::AccountInfo info;
         const std::vector<std::uint8_t> sid = account_sid(account, info);
         std::string text;
         cng::Status st;
+        std::size_t done = 0;
         {
           py::gil_scoped_release release;
-          st = cng::set_account_only_dacl(path, directory, sid, text);
+          for (; done < entries.size(); ++done) {
+            st = cng::set_account_only_dacl(entries[done].first, entries[done].second, sid, text);
+            if (!st.ok()) break;
+          }
         }
-        if (!st.ok()) raise_status(st);
-        return account_dict(info);
+        py::dict d = account_dict(info);
+        d["failed"] = st.ok() ? py::object(py::none())
+                              : py::object(py::make_tuple(done, st.code(), std::string(st.api)));
+        return d;
       },
-      py::arg("path"), py::arg("directory"), py::arg("account"));
+      py::arg("account"), py::arg("entries"));
 
   // Machine installs: the account a service runs as, by name.
   m.def(

@@ -168,12 +168,26 @@ def grant_state_dir(state_dir: str | os.PathLike[str], account: str) -> int:
     """
     _require_native("grant_state_dir")
     root = Path(state_dir)
-    targets = [root, *sorted(root.rglob("*"))]
-    for target in targets:
-        try:
-            _cng.set_account_only_dacl(os.path.abspath(target), target.is_dir(), canonical_account(account))
-        except _cng.CngStatusError as exc:
-            from entraclaw.platform.winacl import error_for_status
+    try:
+        targets = [root, *sorted(root.rglob("*"))]
+        entries = [(os.path.abspath(target), target.is_dir()) for target in targets]
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot list the state directory {root} to give it to {account}: {exc.strerror or exc}.",
+            remedy=f"Run `entraclaw setup --machine --account \"{account}\" --state-dir {root}` from an elevated "
+            "prompt.",
+            path=str(root),
+        ) from None
+    try:
+        result = _cng.set_account_only_dacls(canonical_account(account), entries)
+    except _cng.CngStatusError as exc:
+        # The account did not resolve (checked before setup wrote anything, so rare here).
+        from entraclaw.platform.winacl import error_for_status
 
-            raise error_for_status(str(target), f"give {account} access to", exc.args[1], exc.args[0]) from None
-    return len(targets)
+        raise error_for_status(str(root), f"give {account} access to", exc.args[1], exc.args[0]) from None
+    if result["failed"] is not None:
+        from entraclaw.platform.winacl import error_for_status
+
+        index, hresult, api = result["failed"]
+        raise error_for_status(entries[index][0], f"give {account} access to", api, hresult)
+    return len(entries)

@@ -98,14 +98,15 @@ def run(args: argparse.Namespace) -> int:
     echo = (lambda _line: None) if args.json else print
     if args.machine or args.account:
         from entraclaw.errors import ConfigurationError
-        from entraclaw.provisioning.machine_steps import check_machine_install
+        from entraclaw.provisioning.machine_steps import require_explicit_state_dir
 
         if not (args.machine and args.account):
             raise ConfigurationError(
                 "--machine and --account go together: the machine key is made for one account.",
                 remedy="Run `entraclaw setup --machine --account <account> --state-dir <dir>` from an elevated prompt.",
             )
-        check_machine_install(args.account, args.key_storage, args.state_dir)
+        # Here, before the directory is resolved; the account and the key storage are checked by Setup.run.
+        require_explicit_state_dir(args.state_dir)
     state_dir = resolve_state_dir(args.state_dir)
     config = {**unfinished_setup_endpoints(state_dir), **read_device_config(state_dir / ".env")}
     endpoints = endpoints_from_args(args, config)

@@ -54,6 +54,7 @@ __all__ = [
     "key_exists",
     "local_key_refs",
     "open_device_key",
+    "require_machine_storage",
     "resolve_storage",
     "unclaimed_key_refs",
 ]
@@ -119,6 +120,18 @@ def resolve_storage(storage: KeyStorage) -> Literal["cng", "keystore", "file", "
     if sys.platform.startswith("linux"):
         return _linux_auto()
     return "keystore"
+
+
+def require_machine_storage(storage: KeyStorage) -> Literal["cng"]:
+    """A machine key (``setup --machine``) is a Windows CNG key: the storage must resolve to it."""
+    where = resolve_storage(storage)
+    if where != "cng":
+        raise ConfigurationError(
+            f"--machine makes a Windows machine key (CNG); key storage {storage!r} resolves to {where!r} here.",
+            remedy="On Windows run `entraclaw setup --machine --account <account>` with key storage auto or cng; "
+            "elsewhere run `entraclaw setup` as the account the agent runs as (e.g. --key-storage tpm).",
+        )
+    return where
 
 
 def _linux_auto() -> Literal["keystore", "tpm"]:
@@ -202,13 +215,7 @@ def create_device_key(
     ``require_tpm`` (default: ENTRACLAW_REQUIRE_TPM) turns the software fallback into TpmRequiredError.
     ``machine``: a Windows machine key in LocalMachine\\My (``setup --machine``; CNG storage only).
     """
-    where = resolve_storage(storage)
-    if machine and where != "cng":
-        raise ConfigurationError(
-            f"A machine key (--machine) is a Windows CNG key; key storage {storage!r} resolves to {where!r} here.",
-            remedy="On Windows run `entraclaw setup --machine --account <account>` (key storage auto or cng); "
-            "elsewhere run `entraclaw setup` as the account the agent runs as (e.g. --key-storage tpm).",
-        )
+    where = require_machine_storage(storage) if machine else resolve_storage(storage)
     location = "LocalMachine" if machine else "CurrentUser"
     subject = certificate_subject(blueprint_app_id)
     if require_tpm is None:

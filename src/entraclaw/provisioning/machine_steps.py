@@ -20,7 +20,7 @@ from pathlib import Path
 
 from entraclaw.errors import ConfigurationError
 from entraclaw.platform import paths
-from entraclaw.provisioning.keys import DeviceKey, KeyStorage, resolve_storage
+from entraclaw.provisioning.keys import DeviceKey, KeyStorage, require_machine_storage
 
 __all__ = [
     "MACHINE_STEPS",
@@ -28,6 +28,7 @@ __all__ = [
     "grant_machine_access",
     "keep_single_grant",
     "refuse_granted_machine_key",
+    "require_explicit_state_dir",
 ]
 
 MACHINE_STEPS: tuple[str, ...] = ("state_access", "key_access")
@@ -37,13 +38,13 @@ def check_machine_install(account: str, storage: KeyStorage, state_dir: Path | N
     """Refuse a machine install that cannot work, before anything is created."""
     from entraclaw.machine import lookup_account
 
-    where = resolve_storage(storage)
-    if where != "cng":
-        raise ConfigurationError(
-            f"--machine makes a Windows machine key (CNG); key storage {storage!r} resolves to {where!r} here.",
-            remedy="On Windows run `entraclaw setup --machine --account <account>` with key storage auto or cng; "
-            "elsewhere run `entraclaw setup` as the account the agent runs as (e.g. --key-storage tpm).",
-        )
+    require_machine_storage(storage)
+    require_explicit_state_dir(state_dir)
+    lookup_account(account)
+
+
+def require_explicit_state_dir(state_dir: Path | None) -> None:
+    """The service is pointed at the state directory: it must be chosen, not this administrator's default."""
     if state_dir is None and not os.environ.get(paths.ENV_HOME, "").strip():
         raise ConfigurationError(
             "--machine needs a state directory the service can be pointed at; the default is this "
@@ -51,7 +52,6 @@ def check_machine_install(account: str, storage: KeyStorage, state_dir: Path | N
             remedy="Pass --state-dir (e.g. `entraclaw setup --machine --account <account> --state-dir "
             "C:\\ProgramData\\entraclaw\\agent`) and start the service with ENTRACLAW_HOME set to it.",
         )
-    lookup_account(account)
 
 
 def grant_machine_access(
